@@ -1,0 +1,176 @@
+//! Passwords and SASL.
+//!
+//! Passwords are stored as argon2id PHC strings. The cost (7 MiB, 5 passes) follows OWASP's
+//! argon2id minimums while keeping a login's memory spike small on a Raspberry Pi; at most
+//! [`MAX_CONCURRENT_PASSWORD_CHECKS`] run at once. Passwords never reach the log: they are
+//! wrapped in [`Secret`], whose `Debug` prints nothing.
+
+use crate::limits::MAX_CONCURRENT_PASSWORD_CHECKS;
+use crate::store::Store;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use base64::Engine;
+use std::fmt;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+/// A value that must never be logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+fn hasher() -> Argon2<'static> {
+    let params = Params::new(7 * 1024, 5, 1, None).expect("valid argon2 parameters");
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// Hashes a password into an argon2id PHC string.
+pub fn hash_password(password: &Secret) -> String {
+    let salt = SaltString::generate(&mut rand_core::OsRng);
+    hasher()
+        .hash_password(password.0.as_bytes(), &salt)
+        .expect("argon2 hashing cannot fail with valid parameters")
+        .to_string()
+}
+
+/// Checks a password against a PHC string (its own parameters are used).
+pub fn verify_password(password: &Secret, phc: &str) -> bool {
+    match PasswordHash::new(phc) {
+        Ok(hash) => Argon2::default()
+            .verify_password(password.0.as_bytes(), &hash)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Verifies logins against the store, bounding concurrent argon2 work.
+#[derive(Clone)]
+pub struct Authenticator {
+    store: Arc<Store>,
+    permits: Arc<Semaphore>,
+    /// Verified against when the user does not exist, so timing does not reveal accounts.
+    decoy_hash: Arc<String>,
+}
+
+impl Authenticator {
+    pub fn new(store: Arc<Store>) -> Authenticator {
+        Authenticator {
+            store,
+            permits: Arc::new(Semaphore::new(MAX_CONCURRENT_PASSWORD_CHECKS)),
+            decoy_hash: Arc::new(hash_password(&Secret("decoy".into()))),
+        }
+    }
+
+    /// Returns the account's canonical address when the credentials are right.
+    pub async fn login(&self, user: &str, password: Secret) -> Option<String> {
+        let _permit = self.permits.acquire().await.ok()?;
+        let store = self.store.clone();
+        let decoy = self.decoy_hash.clone();
+        let user = user.to_string();
+        tokio::task::spawn_blocking(move || {
+            let (address, _) = crate::address::normalize_address(&user)?;
+            match store.account(&address).ok().flatten() {
+                Some(account) => {
+                    verify_password(&password, &account.password_hash).then_some(address)
+                }
+                None => {
+                    verify_password(&password, &decoy);
+                    None
+                }
+            }
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+}
+
+/// Why a SASL exchange failed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SaslError {
+    /// Not base64, not UTF-8, or not the mechanism's layout.
+    Malformed,
+    /// The client sent `*` (RFC 4954 §4).
+    Cancelled,
+}
+
+/// Decodes one base64 SASL line; `*` cancels.
+pub fn decode_sasl_line(line: &str) -> Result<Vec<u8>, SaslError> {
+    let line = line.trim();
+    if line == "*" {
+        return Err(SaslError::Cancelled);
+    }
+    if line == "=" {
+        return Ok(Vec::new());
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(line)
+        .map_err(|_| SaslError::Malformed)
+}
+
+pub fn encode_base64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Parses a PLAIN message (RFC 4616): `[authzid] NUL authcid NUL passwd`.
+/// An authzid different from the authcid (proxy login) is refused.
+pub fn parse_plain(message: &[u8]) -> Result<(String, Secret), SaslError> {
+    let mut parts = message.split(|&b| b == 0);
+    let (Some(authz), Some(authc), Some(pass), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(SaslError::Malformed);
+    };
+    let authz = std::str::from_utf8(authz).map_err(|_| SaslError::Malformed)?;
+    let authc = std::str::from_utf8(authc).map_err(|_| SaslError::Malformed)?;
+    let pass = std::str::from_utf8(pass).map_err(|_| SaslError::Malformed)?;
+    if authc.is_empty() || (!authz.is_empty() && !authz.eq_ignore_ascii_case(authc)) {
+        return Err(SaslError::Malformed);
+    }
+    Ok((authc.to_string(), Secret(pass.to_string())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_and_verify() {
+        let phc = hash_password(&Secret("hunter2".into()));
+        assert!(phc.starts_with("$argon2id$"));
+        assert!(verify_password(&Secret("hunter2".into()), &phc));
+        assert!(!verify_password(&Secret("hunter3".into()), &phc));
+        assert!(!verify_password(&Secret("x".into()), "not a phc"));
+    }
+
+    #[test]
+    fn plain() {
+        assert_eq!(
+            parse_plain(b"\0alice@x.org\0pw").unwrap(),
+            ("alice@x.org".into(), Secret("pw".into()))
+        );
+        assert!(parse_plain(b"alice@x.org\0alice@x.org\0pw").is_ok());
+        assert_eq!(parse_plain(b"bob\0alice\0pw"), Err(SaslError::Malformed));
+        assert_eq!(parse_plain(b"\0alice"), Err(SaslError::Malformed));
+        assert_eq!(parse_plain(b"\0\0pw"), Err(SaslError::Malformed));
+        assert_eq!(parse_plain(b"\0a\0b\0c"), Err(SaslError::Malformed));
+    }
+
+    #[test]
+    fn sasl_lines() {
+        assert_eq!(decode_sasl_line("*"), Err(SaslError::Cancelled));
+        assert_eq!(decode_sasl_line("=").unwrap(), b"");
+        assert_eq!(decode_sasl_line("aGk=").unwrap(), b"hi");
+        assert_eq!(decode_sasl_line("!!"), Err(SaslError::Malformed));
+    }
+
+    #[test]
+    fn secret_is_not_printed() {
+        assert_eq!(format!("{:?}", Secret("pw".into())), "Secret(..)");
+    }
+}

@@ -1,0 +1,341 @@
+//! The command line: `serve` and the admin commands. Admin commands open the same LMDB
+//! environment as a running server (LMDB is safe across processes), so they work live.
+//! Errors print one line and exit non-zero.
+
+use crate::auth::{hash_password, Secret};
+use crate::config::{Config, DEFAULT_CONFIG_PATH, DEFAULT_DATA_DIR};
+use crate::server::{self, Shared};
+use crate::store::Store;
+use crate::{privilege, signals, tls};
+use clap::{Parser, Subcommand};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Parser, Debug)]
+#[command(name = "letterbox", version, about = "A small mail server: SMTP in, POP3 out")]
+pub struct Cli {
+    /// Configuration file [default: /etc/letterbox/letterbox.toml if it exists,
+    /// otherwise the embedded default].
+    #[arg(long, global = true, env = "LETTERBOX_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (overrides data_dir from the config) [default: ./letterbox-data].
+    #[arg(long, global = true, env = "LETTERBOX_DATA")]
+    data: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the mail server.
+    Serve,
+    /// Configuration file tools.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Manage local domains.
+    Domain {
+        #[command(subcommand)]
+        action: DomainAction,
+    },
+    /// Manage accounts (named by full address, which is also the login).
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+    /// Manage aliases (an address, or @domain for a catch-all, delivering to local accounts).
+    Alias {
+        #[command(subcommand)]
+        action: AliasAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigAction {
+    /// Validate the configuration file given with --config.
+    Check,
+}
+
+#[derive(Subcommand, Debug)]
+enum DomainAction {
+    Add { domain: String },
+    Del { domain: String },
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+enum UserAction {
+    Add {
+        address: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    Del {
+        address: String,
+    },
+    Passwd {
+        address: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+enum AliasAction {
+    Add {
+        source: String,
+        #[arg(required = true)]
+        targets: Vec<String>,
+    },
+    Del {
+        source: String,
+    },
+    List,
+}
+
+/// Runs the CLI; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Serve) {
+        "info"
+    } else {
+        "warn"
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level))
+        .init();
+    match run(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("letterbox: {e}");
+            1
+        }
+    }
+}
+
+/// The config file to use: --config, else the default path if present, else none.
+fn config_path(cli: &Cli) -> Option<PathBuf> {
+    cli.config.clone().or_else(|| {
+        let default = PathBuf::from(DEFAULT_CONFIG_PATH);
+        default.exists().then_some(default)
+    })
+}
+
+fn load_config(cli: &Cli) -> Result<Config, String> {
+    match config_path(cli) {
+        Some(path) => Config::load(&path).map_err(|e| e.to_string()),
+        None => Ok(Config::embedded_default()),
+    }
+}
+
+fn data_dir(cli: &Cli, config: &Config) -> PathBuf {
+    cli.data
+        .clone()
+        .or_else(|| config.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
+}
+
+fn open_store(cli: &Cli) -> Result<Store, String> {
+    let config = load_config(cli)?;
+    let dir = data_dir(cli, &config);
+    let store = Store::open(&dir, config.map_size_bytes()).map_err(|e| e.to_string())?;
+    for domain in &config.domains {
+        store.ensure_domain(domain).map_err(|e| e.to_string())?;
+    }
+    Ok(store)
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    match &cli.command {
+        Command::Serve => serve(&cli),
+        Command::Config {
+            action: ConfigAction::Check,
+        } => {
+            let path = config_path(&cli).ok_or("no configuration file: pass --config PATH")?;
+            Config::load(&path).map_err(|e| e.to_string())?;
+            println!("{}: ok", path.display());
+            Ok(())
+        }
+        Command::Domain { action } => {
+            let store = open_store(&cli)?;
+            match action {
+                DomainAction::Add { domain } => {
+                    let d = store.add_domain(domain).map_err(|e| e.to_string())?;
+                    println!("added domain {d}");
+                }
+                DomainAction::Del { domain } => {
+                    store.remove_domain(domain).map_err(|e| e.to_string())?;
+                    println!("deleted domain {domain}");
+                }
+                DomainAction::List => {
+                    for d in store.domains().map_err(|e| e.to_string())? {
+                        println!("{d}");
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::User { action } => {
+            let store = open_store(&cli)?;
+            match action {
+                UserAction::Add {
+                    address,
+                    password_stdin,
+                } => {
+                    if store.account(address).map_err(|e| e.to_string())?.is_some() {
+                        return Err(format!("account {address} already exists"));
+                    }
+                    let password = read_password(*password_stdin)?;
+                    let a = store
+                        .add_account(address, &hash_password(&password))
+                        .map_err(|e| e.to_string())?;
+                    println!("added user {a}");
+                }
+                UserAction::Del { address } => {
+                    store.remove_account(address).map_err(|e| e.to_string())?;
+                    println!("deleted user {address}");
+                }
+                UserAction::Passwd {
+                    address,
+                    password_stdin,
+                } => {
+                    if store.account(address).map_err(|e| e.to_string())?.is_none() {
+                        return Err(format!("account {address} does not exist"));
+                    }
+                    let password = read_password(*password_stdin)?;
+                    store
+                        .set_password(address, &hash_password(&password))
+                        .map_err(|e| e.to_string())?;
+                    println!("changed password of {address}");
+                }
+                UserAction::List => {
+                    for a in store.accounts().map_err(|e| e.to_string())? {
+                        println!("{a}");
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Alias { action } => {
+            let store = open_store(&cli)?;
+            match action {
+                AliasAction::Add { source, targets } => {
+                    let s = store.add_alias(source, targets).map_err(|e| e.to_string())?;
+                    println!("added alias {s}");
+                }
+                AliasAction::Del { source } => {
+                    store.remove_alias(source).map_err(|e| e.to_string())?;
+                    println!("deleted alias {source}");
+                }
+                AliasAction::List => {
+                    for (source, targets) in store.aliases().map_err(|e| e.to_string())? {
+                        println!("{source} -> {}", targets.join(", "));
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Reads a password from stdin (`--password-stdin`) or from the terminal without echo,
+/// asking twice. Never from argv, where other users could read it.
+fn read_password(from_stdin: bool) -> Result<Secret, String> {
+    let password = if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| format!("reading password: {e}"))?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    } else {
+        if !std::io::stdin().is_terminal() {
+            return Err("no terminal to ask for the password: use --password-stdin".into());
+        }
+        let first = prompt_hidden("Password: ")?;
+        let second = prompt_hidden("Repeat password: ")?;
+        if first != second {
+            return Err("passwords do not match".into());
+        }
+        first
+    };
+    if password.is_empty() {
+        return Err("empty password".into());
+    }
+    Ok(Secret(password))
+}
+
+fn prompt_hidden(prompt: &str) -> Result<String, String> {
+    use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+    let stdin = std::io::stdin();
+    let saved = tcgetattr(&stdin).map_err(|e| format!("terminal: {e}"))?;
+    let mut silent = saved.clone();
+    silent.local_flags.remove(LocalFlags::ECHO);
+    eprint!("{prompt}");
+    let _ = std::io::stderr().flush();
+    tcsetattr(&stdin, SetArg::TCSANOW, &silent).map_err(|e| format!("terminal: {e}"))?;
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    let _ = tcsetattr(&stdin, SetArg::TCSANOW, &saved);
+    eprintln!();
+    read.map_err(|e| format!("reading password: {e}"))?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+fn serve(cli: &Cli) -> Result<(), String> {
+    let path = config_path(cli);
+    let config = load_config(cli)?;
+    let data = data_dir(cli, &config);
+    let as_root = privilege::is_root();
+    let listeners = server::bind(&config.effective_listeners(as_root))?;
+    std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
+    if as_root {
+        let user = privilege::target_user(config.run_as.as_deref())?;
+        privilege::chown_tree(&data, &user)?;
+        privilege::drop_to(&user)?;
+        log::info!("dropped privileges to {} (uid {})", user.name, user.uid);
+    }
+    let store = Arc::new(Store::open(&data, config.map_size_bytes()).map_err(|e| e.to_string())?);
+    for domain in &config.domains {
+        store.ensure_domain(domain).map_err(|e| e.to_string())?;
+    }
+    let acceptor = tls::load(&config, &data)?;
+    let signals = signals::listen().map_err(|e| format!("signals: {e}"))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(16)
+        .build()
+        .map_err(|e| format!("runtime: {e}"))?;
+    let reload_data = data.clone();
+    let reload: server::Reloader = Box::new(move || {
+        let config = match &path {
+            Some(p) => Config::load(p).map_err(|e| e.to_string())?,
+            None => Config::embedded_default(),
+        };
+        let acceptor = tls::load(&config, &reload_data)?;
+        Ok((config, acceptor))
+    });
+    log::info!(
+        "letterbox {} serving {} (data in {})",
+        env!("CARGO_PKG_VERSION"),
+        config.hostname,
+        data.display()
+    );
+    runtime.block_on(async move {
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let shared = Arc::new(Shared::new(
+            store,
+            config,
+            tls::TlsContext::new(acceptor),
+            shutdown,
+        ));
+        server::run(shared, listeners, stop, signals, reload).await
+    })?;
+    // Sessions that outlived the grace period are dropped with the runtime.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    log::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,379 @@
+//! Typed configuration, read from TOML (default `/etc/letterbox/letterbox.toml`).
+//!
+//! Without a file, letterbox runs on an embedded default: domains `localhost` and the host
+//! name, listeners on 127.0.0.1, standard ports as root and unprivileged ports (2525, 2587,
+//! 2465, 2110, 2995) otherwise. Unknown keys and bad values are errors naming key and line.
+//!
+//! Listener changes need a restart; SIGHUP reloads everything else (limits, TLS files,
+//! seeded domains).
+
+use serde::Deserialize;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where `serve` looks for a config when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/letterbox/letterbox.toml";
+/// Data directory when neither `--data`, `$LETTERBOX_DATA` nor `data_dir` say otherwise.
+pub const DEFAULT_DATA_DIR: &str = "letterbox-data";
+/// The unprivileged user letterbox drops to when started as root.
+pub const DEFAULT_RUN_AS: &str = "letterbox";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Name announced in greetings and Received: headers.
+    #[serde(default = "default_hostname")]
+    pub hostname: String,
+    /// Local domains, added to the store at start (more can be added with `letterbox domain add`).
+    #[serde(default)]
+    pub domains: Vec<String>,
+    /// LMDB environment, TLS material and spool live here.
+    pub data_dir: Option<PathBuf>,
+    /// User to switch to after binding ports when started as root.
+    pub run_as: Option<String>,
+    /// LMDB map size in MiB: the most the store can ever hold.
+    pub map_size_mib: Option<u64>,
+    /// Listening sockets; empty means the embedded default set.
+    #[serde(default, rename = "listener")]
+    pub listeners: Vec<Listener>,
+    /// Certificate and key (PEM). Absent: a self-signed pair kept in the data dir.
+    pub tls: Option<TlsFiles>,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub auth: AuthPolicy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerKind {
+    /// MX, port 25: mail for local recipients, no AUTH.
+    Smtp,
+    /// Message submission, port 587: STARTTLS then AUTH.
+    Submission,
+    /// Submission over implicit TLS, port 465 (RFC 8314).
+    Submissions,
+    /// POP3 with STLS, port 110.
+    Pop3,
+    /// POP3 over implicit TLS, port 995.
+    Pop3s,
+}
+
+impl ListenerKind {
+    pub const ALL: [ListenerKind; 5] = [
+        ListenerKind::Smtp,
+        ListenerKind::Submission,
+        ListenerKind::Submissions,
+        ListenerKind::Pop3,
+        ListenerKind::Pop3s,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ListenerKind::Smtp => "smtp",
+            ListenerKind::Submission => "submission",
+            ListenerKind::Submissions => "submissions",
+            ListenerKind::Pop3 => "pop3",
+            ListenerKind::Pop3s => "pop3s",
+        }
+    }
+
+    pub fn standard_port(self) -> u16 {
+        match self {
+            ListenerKind::Smtp => 25,
+            ListenerKind::Submission => 587,
+            ListenerKind::Submissions => 465,
+            ListenerKind::Pop3 => 110,
+            ListenerKind::Pop3s => 995,
+        }
+    }
+
+    /// Ports used when started without root.
+    pub fn unprivileged_port(self) -> u16 {
+        match self {
+            ListenerKind::Smtp => 2525,
+            ListenerKind::Submission => 2587,
+            ListenerKind::Submissions => 2465,
+            ListenerKind::Pop3 => 2110,
+            ListenerKind::Pop3s => 2995,
+        }
+    }
+
+    /// Whether the connection starts with a TLS handshake.
+    pub fn implicit_tls(self) -> bool {
+        matches!(self, ListenerKind::Submissions | ListenerKind::Pop3s)
+    }
+}
+
+impl fmt::Display for ListenerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    pub kind: ListenerKind,
+    pub address: IpAddr,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest message accepted, in bytes (advertised with SIZE).
+    pub max_message_size: u64,
+    /// Recipients per SMTP transaction.
+    pub max_recipients: usize,
+    /// Open connections over all listeners.
+    pub max_connections: usize,
+    /// Open connections from one IP address.
+    pub max_connections_per_ip: usize,
+    /// Idle time allowed between commands (RFC 5321 §4.5.3.2.7: 5 minutes).
+    pub command_timeout_secs: u64,
+    /// Time allowed between two reads inside DATA/BDAT (RFC 5321 §4.5.3.2.5: 3 minutes).
+    pub data_timeout_secs: u64,
+    /// Protocol errors tolerated in one session before it is closed.
+    pub max_errors: u32,
+    /// How long SIGTERM waits for open sessions before exiting.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_size: 25 * 1024 * 1024,
+            max_recipients: 100,
+            max_connections: 1000,
+            max_connections_per_ip: 50,
+            command_timeout_secs: 300,
+            data_timeout_secs: 180,
+            max_errors: 10,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+impl Limits {
+    pub fn command_timeout(&self) -> Duration {
+        Duration::from_secs(self.command_timeout_secs)
+    }
+    pub fn data_timeout(&self) -> Duration {
+        Duration::from_secs(self.data_timeout_secs)
+    }
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthPolicy {
+    /// Allow POP3 logins without TLS when the peer is a loopback address (development only).
+    /// SMTP submission always requires TLS before AUTH.
+    pub allow_plaintext_on_loopback: bool,
+}
+
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn default_hostname() -> String {
+    system_hostname()
+}
+
+/// The kernel's host name, or `localhost` when it is unset.
+pub fn system_hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .map(|h| h.trim().to_ascii_lowercase())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+impl Config {
+    /// The configuration used when no file exists.
+    pub fn embedded_default() -> Config {
+        let hostname = system_hostname();
+        let mut domains = vec!["localhost".to_string()];
+        if hostname != "localhost" {
+            domains.push(hostname.clone());
+        }
+        Config {
+            hostname,
+            domains,
+            data_dir: None,
+            run_as: None,
+            map_size_mib: None,
+            listeners: Vec::new(),
+            tls: None,
+            limits: Limits::default(),
+            auth: AuthPolicy::default(),
+        }
+    }
+
+    /// Parses TOML text; `origin` names the file in error messages.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let message = e.message().replace('\n', " ");
+            match line {
+                Some(line) => ConfigError(format!("{origin}:{line}: {message}")),
+                None => ConfigError(format!("{origin}: {message}")),
+            }
+        })?;
+        config.validate(origin)?;
+        Ok(config)
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError(format!("{origin}: {key}: {why}")));
+        if self.hostname.is_empty() || self.hostname.contains(char::is_whitespace) {
+            return bad("hostname", "must be a host name without spaces");
+        }
+        for d in &self.domains {
+            if crate::address::normalize_domain(d).is_none() {
+                return bad("domains", &format!("{d:?} is not a domain name"));
+            }
+        }
+        let l = &self.limits;
+        if l.max_message_size < 1024 {
+            return bad("limits.max_message_size", "must be at least 1024");
+        }
+        if l.max_recipients == 0 || l.max_connections == 0 || l.max_connections_per_ip == 0 {
+            return bad(
+                "limits",
+                "max_recipients, max_connections and max_connections_per_ip must be positive",
+            );
+        }
+        if l.command_timeout_secs == 0 || l.data_timeout_secs == 0 {
+            return bad("limits", "timeouts must be positive");
+        }
+        if self.map_size_mib == Some(0) {
+            return bad("map_size_mib", "must be positive");
+        }
+        let mut seen = std::collections::HashSet::new();
+        for listener in &self.listeners {
+            if listener.port != 0 && !seen.insert((listener.address, listener.port)) {
+                return bad(
+                    "listener",
+                    &format!("{}:{} is listed twice", listener.address, listener.port),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The listeners to bind: the configured ones, or the default set on 127.0.0.1.
+    pub fn effective_listeners(&self, as_root: bool) -> Vec<Listener> {
+        if !self.listeners.is_empty() {
+            return self.listeners.clone();
+        }
+        ListenerKind::ALL
+            .iter()
+            .map(|&kind| Listener {
+                kind,
+                address: IpAddr::from([127, 0, 0, 1]),
+                port: if as_root {
+                    kind.standard_port()
+                } else {
+                    kind.unprivileged_port()
+                },
+            })
+            .collect()
+    }
+
+    /// Map size in bytes: 8 GiB on 64-bit targets, 1 GiB on 32-bit ones (address space).
+    pub fn map_size_bytes(&self) -> usize {
+        let default_mib: u64 = if cfg!(target_pointer_width = "64") {
+            8 * 1024
+        } else {
+            1024
+        };
+        let mib = self.map_size_mib.unwrap_or(default_mib);
+        usize::try_from(mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX / 2)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_example_parses() {
+        let text = r#"
+hostname = "mx.example.org"
+domains = ["example.org"]
+run_as = "nobody"
+[[listener]]
+kind = "smtp"
+address = "0.0.0.0"
+port = 25
+[limits]
+max_recipients = 5
+[auth]
+allow_plaintext_on_loopback = true
+"#;
+        let c = Config::parse(text, "t.toml").unwrap();
+        assert_eq!(c.listeners[0].kind, ListenerKind::Smtp);
+        assert_eq!(c.limits.max_recipients, 5);
+        assert_eq!(c.limits.max_errors, 10);
+        assert!(c.auth.allow_plaintext_on_loopback);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let err = Config::parse("hostname = \"a\"\n\nbogus = 1\n", "t.toml").unwrap_err();
+        assert!(err.0.starts_with("t.toml:3:"), "{err}");
+        assert!(err.0.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn bad_listener_kind_is_rejected() {
+        let text = "[[listener]]\nkind = \"gopher\"\naddress = \"127.0.0.1\"\nport = 1\n";
+        let err = Config::parse(text, "t.toml").unwrap_err();
+        assert!(err.0.contains("t.toml:2:"), "{err}");
+        assert!(err.0.contains("gopher"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_is_rejected() {
+        let err = Config::parse("[limits]\nmax_message_size = 10\n", "t.toml").unwrap_err();
+        assert!(err.0.contains("limits.max_message_size"), "{err}");
+    }
+
+    #[test]
+    fn default_listeners_depend_on_privilege() {
+        let c = Config::embedded_default();
+        let ports: Vec<u16> = c.effective_listeners(false).iter().map(|l| l.port).collect();
+        assert_eq!(ports, vec![2525, 2587, 2465, 2110, 2995]);
+        let ports: Vec<u16> = c.effective_listeners(true).iter().map(|l| l.port).collect();
+        assert_eq!(ports, vec![25, 587, 465, 110, 995]);
+    }
+}

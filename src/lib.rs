@@ -1,0 +1,33 @@
+//! letterbox: a memory-frugal mail appliance.
+//!
+//! Mail arrives over SMTP, is committed durably to LMDB, and is read back over POP3.
+//!
+//! # Layout
+//! - [`cli`]: command-line interface (`serve`, `user`, `domain`, `alias`, `config check`).
+//! - [`config`]: typed TOML configuration with the embedded default.
+//! - [`limits`]: the fixed protocol-level caps.
+//! - [`address`]: address and domain normalisation.
+//! - [`store`]: the LMDB store (accounts, mailboxes, messages); its module doc is the schema.
+//! - [`auth`]: password hashing and SASL PLAIN/LOGIN decoding.
+//! - [`tls`]: rustls server configuration and the self-signed certificate.
+//! - [`net`]: the connection type (plain or TLS) with bounded line reading.
+//! - [`smtp`]: SMTP receiving: `parse` (pure), `data` (pure DATA decoder), `session`.
+//! - [`pop3`]: POP3: `parse` (pure) and `session`.
+//! - [`server`]: listeners, connection limits, shutdown fan-out.
+//! - [`privilege`]: dropping root after binding.
+//! - [`signals`]: SIGHUP / SIGTERM / SIGINT handling.
+#![forbid(unsafe_op_in_unsafe_fn)]
+
+pub mod address;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod limits;
+pub mod net;
+pub mod pop3;
+pub mod privilege;
+pub mod server;
+pub mod signals;
+pub mod smtp;
+pub mod store;
+pub mod tls;

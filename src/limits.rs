@@ -1,0 +1,32 @@
+//! Every fixed cap in one place. Configurable limits live in [`crate::config::Limits`];
+//! these are the protocol-level bounds that protect memory no matter the config.
+
+/// Longest SMTP command line we accept, CRLF included. RFC 5321 §4.5.3.1.4 says 512;
+/// extensions (SIZE, DSN parameters, SMTPUTF8 addresses) make real clients exceed it.
+pub const MAX_SMTP_COMMAND_LINE: usize = 4096;
+
+/// Longest SASL continuation line (RFC 4954 §4 allows 12288 octets for AUTH).
+pub const MAX_SASL_LINE: usize = 12288;
+
+/// Longest text line inside DATA. RFC 5321 says 1000; real mail (HTML newsletters)
+/// breaks that, so we are lenient but bounded. Long lines are streamed, never buffered.
+pub const MAX_DATA_LINE: usize = 64 * 1024;
+
+/// Longest POP3 command line (RFC 2449 §4: 255 octets; we allow more for AUTH PLAIN).
+pub const MAX_POP3_COMMAND_LINE: usize = 1024;
+
+/// Size of the in-memory part of an incoming message; beyond it the message spills to a
+/// spool file so a large message costs disk, not RAM.
+pub const SPOOL_MEMORY_THRESHOLD: usize = 128 * 1024;
+
+/// Chunk size for message bodies in LMDB and for streaming them to clients.
+pub const BLOB_CHUNK: usize = 64 * 1024;
+
+/// Read buffer of a connection.
+pub const READ_BUFFER: usize = 8 * 1024;
+
+/// Most deliveries grouped into one LMDB write transaction.
+pub const MAX_GROUP_COMMIT: usize = 64;
+
+/// Concurrent password verifications (argon2 needs its memory cost per verification).
+pub const MAX_CONCURRENT_PASSWORD_CHECKS: usize = 2;

@@ -1,0 +1,330 @@
+//! A client connection: plain or TLS, with bounded line reads and batched writes.
+//!
+//! Output is buffered and flushed just before the connection would block on a read, so
+//! pipelined commands (SMTP PIPELINING, POP3 PIPELINING) get their replies in one write.
+//! Every read and flush carries a timeout; no read ever grows a buffer past the caller's
+//! line limit.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+use crate::limits::READ_BUFFER;
+
+/// Any byte stream a session can run over (a TCP socket, or an in-memory pipe in tests).
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+enum Stream {
+    Plain(Box<dyn Io>),
+    Tls(Box<TlsStream<Box<dyn Io>>>),
+    /// Only while a STARTTLS handshake runs.
+    Upgrading,
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Upgrading => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Upgrading => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s).poll_flush(cx),
+            Stream::Upgrading => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Upgrading => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+/// Result of reading one line.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line {
+    /// A complete line, including its line ending.
+    Complete(Vec<u8>),
+    /// The line exceeded the limit; it was discarded up to and including its LF.
+    TooLong,
+    /// The peer closed the connection.
+    Closed,
+}
+
+pub struct Connection {
+    stream: Stream,
+    input: Vec<u8>,
+    /// Start of unconsumed input in `input`.
+    start: usize,
+    /// Set after an over-long line until its LF has been skipped.
+    skipping: bool,
+    output: Vec<u8>,
+    pub peer: SocketAddr,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+}
+
+fn timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "timeout")
+}
+
+impl Connection {
+    pub fn new(stream: Box<dyn Io>, peer: SocketAddr, timeout: Duration) -> Connection {
+        Connection {
+            stream: Stream::Plain(stream),
+            input: Vec::new(),
+            start: 0,
+            skipping: false,
+            output: Vec::new(),
+            peer,
+            read_timeout: timeout,
+            write_timeout: timeout,
+        }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self.stream, Stream::Tls(_))
+    }
+
+    /// TLS protocol and cipher, for the Received: header.
+    pub fn tls_description(&self) -> Option<String> {
+        let Stream::Tls(s) = &self.stream else {
+            return None;
+        };
+        let (_, conn) = s.get_ref();
+        let version = conn.protocol_version()?;
+        let suite = conn.negotiated_cipher_suite()?;
+        Some(format!("{version:?} {:?}", suite.suite()))
+    }
+
+    /// Performs the TLS handshake (implicit TLS or STARTTLS). Input buffered before the
+    /// upgrade is discarded: accepting it would allow command injection (CVE-2011-0411).
+    pub async fn start_tls(&mut self, acceptor: &TlsAcceptor) -> io::Result<()> {
+        self.flush().await?;
+        self.input.clear();
+        self.start = 0;
+        let Stream::Plain(plain) = std::mem::replace(&mut self.stream, Stream::Upgrading) else {
+            return Err(io::Error::other("TLS already active"));
+        };
+        let tls = tokio::time::timeout(self.read_timeout, acceptor.accept(plain))
+            .await
+            .map_err(|_| timed_out())??;
+        self.stream = Stream::Tls(Box::new(tls));
+        Ok(())
+    }
+
+    /// Queues bytes for the peer; sent at the next flush.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.output.extend_from_slice(bytes);
+    }
+
+    pub fn pending_output(&self) -> usize {
+        self.output.len()
+    }
+
+    pub async fn flush(&mut self) -> io::Result<()> {
+        if self.output.is_empty() {
+            return Ok(());
+        }
+        let write = async {
+            self.stream.write_all(&self.output).await?;
+            self.stream.flush().await
+        };
+        tokio::time::timeout(self.write_timeout, write)
+            .await
+            .map_err(|_| timed_out())??;
+        self.output.clear();
+        if self.output.capacity() > 2 * READ_BUFFER {
+            self.output = Vec::new();
+        }
+        Ok(())
+    }
+
+    /// Whether the peer already sent more input (pipelining).
+    pub fn has_buffered_input(&self) -> bool {
+        self.start < self.input.len()
+    }
+
+    /// Unconsumed input.
+    pub fn buffered(&self) -> &[u8] {
+        &self.input[self.start..]
+    }
+
+    pub fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.input.len());
+        if self.start == self.input.len() {
+            self.input.clear();
+            self.start = 0;
+            if self.input.capacity() > 2 * READ_BUFFER {
+                self.input = Vec::new();
+            }
+        }
+    }
+
+    /// Reads more input (flushing pending output first). Returns the number of new bytes;
+    /// 0 means the peer closed the connection.
+    pub async fn fill(&mut self) -> io::Result<usize> {
+        self.flush().await?;
+        if self.start > 0 {
+            self.input.drain(..self.start);
+            self.start = 0;
+        }
+        if self.input.capacity() - self.input.len() < READ_BUFFER / 2 {
+            self.input.reserve(READ_BUFFER);
+        }
+        let read = self.stream.read_buf(&mut self.input);
+        tokio::time::timeout(self.read_timeout, read)
+            .await
+            .map_err(|_| timed_out())?
+    }
+
+    /// Reads one line of at most `max` bytes (line ending included).
+    pub async fn read_line(&mut self, max: usize) -> io::Result<Line> {
+        let mut scanned = 0;
+        loop {
+            let pending = &self.input[self.start..];
+            if let Some(pos) = pending[scanned..].iter().position(|&b| b == b'\n') {
+                let end = scanned + pos + 1;
+                if self.skipping {
+                    self.skipping = false;
+                    self.consume(end);
+                    scanned = 0;
+                    continue;
+                }
+                if end > max {
+                    self.consume(end);
+                    return Ok(Line::TooLong);
+                }
+                let line = pending[..end].to_vec();
+                self.consume(end);
+                return Ok(Line::Complete(line));
+            }
+            if self.skipping || pending.len() > max {
+                // Drop what we have; keep skipping until the LF arrives.
+                let was_skipping = self.skipping;
+                let len = pending.len();
+                self.consume(len);
+                self.skipping = true;
+                scanned = 0;
+                if !was_skipping {
+                    return Ok(Line::TooLong);
+                }
+            } else {
+                scanned = pending.len();
+            }
+            if self.fill().await? == 0 {
+                return Ok(Line::Closed);
+            }
+        }
+    }
+
+    /// Sends what is queued and closes the write side (best effort).
+    pub async fn close(&mut self) {
+        let _ = self.flush().await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(2), self.stream.shutdown()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair() -> (Connection, tokio::io::DuplexStream) {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let conn = Connection::new(
+            Box::new(a),
+            "127.0.0.1:1".parse().unwrap(),
+            Duration::from_secs(5),
+        );
+        (conn, b)
+    }
+
+    #[tokio::test]
+    async fn lines_and_limits() {
+        let (mut conn, mut peer) = pair();
+        peer.write_all(b"HELO a\r\nNOOP\n").await.unwrap();
+        assert_eq!(
+            conn.read_line(100).await.unwrap(),
+            Line::Complete(b"HELO a\r\n".to_vec())
+        );
+        assert_eq!(
+            conn.read_line(100).await.unwrap(),
+            Line::Complete(b"NOOP\n".to_vec())
+        );
+        let long = vec![b'x'; 50_000];
+        peer.write_all(&long).await.unwrap();
+        assert_eq!(conn.read_line(100).await.unwrap(), Line::TooLong);
+        peer.write_all(b"still the long line\r\nQUIT\r\n").await.unwrap();
+        assert_eq!(
+            conn.read_line(100).await.unwrap(),
+            Line::Complete(b"QUIT\r\n".to_vec())
+        );
+        assert!(conn.input.capacity() <= 4 * READ_BUFFER);
+        peer.write_all(&[b'y'; 150]).await.unwrap();
+        peer.write_all(b"\r\n").await.unwrap();
+        assert_eq!(conn.read_line(100).await.unwrap(), Line::TooLong);
+        drop(peer);
+        assert_eq!(conn.read_line(100).await.unwrap(), Line::Closed);
+    }
+
+    #[tokio::test]
+    async fn output_is_flushed_before_blocking() {
+        let (mut conn, mut peer) = pair();
+        peer.write_all(b"X\r\nZ\r\n").await.unwrap();
+        conn.read_line(100).await.unwrap();
+        conn.send(b"220 hi\r\n");
+        // "Z" is already buffered (pipelined): no flush needed to read it.
+        conn.read_line(100).await.unwrap();
+        assert_eq!(conn.pending_output(), 8);
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 8];
+            peer.read_exact(&mut buf).await.unwrap();
+            peer.write_all(b"Y\r\n").await.unwrap();
+            buf
+        });
+        assert_eq!(
+            conn.read_line(100).await.unwrap(),
+            Line::Complete(b"Y\r\n".to_vec())
+        );
+        assert_eq!(&reader.await.unwrap(), b"220 hi\r\n");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn read_times_out() {
+        let (mut conn, _peer) = pair();
+        let err = conn.read_line(100).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    }
+}

@@ -1,0 +1,575 @@
+//! One POP3 connection. After login the session takes the maildrop lock (a second session
+//! gets `[IN-USE]`) and a snapshot of the INBOX. DELE only marks; QUIT removes the marked
+//! messages in one store transaction (the UPDATE state). A dropped connection removes
+//! nothing. Message bytes are streamed chunk by chunk, dot-stuffed.
+
+use super::parse::{parse_command, Command, ParseError};
+use crate::auth::{decode_sasl_line, parse_plain, SaslError, Secret};
+use crate::config::Config;
+use crate::limits::{MAX_POP3_COMMAND_LINE, MAX_SASL_LINE};
+use crate::net::{Connection, Line};
+use crate::server::Shared;
+use crate::smtp::data::DotStuffer;
+use crate::store::{chunk_count, MessageRecord};
+use std::collections::HashSet;
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// RFC 1939 §3: the inactivity timer must be at least 10 minutes.
+const MIN_AUTOLOGOUT: Duration = Duration::from_secs(600);
+
+/// Accounts whose maildrop is open in a session.
+#[derive(Default)]
+pub struct MaildropLocks(Mutex<HashSet<String>>);
+
+/// Holds a maildrop lock; releases it when dropped.
+struct MaildropGuard {
+    shared: Arc<Shared>,
+    account: String,
+}
+
+impl Drop for MaildropGuard {
+    fn drop(&mut self) {
+        if let Ok(mut set) = self.shared.pop3_locks.0.lock() {
+            set.remove(&self.account);
+        }
+    }
+}
+
+impl MaildropLocks {
+    fn try_lock(shared: &Arc<Shared>, account: &str) -> Option<MaildropGuard> {
+        let mut set = shared.pop3_locks.0.lock().ok()?;
+        set.insert(account.to_string()).then(|| MaildropGuard {
+            shared: shared.clone(),
+            account: account.to_string(),
+        })
+    }
+}
+
+struct Message {
+    uid: u32,
+    record: MessageRecord,
+    deleted: bool,
+}
+
+struct Maildrop {
+    _guard: MaildropGuard,
+    account: String,
+    mailbox_id: u64,
+    uid_validity: u32,
+    messages: Vec<Message>,
+}
+
+/// How a session ended (for the log line).
+#[derive(Debug)]
+pub enum End {
+    Quit,
+    Closed,
+    Timeout,
+    TooManyErrors,
+    Shutdown,
+    Error(io::Error),
+}
+
+pub struct Session {
+    shared: Arc<Shared>,
+    config: Arc<Config>,
+    conn: Connection,
+    /// USER given, waiting for PASS.
+    pending_user: Option<String>,
+    maildrop: Option<Maildrop>,
+    errors: u32,
+}
+
+impl Session {
+    pub fn new(shared: Arc<Shared>, mut conn: Connection) -> Session {
+        let config = shared.config();
+        let timeout = config.limits.command_timeout().max(MIN_AUTOLOGOUT);
+        conn.read_timeout = timeout;
+        conn.write_timeout = timeout;
+        Session {
+            shared,
+            config,
+            conn,
+            pending_user: None,
+            maildrop: None,
+            errors: 0,
+        }
+    }
+
+    pub fn user(&self) -> Option<&str> {
+        self.maildrop.as_ref().map(|m| m.account.as_str())
+    }
+
+    fn ok(&mut self, text: &str) {
+        self.conn.send(format!("+OK {text}\r\n").as_bytes());
+    }
+
+    /// Sends `-ERR`, counts the error; true when the session must end.
+    fn err(&mut self, text: &str) -> bool {
+        self.conn.send(format!("-ERR {text}\r\n").as_bytes());
+        self.errors += 1;
+        if self.errors >= self.config.limits.max_errors {
+            self.conn.send(b"-ERR [SYS/PERM] Too many errors, closing connection\r\n");
+            return true;
+        }
+        false
+    }
+
+    fn login_allowed(&self) -> bool {
+        self.conn.is_tls()
+            || (self.config.auth.allow_plaintext_on_loopback && self.conn.peer.ip().is_loopback())
+    }
+
+    pub async fn run(&mut self) -> End {
+        self.ok("letterbox POP3 server ready");
+        let mut shutdown = self.shared.shutdown.clone();
+        loop {
+            let line = tokio::select! {
+                line = self.conn.read_line(MAX_POP3_COMMAND_LINE) => Some(line),
+                _ = shutdown.wait_for(|stop| *stop) => None,
+            };
+            let Some(line) = line else {
+                self.conn.send(b"-ERR [SYS/TEMP] Server shutting down\r\n");
+                self.conn.close().await;
+                return End::Shutdown;
+            };
+            let end = match line {
+                Ok(Line::Complete(line)) => match self.command(&line).await {
+                    Ok(end) => end,
+                    Err(e) => Some(io_end(e)),
+                },
+                Ok(Line::TooLong) => self.err("Line too long").then_some(End::TooManyErrors),
+                Ok(Line::Closed) => Some(End::Closed),
+                Err(e) => Some(io_end(e)),
+            };
+            if let Some(end) = end {
+                if matches!(end, End::Timeout) {
+                    self.conn.send(b"-ERR [SYS/TEMP] Autologout: idle too long\r\n");
+                }
+                self.conn.close().await;
+                return end;
+            }
+        }
+    }
+
+    async fn command(&mut self, line: &[u8]) -> io::Result<Option<End>> {
+        let command = match parse_command(line) {
+            Ok(c) => c,
+            Err(ParseError::Unknown) => {
+                return Ok(self.err("Unknown command").then_some(End::TooManyErrors))
+            }
+            Err(ParseError::Syntax(s)) => {
+                let text = format!("Syntax: {s}");
+                return Ok(self.err(&text).then_some(End::TooManyErrors));
+            }
+        };
+        let stop = if self.maildrop.is_none() {
+            self.authorization(command).await?
+        } else {
+            self.transaction(command).await?
+        };
+        Ok(stop)
+    }
+
+    fn capabilities(&self) -> Vec<u8> {
+        let mut capa = String::from("+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n");
+        if self.maildrop.is_none() {
+            if self.login_allowed() {
+                capa.push_str("USER\r\nSASL PLAIN\r\n");
+            }
+            if !self.conn.is_tls() {
+                capa.push_str("STLS\r\n");
+            }
+        }
+        capa.push_str("IMPLEMENTATION letterbox\r\n.\r\n");
+        capa.into_bytes()
+    }
+
+    async fn authorization(&mut self, command: Command) -> io::Result<Option<End>> {
+        let stop = match command {
+            Command::Capa => {
+                let capa = self.capabilities();
+                self.conn.send(&capa);
+                false
+            }
+            Command::Quit => {
+                self.ok("letterbox POP3 server signing off");
+                return Ok(Some(End::Quit));
+            }
+            Command::Noop => {
+                self.ok("");
+                false
+            }
+            Command::Stls => {
+                if self.conn.is_tls() {
+                    self.err("TLS is already active")
+                } else {
+                    self.ok("Begin TLS negotiation");
+                    let acceptor = self.shared.tls.acceptor();
+                    if let Err(e) = self.conn.start_tls(&acceptor).await {
+                        log::info!("pop3 {}: TLS handshake failed: {e}", self.conn.peer);
+                        return Ok(Some(End::Closed));
+                    }
+                    self.pending_user = None;
+                    false
+                }
+            }
+            Command::User(name) => {
+                if !self.login_allowed() {
+                    self.err("[SYS/PERM] Authentication requires TLS: use STLS")
+                } else {
+                    self.pending_user = Some(name);
+                    self.ok("Send PASS");
+                    false
+                }
+            }
+            Command::Pass(password) => match self.pending_user.take() {
+                None => self.err("Send USER first"),
+                Some(user) => self.login(&user, password).await?,
+            },
+            Command::Auth(None) => {
+                self.conn.send(b"+OK Mechanisms follow\r\nPLAIN\r\n.\r\n");
+                false
+            }
+            Command::Auth(Some((mechanism, initial))) => {
+                if !self.login_allowed() {
+                    self.err("[SYS/PERM] Authentication requires TLS: use STLS")
+                } else if mechanism != "PLAIN" {
+                    self.err("Unsupported authentication mechanism")
+                } else {
+                    let response = match initial {
+                        Some(r) => r,
+                        None => {
+                            self.conn.send(b"+ \r\n");
+                            match self.conn.read_line(MAX_SASL_LINE).await? {
+                                Line::Complete(l) => String::from_utf8_lossy(&l).trim().to_string(),
+                                Line::TooLong => "*".into(),
+                                Line::Closed => return Ok(Some(End::Closed)),
+                            }
+                        }
+                    };
+                    match decode_sasl_line(&response).and_then(|b| parse_plain(&b)) {
+                        Ok((user, password)) => self.login(&user, password).await?,
+                        Err(SaslError::Cancelled) => self.err("Authentication cancelled"),
+                        Err(SaslError::Malformed) => self.err("Malformed authentication data"),
+                    }
+                }
+            }
+            _ => self.err("Not allowed before login"),
+        };
+        Ok(stop.then_some(End::TooManyErrors))
+    }
+
+    /// Verifies credentials, locks and loads the maildrop. Returns true to end the session.
+    async fn login(&mut self, user: &str, password: Secret) -> io::Result<bool> {
+        let Some(account) = self.shared.auth.login(user, password).await else {
+            log::info!("pop3 {}: authentication failed", self.conn.peer);
+            return Ok(self.err("[AUTH] Invalid credentials"));
+        };
+        let Some(guard) = MaildropLocks::try_lock(&self.shared, &account) else {
+            return Ok(self.err("[IN-USE] Maildrop is already locked by another session"));
+        };
+        let store = self.shared.store.clone();
+        let owner = account.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            let inbox = store
+                .mailbox(&owner, "INBOX")?
+                .ok_or_else(|| crate::store::StoreError::NotFound("INBOX".into()))?;
+            let messages = store.messages(inbox.id)?;
+            Ok::<_, crate::store::StoreError>((inbox, messages))
+        })
+        .await
+        .map_err(io::Error::other)?;
+        let (inbox, messages) = match loaded {
+            Ok(x) => x,
+            Err(e) => {
+                log::error!("pop3 {}: cannot open INBOX of {account}: {e}", self.conn.peer);
+                return Ok(self.err("[SYS/TEMP] Cannot open maildrop"));
+            }
+        };
+        let maildrop = Maildrop {
+            _guard: guard,
+            account: account.clone(),
+            mailbox_id: inbox.id,
+            uid_validity: inbox.uid_validity,
+            messages: messages
+                .into_iter()
+                .map(|(uid, record)| Message {
+                    uid,
+                    record,
+                    deleted: false,
+                })
+                .collect(),
+        };
+        let (count, size) = totals(&maildrop);
+        self.maildrop = Some(maildrop);
+        log::info!("pop3 {}: logged in as {account}", self.conn.peer);
+        self.ok(&format!("{account} has {count} messages ({size} octets)"));
+        Ok(false)
+    }
+
+    async fn transaction(&mut self, command: Command) -> io::Result<Option<End>> {
+        let Some(drop) = &mut self.maildrop else {
+            return Ok(None);
+        };
+        let stop = match command {
+            Command::Capa => {
+                let capa = self.capabilities();
+                self.conn.send(&capa);
+                false
+            }
+            Command::Stat => {
+                let (count, size) = totals(drop);
+                self.ok(&format!("{count} {size}"));
+                false
+            }
+            Command::List(None) | Command::Uidl(None) => {
+                let uidl = matches!(command, Command::Uidl(None));
+                let mut out = String::from("+OK\r\n");
+                for (i, m) in drop.messages.iter().enumerate().filter(|(_, m)| !m.deleted) {
+                    if uidl {
+                        out.push_str(&format!("{} {}\r\n", i + 1, unique_id(drop.uid_validity, m.uid)));
+                    } else {
+                        out.push_str(&format!("{} {}\r\n", i + 1, m.record.size));
+                    }
+                }
+                out.push_str(".\r\n");
+                self.conn.send(out.as_bytes());
+                false
+            }
+            Command::List(Some(n)) => match message(drop, n) {
+                Some(m) => {
+                    let size = m.record.size;
+                    self.ok(&format!("{n} {size}"));
+                    false
+                }
+                None => self.err("No such message"),
+            },
+            Command::Uidl(Some(n)) => match message(drop, n) {
+                Some(m) => {
+                    let id = unique_id(drop.uid_validity, m.uid);
+                    self.ok(&format!("{n} {id}"));
+                    false
+                }
+                None => self.err("No such message"),
+            },
+            Command::Retr(n) => match message(drop, n) {
+                Some(m) => {
+                    let record = m.record.clone();
+                    self.ok(&format!("{} octets", record.size));
+                    self.send_message(&record, None).await?;
+                    false
+                }
+                None => self.err("No such message"),
+            },
+            Command::Top(n, lines) => match message(drop, n) {
+                Some(m) => {
+                    let record = m.record.clone();
+                    self.ok("Top of message follows");
+                    self.send_message(&record, Some(lines)).await?;
+                    false
+                }
+                None => self.err("No such message"),
+            },
+            Command::Dele(n) => {
+                match n
+                    .checked_sub(1)
+                    .and_then(|i| drop.messages.get_mut(i as usize))
+                    .filter(|m| !m.deleted)
+                {
+                    Some(m) => {
+                        m.deleted = true;
+                        self.ok(&format!("Message {n} deleted"));
+                        false
+                    }
+                    None => self.err("No such message"),
+                }
+            }
+            Command::Rset => {
+                drop.messages.iter_mut().for_each(|m| m.deleted = false);
+                let (count, size) = totals(drop);
+                self.ok(&format!("Maildrop has {count} messages ({size} octets)"));
+                false
+            }
+            Command::Noop => {
+                self.ok("");
+                false
+            }
+            Command::Quit => return self.update().await.map(Some),
+            Command::User(_) | Command::Pass(_) | Command::Auth(_) | Command::Stls => {
+                self.err("Already logged in")
+            }
+        };
+        Ok(stop.then_some(End::TooManyErrors))
+    }
+
+    /// The UPDATE state: remove the marked messages atomically.
+    async fn update(&mut self) -> io::Result<End> {
+        let Some(drop) = &self.maildrop else {
+            return Ok(End::Quit);
+        };
+        let uids: Vec<u32> = drop.messages.iter().filter(|m| m.deleted).map(|m| m.uid).collect();
+        let left = drop.messages.len() - uids.len();
+        let account = drop.account.clone();
+        let mailbox = drop.mailbox_id;
+        if uids.is_empty() {
+            self.ok(&format!("letterbox signing off ({left} messages left)"));
+            return Ok(End::Quit);
+        }
+        let store = self.shared.store.clone();
+        let removed = tokio::task::spawn_blocking(move || store.expunge(mailbox, &uids))
+            .await
+            .map_err(io::Error::other)?;
+        match removed {
+            Ok(n) => {
+                log::info!("pop3 {}: {account} removed {n} messages", self.conn.peer);
+                self.ok(&format!("letterbox signing off ({left} messages left)"));
+            }
+            Err(e) => {
+                log::error!("pop3 {}: removing messages of {account} failed: {e}", self.conn.peer);
+                self.conn.send(b"-ERR [SYS/TEMP] Some deleted messages were not removed\r\n");
+            }
+        }
+        Ok(End::Quit)
+    }
+
+    /// Streams a stored message, dot-stuffed; `top` limits the body to that many lines.
+    async fn send_message(&mut self, record: &MessageRecord, top: Option<u32>) -> io::Result<()> {
+        let mut stuffer = DotStuffer::new();
+        let mut out = Vec::new();
+        let mut body_lines = Limit::new(top);
+        for index in 0..chunk_count(record.size) {
+            let store = self.shared.store.clone();
+            let blob = record.blob;
+            let chunk = tokio::task::spawn_blocking(move || store.read_chunk(blob, index))
+                .await
+                .map_err(io::Error::other)?
+                .map_err(io::Error::other)?;
+            let (piece, done) = body_lines.cut(&chunk);
+            stuffer.push(piece, &mut out);
+            self.conn.send(&out);
+            out.clear();
+            self.conn.flush().await?;
+            if done {
+                break;
+            }
+        }
+        stuffer.finish(&mut out);
+        self.conn.send(&out);
+        Ok(())
+    }
+}
+
+/// Cuts a message after its header and `n` body lines (for TOP).
+struct Limit {
+    lines: Option<u32>,
+    in_body: bool,
+    previous: u8,
+    /// Bytes of the current header line so far (to detect the empty separator line).
+    line_length: usize,
+}
+
+impl Limit {
+    fn new(lines: Option<u32>) -> Limit {
+        Limit {
+            lines,
+            in_body: false,
+            previous: b'\n',
+            line_length: 0,
+        }
+    }
+
+    /// Returns the part of `chunk` to send, and whether the limit was reached.
+    fn cut<'a>(&mut self, chunk: &'a [u8]) -> (&'a [u8], bool) {
+        let Some(mut left) = self.lines else {
+            return (chunk, false);
+        };
+        for (i, &b) in chunk.iter().enumerate() {
+            if !self.in_body {
+                if b == b'\n' {
+                    let empty = self.line_length == 0 || (self.line_length == 1 && self.previous == b'\r');
+                    self.line_length = 0;
+                    if empty {
+                        self.in_body = true;
+                        if left == 0 {
+                            return (&chunk[..=i], true);
+                        }
+                    }
+                } else {
+                    self.line_length += 1;
+                }
+            } else if b == b'\n' {
+                left -= 1;
+                if left == 0 {
+                    self.lines = Some(0);
+                    return (&chunk[..=i], true);
+                }
+            }
+            self.previous = b;
+        }
+        self.lines = Some(left);
+        (chunk, false)
+    }
+}
+
+fn io_end(e: io::Error) -> End {
+    if e.kind() == io::ErrorKind::TimedOut {
+        End::Timeout
+    } else {
+        End::Error(e)
+    }
+}
+
+fn message(drop: &Maildrop, n: u32) -> Option<&Message> {
+    let m = drop.messages.get(n.checked_sub(1)? as usize)?;
+    (!m.deleted).then_some(m)
+}
+
+fn totals(drop: &Maildrop) -> (usize, u64) {
+    drop.messages
+        .iter()
+        .filter(|m| !m.deleted)
+        .fold((0, 0), |(c, s), m| (c + 1, s + m.record.size))
+}
+
+/// UIDL value: stable across sessions and restarts, unique per mailbox incarnation.
+fn unique_id(uid_validity: u32, uid: u32) -> String {
+    format!("{uid_validity:08x}{uid:08x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn top(message: &[u8], lines: u32, step: usize) -> Vec<u8> {
+        let mut limit = Limit::new(Some(lines));
+        let mut out = Vec::new();
+        for chunk in message.chunks(step) {
+            let (piece, done) = limit.cut(chunk);
+            out.extend_from_slice(piece);
+            if done {
+                break;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn top_cuts_after_header_and_lines() {
+        let msg = b"A: 1\r\nB: 2\r\n\r\nl1\r\nl2\r\nl3\r\n";
+        for step in 1..10 {
+            assert_eq!(top(msg, 0, step), b"A: 1\r\nB: 2\r\n\r\n");
+            assert_eq!(top(msg, 2, step), b"A: 1\r\nB: 2\r\n\r\nl1\r\nl2\r\n");
+            assert_eq!(top(msg, 10, step), msg);
+        }
+    }
+
+    #[test]
+    fn unique_ids_are_stable_and_valid() {
+        let id = unique_id(0x5f00_0001, 42);
+        assert_eq!(id, "5f0000010000002a");
+        assert!(id.bytes().all(|b| (0x21..=0x7e).contains(&b)));
+    }
+}

@@ -1,0 +1,268 @@
+//! Listeners, connection limits and graceful shutdown.
+//!
+//! Sockets are bound before privileges are dropped (see [`crate::privilege`]); this module
+//! then runs one accept loop per listener and one task per connection. A connection over
+//! the total or per-IP limit gets a one-line refusal and is closed at once. On shutdown the
+//! accept loops stop, each session finishes its current command and says goodbye, and
+//! [`run`] returns when the last session ended or the grace period ran out.
+
+use crate::auth::Authenticator;
+use crate::config::{Config, Listener, ListenerKind};
+use crate::net::Connection;
+use crate::pop3::session::MaildropLocks;
+use crate::signals::Signal;
+use crate::store::{Committer, Store};
+use crate::tls::TlsContext;
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+/// State every session can reach.
+pub struct Shared {
+    pub store: Arc<Store>,
+    pub committer: Committer,
+    pub auth: Authenticator,
+    pub tls: TlsContext,
+    pub pop3_locks: MaildropLocks,
+    /// Becomes true when the server is shutting down.
+    pub shutdown: watch::Receiver<bool>,
+    config: RwLock<Arc<Config>>,
+    connections: Mutex<Connections>,
+}
+
+#[derive(Default)]
+struct Connections {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+impl Shared {
+    pub fn new(
+        store: Arc<Store>,
+        config: Config,
+        tls: TlsContext,
+        shutdown: watch::Receiver<bool>,
+    ) -> Shared {
+        Shared {
+            committer: Committer::start(store.clone()),
+            auth: Authenticator::new(store.clone()),
+            store,
+            tls,
+            pop3_locks: MaildropLocks::default(),
+            shutdown,
+            config: RwLock::new(Arc::new(config)),
+            connections: Mutex::new(Connections::default()),
+        }
+    }
+
+    /// The configuration in force; a session keeps the one it started with.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.read().expect("config lock").clone()
+    }
+
+    pub fn set_config(&self, config: Config) {
+        *self.config.write().expect("config lock") = Arc::new(config);
+    }
+
+    /// Counts a new connection, or says why it must be refused.
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionSlot, &'static str> {
+        let config = self.config();
+        let mut c = self.connections.lock().expect("connections lock");
+        if c.total >= config.limits.max_connections {
+            return Err("too many connections");
+        }
+        let from_ip = c.per_ip.entry(ip).or_insert(0);
+        if *from_ip >= config.limits.max_connections_per_ip {
+            return Err("too many connections from your address");
+        }
+        *from_ip += 1;
+        c.total += 1;
+        Ok(ConnectionSlot {
+            shared: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// One admitted connection; frees its slot when dropped.
+struct ConnectionSlot {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut c = self.shared.connections.lock().expect("connections lock");
+        c.total -= 1;
+        if let Some(n) = c.per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                c.per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// A socket bound while still privileged.
+pub struct BoundListener {
+    pub kind: ListenerKind,
+    pub socket: std::net::TcpListener,
+}
+
+/// Binds every listener; fails naming the first address that could not be bound.
+pub fn bind(listeners: &[Listener]) -> Result<Vec<BoundListener>, String> {
+    listeners
+        .iter()
+        .map(|l| {
+            let addr = SocketAddr::new(l.address, l.port);
+            let socket = std::net::TcpListener::bind(addr)
+                .map_err(|e| format!("cannot listen on {addr} ({}): {e}", l.kind))?;
+            socket
+                .set_nonblocking(true)
+                .map_err(|e| format!("{addr}: {e}"))?;
+            Ok(BoundListener {
+                kind: l.kind,
+                socket,
+            })
+        })
+        .collect()
+}
+
+/// Reloads configuration and certificates on SIGHUP.
+pub type Reloader = Box<dyn Fn() -> Result<(Config, tokio_rustls::TlsAcceptor), String> + Send>;
+
+/// Serves until SIGTERM/SIGINT, then drains. Prints `listening KIND ADDR` per listener and
+/// `ready` on stdout once connections are accepted.
+pub async fn run(
+    shared: Arc<Shared>,
+    listeners: Vec<BoundListener>,
+    stop: watch::Sender<bool>,
+    mut signals: mpsc::UnboundedReceiver<Signal>,
+    reload: Reloader,
+) -> Result<(), String> {
+    // Each session holds a clone of `done`; when all are gone, recv() yields None.
+    let (done, mut all_done) = mpsc::channel::<()>(1);
+    let mut stdout = std::io::stdout().lock();
+    for bound in listeners {
+        let socket = TcpListener::from_std(bound.socket).map_err(|e| e.to_string())?;
+        let addr = socket.local_addr().map_err(|e| e.to_string())?;
+        let _ = writeln!(stdout, "listening {} {addr}", bound.kind);
+        log::info!("listening for {} on {addr}", bound.kind);
+        tokio::spawn(accept_loop(shared.clone(), bound.kind, socket, done.clone()));
+    }
+    let _ = writeln!(stdout, "ready");
+    let _ = stdout.flush();
+    drop(stdout);
+    drop(done);
+
+    while let Some(signal) = signals.recv().await {
+        match signal {
+            Signal::Reload => match reload() {
+                Ok((config, acceptor)) => {
+                    shared.tls.replace(acceptor);
+                    for domain in &config.domains {
+                        if let Err(e) = shared.store.ensure_domain(domain) {
+                            log::error!("reload: domain {domain}: {e}");
+                        }
+                    }
+                    shared.set_config(config);
+                    log::info!("reloaded configuration and certificates");
+                }
+                Err(e) => log::error!("reload failed, keeping the old configuration: {e}"),
+            },
+            Signal::Stop => break,
+        }
+    }
+    let grace = shared.config().limits.shutdown_grace();
+    log::info!("shutting down: waiting up to {}s for sessions", grace.as_secs());
+    let _ = stop.send(true);
+    match tokio::time::timeout(grace, all_done.recv()).await {
+        Ok(_) => log::info!("all sessions closed"),
+        Err(_) => log::warn!("grace period over; closing remaining sessions"),
+    }
+    Ok(())
+}
+
+async fn accept_loop(
+    shared: Arc<Shared>,
+    kind: ListenerKind,
+    socket: TcpListener,
+    done: mpsc::Sender<()>,
+) {
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        let accepted = tokio::select! {
+            accepted = socket.accept() => accepted,
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                log::warn!("accept on {kind}: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let slot = match shared.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(why) => {
+                log::warn!("{kind} {peer}: refused: {why}");
+                refuse(kind, &stream, why);
+                continue;
+            }
+        };
+        let shared = shared.clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            handle(shared, kind, stream, peer).await;
+            drop(slot);
+            drop(done);
+        });
+    }
+}
+
+/// Best-effort one-line refusal; the socket is closed when dropped.
+fn refuse(kind: ListenerKind, stream: &TcpStream, why: &str) {
+    let line = match kind {
+        ListenerKind::Pop3 | ListenerKind::Pop3s => format!("-ERR [SYS/TEMP] {why}\r\n"),
+        _ => format!("421 4.7.0 {why}, try again later\r\n"),
+    };
+    if !kind.implicit_tls() {
+        let _ = stream.try_write(line.as_bytes());
+    }
+}
+
+async fn handle(shared: Arc<Shared>, kind: ListenerKind, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let config = shared.config();
+    let mut conn = Connection::new(Box::new(stream), peer, config.limits.command_timeout());
+    if kind.implicit_tls() {
+        let acceptor = shared.tls.acceptor();
+        if let Err(e) = conn.start_tls(&acceptor).await {
+            log::info!("{kind} {peer}: TLS handshake failed: {e}");
+            return;
+        }
+    }
+    log::info!("{kind} {peer}: session start");
+    let (end, user) = match kind {
+        ListenerKind::Smtp | ListenerKind::Submission | ListenerKind::Submissions => {
+            let mut session = crate::smtp::session::Session::new(shared, kind, conn);
+            let end = session.run().await;
+            (format!("{end:?}"), session.user().map(str::to_string))
+        }
+        ListenerKind::Pop3 | ListenerKind::Pop3s => {
+            let mut session = crate::pop3::session::Session::new(shared, conn);
+            let end = session.run().await;
+            (format!("{end:?}"), session.user().map(str::to_string))
+        }
+    };
+    match user {
+        Some(user) => log::info!("{kind} {peer}: session end ({end}) user={user}"),
+        None => log::info!("{kind} {peer}: session end ({end})"),
+    }
+}

@@ -1,0 +1,678 @@
+//! One SMTP connection: a state machine over [`Connection`] and [`parse_command`].
+//!
+//! States: greeting sent → after EHLO/HELO → in a transaction (after MAIL) → receiving data.
+//! Which listener kind the session serves decides the rules:
+//! - `smtp` (MX, port 25): no AUTH; recipients must be local (no open relay).
+//! - `submission` (587) and `submissions` (465): AUTH is required before MAIL, and offered
+//!   only over TLS; the sender must be an address the user owns.
+//!
+//! The 250 after DATA or BDAT LAST is sent only once the message is committed for every
+//! recipient. Each protocol error counts; at `max_errors` the session ends with 421.
+
+use super::data::DataDecoder;
+use super::parse::{parse_command, Body, Command, Mechanism, ParseError};
+use super::{format_reply, Trace};
+use crate::auth::{decode_sasl_line, parse_plain, SaslError, Secret};
+use crate::config::{Config, ListenerKind};
+use crate::limits::{MAX_DATA_LINE, MAX_SASL_LINE, MAX_SMTP_COMMAND_LINE};
+use crate::net::{Connection, Line};
+use crate::server::Shared;
+use crate::store::{Incoming, Recipient, SpoolWriter};
+use std::io;
+use std::sync::Arc;
+
+/// How a session ended (for the log line).
+#[derive(Debug)]
+pub enum End {
+    Quit,
+    Closed,
+    Timeout,
+    TooManyErrors,
+    Shutdown,
+    Error(io::Error),
+}
+
+struct Transaction {
+    from: Option<String>,
+    smtputf8: bool,
+    declared_size: Option<u64>,
+    /// Recipients as given, and the accounts each resolves to.
+    recipients: Vec<(String, Vec<String>)>,
+    /// BDAT state: bytes so far, and whether something already failed.
+    chunks: Option<Chunking>,
+}
+
+struct Chunking {
+    spool: SpoolWriter,
+    received: u64,
+    failure: Option<&'static [u8]>,
+}
+
+pub struct Session {
+    shared: Arc<Shared>,
+    config: Arc<Config>,
+    kind: ListenerKind,
+    conn: Connection,
+    helo: Option<String>,
+    esmtp: bool,
+    user: Option<String>,
+    tx: Option<Transaction>,
+    errors: u32,
+}
+
+const REPLY_TOO_MANY_ERRORS: &[u8] = b"421 4.7.0 Too many errors, closing connection\r\n";
+
+impl Session {
+    pub fn new(shared: Arc<Shared>, kind: ListenerKind, mut conn: Connection) -> Session {
+        let config = shared.config();
+        conn.read_timeout = config.limits.command_timeout();
+        conn.write_timeout = config.limits.command_timeout();
+        Session {
+            shared,
+            config,
+            kind,
+            conn,
+            helo: None,
+            esmtp: false,
+            user: None,
+            tx: None,
+            errors: 0,
+        }
+    }
+
+    /// The authenticated user, if any (for logging).
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    fn reply(&mut self, code: u16, esc: &str, text: &str) {
+        let bytes = format_reply(code, Some(esc), &[text]);
+        self.conn.send(&bytes);
+    }
+
+    /// Counts a protocol error; true when the session must end.
+    fn error(&mut self, code: u16, esc: &str, text: &str) -> bool {
+        self.reply(code, esc, text);
+        self.errors += 1;
+        if self.errors >= self.config.limits.max_errors {
+            self.conn.send(REPLY_TOO_MANY_ERRORS);
+            return true;
+        }
+        false
+    }
+
+    /// Runs the session to its end. `tls_on_connect` is set for implicit-TLS listeners
+    /// after the handshake.
+    pub async fn run(&mut self) -> End {
+        let greeting = format!("220 {} ESMTP letterbox ready\r\n", self.config.hostname);
+        self.conn.send(greeting.as_bytes());
+        let mut shutdown = self.shared.shutdown.clone();
+        loop {
+            let line = tokio::select! {
+                line = self.conn.read_line(MAX_SMTP_COMMAND_LINE) => Some(line),
+                _ = shutdown.wait_for(|stop| *stop) => None,
+            };
+            let Some(line) = line else {
+                let text = format!("421 4.3.2 {} Service shutting down\r\n", self.config.hostname);
+                self.conn.send(text.as_bytes());
+                return self.finish(End::Shutdown).await;
+            };
+            let line = match line {
+                Ok(Line::Complete(line)) => line,
+                Ok(Line::TooLong) => {
+                    if self.error(500, "5.5.2", "Line too long") {
+                        return self.finish(End::TooManyErrors).await;
+                    }
+                    continue;
+                }
+                Ok(Line::Closed) => return End::Closed,
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    let text = format!("421 4.4.2 {} Timeout, closing connection\r\n", self.config.hostname);
+                    self.conn.send(text.as_bytes());
+                    return self.finish(End::Timeout).await;
+                }
+                Err(e) => return End::Error(e),
+            };
+            match self.command(&line).await {
+                Ok(None) => {}
+                Ok(Some(end)) => return self.finish(end).await,
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    let text = format!("421 4.4.2 {} Timeout, closing connection\r\n", self.config.hostname);
+                    self.conn.send(text.as_bytes());
+                    return self.finish(End::Timeout).await;
+                }
+                Err(e) => return End::Error(e),
+            }
+        }
+    }
+
+    async fn finish(&mut self, end: End) -> End {
+        self.conn.close().await;
+        end
+    }
+
+    /// Handles one command line. `Ok(Some(end))` ends the session.
+    async fn command(&mut self, line: &[u8]) -> io::Result<Option<End>> {
+        let command = match parse_command(line) {
+            Ok(command) => command,
+            Err(e) => {
+                let (code, esc, text) = match &e {
+                    ParseError::Unknown => (500, "5.5.1", "Command unrecognized".to_string()),
+                    ParseError::Syntax(hint) => (501, "5.5.4", format!("Syntax: {hint}")),
+                    ParseError::BadSender => (553, "5.1.7", "Bad sender address syntax".into()),
+                    ParseError::BadRecipient => {
+                        (553, "5.1.3", "Bad recipient address syntax".into())
+                    }
+                    ParseError::BadParameter(p) => {
+                        (555, "5.5.4", format!("Parameter not recognized: {}", printable(p)))
+                    }
+                    ParseError::NotUtf8 => (500, "5.5.2", "Command is not valid UTF-8".into()),
+                };
+                let stop = self.error(code, esc, &text);
+                return Ok(stop.then_some(End::TooManyErrors));
+            }
+        };
+        // BDAT transfers must not be interleaved with other transaction commands.
+        if self.tx.as_ref().is_some_and(|tx| tx.chunks.is_some())
+            && !matches!(command, Command::Bdat { .. } | Command::Rset | Command::Quit | Command::Noop)
+        {
+            let stop = self.error(503, "5.5.1", "Only BDAT, RSET or QUIT during a chunked transfer");
+            return Ok(stop.then_some(End::TooManyErrors));
+        }
+        match command {
+            Command::Ehlo(host) => self.hello(host, true),
+            Command::Helo(host) => self.hello(host, false),
+            Command::StartTls => return self.starttls().await,
+            Command::Auth {
+                mechanism,
+                initial_response,
+            } => return self.auth(mechanism, initial_response).await,
+            Command::Mail {
+                from,
+                size,
+                body,
+                smtputf8,
+            } => return Ok(self.mail(from, size, body, smtputf8).then_some(End::TooManyErrors)),
+            Command::Rcpt(to) => return Ok(self.rcpt(&to).then_some(End::TooManyErrors)),
+            Command::Data => return self.data().await,
+            Command::Bdat { size, last } => return self.bdat(size, last).await,
+            Command::Rset => {
+                self.tx = None;
+                self.reply(250, "2.0.0", "Reset OK");
+            }
+            Command::Noop => self.reply(250, "2.0.0", "OK"),
+            Command::Quit => {
+                let text = format!("{} closing connection", self.config.hostname);
+                self.reply(221, "2.0.0", &text);
+                return Ok(Some(End::Quit));
+            }
+            Command::Vrfy => self.reply(252, "2.5.0", "Cannot VRFY user, but will accept message"),
+            Command::Expn => self.reply(502, "5.5.1", "EXPN is not available"),
+            Command::Help => self.reply(214, "2.0.0", "See RFC 5321"),
+            Command::NotImplemented(name) => {
+                let text = format!("{name} is not implemented");
+                let stop = self.error(502, "5.5.1", &text);
+                return Ok(stop.then_some(End::TooManyErrors));
+            }
+        }
+        Ok(None)
+    }
+
+    fn offers_auth(&self) -> bool {
+        self.kind != ListenerKind::Smtp && self.conn.is_tls()
+    }
+
+    fn hello(&mut self, host: String, esmtp: bool) {
+        self.tx = None;
+        self.helo = Some(host);
+        self.esmtp = esmtp;
+        let greeting = format!("{} greets {}", self.config.hostname, self.conn.peer.ip());
+        if !esmtp {
+            self.conn
+                .send(&format_reply(250, None, &[greeting.as_str()]));
+            return;
+        }
+        let size = format!("SIZE {}", self.config.limits.max_message_size);
+        let mut lines: Vec<&str> = vec![
+            &greeting,
+            "PIPELINING",
+            &size,
+            "8BITMIME",
+            "SMTPUTF8",
+            "ENHANCEDSTATUSCODES",
+            "CHUNKING",
+        ];
+        if !self.conn.is_tls() {
+            lines.push("STARTTLS");
+        }
+        if self.offers_auth() {
+            lines.push("AUTH PLAIN LOGIN");
+        }
+        self.conn.send(&format_reply(250, None, &lines));
+    }
+
+    async fn starttls(&mut self) -> io::Result<Option<End>> {
+        if self.conn.is_tls() {
+            let stop = self.error(503, "5.5.1", "TLS is already active");
+            return Ok(stop.then_some(End::TooManyErrors));
+        }
+        self.reply(220, "2.0.0", "Ready to start TLS");
+        let acceptor = self.shared.tls.acceptor();
+        if let Err(e) = self.conn.start_tls(&acceptor).await {
+            log::info!("smtp {}: TLS handshake failed: {e}", self.conn.peer);
+            return Ok(Some(End::Closed));
+        }
+        // RFC 3207 §4.2: forget everything learned before TLS.
+        self.helo = None;
+        self.esmtp = false;
+        self.tx = None;
+        Ok(None)
+    }
+
+    async fn auth(
+        &mut self,
+        mechanism: Mechanism,
+        initial: Option<String>,
+    ) -> io::Result<Option<End>> {
+        let refusal = if self.kind == ListenerKind::Smtp {
+            Some((502, "5.5.1", "AUTH is not available on this port; use submission"))
+        } else if !self.conn.is_tls() {
+            Some((538, "5.7.11", "Encryption required: use STARTTLS first"))
+        } else if self.user.is_some() {
+            Some((503, "5.5.1", "Already authenticated"))
+        } else if self.tx.is_some() {
+            Some((503, "5.5.1", "AUTH is not allowed during a mail transaction"))
+        } else if !self.esmtp {
+            Some((503, "5.5.1", "Send EHLO first"))
+        } else if mechanism == Mechanism::Other {
+            Some((504, "5.5.4", "Unrecognized authentication type"))
+        } else {
+            None
+        };
+        if let Some((code, esc, text)) = refusal {
+            let stop = self.error(code, esc, text);
+            return Ok(stop.then_some(End::TooManyErrors));
+        }
+        let credentials = match mechanism {
+            Mechanism::Plain => {
+                let response = match initial {
+                    Some(r) => r,
+                    None => match self.sasl_prompt("").await? {
+                        Some(r) => r,
+                        None => return Ok(Some(End::Closed)),
+                    },
+                };
+                decode_sasl_line(&response).and_then(|bytes| parse_plain(&bytes))
+            }
+            _ => self.auth_login(initial).await?,
+        };
+        let (user, password) = match credentials {
+            Ok(c) => c,
+            Err(SaslError::Cancelled) => {
+                let stop = self.error(501, "5.0.0", "Authentication cancelled");
+                return Ok(stop.then_some(End::TooManyErrors));
+            }
+            Err(SaslError::Malformed) => {
+                let stop = self.error(501, "5.5.2", "Malformed authentication data");
+                return Ok(stop.then_some(End::TooManyErrors));
+            }
+        };
+        match self.shared.auth.login(&user, password).await {
+            Some(account) => {
+                log::info!("smtp {}: authenticated as {account}", self.conn.peer);
+                self.user = Some(account);
+                self.reply(235, "2.7.0", "Authentication successful");
+                Ok(None)
+            }
+            None => {
+                log::info!("smtp {}: authentication failed for {}", self.conn.peer, printable(&user));
+                let stop = self.error(535, "5.7.8", "Authentication credentials invalid");
+                Ok(stop.then_some(End::TooManyErrors))
+            }
+        }
+    }
+
+    /// LOGIN (draft-murchison-sasl-login): username and password as two base64 answers.
+    async fn auth_login(
+        &mut self,
+        initial: Option<String>,
+    ) -> io::Result<Result<(String, Secret), SaslError>> {
+        let user = match initial {
+            Some(u) => u,
+            None => match self.sasl_prompt("VXNlcm5hbWU6").await? {
+                Some(u) => u,
+                None => return Ok(Err(SaslError::Cancelled)),
+            },
+        };
+        let user = match decode_sasl_line(&user).map(String::from_utf8) {
+            Ok(Ok(u)) => u,
+            Ok(Err(_)) => return Ok(Err(SaslError::Malformed)),
+            Err(e) => return Ok(Err(e)),
+        };
+        let password = match self.sasl_prompt("UGFzc3dvcmQ6").await? {
+            Some(p) => p,
+            None => return Ok(Err(SaslError::Cancelled)),
+        };
+        Ok(match decode_sasl_line(&password).map(String::from_utf8) {
+            Ok(Ok(p)) => Ok((user, Secret(p))),
+            Ok(Err(_)) => Err(SaslError::Malformed),
+            Err(e) => Err(e),
+        })
+    }
+
+    /// Sends a 334 challenge and reads the answer line.
+    async fn sasl_prompt(&mut self, challenge: &str) -> io::Result<Option<String>> {
+        self.conn.send(format!("334 {challenge}\r\n").as_bytes());
+        match self.conn.read_line(MAX_SASL_LINE).await? {
+            Line::Complete(line) => Ok(Some(String::from_utf8_lossy(&line).trim().to_string())),
+            Line::TooLong => Ok(Some("*".into())),
+            Line::Closed => Ok(None),
+        }
+    }
+
+    /// Returns true when the session must end.
+    fn mail(&mut self, from: Option<String>, size: Option<u64>, body: Body, smtputf8: bool) -> bool {
+        let max = self.config.limits.max_message_size;
+        let refusal = if self.helo.is_none() {
+            Some((503, "5.5.1", "Send EHLO or HELO first".to_string()))
+        } else if self.tx.is_some() {
+            Some((503, "5.5.1", "Nested MAIL command".into()))
+        } else if self.kind != ListenerKind::Smtp && self.user.is_none() {
+            Some((530, "5.7.0", "Authentication required".into()))
+        } else if size.is_some_and(|s| s > max) {
+            Some((552, "5.3.4", format!("Message size exceeds fixed maximum of {max} bytes")))
+        } else if body == Body::BinaryMime {
+            Some((555, "5.5.4", "BODY=BINARYMIME is not supported".into()))
+        } else if !smtputf8 && from.as_deref().is_some_and(|f| !f.is_ascii()) {
+            Some((553, "5.6.7", "Non-ASCII address requires SMTPUTF8".into()))
+        } else {
+            self.sender_refusal(from.as_deref())
+        };
+        if let Some((code, esc, text)) = refusal {
+            return self.error(code, esc, &text);
+        }
+        self.tx = Some(Transaction {
+            from,
+            smtputf8,
+            declared_size: size,
+            recipients: Vec::new(),
+            chunks: None,
+        });
+        self.reply(250, "2.1.0", "Sender OK");
+        false
+    }
+
+    /// On submission, the sender must be the user's own address or an alias leading to it.
+    fn sender_refusal(&self, from: Option<&str>) -> Option<(u16, &'static str, String)> {
+        let user = self.user.as_deref()?;
+        let denied = Some((553, "5.7.1", "Sender address not owned by authenticated user".to_string()));
+        let from = from?;
+        let Some((address, _)) = crate::address::normalize_address(from) else {
+            return denied;
+        };
+        if address == user {
+            return None;
+        }
+        match self.shared.store.resolve_recipient(&address) {
+            Ok(Recipient::Local(accounts)) if accounts.iter().any(|a| a == user) => None,
+            Ok(_) => denied,
+            Err(e) => Some((451, "4.3.0", format!("Temporary lookup failure: {e}"))),
+        }
+    }
+
+    fn rcpt(&mut self, to: &str) -> bool {
+        let max = self.config.limits.max_recipients;
+        let authenticated = self.user.is_some();
+        let Some(tx) = &self.tx else {
+            return self.error(503, "5.5.1", "Send MAIL first");
+        };
+        if tx.recipients.len() >= max {
+            return self.error(452, "4.5.3", "Too many recipients");
+        }
+        if !tx.smtputf8 && !to.is_ascii() {
+            return self.error(553, "5.6.7", "Non-ASCII address requires SMTPUTF8");
+        }
+        match self.shared.store.resolve_recipient(to) {
+            Ok(Recipient::Local(accounts)) => {
+                if let Some(tx) = &mut self.tx {
+                    tx.recipients.push((to.to_string(), accounts));
+                }
+                self.reply(250, "2.1.5", "Recipient OK");
+                false
+            }
+            Ok(Recipient::UnknownUser) => {
+                self.error(550, "5.1.1", "No such user here")
+            }
+            Ok(Recipient::NotLocal) if authenticated => self.error(
+                550,
+                "5.7.1",
+                "Relaying to other domains is not available yet on this server",
+            ),
+            Ok(Recipient::NotLocal) => self.error(554, "5.7.1", "Relay access denied"),
+            Err(e) => {
+                log::error!("recipient lookup failed: {e}");
+                self.reply(451, "4.3.0", "Temporary lookup failure, try again later");
+                false
+            }
+        }
+    }
+
+    async fn data(&mut self) -> io::Result<Option<End>> {
+        let refusal = match &self.tx {
+            None => Some((503, "5.5.1", "Send MAIL first")),
+            Some(tx) if tx.recipients.is_empty() => Some((554, "5.5.1", "No valid recipients")),
+            _ => None,
+        };
+        if let Some((code, esc, text)) = refusal {
+            let stop = self.error(code, esc, text);
+            return Ok(stop.then_some(End::TooManyErrors));
+        }
+        self.reply(354, "2.0.0", "End data with <CR><LF>.<CR><LF>");
+        let max = self.config.limits.max_message_size;
+        let mut spool = SpoolWriter::new(self.shared.store.spool_dir());
+        let mut decoder = DataDecoder::new();
+        let mut decoded = Vec::new();
+        let mut too_big = false;
+        self.conn.read_timeout = self.config.limits.data_timeout();
+        let outcome = loop {
+            if !self.conn.has_buffered_input() {
+                match self.conn.fill().await {
+                    Ok(0) => break Ok(false),
+                    Ok(_) => {}
+                    Err(e) => break Err(e),
+                }
+            }
+            let fed = decoder.feed(self.conn.buffered(), &mut decoded);
+            self.conn.consume(fed.consumed);
+            if !too_big {
+                if spool.len() + decoded.len() as u64 > max {
+                    too_big = true;
+                } else {
+                    spool.write(&decoded)?;
+                }
+            }
+            decoded.clear();
+            if fed.done {
+                break Ok(true);
+            }
+        };
+        self.conn.read_timeout = self.config.limits.command_timeout();
+        if !outcome? {
+            log::info!("smtp {}: connection lost during DATA; nothing delivered", self.conn.peer);
+            return Ok(Some(End::Closed));
+        }
+        if too_big {
+            self.tx = None;
+            let text = format!("Message size exceeds fixed maximum of {max} bytes");
+            self.reply(552, "5.3.4", &text);
+            return Ok(None);
+        }
+        if decoder.longest_line() > MAX_DATA_LINE {
+            self.tx = None;
+            self.reply(500, "5.5.2", "Message has a line longer than 64 KiB");
+            return Ok(None);
+        }
+        self.deliver(spool).await;
+        Ok(None)
+    }
+
+    async fn bdat(&mut self, size: u64, last: bool) -> io::Result<Option<End>> {
+        let max = self.config.limits.max_message_size;
+        let failure: Option<&'static [u8]> = match &self.tx {
+            None => Some(b"503 5.5.1 Send MAIL first\r\n"),
+            Some(tx) if tx.recipients.is_empty() => Some(b"554 5.5.1 No valid recipients\r\n"),
+            _ => None,
+        };
+        // A chunk larger than any acceptable message cannot be worth reading: close.
+        if size > max.saturating_mul(2) {
+            self.conn.send(b"552 5.3.4 Chunk too large, closing connection\r\n");
+            return Ok(Some(End::Closed));
+        }
+        let spool_dir = self.shared.store.spool_dir().to_path_buf();
+        let mut chunks = match self.tx.as_mut().and_then(|tx| tx.chunks.take()) {
+            Some(c) => c,
+            None => Chunking {
+                spool: SpoolWriter::new(&spool_dir),
+                received: 0,
+                failure,
+            },
+        };
+        self.conn.read_timeout = self.config.limits.data_timeout();
+        let mut left = size;
+        let read = async {
+            while left > 0 {
+                if !self.conn.has_buffered_input() && self.conn.fill().await? == 0 {
+                    return Ok::<bool, io::Error>(false);
+                }
+                let take = (self.conn.buffered().len() as u64).min(left) as usize;
+                if chunks.failure.is_none() {
+                    if chunks.received + take as u64 > max {
+                        chunks.failure = Some(b"552 5.3.4 Message size exceeds fixed maximum\r\n");
+                    } else {
+                        chunks.spool.write(&self.conn.buffered()[..take])?;
+                    }
+                }
+                chunks.received += take as u64;
+                self.conn.consume(take);
+                left -= take as u64;
+            }
+            Ok(true)
+        };
+        let complete = read.await;
+        self.conn.read_timeout = self.config.limits.command_timeout();
+        if !complete? {
+            return Ok(Some(End::Closed));
+        }
+        if let Some(reply) = chunks.failure {
+            if last || self.tx.is_none() {
+                self.tx = None;
+                self.conn.send(reply);
+                self.errors += 1;
+            } else {
+                let text = format!("250 2.0.0 {size} octets received (message will be refused)\r\n");
+                self.conn.send(text.as_bytes());
+                if let Some(tx) = &mut self.tx {
+                    tx.chunks = Some(chunks);
+                }
+            }
+            return Ok(None);
+        }
+        if last {
+            self.deliver(chunks.spool).await;
+        } else {
+            let text = format!("250 2.0.0 {size} octets received\r\n");
+            self.conn.send(text.as_bytes());
+            if let Some(tx) = &mut self.tx {
+                tx.chunks = Some(chunks);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Commits the message for all recipients, then replies.
+    async fn deliver(&mut self, spool: SpoolWriter) {
+        let Some(tx) = self.tx.take() else { return };
+        let mut accounts: Vec<String> = Vec::new();
+        for (_, targets) in &tx.recipients {
+            for account in targets {
+                if !accounts.contains(account) {
+                    accounts.push(account.clone());
+                }
+            }
+        }
+        let id = message_id();
+        let protocol = protocol_name(self.esmtp, tx.smtputf8, self.conn.is_tls(), self.user.is_some());
+        let now = unix_now();
+        let single = (tx.recipients.len() == 1).then(|| tx.recipients[0].0.as_str());
+        let trace = Trace {
+            reverse_path: tx.from.as_deref(),
+            helo: self.helo.as_deref().unwrap_or("unknown"),
+            peer_ip: self.conn.peer.ip(),
+            hostname: &self.config.hostname,
+            protocol,
+            tls: self.conn.tls_description(),
+            id: &id,
+            recipient: single,
+            date: now,
+        };
+        let message = Incoming {
+            prefix: trace.headers(),
+            body: spool.finish(),
+            internal_date: now,
+        };
+        let size = message.size();
+        let _ = tx.declared_size;
+        match self.shared.committer.deliver(message, accounts).await {
+            Ok(placed) => {
+                log::info!(
+                    "smtp {}: delivered id={id} from=<{}> to={} size={size} copies={}",
+                    self.conn.peer,
+                    tx.from.as_deref().unwrap_or(""),
+                    tx.recipients.iter().map(|(r, _)| r.as_str()).collect::<Vec<_>>().join(","),
+                    placed.len()
+                );
+                let text = format!("OK id={id}");
+                self.reply(250, "2.0.0", &text);
+            }
+            Err(e) => {
+                log::error!("smtp {}: delivery of id={id} failed: {e}", self.conn.peer);
+                self.reply(451, "4.3.0", "Could not store the message, try again later");
+            }
+        }
+    }
+}
+
+/// The `with` keyword of the Received: header (RFC 3848).
+fn protocol_name(esmtp: bool, utf8: bool, tls: bool, auth: bool) -> &'static str {
+    match (esmtp, utf8, tls, auth) {
+        (false, _, _, _) => "SMTP",
+        (true, false, false, false) => "ESMTP",
+        (true, false, true, false) => "ESMTPS",
+        (true, false, false, true) => "ESMTPA",
+        (true, false, true, true) => "ESMTPSA",
+        (true, true, false, false) => "UTF8SMTP",
+        (true, true, true, false) => "UTF8SMTPS",
+        (true, true, false, true) => "UTF8SMTPA",
+        (true, true, true, true) => "UTF8SMTPSA",
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn message_id() -> String {
+    use rand_core::RngCore;
+    format!("{:016x}", rand_core::OsRng.next_u64())
+}
+
+/// Client text made safe for replies and logs.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .take(100)
+        .collect()
+}

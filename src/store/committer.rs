@@ -1,0 +1,85 @@
+//! Group commit: deliveries from all sessions go to one thread, which commits whatever
+//! has queued up in a single LMDB transaction (one fsync for many messages). A session's
+//! reply arrives only after the transaction holding its message committed, so the SMTP 250
+//! is never sent before the message is durable, and never waits for later messages.
+
+use super::{Incoming, Placed, Result, Store, StoreError};
+use crate::limits::MAX_GROUP_COMMIT;
+use std::sync::mpsc;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+struct Job {
+    message: Incoming,
+    accounts: Vec<String>,
+    reply: oneshot::Sender<Result<Vec<Placed>>>,
+}
+
+/// Handle to the delivery thread. Cloning is cheap; the thread ends with the last handle.
+#[derive(Clone)]
+pub struct Committer {
+    jobs: mpsc::SyncSender<Job>,
+}
+
+impl Committer {
+    pub fn start(store: Arc<Store>) -> Committer {
+        let (jobs, queue) = mpsc::sync_channel::<Job>(MAX_GROUP_COMMIT * 4);
+        std::thread::Builder::new()
+            .name("committer".into())
+            .spawn(move || run(&store, &queue))
+            .expect("spawn committer thread");
+        Committer { jobs }
+    }
+
+    /// Delivers `message` to the INBOX of every account; returns once it is durable.
+    pub async fn deliver(&self, message: Incoming, accounts: Vec<String>) -> Result<Vec<Placed>> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            message,
+            accounts,
+            reply,
+        };
+        let jobs = self.jobs.clone();
+        // The channel is bounded: waiting for room must not block a runtime thread.
+        tokio::task::spawn_blocking(move || jobs.send(job))
+            .await
+            .map_err(|_| StoreError::Invalid("delivery thread is gone".into()))?
+            .map_err(|_| StoreError::Invalid("delivery thread is gone".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Invalid("delivery thread is gone".into()))?
+    }
+}
+
+fn run(store: &Store, queue: &mpsc::Receiver<Job>) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_GROUP_COMMIT {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let outcome = {
+            let mut jobs: Vec<(&mut Incoming, &[String])> = batch
+                .iter_mut()
+                .map(|job| (&mut job.message, job.accounts.as_slice()))
+                .collect();
+            store.deliver_group(&mut jobs)
+        };
+        match outcome {
+            Ok(results) => {
+                for (job, result) in batch.into_iter().zip(results) {
+                    let _ = job.reply.send(result);
+                }
+            }
+            Err(e) => {
+                log::error!("group commit of {} deliveries failed: {e}", batch.len());
+                let text = e.to_string();
+                for job in batch {
+                    let _ = job.reply.send(Err(StoreError::Invalid(text.clone())));
+                }
+            }
+        }
+    }
+}

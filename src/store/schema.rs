@@ -1,0 +1,147 @@
+//! LMDB databases, key encodings and record types. See the [`crate::store`] module doc for
+//! the schema as a whole.
+
+use heed::byteorder::BigEndian;
+use heed::types::{Bytes, SerdeBincode, Str, Unit, U32, U64};
+use heed::{Database, Env, RwTxn};
+use serde::{Deserialize, Serialize};
+
+/// Version of the layout below. Bump it, and add a migration, whenever a record changes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+pub(crate) const META_SCHEMA_VERSION: &str = "schema_version";
+pub(crate) const META_NEXT_MAILBOX_ID: &str = "next_mailbox_id";
+pub(crate) const META_NEXT_BLOB_ID: &str = "next_blob_id";
+pub(crate) const META_LAST_UIDVALIDITY: &str = "last_uidvalidity";
+
+/// All named databases of the environment.
+#[derive(Clone, Copy)]
+pub(crate) struct Databases {
+    pub meta: Database<Str, Bytes>,
+    pub domains: Database<Str, Unit>,
+    pub accounts: Database<Str, SerdeBincode<Account>>,
+    pub aliases: Database<Str, SerdeBincode<Vec<String>>>,
+    pub mailboxes: Database<Bytes, SerdeBincode<Mailbox>>,
+    pub messages: Database<Bytes, SerdeBincode<MessageRecord>>,
+    pub blobs: Database<Bytes, Bytes>,
+    pub blob_refs: Database<U64<BigEndian>, U32<BigEndian>>,
+    /// Reserved for the outbound queue; created now so the schema version covers it.
+    #[allow(dead_code)]
+    pub queue: Database<Bytes, Bytes>,
+}
+
+/// Number of named databases (LMDB needs an upper bound at open time).
+pub(crate) const DATABASE_COUNT: u32 = 9;
+
+impl Databases {
+    pub fn create(env: &Env, txn: &mut RwTxn) -> heed::Result<Databases> {
+        Ok(Databases {
+            meta: env.create_database(txn, Some("meta"))?,
+            domains: env.create_database(txn, Some("domains"))?,
+            accounts: env.create_database(txn, Some("accounts"))?,
+            aliases: env.create_database(txn, Some("aliases"))?,
+            mailboxes: env.create_database(txn, Some("mailboxes"))?,
+            messages: env.create_database(txn, Some("messages"))?,
+            blobs: env.create_database(txn, Some("blobs"))?,
+            blob_refs: env.create_database(txn, Some("blob_refs"))?,
+            queue: env.create_database(txn, Some("queue"))?,
+        })
+    }
+}
+
+/// A mail account, keyed by its full lower-cased address.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Account {
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// Storage quota in bytes; 0 means unlimited.
+    pub quota_bytes: u64,
+    /// Unix time of creation.
+    pub created: i64,
+}
+
+/// IMAP special-use attributes (RFC 6154).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum SpecialUse {
+    Sent,
+    Drafts,
+    Trash,
+    Junk,
+    Archive,
+}
+
+/// A mailbox of an account, with the IMAP state that must survive restarts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Mailbox {
+    /// Globally unique, never reused; prefixes the mailbox's message keys.
+    pub id: u64,
+    /// Hierarchical name with `/` as separator; `INBOX` is the inbox.
+    pub name: String,
+    pub uid_validity: u32,
+    pub uid_next: u32,
+    pub highest_modseq: u64,
+    pub subscribed: bool,
+    pub special_use: Option<SpecialUse>,
+}
+
+/// Mailboxes every new account gets.
+pub const DEFAULT_MAILBOXES: [(&str, Option<SpecialUse>); 6] = [
+    ("INBOX", None),
+    ("Sent", Some(SpecialUse::Sent)),
+    ("Drafts", Some(SpecialUse::Drafts)),
+    ("Trash", Some(SpecialUse::Trash)),
+    ("Junk", Some(SpecialUse::Junk)),
+    ("Archive", Some(SpecialUse::Archive)),
+];
+
+/// System flags as bits of [`MessageRecord::flags`].
+pub mod flags {
+    pub const SEEN: u8 = 1;
+    pub const ANSWERED: u8 = 2;
+    pub const FLAGGED: u8 = 4;
+    pub const DELETED: u8 = 8;
+    pub const DRAFT: u8 = 16;
+}
+
+/// One message in one mailbox. The bytes live in a shared, refcounted blob.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MessageRecord {
+    pub blob: u64,
+    /// Size of the stored RFC 5322 bytes.
+    pub size: u64,
+    /// Unix time the message arrived (IMAP INTERNALDATE).
+    pub internal_date: i64,
+    /// System flags, see [`flags`].
+    pub flags: u8,
+    pub keywords: Vec<String>,
+    pub modseq: u64,
+}
+
+pub(crate) fn mailbox_key(account: &str, name: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(account.len() + 1 + name.len());
+    key.extend_from_slice(account.as_bytes());
+    key.push(0);
+    key.extend_from_slice(name.as_bytes());
+    key
+}
+
+pub(crate) fn mailbox_prefix(account: &str) -> Vec<u8> {
+    mailbox_key(account, "")
+}
+
+pub(crate) fn message_key(mailbox_id: u64, uid: u32) -> [u8; 12] {
+    let mut key = [0u8; 12];
+    key[..8].copy_from_slice(&mailbox_id.to_be_bytes());
+    key[8..].copy_from_slice(&uid.to_be_bytes());
+    key
+}
+
+pub(crate) fn uid_of_message_key(key: &[u8]) -> u32 {
+    let mut uid = [0u8; 4];
+    uid.copy_from_slice(&key[8..12]);
+    u32::from_be_bytes(uid)
+}
+
+pub(crate) fn blob_chunk_key(blob: u64, chunk: u32) -> [u8; 12] {
+    message_key(blob, chunk)
+}

@@ -1,0 +1,195 @@
+use super::*;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub(crate) struct TempStore {
+    pub store: Store,
+    pub dir: PathBuf,
+}
+
+impl Drop for TempStore {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub(crate) fn temp_store() -> TempStore {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "lb-store-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Store::open(&dir, 64 << 20).unwrap();
+    TempStore { store, dir }
+}
+
+fn incoming(body: &[u8]) -> Incoming {
+    Incoming {
+        prefix: b"Return-Path: <a@b.c>\r\n".to_vec(),
+        body: Spooled::Memory(body.to_vec()),
+        internal_date: 1,
+    }
+}
+
+fn with_users() -> TempStore {
+    let t = temp_store();
+    t.store.add_domain("Example.org").unwrap();
+    t.store.add_account("alice@example.org", "h1").unwrap();
+    t.store.add_account("bob@example.org", "h2").unwrap();
+    t
+}
+
+#[test]
+fn new_account_has_default_mailboxes() {
+    let t = with_users();
+    let names: Vec<_> = t
+        .store
+        .mailboxes("alice@example.org")
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.name, m.special_use))
+        .collect();
+    assert_eq!(names.len(), 6);
+    assert!(names.contains(&("INBOX".into(), None)));
+    assert!(names.contains(&("Trash".into(), Some(SpecialUse::Trash))));
+    let inbox = t.store.mailbox("alice@example.org", "INBOX").unwrap().unwrap();
+    let sent = t.store.mailbox("alice@example.org", "Sent").unwrap().unwrap();
+    assert_ne!(inbox.uid_validity, sent.uid_validity);
+    assert_ne!(inbox.id, sent.id);
+}
+
+#[test]
+fn account_needs_local_domain_and_is_unique() {
+    let t = with_users();
+    assert!(matches!(
+        t.store.add_account("x@other.org", "h"),
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        t.store.add_account("ALICE@example.org", "h"),
+        Err(StoreError::Exists(_))
+    ));
+    assert!(matches!(
+        t.store.add_account("not-an-address", "h"),
+        Err(StoreError::Invalid(_))
+    ));
+}
+
+#[test]
+fn resolve_accounts_aliases_subaddress_catchall() {
+    let t = with_users();
+    let s = &t.store;
+    assert_eq!(
+        s.resolve_recipient("Alice@Example.org").unwrap(),
+        Recipient::Local(vec!["alice@example.org".into()])
+    );
+    assert_eq!(
+        s.resolve_recipient("alice+news@example.org").unwrap(),
+        Recipient::Local(vec!["alice@example.org".into()])
+    );
+    assert_eq!(
+        s.resolve_recipient("carol@example.org").unwrap(),
+        Recipient::UnknownUser
+    );
+    assert_eq!(s.resolve_recipient("x@elsewhere.net").unwrap(), Recipient::NotLocal);
+    s.add_alias(
+        "team@example.org",
+        &["alice@example.org".into(), "bob@example.org".into()],
+    )
+    .unwrap();
+    assert_eq!(
+        s.resolve_recipient("team@example.org").unwrap(),
+        Recipient::Local(vec!["alice@example.org".into(), "bob@example.org".into()])
+    );
+    s.add_alias("@example.org", &["bob@example.org".into()])
+        .unwrap();
+    assert_eq!(
+        s.resolve_recipient("carol@example.org").unwrap(),
+        Recipient::Local(vec!["bob@example.org".into()])
+    );
+    assert!(s.add_alias("x@example.org", &["nobody@example.org".into()]).is_err());
+    s.remove_alias("@example.org").unwrap();
+    assert_eq!(
+        s.resolve_recipient("carol@example.org").unwrap(),
+        Recipient::UnknownUser
+    );
+}
+
+#[test]
+fn delivery_shares_one_blob_and_expunge_frees_it() {
+    let t = with_users();
+    let s = &t.store;
+    let body: Vec<u8> = (0..200_000u32).map(|i| (i % 97) as u8 + 32).collect();
+    let accounts = vec!["alice@example.org".to_string(), "bob@example.org".to_string()];
+    let placed = s.deliver(&mut incoming(&body), &accounts).unwrap();
+    assert_eq!(placed.len(), 2);
+    assert_eq!(placed[0].uid, 1);
+
+    let inbox = s.mailbox("alice@example.org", "INBOX").unwrap().unwrap();
+    assert_eq!(inbox.uid_next, 2);
+    let msgs = s.messages(inbox.id).unwrap();
+    assert_eq!(msgs.len(), 1);
+    let bob_inbox = s.mailbox("bob@example.org", "INBOX").unwrap().unwrap();
+    let bob_msgs = s.messages(bob_inbox.id).unwrap();
+    assert_eq!(msgs[0].1.blob, bob_msgs[0].1.blob, "stored once");
+
+    let stored = s.read_message(&msgs[0].1).unwrap();
+    assert!(stored.starts_with(b"Return-Path: <a@b.c>\r\n"));
+    assert_eq!(&stored[22..], &body[..]);
+    assert_eq!(stored.len() as u64, msgs[0].1.size);
+
+    assert_eq!(s.expunge(inbox.id, &[1]).unwrap(), 1);
+    assert!(s.messages(inbox.id).unwrap().is_empty());
+    assert_eq!(s.read_message(&bob_msgs[0].1).unwrap(), stored, "bob keeps it");
+    s.expunge(bob_inbox.id, &[1]).unwrap();
+    assert!(s.read_chunk(bob_msgs[0].1.blob, 0).is_err(), "blob freed");
+
+    // UIDs are never reused.
+    s.deliver(&mut incoming(b"x"), &accounts[..1]).unwrap();
+    assert_eq!(s.messages(inbox.id).unwrap()[0].0, 2);
+}
+
+#[test]
+fn remove_account_removes_its_mail() {
+    let t = with_users();
+    let s = &t.store;
+    s.deliver(&mut incoming(b"hi"), &["alice@example.org".to_string()])
+        .unwrap();
+    s.remove_account("alice@example.org").unwrap();
+    assert!(s.account("alice@example.org").unwrap().is_none());
+    assert!(s.mailboxes("alice@example.org").unwrap().is_empty());
+    assert!(s.remove_domain("example.org").is_err(), "bob still there");
+}
+
+#[test]
+fn group_commit_isolates_failures() {
+    let t = with_users();
+    let s = &t.store;
+    let mut a = incoming(b"one");
+    let mut b = incoming(b"two");
+    let good = vec!["alice@example.org".to_string()];
+    let bad = vec!["ghost@example.org".to_string()];
+    let results = s
+        .deliver_group(&mut [(&mut a, &good[..]), (&mut b, &bad[..])])
+        .unwrap();
+    assert!(results[0].is_ok());
+    assert!(results[1].is_err());
+    let inbox = s.mailbox("alice@example.org", "INBOX").unwrap().unwrap();
+    assert_eq!(s.messages(inbox.id).unwrap().len(), 1);
+}
+
+#[test]
+fn newer_schema_is_refused() {
+    let dir = std::env::temp_dir().join(format!("lb-schema-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    {
+        let store = Store::open(&dir, 64 << 20).unwrap();
+        let mut txn = store.env.write_txn().unwrap();
+        write_u64(&store.db, &mut txn, META_SCHEMA_VERSION, 99).unwrap();
+        txn.commit().unwrap();
+    }
+    let err = Store::open(&dir, 64 << 20).unwrap_err();
+    assert!(matches!(err, StoreError::SchemaTooNew { found: 99, .. }), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
