@@ -13,7 +13,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 #[derive(Parser, Debug)]
-#[command(name = "letterbox", version, about = "A small mail server: SMTP in, POP3 out")]
+#[command(
+    name = "letterbox",
+    version,
+    about = "A small mail server: SMTP in, POP3 out"
+)]
 pub struct Cli {
     /// Configuration file [default: /etc/letterbox/letterbox.toml if it exists,
     /// otherwise the embedded default].
@@ -223,7 +227,9 @@ fn run(cli: Cli) -> Result<(), String> {
             let store = open_store(&cli)?;
             match action {
                 AliasAction::Add { source, targets } => {
-                    let s = store.add_alias(source, targets).map_err(|e| e.to_string())?;
+                    let s = store
+                        .add_alias(source, targets)
+                        .map_err(|e| e.to_string())?;
                     println!("added alias {s}");
                 }
                 AliasAction::Del { source } => {

@@ -371,7 +371,11 @@ allow_plaintext_on_loopback = true
     #[test]
     fn default_listeners_depend_on_privilege() {
         let c = Config::embedded_default();
-        let ports: Vec<u16> = c.effective_listeners(false).iter().map(|l| l.port).collect();
+        let ports: Vec<u16> = c
+            .effective_listeners(false)
+            .iter()
+            .map(|l| l.port)
+            .collect();
         assert_eq!(ports, vec![2525, 2587, 2465, 2110, 2995]);
         let ports: Vec<u16> = c.effective_listeners(true).iter().map(|l| l.port).collect();
         assert_eq!(ports, vec![25, 587, 465, 110, 995]);

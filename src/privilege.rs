@@ -53,7 +53,10 @@ pub fn drop_to(user: &User) -> Result<(), String> {
     // SAFETY: prctl with PR_SET_NO_NEW_PRIVS only sets a flag on this process.
     let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
     if rc != 0 {
-        return Err(format!("PR_SET_NO_NEW_PRIVS: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "PR_SET_NO_NEW_PRIVS: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     let dropped = getuid() == user.uid
         && geteuid() == user.uid

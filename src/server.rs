@@ -152,7 +152,12 @@ pub async fn run(
         let addr = socket.local_addr().map_err(|e| e.to_string())?;
         let _ = writeln!(stdout, "listening {} {addr}", bound.kind);
         log::info!("listening for {} on {addr}", bound.kind);
-        tokio::spawn(accept_loop(shared.clone(), bound.kind, socket, done.clone()));
+        tokio::spawn(accept_loop(
+            shared.clone(),
+            bound.kind,
+            socket,
+            done.clone(),
+        ));
     }
     let _ = writeln!(stdout, "ready");
     let _ = stdout.flush();
@@ -178,7 +183,10 @@ pub async fn run(
         }
     }
     let grace = shared.config().limits.shutdown_grace();
-    log::info!("shutting down: waiting up to {}s for sessions", grace.as_secs());
+    log::info!(
+        "shutting down: waiting up to {}s for sessions",
+        grace.as_secs()
+    );
     let _ = stop.send(true);
     match tokio::time::timeout(grace, all_done.recv()).await {
         Ok(_) => log::info!("all sessions closed"),

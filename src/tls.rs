@@ -125,7 +125,10 @@ mod tests {
         let (cert, key) = cert_paths(&config, &dir);
         let first = std::fs::read(&cert).unwrap();
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         load(&config, &dir).unwrap();
         assert_eq!(std::fs::read(&cert).unwrap(), first);
         let _ = std::fs::remove_dir_all(&dir);

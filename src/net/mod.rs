@@ -252,8 +252,7 @@ impl Connection {
     /// Sends what is queued and closes the write side (best effort).
     pub async fn close(&mut self) {
         let _ = self.flush().await;
-        let _ =
-            tokio::time::timeout(Duration::from_secs(2), self.stream.shutdown()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.stream.shutdown()).await;
     }
 }
 
@@ -286,7 +285,9 @@ mod tests {
         let long = vec![b'x'; 50_000];
         peer.write_all(&long).await.unwrap();
         assert_eq!(conn.read_line(100).await.unwrap(), Line::TooLong);
-        peer.write_all(b"still the long line\r\nQUIT\r\n").await.unwrap();
+        peer.write_all(b"still the long line\r\nQUIT\r\n")
+            .await
+            .unwrap();
         assert_eq!(
             conn.read_line(100).await.unwrap(),
             Line::Complete(b"QUIT\r\n".to_vec())

@@ -98,12 +98,27 @@ mod tests {
     fn commands() {
         let cases: &[(&[u8], Result<Command, ParseError>)] = &[
             (b"CAPA\r\n", Ok(Command::Capa)),
-            (b"user alice@example.org\r\n", Ok(Command::User("alice@example.org".into()))),
-            (b"PASS pass with spaces\r\n", Ok(Command::Pass(Secret("pass with spaces".into())))),
+            (
+                b"user alice@example.org\r\n",
+                Ok(Command::User("alice@example.org".into())),
+            ),
+            (
+                b"PASS pass with spaces\r\n",
+                Ok(Command::Pass(Secret("pass with spaces".into()))),
+            ),
             (b"PASS\r\n", Err(ParseError::Syntax("PASS password"))),
             (b"AUTH\r\n", Ok(Command::Auth(None))),
-            (b"AUTH plain\r\n", Ok(Command::Auth(Some(("PLAIN".into(), None))))),
-            (b"AUTH PLAIN AGEAYg==\r\n", Ok(Command::Auth(Some(("PLAIN".into(), Some("AGEAYg==".into())))))),
+            (
+                b"AUTH plain\r\n",
+                Ok(Command::Auth(Some(("PLAIN".into(), None)))),
+            ),
+            (
+                b"AUTH PLAIN AGEAYg==\r\n",
+                Ok(Command::Auth(Some((
+                    "PLAIN".into(),
+                    Some("AGEAYg==".into()),
+                )))),
+            ),
             (b"STLS\r\n", Ok(Command::Stls)),
             (b"STAT\r\n", Ok(Command::Stat)),
             (b"LIST\r\n", Ok(Command::List(None))),
@@ -118,17 +133,37 @@ mod tests {
             (b"QUIT\r\n", Ok(Command::Quit)),
         ];
         for (input, expected) in cases {
-            assert_eq!(&parse_command(input), expected, "{:?}", String::from_utf8_lossy(input));
+            assert_eq!(
+                &parse_command(input),
+                expected,
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
         }
     }
 
     #[test]
     fn bad_input() {
-        assert_eq!(parse_command(b"RETR\r\n"), Err(ParseError::Syntax("RETR msg")));
-        assert_eq!(parse_command(b"RETR -1\r\n"), Err(ParseError::Syntax("RETR msg")));
-        assert_eq!(parse_command(b"RETR 99999999999\r\n"), Err(ParseError::Syntax("RETR msg")));
-        assert_eq!(parse_command(b"TOP 1\r\n"), Err(ParseError::Syntax("TOP msg lines")));
-        assert_eq!(parse_command(b"STAT x\r\n"), Err(ParseError::Syntax("no arguments")));
+        assert_eq!(
+            parse_command(b"RETR\r\n"),
+            Err(ParseError::Syntax("RETR msg"))
+        );
+        assert_eq!(
+            parse_command(b"RETR -1\r\n"),
+            Err(ParseError::Syntax("RETR msg"))
+        );
+        assert_eq!(
+            parse_command(b"RETR 99999999999\r\n"),
+            Err(ParseError::Syntax("RETR msg"))
+        );
+        assert_eq!(
+            parse_command(b"TOP 1\r\n"),
+            Err(ParseError::Syntax("TOP msg lines"))
+        );
+        assert_eq!(
+            parse_command(b"STAT x\r\n"),
+            Err(ParseError::Syntax("no arguments"))
+        );
         assert_eq!(parse_command(b"XYZZY\r\n"), Err(ParseError::Unknown));
         assert_eq!(parse_command(b"\xff\xfe\r\n"), Err(ParseError::Unknown));
         assert_eq!(parse_command(b"\0\r\n"), Err(ParseError::Unknown));

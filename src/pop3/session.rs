@@ -111,7 +111,8 @@ impl Session {
         self.conn.send(format!("-ERR {text}\r\n").as_bytes());
         self.errors += 1;
         if self.errors >= self.config.limits.max_errors {
-            self.conn.send(b"-ERR [SYS/PERM] Too many errors, closing connection\r\n");
+            self.conn
+                .send(b"-ERR [SYS/PERM] Too many errors, closing connection\r\n");
             return true;
         }
         false
@@ -146,7 +147,8 @@ impl Session {
             };
             if let Some(end) = end {
                 if matches!(end, End::Timeout) {
-                    self.conn.send(b"-ERR [SYS/TEMP] Autologout: idle too long\r\n");
+                    self.conn
+                        .send(b"-ERR [SYS/TEMP] Autologout: idle too long\r\n");
                 }
                 self.conn.close().await;
                 return end;
@@ -285,7 +287,10 @@ impl Session {
         let (inbox, messages) = match loaded {
             Ok(x) => x,
             Err(e) => {
-                log::error!("pop3 {}: cannot open INBOX of {account}: {e}", self.conn.peer);
+                log::error!(
+                    "pop3 {}: cannot open INBOX of {account}: {e}",
+                    self.conn.peer
+                );
                 return Ok(self.err("[SYS/TEMP] Cannot open maildrop"));
             }
         };
@@ -330,7 +335,11 @@ impl Session {
                 let mut out = String::from("+OK\r\n");
                 for (i, m) in drop.messages.iter().enumerate().filter(|(_, m)| !m.deleted) {
                     if uidl {
-                        out.push_str(&format!("{} {}\r\n", i + 1, unique_id(drop.uid_validity, m.uid)));
+                        out.push_str(&format!(
+                            "{} {}\r\n",
+                            i + 1,
+                            unique_id(drop.uid_validity, m.uid)
+                        ));
                     } else {
                         out.push_str(&format!("{} {}\r\n", i + 1, m.record.size));
                     }
@@ -410,7 +419,12 @@ impl Session {
         let Some(drop) = &self.maildrop else {
             return Ok(End::Quit);
         };
-        let uids: Vec<u32> = drop.messages.iter().filter(|m| m.deleted).map(|m| m.uid).collect();
+        let uids: Vec<u32> = drop
+            .messages
+            .iter()
+            .filter(|m| m.deleted)
+            .map(|m| m.uid)
+            .collect();
         let left = drop.messages.len() - uids.len();
         let account = drop.account.clone();
         let mailbox = drop.mailbox_id;
@@ -428,8 +442,12 @@ impl Session {
                 self.ok(&format!("letterbox signing off ({left} messages left)"));
             }
             Err(e) => {
-                log::error!("pop3 {}: removing messages of {account} failed: {e}", self.conn.peer);
-                self.conn.send(b"-ERR [SYS/TEMP] Some deleted messages were not removed\r\n");
+                log::error!(
+                    "pop3 {}: removing messages of {account} failed: {e}",
+                    self.conn.peer
+                );
+                self.conn
+                    .send(b"-ERR [SYS/TEMP] Some deleted messages were not removed\r\n");
             }
         }
         Ok(End::Quit)
@@ -489,7 +507,8 @@ impl Limit {
         for (i, &b) in chunk.iter().enumerate() {
             if !self.in_body {
                 if b == b'\n' {
-                    let empty = self.line_length == 0 || (self.line_length == 1 && self.previous == b'\r');
+                    let empty =
+                        self.line_length == 0 || (self.line_length == 1 && self.previous == b'\r');
                     self.line_length = 0;
                     if empty {
                         self.in_body = true;

@@ -253,7 +253,12 @@ mod tests {
     #[test]
     fn bare_lf_dot_does_not_end_data() {
         // The classic smuggling payloads: <LF>.<LF>, <LF>.<CR><LF>, <CR>.<CR><LF>.
-        for payload in [&b"a\n.\nMAIL FROM:<x@y>\r\n"[..], b"a\n.\r\nMAIL FROM:<x@y>\r\n", b"a\r.\r\nMAIL FROM:<x@y>\r\n", b"a\r\n.\nMAIL FROM:<x@y>\r\n"] {
+        for payload in [
+            &b"a\n.\nMAIL FROM:<x@y>\r\n"[..],
+            b"a\n.\r\nMAIL FROM:<x@y>\r\n",
+            b"a\r.\r\nMAIL FROM:<x@y>\r\n",
+            b"a\r\n.\nMAIL FROM:<x@y>\r\n",
+        ] {
             let (msg, _, done) = all_steps(payload);
             assert!(!done, "{payload:?} ended the message");
             assert!(msg.ends_with(b"MAIL FROM:<x@y>\r\n"), "{msg:?}");
@@ -289,7 +294,10 @@ mod tests {
             stuffer.push(piece, &mut wire);
         }
         stuffer.finish(&mut wire);
-        assert_eq!(wire, b"..a\r\n...b\r\nc\r\n..\r\nno newline at end\r\n.\r\n");
+        assert_eq!(
+            wire,
+            b"..a\r\n...b\r\nc\r\n..\r\nno newline at end\r\n.\r\n"
+        );
         let (msg, rest, done) = all_steps(&wire);
         assert!(done && rest.is_empty());
         assert_eq!(msg, [original, b"\r\n"].concat());

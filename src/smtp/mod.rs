@@ -100,7 +100,13 @@ impl Trace<'_> {
 /// Keeps client-chosen text from breaking the header syntax.
 fn sanitize(text: &str) -> String {
     text.chars()
-        .map(|c| if c.is_control() || c == '(' || c == ')' { '_' } else { c })
+        .map(|c| {
+            if c.is_control() || c == '(' || c == ')' {
+                '_'
+            } else {
+                c
+            }
+        })
         .take(255)
         .collect()
 }
@@ -111,7 +117,10 @@ mod tests {
 
     #[test]
     fn replies() {
-        assert_eq!(format_reply(250, Some("2.0.0"), &["OK"]), b"250 2.0.0 OK\r\n");
+        assert_eq!(
+            format_reply(250, Some("2.0.0"), &["OK"]),
+            b"250 2.0.0 OK\r\n"
+        );
         assert_eq!(
             format_reply(250, None, &["mx", "PIPELINING", "SIZE 10"]),
             b"250-mx\r\n250-PIPELINING\r\n250 SIZE 10\r\n"
@@ -121,7 +130,10 @@ mod tests {
     #[test]
     fn dates() {
         assert_eq!(rfc5322_date(0), "Thu, 1 Jan 1970 00:00:00 +0000");
-        assert_eq!(rfc5322_date(1_795_474_268), "Mon, 23 Nov 2026 22:51:08 +0000");
+        assert_eq!(
+            rfc5322_date(1_795_474_268),
+            "Mon, 23 Nov 2026 22:51:08 +0000"
+        );
         assert_eq!(rfc5322_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
     }
 
@@ -139,7 +151,12 @@ mod tests {
             date: 0,
         };
         let h = String::from_utf8(t.headers()).unwrap();
-        assert!(h.starts_with("Return-Path: <>\r\nReceived: from evil__X-Injected: 1 ([192.0.2.1])\r\n"), "{h}");
+        assert!(
+            h.starts_with(
+                "Return-Path: <>\r\nReceived: from evil__X-Injected: 1 ([192.0.2.1])\r\n"
+            ),
+            "{h}"
+        );
         assert!(h.contains("for <a@example.org>;\r\n\tThu, 1 Jan 1970"));
         assert!(h.ends_with("+0000\r\n"));
         assert_eq!(h.matches("\r\n").count(), h.matches("\r\n\t").count() + 2);

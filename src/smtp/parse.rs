@@ -34,7 +34,10 @@ pub enum Command {
     },
     Rcpt(String),
     Data,
-    Bdat { size: u64, last: bool },
+    Bdat {
+        size: u64,
+        last: bool,
+    },
     Auth {
         mechanism: Mechanism,
         initial_response: Option<String>,
@@ -122,8 +125,7 @@ pub fn parse_command(line: &[u8]) -> Result<Command, ParseError> {
             } else {
                 Mechanism::Other
             },
-            initial_response: (!initial_response.is_empty())
-                .then(|| initial_response.into_owned()),
+            initial_response: (!initial_response.is_empty()).then(|| initial_response.into_owned()),
         },
         Request::StartTls => Command::StartTls,
         Request::Rset => Command::Rset,
@@ -164,8 +166,14 @@ mod tests {
 
     #[test]
     fn greetings() {
-        assert_eq!(p("EHLO client.example\r\n"), Ok(Command::Ehlo("client.example".into())));
-        assert_eq!(p("helo [127.0.0.1]\r\n"), Ok(Command::Helo("[127.0.0.1]".into())));
+        assert_eq!(
+            p("EHLO client.example\r\n"),
+            Ok(Command::Ehlo("client.example".into()))
+        );
+        assert_eq!(
+            p("helo [127.0.0.1]\r\n"),
+            Ok(Command::Helo("[127.0.0.1]".into()))
+        );
     }
 
     #[test]
@@ -189,18 +197,39 @@ mod tests {
             })
         );
         assert_eq!(p("MAIL FROM:<a@@b>\r\n"), Err(ParseError::BadSender));
-        assert!(matches!(p("MAIL FROM:a@b.org\r\n"), Err(ParseError::Syntax(_))));
-        assert!(matches!(p("MAIL FROM:<a@b.org> SIZE=x\r\n"), Err(ParseError::BadParameter(_))));
+        assert!(matches!(
+            p("MAIL FROM:a@b.org\r\n"),
+            Err(ParseError::Syntax(_))
+        ));
+        assert!(matches!(
+            p("MAIL FROM:<a@b.org> SIZE=x\r\n"),
+            Err(ParseError::BadParameter(_))
+        ));
     }
 
     #[test]
     fn rcpt_and_data() {
-        assert_eq!(p("RCPT TO:<Alice@Example.org>\r\n"), Ok(Command::Rcpt("Alice@Example.org".into())));
+        assert_eq!(
+            p("RCPT TO:<Alice@Example.org>\r\n"),
+            Ok(Command::Rcpt("Alice@Example.org".into()))
+        );
         assert_eq!(p("RCPT TO:<>\r\n"), Err(ParseError::BadRecipient));
         assert!(matches!(p("RCPT alice\r\n"), Err(ParseError::Syntax(_))));
         assert_eq!(p("DATA\r\n"), Ok(Command::Data));
-        assert_eq!(p("BDAT 100 LAST\r\n"), Ok(Command::Bdat { size: 100, last: true }));
-        assert_eq!(p("BDAT 7\r\n"), Ok(Command::Bdat { size: 7, last: false }));
+        assert_eq!(
+            p("BDAT 100 LAST\r\n"),
+            Ok(Command::Bdat {
+                size: 100,
+                last: true
+            })
+        );
+        assert_eq!(
+            p("BDAT 7\r\n"),
+            Ok(Command::Bdat {
+                size: 7,
+                last: false
+            })
+        );
         assert!(p("BDAT x\r\n").is_err());
     }
 
@@ -222,7 +251,10 @@ mod tests {
         );
         assert!(matches!(
             p("AUTH CRAM-MD5\r\n"),
-            Ok(Command::Auth { mechanism: Mechanism::Other, .. })
+            Ok(Command::Auth {
+                mechanism: Mechanism::Other,
+                ..
+            })
         ));
     }
 

@@ -113,7 +113,10 @@ impl Session {
                 _ = shutdown.wait_for(|stop| *stop) => None,
             };
             let Some(line) = line else {
-                let text = format!("421 4.3.2 {} Service shutting down\r\n", self.config.hostname);
+                let text = format!(
+                    "421 4.3.2 {} Service shutting down\r\n",
+                    self.config.hostname
+                );
                 self.conn.send(text.as_bytes());
                 return self.finish(End::Shutdown).await;
             };
@@ -127,7 +130,10 @@ impl Session {
                 }
                 Ok(Line::Closed) => return End::Closed,
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                    let text = format!("421 4.4.2 {} Timeout, closing connection\r\n", self.config.hostname);
+                    let text = format!(
+                        "421 4.4.2 {} Timeout, closing connection\r\n",
+                        self.config.hostname
+                    );
                     self.conn.send(text.as_bytes());
                     return self.finish(End::Timeout).await;
                 }
@@ -137,7 +143,10 @@ impl Session {
                 Ok(None) => {}
                 Ok(Some(end)) => return self.finish(end).await,
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                    let text = format!("421 4.4.2 {} Timeout, closing connection\r\n", self.config.hostname);
+                    let text = format!(
+                        "421 4.4.2 {} Timeout, closing connection\r\n",
+                        self.config.hostname
+                    );
                     self.conn.send(text.as_bytes());
                     return self.finish(End::Timeout).await;
                 }
@@ -163,9 +172,11 @@ impl Session {
                     ParseError::BadRecipient => {
                         (553, "5.1.3", "Bad recipient address syntax".into())
                     }
-                    ParseError::BadParameter(p) => {
-                        (555, "5.5.4", format!("Parameter not recognized: {}", printable(p)))
-                    }
+                    ParseError::BadParameter(p) => (
+                        555,
+                        "5.5.4",
+                        format!("Parameter not recognized: {}", printable(p)),
+                    ),
                     ParseError::NotUtf8 => (500, "5.5.2", "Command is not valid UTF-8".into()),
                 };
                 let stop = self.error(code, esc, &text);
@@ -174,9 +185,16 @@ impl Session {
         };
         // BDAT transfers must not be interleaved with other transaction commands.
         if self.tx.as_ref().is_some_and(|tx| tx.chunks.is_some())
-            && !matches!(command, Command::Bdat { .. } | Command::Rset | Command::Quit | Command::Noop)
+            && !matches!(
+                command,
+                Command::Bdat { .. } | Command::Rset | Command::Quit | Command::Noop
+            )
         {
-            let stop = self.error(503, "5.5.1", "Only BDAT, RSET or QUIT during a chunked transfer");
+            let stop = self.error(
+                503,
+                "5.5.1",
+                "Only BDAT, RSET or QUIT during a chunked transfer",
+            );
             return Ok(stop.then_some(End::TooManyErrors));
         }
         match command {
@@ -192,7 +210,11 @@ impl Session {
                 size,
                 body,
                 smtputf8,
-            } => return Ok(self.mail(from, size, body, smtputf8).then_some(End::TooManyErrors)),
+            } => {
+                return Ok(self
+                    .mail(from, size, body, smtputf8)
+                    .then_some(End::TooManyErrors))
+            }
             Command::Rcpt(to) => return Ok(self.rcpt(&to).then_some(End::TooManyErrors)),
             Command::Data => return self.data().await,
             Command::Bdat { size, last } => return self.bdat(size, last).await,
@@ -275,13 +297,21 @@ impl Session {
         initial: Option<String>,
     ) -> io::Result<Option<End>> {
         let refusal = if self.kind == ListenerKind::Smtp {
-            Some((502, "5.5.1", "AUTH is not available on this port; use submission"))
+            Some((
+                502,
+                "5.5.1",
+                "AUTH is not available on this port; use submission",
+            ))
         } else if !self.conn.is_tls() {
             Some((538, "5.7.11", "Encryption required: use STARTTLS first"))
         } else if self.user.is_some() {
             Some((503, "5.5.1", "Already authenticated"))
         } else if self.tx.is_some() {
-            Some((503, "5.5.1", "AUTH is not allowed during a mail transaction"))
+            Some((
+                503,
+                "5.5.1",
+                "AUTH is not allowed during a mail transaction",
+            ))
         } else if !self.esmtp {
             Some((503, "5.5.1", "Send EHLO first"))
         } else if mechanism == Mechanism::Other {
@@ -325,7 +355,11 @@ impl Session {
                 Ok(None)
             }
             None => {
-                log::info!("smtp {}: authentication failed for {}", self.conn.peer, printable(&user));
+                log::info!(
+                    "smtp {}: authentication failed for {}",
+                    self.conn.peer,
+                    printable(&user)
+                );
                 let stop = self.error(535, "5.7.8", "Authentication credentials invalid");
                 Ok(stop.then_some(End::TooManyErrors))
             }
@@ -371,7 +405,13 @@ impl Session {
     }
 
     /// Returns true when the session must end.
-    fn mail(&mut self, from: Option<String>, size: Option<u64>, body: Body, smtputf8: bool) -> bool {
+    fn mail(
+        &mut self,
+        from: Option<String>,
+        size: Option<u64>,
+        body: Body,
+        smtputf8: bool,
+    ) -> bool {
         let max = self.config.limits.max_message_size;
         let refusal = if self.helo.is_none() {
             Some((503, "5.5.1", "Send EHLO or HELO first".to_string()))
@@ -380,7 +420,11 @@ impl Session {
         } else if self.kind != ListenerKind::Smtp && self.user.is_none() {
             Some((530, "5.7.0", "Authentication required".into()))
         } else if size.is_some_and(|s| s > max) {
-            Some((552, "5.3.4", format!("Message size exceeds fixed maximum of {max} bytes")))
+            Some((
+                552,
+                "5.3.4",
+                format!("Message size exceeds fixed maximum of {max} bytes"),
+            ))
         } else if body == Body::BinaryMime {
             Some((555, "5.5.4", "BODY=BINARYMIME is not supported".into()))
         } else if !smtputf8 && from.as_deref().is_some_and(|f| !f.is_ascii()) {
@@ -405,7 +449,11 @@ impl Session {
     /// On submission, the sender must be the user's own address or an alias leading to it.
     fn sender_refusal(&self, from: Option<&str>) -> Option<(u16, &'static str, String)> {
         let user = self.user.as_deref()?;
-        let denied = Some((553, "5.7.1", "Sender address not owned by authenticated user".to_string()));
+        let denied = Some((
+            553,
+            "5.7.1",
+            "Sender address not owned by authenticated user".to_string(),
+        ));
         let from = from?;
         let Some((address, _)) = crate::address::normalize_address(from) else {
             return denied;
@@ -440,9 +488,7 @@ impl Session {
                 self.reply(250, "2.1.5", "Recipient OK");
                 false
             }
-            Ok(Recipient::UnknownUser) => {
-                self.error(550, "5.1.1", "No such user here")
-            }
+            Ok(Recipient::UnknownUser) => self.error(550, "5.1.1", "No such user here"),
             Ok(Recipient::NotLocal) if authenticated => self.error(
                 550,
                 "5.7.1",
@@ -498,7 +544,10 @@ impl Session {
         };
         self.conn.read_timeout = self.config.limits.command_timeout();
         if !outcome? {
-            log::info!("smtp {}: connection lost during DATA; nothing delivered", self.conn.peer);
+            log::info!(
+                "smtp {}: connection lost during DATA; nothing delivered",
+                self.conn.peer
+            );
             return Ok(Some(End::Closed));
         }
         if too_big {
@@ -525,7 +574,8 @@ impl Session {
         };
         // A chunk larger than any acceptable message cannot be worth reading: close.
         if size > max.saturating_mul(2) {
-            self.conn.send(b"552 5.3.4 Chunk too large, closing connection\r\n");
+            self.conn
+                .send(b"552 5.3.4 Chunk too large, closing connection\r\n");
             return Ok(Some(End::Closed));
         }
         let spool_dir = self.shared.store.spool_dir().to_path_buf();
@@ -569,7 +619,8 @@ impl Session {
                 self.conn.send(reply);
                 self.errors += 1;
             } else {
-                let text = format!("250 2.0.0 {size} octets received (message will be refused)\r\n");
+                let text =
+                    format!("250 2.0.0 {size} octets received (message will be refused)\r\n");
                 self.conn.send(text.as_bytes());
                 if let Some(tx) = &mut self.tx {
                     tx.chunks = Some(chunks);
@@ -601,7 +652,12 @@ impl Session {
             }
         }
         let id = message_id();
-        let protocol = protocol_name(self.esmtp, tx.smtputf8, self.conn.is_tls(), self.user.is_some());
+        let protocol = protocol_name(
+            self.esmtp,
+            tx.smtputf8,
+            self.conn.is_tls(),
+            self.user.is_some(),
+        );
         let now = unix_now();
         let single = (tx.recipients.len() == 1).then(|| tx.recipients[0].0.as_str());
         let trace = Trace {
@@ -628,7 +684,11 @@ impl Session {
                     "smtp {}: delivered id={id} from=<{}> to={} size={size} copies={}",
                     self.conn.peer,
                     tx.from.as_deref().unwrap_or(""),
-                    tx.recipients.iter().map(|(r, _)| r.as_str()).collect::<Vec<_>>().join(","),
+                    tx.recipients
+                        .iter()
+                        .map(|(r, _)| r.as_str())
+                        .collect::<Vec<_>>()
+                        .join(","),
                     placed.len()
                 );
                 let text = format!("OK id={id}");

@@ -125,7 +125,9 @@ pub struct Store {
 
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Store").field("path", &self.env.path()).finish()
+        f.debug_struct("Store")
+            .field("path", &self.env.path())
+            .finish()
     }
 }
 
@@ -335,11 +337,15 @@ impl Store {
     pub fn add_alias(&self, source: &str, targets: &[String]) -> Result<String> {
         let (source, domain) = parse_alias_source(source)?;
         if targets.is_empty() {
-            return Err(StoreError::Invalid("an alias needs at least one target".into()));
+            return Err(StoreError::Invalid(
+                "an alias needs at least one target".into(),
+            ));
         }
         let mut txn = self.env.write_txn()?;
         if self.db.domains.get(&txn, &domain)?.is_none() {
-            return Err(StoreError::Invalid(format!("{domain} is not a local domain")));
+            return Err(StoreError::Invalid(format!(
+                "{domain} is not a local domain"
+            )));
         }
         if self.db.aliases.get(&txn, &source)?.is_some() {
             return Err(StoreError::Exists(format!("alias {source}")));
@@ -456,7 +462,11 @@ impl Store {
     pub fn mailboxes(&self, account: &str) -> Result<Vec<Mailbox>> {
         let txn = self.env.read_txn()?;
         let mut out = Vec::new();
-        for item in self.db.mailboxes.prefix_iter(&txn, &mailbox_prefix(account))? {
+        for item in self
+            .db
+            .mailboxes
+            .prefix_iter(&txn, &mailbox_prefix(account))?
+        {
             out.push(item?.1);
         }
         Ok(out)
@@ -628,17 +638,9 @@ impl Store {
             Ok(())
         };
         put(txn, &mut chunk, &message.prefix)?;
-        let mut failure = None;
-        message.body.for_each_piece(|piece| {
-            put(txn, &mut chunk, piece).map_err(|e| {
-                failure = Some(e);
-                std::io::Error::other("store write failed")
-            })
-        })
-        .or_else(|io| match failure.take() {
-            Some(e) => Err(e),
-            None => Err(StoreError::Io(io)),
-        })?;
+        message
+            .body
+            .for_each_piece(|piece| put(txn, &mut chunk, piece))?;
         if !chunk.is_empty() {
             self.db
                 .blobs

@@ -27,16 +27,19 @@ impl Spooled {
     }
 
     /// Calls `f` with consecutive pieces of the content, at most [`BLOB_CHUNK`] bytes each.
-    pub fn for_each_piece(&mut self, mut f: impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
+    pub fn for_each_piece<E: From<io::Error>>(
+        &mut self,
+        mut f: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
         match self {
             Spooled::Memory(bytes) => bytes.chunks(BLOB_CHUNK).try_for_each(f),
             Spooled::File { file, len } => {
-                file.seek(SeekFrom::Start(0))?;
+                file.seek(SeekFrom::Start(0)).map_err(E::from)?;
                 let mut buf = vec![0u8; BLOB_CHUNK];
                 let mut left = *len;
                 while left > 0 {
                     let want = left.min(BLOB_CHUNK as u64) as usize;
-                    file.read_exact(&mut buf[..want])?;
+                    file.read_exact(&mut buf[..want]).map_err(E::from)?;
                     f(&buf[..want])?;
                     left -= want as u64;
                 }
@@ -129,7 +132,7 @@ mod tests {
         s.for_each_piece(|p| {
             assert!(p.len() <= BLOB_CHUNK);
             out.extend_from_slice(p);
-            Ok(())
+            Ok::<(), io::Error>(())
         })
         .unwrap();
         out
@@ -146,7 +149,9 @@ mod tests {
         assert_eq!(collect(s), b"hello world");
 
         let mut w = SpoolWriter::new(&dir);
-        let big: Vec<u8> = (0..SPOOL_MEMORY_THRESHOLD * 3).map(|i| (i % 251) as u8).collect();
+        let big: Vec<u8> = (0..SPOOL_MEMORY_THRESHOLD * 3)
+            .map(|i| (i % 251) as u8)
+            .collect();
         for piece in big.chunks(1000) {
             w.write(piece).unwrap();
         }

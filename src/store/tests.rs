@@ -53,8 +53,16 @@ fn new_account_has_default_mailboxes() {
     assert_eq!(names.len(), 6);
     assert!(names.contains(&("INBOX".into(), None)));
     assert!(names.contains(&("Trash".into(), Some(SpecialUse::Trash))));
-    let inbox = t.store.mailbox("alice@example.org", "INBOX").unwrap().unwrap();
-    let sent = t.store.mailbox("alice@example.org", "Sent").unwrap().unwrap();
+    let inbox = t
+        .store
+        .mailbox("alice@example.org", "INBOX")
+        .unwrap()
+        .unwrap();
+    let sent = t
+        .store
+        .mailbox("alice@example.org", "Sent")
+        .unwrap()
+        .unwrap();
     assert_ne!(inbox.uid_validity, sent.uid_validity);
     assert_ne!(inbox.id, sent.id);
 }
@@ -92,7 +100,10 @@ fn resolve_accounts_aliases_subaddress_catchall() {
         s.resolve_recipient("carol@example.org").unwrap(),
         Recipient::UnknownUser
     );
-    assert_eq!(s.resolve_recipient("x@elsewhere.net").unwrap(), Recipient::NotLocal);
+    assert_eq!(
+        s.resolve_recipient("x@elsewhere.net").unwrap(),
+        Recipient::NotLocal
+    );
     s.add_alias(
         "team@example.org",
         &["alice@example.org".into(), "bob@example.org".into()],
@@ -108,7 +119,9 @@ fn resolve_accounts_aliases_subaddress_catchall() {
         s.resolve_recipient("carol@example.org").unwrap(),
         Recipient::Local(vec!["bob@example.org".into()])
     );
-    assert!(s.add_alias("x@example.org", &["nobody@example.org".into()]).is_err());
+    assert!(s
+        .add_alias("x@example.org", &["nobody@example.org".into()])
+        .is_err());
     s.remove_alias("@example.org").unwrap();
     assert_eq!(
         s.resolve_recipient("carol@example.org").unwrap(),
@@ -121,7 +134,10 @@ fn delivery_shares_one_blob_and_expunge_frees_it() {
     let t = with_users();
     let s = &t.store;
     let body: Vec<u8> = (0..200_000u32).map(|i| (i % 97) as u8 + 32).collect();
-    let accounts = vec!["alice@example.org".to_string(), "bob@example.org".to_string()];
+    let accounts = vec![
+        "alice@example.org".to_string(),
+        "bob@example.org".to_string(),
+    ];
     let placed = s.deliver(&mut incoming(&body), &accounts).unwrap();
     assert_eq!(placed.len(), 2);
     assert_eq!(placed[0].uid, 1);
@@ -141,7 +157,11 @@ fn delivery_shares_one_blob_and_expunge_frees_it() {
 
     assert_eq!(s.expunge(inbox.id, &[1]).unwrap(), 1);
     assert!(s.messages(inbox.id).unwrap().is_empty());
-    assert_eq!(s.read_message(&bob_msgs[0].1).unwrap(), stored, "bob keeps it");
+    assert_eq!(
+        s.read_message(&bob_msgs[0].1).unwrap(),
+        stored,
+        "bob keeps it"
+    );
     s.expunge(bob_inbox.id, &[1]).unwrap();
     assert!(s.read_chunk(bob_msgs[0].1.blob, 0).is_err(), "blob freed");
 
@@ -168,8 +188,8 @@ fn group_commit_isolates_failures() {
     let s = &t.store;
     let mut a = incoming(b"one");
     let mut b = incoming(b"two");
-    let good = vec!["alice@example.org".to_string()];
-    let bad = vec!["ghost@example.org".to_string()];
+    let good = ["alice@example.org".to_string()];
+    let bad = ["ghost@example.org".to_string()];
     let results = s
         .deliver_group(&mut [(&mut a, &good[..]), (&mut b, &bad[..])])
         .unwrap();
@@ -190,6 +210,9 @@ fn newer_schema_is_refused() {
         txn.commit().unwrap();
     }
     let err = Store::open(&dir, 64 << 20).unwrap_err();
-    assert!(matches!(err, StoreError::SchemaTooNew { found: 99, .. }), "{err}");
+    assert!(
+        matches!(err, StoreError::SchemaTooNew { found: 99, .. }),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,5 +1,6 @@
 """SMTP: the MX port (smtp), submission (STARTTLS + AUTH) and submissions (implicit TLS)."""
 
+import re
 import smtplib
 import subprocess
 
@@ -452,12 +453,12 @@ def test_swaks_pipelining(server, kind):
     assert result.returncode == 0, transcript
 
     # swaks only pipelines if PIPELINING was advertised; then DATA is sent
-    # before the reply to MAIL FROM is read.
-    lines = transcript.splitlines()
-    data_sent = next(i for i, line in enumerate(lines) if line.strip() == "-> DATA")
-    mail_sent = next(i for i, line in enumerate(lines) if line.strip().startswith("-> MAIL FROM"))
-    first_reply_after_mail = next(i for i, line in enumerate(lines) if i > mail_sent and line.strip().startswith("<-"))
-    assert data_sent < first_reply_after_mail, "swaks did not pipeline:\n" + transcript
+    # before the reply to MAIL FROM is read. ("->"/"<-" plain, "~>"/"<~" in TLS.)
+    lines = [line.strip() for line in transcript.splitlines()]
+    mail_sent = next(i for i, line in enumerate(lines) if re.match(r"^[-~]> MAIL FROM:", line))
+    data_sent = next(i for i, line in enumerate(lines) if re.match(r"^[-~]> DATA$", line))
+    first_reply = next(i for i, line in enumerate(lines) if i > mail_sent and re.match(r"^<[-~] ", line))
+    assert data_sent < first_reply, "swaks did not pipeline:\n" + transcript
 
     [raw] = fetch_inbox(server, ALICE)
     assert f"swaks body {token}".encode() in raw

@@ -1,0 +1,266 @@
+//! Starts the real `letterbox` binary on ephemeral ports with a temporary data dir, and
+//! speaks line protocols to it over plain sockets.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub const PASSWORD: &str = "correct horse";
+
+pub struct Server {
+    child: Option<Child>,
+    pub ports: HashMap<String, u16>,
+    pub dir: PathBuf,
+    config: PathBuf,
+}
+
+fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_letterbox")
+}
+
+impl Server {
+    /// A server for example.org with users alice and bob; `extra` is appended to the config.
+    pub fn start(extra: &str) -> Server {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "lb-it-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut config = String::from(
+            "hostname = \"mx.test\"\ndomains = [\"example.org\"]\nrun_as = \"nobody\"\n",
+        );
+        config.push_str(extra);
+        config.push('\n');
+        for kind in ["smtp", "submission", "submissions", "pop3", "pop3s"] {
+            config.push_str(&format!(
+                "[[listener]]\nkind = \"{kind}\"\naddress = \"127.0.0.1\"\nport = 0\n"
+            ));
+        }
+        let config_path = dir.join("letterbox.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let mut server = Server {
+            child: None,
+            ports: HashMap::new(),
+            dir,
+            config: config_path,
+        };
+        for user in ["alice@example.org", "bob@example.org"] {
+            let out = server.cli(&["user", "add", user, "--password-stdin"], Some(PASSWORD));
+            assert!(out.status.success(), "{out:?}");
+        }
+        server.launch();
+        server
+    }
+
+    fn launch(&mut self) {
+        let mut child = Command::new(binary())
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .arg("--data")
+            .arg(self.dir.join("data"))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(self.dir.join("stderr.log")).unwrap())
+            .spawn()
+            .expect("start letterbox");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        self.ports.clear();
+        loop {
+            let line = lines
+                .next()
+                .expect("letterbox exited before it was ready")
+                .unwrap();
+            if line == "ready" {
+                break;
+            }
+            let parts: Vec<&str> = line.split(' ').collect();
+            assert_eq!(parts[0], "listening", "unexpected line {line:?}");
+            let port = parts[2].rsplit(':').next().unwrap().parse().unwrap();
+            self.ports.insert(parts[1].to_string(), port);
+        }
+        self.child = Some(child);
+    }
+
+    pub fn port(&self, kind: &str) -> u16 {
+        self.ports[kind]
+    }
+
+    /// Runs an admin command against this server's data dir.
+    pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+        let mut child = Command::new(binary())
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--data")
+            .arg(self.dir.join("data"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(input) = stdin {
+            writeln!(child.stdin.as_mut().unwrap(), "{input}").unwrap();
+        }
+        drop(child.stdin.take());
+        child.wait_with_output().unwrap()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(self.pid(), signal) };
+    }
+
+    /// SIGTERM, then waits (at most 20 s) for the exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "letterbox did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn restart(&mut self) {
+        assert!(self.stop().success());
+        self.launch();
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let log = self.stderr();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if !std::thread::panicking() {
+            assert!(!log.contains("panicked"), "the server panicked:\n{log}");
+        }
+    }
+}
+
+/// A line-oriented client over a plain socket.
+pub struct Client {
+    reader: BufReader<TcpStream>,
+}
+
+impl Client {
+    pub fn connect(port: u16) -> Client {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Client {
+            reader: BufReader::new(stream),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.reader.get_mut().write_all(bytes).unwrap();
+    }
+
+    /// Reads one line without its CRLF; None at EOF.
+    pub fn line(&mut self) -> Option<String> {
+        let mut line = Vec::new();
+        match self.reader.read_until(b'\n', &mut line) {
+            Ok(0) => None,
+            Ok(_) => Some(String::from_utf8_lossy(&line).trim_end().to_string()),
+            Err(e) => panic!("read failed: {e}"),
+        }
+    }
+
+    /// Reads one (possibly multi-line) SMTP reply; returns its last line.
+    pub fn reply(&mut self) -> String {
+        loop {
+            let line = self
+                .line()
+                .expect("connection closed while waiting for a reply");
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return line;
+            }
+        }
+    }
+
+    /// Sends a command and asserts the reply starts with `expect`.
+    pub fn command(&mut self, command: &str, expect: &str) -> String {
+        self.send(format!("{command}\r\n").as_bytes());
+        let reply = self.reply();
+        assert!(
+            reply.starts_with(expect),
+            "{command:?} got {reply:?}, wanted {expect:?}"
+        );
+        reply
+    }
+
+    /// Reads a POP3 multi-line body (after the +OK line) up to the lone dot, unstuffed.
+    pub fn pop3_body(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        loop {
+            let mut line = Vec::new();
+            assert!(
+                self.reader.read_until(b'\n', &mut line).unwrap() > 0,
+                "EOF in body"
+            );
+            if line == b".\r\n" {
+                return out;
+            }
+            let content = line.strip_prefix(b".").unwrap_or(&line);
+            out.extend_from_slice(content);
+        }
+    }
+
+    /// True when the server closed the connection (EOF before `timeout`).
+    pub fn closed(&mut self) -> bool {
+        let mut buf = [0u8; 1024];
+        loop {
+            match self.reader.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+/// Sends one message over plain SMTP to the MX port and asserts it was accepted.
+pub fn send_mail(port: u16, from: &str, to: &str, body: &str) {
+    let mut c = Client::connect(port);
+    c.reply();
+    c.command("EHLO client.test", "250");
+    c.command(&format!("MAIL FROM:<{from}>"), "250");
+    c.command(&format!("RCPT TO:<{to}>"), "250");
+    c.command("DATA", "354");
+    c.send(body.as_bytes());
+    c.command(".", "250");
+    c.command("QUIT", "221");
+}
+
+/// Logs in over plain POP3 (the server must allow plaintext on loopback).
+pub fn pop3_login(port: u16, user: &str) -> Client {
+    let mut c = Client::connect(port);
+    assert!(c.line().unwrap().starts_with("+OK"));
+    c.command(&format!("USER {user}"), "+OK");
+    c.command(&format!("PASS {PASSWORD}"), "+OK");
+    c
+}
