@@ -53,8 +53,13 @@ pub fn verify_password(password: &Secret, phc: &str) -> bool {
 pub struct Authenticator {
     store: Arc<Store>,
     permits: Arc<Semaphore>,
-    /// Verified against when the user does not exist, so timing does not reveal accounts.
-    decoy_hash: Arc<String>,
+}
+
+/// Verified against when the user does not exist, so timing does not reveal accounts.
+/// Made on first use: hashing at start-up would cost memory and boot time.
+fn decoy_hash() -> &'static str {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| hash_password(&Secret("decoy".into())))
 }
 
 impl Authenticator {
@@ -62,7 +67,6 @@ impl Authenticator {
         Authenticator {
             store,
             permits: Arc::new(Semaphore::new(MAX_CONCURRENT_PASSWORD_CHECKS)),
-            decoy_hash: Arc::new(hash_password(&Secret("decoy".into()))),
         }
     }
 
@@ -70,7 +74,6 @@ impl Authenticator {
     pub async fn login(&self, user: &str, password: Secret) -> Option<String> {
         let _permit = self.permits.acquire().await.ok()?;
         let store = self.store.clone();
-        let decoy = self.decoy_hash.clone();
         let user = user.to_string();
         tokio::task::spawn_blocking(move || {
             let (address, _) = crate::address::normalize_address(&user)?;
@@ -79,7 +82,7 @@ impl Authenticator {
                     verify_password(&password, &account.password_hash).then_some(address)
                 }
                 None => {
-                    verify_password(&password, &decoy);
+                    verify_password(&password, decoy_hash());
                     None
                 }
             }
