@@ -16,6 +16,9 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::limits::READ_BUFFER;
 
+/// First read buffer of a connection: enough for a command line.
+const INITIAL_READ_BUFFER: usize = 1024;
+
 /// Any byte stream a session can run over (a TCP socket, or an in-memory pipe in tests).
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
@@ -200,8 +203,14 @@ impl Connection {
             self.input.drain(..self.start);
             self.start = 0;
         }
-        if self.input.capacity() - self.input.len() < READ_BUFFER / 2 {
-            self.input.reserve(READ_BUFFER);
+        // Start small so idle connections stay cheap; grow once data keeps coming.
+        let want = if self.input.capacity() == 0 {
+            INITIAL_READ_BUFFER
+        } else {
+            READ_BUFFER
+        };
+        if self.input.capacity() - self.input.len() < want / 2 {
+            self.input.reserve(want);
         }
         let read = self.stream.read_buf(&mut self.input);
         tokio::time::timeout(self.read_timeout, read)

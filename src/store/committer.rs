@@ -39,15 +39,20 @@ impl Committer {
             accounts,
             reply,
         };
-        let jobs = self.jobs.clone();
-        // The channel is bounded: waiting for room must not block a runtime thread.
-        tokio::task::spawn_blocking(move || jobs.send(job))
-            .await
-            .map_err(|_| StoreError::Invalid("delivery thread is gone".into()))?
-            .map_err(|_| StoreError::Invalid("delivery thread is gone".into()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Invalid("delivery thread is gone".into()))?
+        let gone = || StoreError::Invalid("delivery thread is gone".into());
+        match self.jobs.try_send(job) {
+            Ok(()) => {}
+            Err(mpsc::TrySendError::Full(job)) => {
+                // The channel is bounded: waiting for room must not block a runtime thread.
+                let jobs = self.jobs.clone();
+                tokio::task::spawn_blocking(move || jobs.send(job))
+                    .await
+                    .map_err(|_| gone())?
+                    .map_err(|_| gone())?;
+            }
+            Err(mpsc::TrySendError::Disconnected(_)) => return Err(gone()),
+        }
+        answer.await.map_err(|_| gone())?
     }
 }
 

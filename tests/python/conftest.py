@@ -23,6 +23,7 @@ import smtplib
 import socket
 import ssl
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -65,6 +66,22 @@ def require_tool(name: str) -> str:
     if os.environ.get("LETTERBOX_REQUIRE_TOOLS") == "1":
         pytest.fail(message + " and LETTERBOX_REQUIRE_TOOLS=1", pytrace=False)
     pytest.skip(message)
+
+
+def require_binary() -> str:
+    """The letterbox binary; a missing binary fails the test with a clear message."""
+    if not os.access(LETTERBOX_BIN, os.X_OK):
+        pytest.fail(f"letterbox binary not found at {LETTERBOX_BIN} (build it or set LETTERBOX_BIN)", pytrace=False)
+    return LETTERBOX_BIN
+
+
+def _copy_sparse(source: str, destination: str) -> None:
+    # LMDB may pre-size data.mdb as a large sparse file; GNU cp keeps the holes.
+    cp = shutil.which("cp")
+    if cp is None:
+        shutil.copy2(source, destination)
+        return
+    subprocess.run([cp, "--sparse=always", "--preserve=mode", source, destination], check=True, timeout=60)
 
 
 # --------------------------------------------------------------------------
@@ -131,17 +148,18 @@ class Server:
 
     # -- admin CLI ----------------------------------------------------------
 
-    def cli(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-        """Run `letterbox ARGS --config ... --data ...` and return the result."""
-        cmd = [LETTERBOX_BIN, *args, "--config", str(self.config_path), "--data", str(self.data_dir)]
+    def cli(self, *args: str, stdin_text: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        """Run `letterbox ARGS --config ... --data ...` (global flags after the
+        subcommand, as documented) and return the result."""
+        cmd = [require_binary(), *args, "--config", str(self.config_path), "--data", str(self.data_dir)]
         result = subprocess.run(
             cmd,
-            input=stdin,
+            input=stdin_text,
+            stdin=None if stdin_text is not None else subprocess.DEVNULL,
             capture_output=True,
             text=True,
             timeout=CLI_TIMEOUT,
             env=self.env(),
-            stdin=None if stdin is not None else subprocess.DEVNULL,
         )
         if check and result.returncode != 0:
             raise AssertionError(
@@ -158,13 +176,14 @@ class Server:
             assert domain in listed, f"domain add {domain} failed: {result.stderr}"
 
     def add_user(self, address: str, password: str) -> None:
-        self.cli("user", "add", address, "--password-stdin", stdin=password + "\n")
+        self.cli("user", "add", address, "--password-stdin", stdin_text=password + "\n")
 
     def add_alias(self, source: str, *targets: str) -> None:
         self.cli("alias", "add", source, *targets)
 
     def copy_data_from(self, other: "Server") -> None:
-        shutil.copytree(other.data_dir, self.data_dir, dirs_exist_ok=True)
+        """Copy another (stopped) server's data dir; LMDB files may be sparse."""
+        shutil.copytree(other.data_dir, self.data_dir, dirs_exist_ok=True, copy_function=_copy_sparse)
 
     # -- process lifecycle ----------------------------------------------------
 
@@ -179,11 +198,10 @@ class Server:
 
     def start(self, timeout: float = START_TIMEOUT) -> None:
         assert self.proc is None, "server already started"
-        if not os.access(LETTERBOX_BIN, os.X_OK):
-            pytest.fail(f"letterbox binary not found at {LETTERBOX_BIN} (set LETTERBOX_BIN)", pytrace=False)
+        binary = require_binary()
         self._stderr_file = open(self.stderr_path, "ab")
         self.proc = subprocess.Popen(
-            [LETTERBOX_BIN, "serve", "--config", str(self.config_path), "--data", str(self.data_dir)],
+            [binary, "serve", "--config", str(self.config_path), "--data", str(self.data_dir)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._stderr_file,
@@ -231,10 +249,10 @@ class Server:
     def _abort(self, reason: str) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
-        self.proc.wait()
+        code = self.proc.wait()
         self._cleanup()
         pytest.fail(
-            f"{reason}; exit code {self.proc.returncode}\nstdout: {self.stdout_lines}\n"
+            f"{reason}; exit code {code}\nstdout: {self.stdout_lines}\n"
             f"stderr tail:\n{self.stderr_tail()}",
             pytrace=False,
         )
@@ -303,16 +321,45 @@ class Server:
 # Fixtures
 # --------------------------------------------------------------------------
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    # Lets fixtures see whether the test itself failed (request.node.rep_call).
+    report = yield
+    setattr(item, "rep_" + report.when, report)
+    return report
+
+
 @pytest.fixture(scope="session")
-def account_template(tmp_path_factory) -> Server:
+def work_root():
+    """Parent of every server directory.
+
+    Started as root, letterbox chowns its data dir to an unprivileged user and
+    drops to it, so that user must be able to reach the data dir, the config
+    and any certificate: pytest's own tmp dirs are root-only, this one is not.
+    """
+    root = Path(tempfile.mkdtemp(prefix="letterbox-tests-"))
+    root.chmod(0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def server_dir(work_root, request) -> Path:
+    """A fresh world-traversable directory for this test's servers and their files."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", request.node.name)[:60]
+    path = Path(tempfile.mkdtemp(prefix=name + "-", dir=work_root))
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture(scope="session")
+def account_template(work_root) -> Server:
     """A data dir with example.org, alice and bob, provisioned once via the CLI.
 
     Password hashing is deliberately slow, so tests copy this data dir instead
     of creating the accounts again.
     """
-    template = Server(tmp_path_factory.mktemp("template"))
-    if not os.access(LETTERBOX_BIN, os.X_OK):
-        pytest.fail(f"letterbox binary not found at {LETTERBOX_BIN} (set LETTERBOX_BIN)", pytrace=False)
+    template = Server(work_root / "template")
     template.add_domain()
     for address, password in PASSWORDS.items():
         template.add_user(address, password)
@@ -323,18 +370,17 @@ def account_template(tmp_path_factory) -> Server:
 
 
 @pytest.fixture
-def make_server(tmp_path, account_template):
-    """Factory: make_server(start=True, base_dir=None, **Server options) -> Server.
+def make_server(server_dir, account_template, request):
+    """Factory: make_server(start=True, **Server options) -> Server.
 
     Servers are provisioned with alice and bob. At teardown every server that
     is still running is stopped with SIGTERM (must exit 0), and none may have
-    panicked.
+    panicked. If the test failed, the servers' stderr is printed.
     """
     servers: list[Server] = []
 
-    def factory(*, start: bool = True, base_dir: Path | None = None, **options) -> Server:
-        base = Path(base_dir) if base_dir else tmp_path / f"server{len(servers)}"
-        server = Server(base, **options)
+    def factory(*, start: bool = True, **options) -> Server:
+        server = Server(server_dir / f"server{len(servers)}", **options)
         server.copy_data_from(account_template)
         servers.append(server)
         if start:
@@ -351,6 +397,10 @@ def make_server(tmp_path, account_template):
             server.assert_no_panic()
         except AssertionError as error:
             problems.append(str(error))
+    report = getattr(request.node, "rep_call", None)
+    if problems or (report is not None and report.failed):
+        for server in servers:
+            print(f"--- stderr of {server.base_dir} ---\n{server.stderr_tail(80)}")
     if problems:
         pytest.fail("server teardown: " + "\n".join(problems), pytrace=False)
 
@@ -529,10 +579,6 @@ class LineClient:
         """True if the server closed the connection (nothing more to read)."""
         return self.readline() == b""
 
-    def starttls(self) -> None:
-        assert not self.buffer, "unread data before TLS handshake"
-        self.sock = insecure_tls_context().wrap_socket(self.sock)
-
 
 class SmtpClient(LineClient):
     def reply(self) -> Reply | None:
@@ -542,9 +588,9 @@ class SmtpClient(LineClient):
             line = self.readline()
             if not line:
                 return None
-            assert re.match(rb"^[2-5]\d\d[ -]", line) and line.endswith(b"\r\n"), f"malformed reply {line!r}"
+            assert re.match(rb"^[2-5]\d\d([ -]|\r\n)", line) and line.endswith(b"\r\n"), f"malformed reply {line!r}"
             lines.append(line[4:-2])
-            if line[3:4] == b" ":
+            if line[3:4] != b"-":
                 return Reply(int(line[:3]), lines)
 
     def command(self, line: bytes | str) -> Reply | None:

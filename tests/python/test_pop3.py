@@ -49,8 +49,8 @@ def test_stls_then_user_pass(server):
         pop.quit()
 
 
-def test_pop3s_capabilities(server):
-    pop = pop3s_login(server, ALICE)
+def test_pop3s_capabilities_before_login(server):
+    pop = poplib.POP3_SSL(HOST, server.port("pop3s"), timeout=IO_TIMEOUT, context=insecure_tls_context())
     try:
         capabilities = pop.capa()
     finally:
@@ -112,7 +112,7 @@ def test_plaintext_login_allowed_on_loopback_when_configured(make_server):
 
 
 def test_changed_password_takes_effect(server):
-    server.cli("user", "passwd", ALICE, "--password-stdin", stdin="brand-New-pass-77\n")
+    server.cli("user", "passwd", ALICE, "--password-stdin", stdin_text="brand-New-pass-77\n")
     with pytest.raises(poplib.error_proto):
         pop3s_login(server, ALICE)
     pop = pop3s_login(server, ALICE, "brand-New-pass-77")

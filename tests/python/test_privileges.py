@@ -8,7 +8,6 @@ import signal
 import ssl
 import socket
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -19,7 +18,6 @@ from conftest import (
     BOB,
     HOST,
     IO_TIMEOUT,
-    LETTERBOX_BIN,
     PASSWORDS,
     SmtpClient,
     assert_delivery_works,
@@ -27,6 +25,7 @@ from conftest import (
     fetch_inbox,
     insecure_tls_context,
     pop3s_login,
+    require_binary,
     require_tool,
     smtp_connect,
     split_trace,
@@ -47,24 +46,8 @@ def nobody():
 
 @pytest.fixture
 def root_server(make_server, nobody):
-    """A server started as root with run_as = "nobody".
-
-    Its data dir lives in a world-traversable directory and belongs to nobody,
-    as it would in a real deployment (pytest's own tmp dirs are root-only).
-    """
-    base = Path(tempfile.mkdtemp(prefix="letterbox-priv-"))
-    base.chmod(0o755)
-    try:
-        server = make_server(base_dir=base, run_as="nobody", start=False)
-        for path in [server.data_dir, *server.data_dir.rglob("*")]:
-            os.chown(path, nobody.pw_uid, nobody.pw_gid)
-        server.start()
-        yield server
-        if server.proc is not None:
-            server.stop()
-        server.assert_no_panic()
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    """A server started as root with run_as = "nobody"."""
+    return make_server(run_as="nobody")
 
 
 def proc_status_ids(pid: int, field: str) -> list[int]:
@@ -82,6 +65,16 @@ def test_root_start_drops_to_run_as_user(root_server, nobody):
     gids = proc_status_ids(root_server.pid, "Gid")
     assert all(gid != 0 for gid in gids), f"still in the root group: {gids}"
     assert 0 not in proc_status_ids(root_server.pid, "Groups"), "root supplementary group kept"
+
+
+def test_run_as_user_is_honoured(make_server, nobody):
+    # nobody is also letterbox's fallback, so check a second unprivileged user.
+    other = next((entry for entry in pwd.getpwall() if entry.pw_name in ("mail", "daemon")), None)
+    if other is None:
+        pytest.skip("neither 'mail' nor 'daemon' user exists")
+    server = make_server(run_as=other.pw_name)
+    assert proc_status_ids(server.pid, "Uid") == [other.pw_uid] * 4
+    assert_delivery_works(server)
 
 
 def test_smtp_and_pop3_work_after_privilege_drop(root_server):
@@ -130,6 +123,7 @@ def make_certificate(openssl: str, directory: Path, common_name: str) -> tuple[P
          "-nodes", "-days", "2", "-subj", f"/CN={common_name}", "-keyout", str(key), "-out", str(cert)],
         check=True, capture_output=True, timeout=60,
     )
+    key.chmod(0o644)  # a throwaway test key, readable after the server drops root
     return cert, key
 
 
@@ -143,11 +137,12 @@ def der(cert_path: Path) -> bytes:
     return ssl.PEM_cert_to_DER_cert(cert_path.read_text())
 
 
-def test_sighup_reloads_certificate(make_server, tmp_path):
+def test_sighup_reloads_certificate(make_server, server_dir):
     openssl = require_tool("openssl")
-    first = make_certificate(openssl, tmp_path / "first", "first.test")
-    second = make_certificate(openssl, tmp_path / "second", "second.test")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    # In server_dir, so that the server can read them after dropping root.
+    first = make_certificate(openssl, server_dir / "first", "first.test")
+    second = make_certificate(openssl, server_dir / "second", "second.test")
+    cert, key = server_dir / "cert.pem", server_dir / "key.pem"
     shutil.copy(first[0], cert)
     shutil.copy(first[1], key)
 
@@ -218,7 +213,7 @@ def test_sigterm_on_idle_server_exits_zero(server):
 
 def config_check(path: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [LETTERBOX_BIN, "config", "check", "--config", str(path)],
+        [require_binary(), "config", "check", "--config", str(path)],
         capture_output=True, text=True, timeout=60,
     )
 

@@ -43,10 +43,13 @@ def open_client(server, kind):
 
 
 def first_response(client, kind):
-    """The next reply as (is_error, raw); (None, b"") if the server hung up."""
+    """The next reply as (is_error, raw); (None, b"") if the server hung up.
+    For SMTP a 5xx, or a 421 closing notice, counts as an error reply."""
     if kind == "smtp":
         reply = client.reply()
-        return (None, b"") if reply is None else (reply.code >= 500, str(reply.code).encode())
+        if reply is None:
+            return None, b""
+        return reply.code >= 500 or reply.code == 421, str(reply.code).encode()
     line = client.status()
     if not line:
         return None, b""

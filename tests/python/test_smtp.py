@@ -33,6 +33,14 @@ def contents(server, user):
     return [split_trace(raw).content for raw in fetch_inbox(server, user)]
 
 
+def rcpt_reply(server, recipient):
+    """(code, text) of RCPT TO on the MX port, after a successful MAIL FROM."""
+    with smtp_connect(server, "smtp") as smtp:
+        smtp.ehlo()
+        assert smtp.docmd("MAIL", f"FROM:<{EXTERNAL_SENDER}>")[0] == 250
+        return smtp.docmd("RCPT", f"TO:<{recipient}>")
+
+
 # -- MX port ---------------------------------------------------------------
 
 def test_mx_advertises_extensions_but_no_auth(server):
@@ -142,21 +150,13 @@ def test_smtputf8_header(server):
 
 
 def test_mx_refuses_relaying(server):
-    with smtp_connect(server, "smtp") as smtp:
-        smtp.ehlo()
-        assert smtp.docmd("MAIL", f"FROM:<{EXTERNAL_SENDER}>")[0] == 250
-        code, text = smtp.docmd("RCPT", "TO:<victim@elsewhere.test>")
-        assert code in (550, 554), (code, text)
-        assert b"5.7.1" in text
+    code, text = rcpt_reply(server, "victim@elsewhere.test")
+    assert code in (550, 554) and b"5.7.1" in text, (code, text)
 
 
 def test_mx_refuses_unknown_local_user(server):
-    with smtp_connect(server, "smtp") as smtp:
-        smtp.ehlo()
-        assert smtp.docmd("MAIL", f"FROM:<{EXTERNAL_SENDER}>")[0] == 250
-        code, text = smtp.docmd("RCPT", "TO:<nobody-here@example.org>")
-        assert code == 550, (code, text)
-        assert b"5.1.1" in text
+    code, text = rcpt_reply(server, "nobody-here@example.org")
+    assert code == 550 and b"5.1.1" in text, (code, text)
 
 
 def test_recipient_domain_is_case_insensitive(server):
@@ -184,11 +184,9 @@ def test_pipelined_commands_get_replies_in_order(server):
 
 
 def test_deleted_user_becomes_unknown(server):
+    assert rcpt_reply(server, BOB)[0] == 250
     server.cli("user", "del", BOB)
-    with smtp_connect(server, "smtp") as smtp:
-        smtp.ehlo()
-        smtp.docmd("MAIL", f"FROM:<{EXTERNAL_SENDER}>")
-        code, text = smtp.docmd("RCPT", f"TO:<{BOB}>")
+    code, text = rcpt_reply(server, BOB)
     assert code == 550 and b"5.1.1" in text, (code, text)
 
 
@@ -302,15 +300,14 @@ def test_alias_delivers_to_every_target(server):
 
 def test_deleted_alias_becomes_unknown(server):
     server.add_alias("sales@example.org", ALICE)
+    assert rcpt_reply(server, "sales@example.org")[0] == 250
     server.cli("alias", "del", "sales@example.org")
-    with smtp_connect(server, "smtp") as smtp:
-        smtp.ehlo()
-        smtp.docmd("MAIL", f"FROM:<{EXTERNAL_SENDER}>")
-        code, text = smtp.docmd("RCPT", "TO:<sales@example.org>")
+    code, text = rcpt_reply(server, "sales@example.org")
     assert code == 550 and b"5.1.1" in text, (code, text)
 
 
 def test_catch_all_alias(server):
+    assert rcpt_reply(server, "whatever-xyz@example.org")[0] == 550
     server.add_alias("@example.org", ALICE)
     message = make_message(new_token(), to="whatever-xyz@example.org")
     assert send_mail(server, EXTERNAL_SENDER, ["whatever-xyz@example.org"], message) == {}
@@ -340,8 +337,14 @@ def test_actual_size_over_limit_is_552(make_server):
         reply = smtp.reply()
         assert reply is not None and reply.code == 552, reply
         # The session survives and still accepts a small message.
+        small = make_message(new_token())
         smtp.expect("RSET", 250)
-    assert fetch_inbox(server, ALICE) == []
+        smtp.expect(f"MAIL FROM:<{EXTERNAL_SENDER}>", 250)
+        smtp.expect(f"RCPT TO:<{ALICE}>", 250)
+        smtp.expect("DATA", 354)
+        assert smtp.send(small + b".\r\n")
+        assert smtp.reply().code == 250
+    assert contents(server, ALICE) == [small], "the oversized message was stored"
 
 
 def test_too_many_recipients(make_server):
