@@ -79,6 +79,7 @@ pub struct Session {
     /// USER given, waiting for PASS.
     pending_user: Option<String>,
     maildrop: Option<Maildrop>,
+    logged_in: Option<String>,
     errors: u32,
 }
 
@@ -94,12 +95,14 @@ impl Session {
             conn,
             pending_user: None,
             maildrop: None,
+            logged_in: None,
             errors: 0,
         }
     }
 
+    /// Who logged in (kept after QUIT, for the session's log line).
     pub fn user(&self) -> Option<&str> {
-        self.maildrop.as_ref().map(|m| m.account.as_str())
+        self.logged_in.as_deref()
     }
 
     fn ok(&mut self, text: &str) {
@@ -310,6 +313,7 @@ impl Session {
         };
         let (count, size) = totals(&maildrop);
         self.maildrop = Some(maildrop);
+        self.logged_in = Some(account.clone());
         log::info!("pop3 {}: logged in as {account}", self.conn.peer);
         self.ok(&format!("{account} has {count} messages ({size} octets)"));
         Ok(false)
@@ -416,29 +420,34 @@ impl Session {
 
     /// The UPDATE state: remove the marked messages atomically.
     async fn update(&mut self) -> io::Result<End> {
-        let Some(drop) = &self.maildrop else {
+        // Leaving UPDATE releases the maildrop lock before the final reply goes out, so a
+        // client may log in again as soon as it reads that reply.
+        let Some(maildrop) = self.maildrop.take() else {
             return Ok(End::Quit);
         };
-        let uids: Vec<u32> = drop
+        let uids: Vec<u32> = maildrop
             .messages
             .iter()
             .filter(|m| m.deleted)
             .map(|m| m.uid)
             .collect();
-        let left = drop.messages.len() - uids.len();
-        let account = drop.account.clone();
-        let mailbox = drop.mailbox_id;
-        if uids.is_empty() {
-            self.ok(&format!("letterbox signing off ({left} messages left)"));
-            return Ok(End::Quit);
-        }
-        let store = self.shared.store.clone();
-        let removed = tokio::task::spawn_blocking(move || store.expunge(mailbox, &uids))
-            .await
-            .map_err(io::Error::other)?;
+        let left = maildrop.messages.len() - uids.len();
+        let account = maildrop.account.clone();
+        let mailbox = maildrop.mailbox_id;
+        let removed = if uids.is_empty() {
+            Ok(0)
+        } else {
+            let store = self.shared.store.clone();
+            tokio::task::spawn_blocking(move || store.expunge(mailbox, &uids))
+                .await
+                .map_err(io::Error::other)?
+        };
+        std::mem::drop(maildrop);
         match removed {
             Ok(n) => {
-                log::info!("pop3 {}: {account} removed {n} messages", self.conn.peer);
+                if n > 0 {
+                    log::info!("pop3 {}: {account} removed {n} messages", self.conn.peer);
+                }
                 self.ok(&format!("letterbox signing off ({left} messages left)"));
             }
             Err(e) => {

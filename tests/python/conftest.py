@@ -32,7 +32,9 @@ from pathlib import Path
 
 import pytest
 
-LETTERBOX_BIN = os.environ.get("LETTERBOX_BIN", "/work/main/target/debug/letterbox")
+LETTERBOX_BIN = os.environ.get(
+    "LETTERBOX_BIN", str(Path(__file__).resolve().parents[2] / "target" / "debug" / "letterbox")
+)
 HOST = "127.0.0.1"
 HOSTNAME = "mx.test"
 DOMAIN = "example.org"
