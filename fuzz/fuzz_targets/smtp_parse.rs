@@ -1,0 +1,7 @@
+//! The SMTP command parser must never panic, whatever the line.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|line: &[u8]| {
+    let _ = letterbox::smtp::parse::parse_command(line);
+});

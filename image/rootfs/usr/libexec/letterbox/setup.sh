@@ -1,0 +1,153 @@
+#!/bin/sh
+# First-boot setup, run by console.sh on the console where Enter was pressed. It asks for the
+# mail domain, the host name, the first user and the root password (and an optional SSH key),
+# and writes /data/letterbox.toml last: that file appearing is what lets init's serve.sh
+# start letterbox, and what turns the consoles into login prompts.
+#
+# Every prompt is a plain line ending in ": " and takes one answer per line, so a program
+# can answer it over a serial line (image/boot-test.py does).
+config=/data/letterbox.toml
+new=$config.new
+umask 077
+
+# ask VAR PROMPT [DEFAULT]: one line into VAR, DEFAULT when the line is empty.
+ask() {
+  printf '%s: ' "$2"
+  IFS= read -r answer || exit 1
+  [ -n "$answer" ] || answer=${3:-}
+  eval "$1=\$answer"
+}
+
+# ask_secret VAR PROMPT REPEAT_PROMPT: a non-empty line, typed twice, without echo.
+ask_secret() {
+  while :; do
+    printf '%s: ' "$2"
+    stty -echo 2>/dev/null
+    IFS= read -r first || exit 1
+    printf '\n%s: ' "$3"
+    IFS= read -r second || exit 1
+    stty echo 2>/dev/null
+    echo
+    if [ -z "$first" ]; then
+      echo "An empty password is not allowed."
+    elif [ "$first" != "$second" ]; then
+      echo "The two entries differ; once more."
+    else
+      eval "$1=\$first"
+      return
+    fi
+  done
+}
+
+# A DNS name with at least two labels, lower case.
+is_name() {
+  echo "$1" | grep -Eq '^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'
+}
+
+lower() { echo "$1" | tr 'A-Z' 'a-z'; }
+
+echo
+echo "Setting up letterbox. An empty answer takes the [default]."
+
+while :; do
+  ask domain "Mail domain (the part after the @)"
+  domain=$(lower "$domain")
+  is_name "$domain" && break
+  echo "Not a domain name: '$domain'."
+done
+
+while :; do
+  ask host "Host name of this server [mail.$domain]" "mail.$domain"
+  host=$(lower "$host")
+  is_name "$host" && break
+  echo "Not a host name: '$host'."
+done
+
+# The configuration, first under a temporary name: the user is added with it.
+cat >"$new" <<EOF
+# letterbox configuration, written by the first-boot setup on $(date -u '+%Y-%m-%d %H:%M UTC').
+# Reference: the "Configuration" section of letterbox's README. Check a change with
+# \`letterbox config check\`; \`kill -HUP \$(pidof letterbox)\` reloads it, and a listener
+# change needs \`kill \$(pidof letterbox)\` (init restarts it).
+hostname = "$host"
+domains = ["$domain"]
+data_dir = "/data/letterbox"
+run_as = "letterbox"
+
+[[listener]]
+kind = "smtp"
+address = "0.0.0.0"
+port = 25
+
+[[listener]]
+kind = "submission"
+address = "0.0.0.0"
+port = 587
+
+[[listener]]
+kind = "submissions"
+address = "0.0.0.0"
+port = 465
+
+[[listener]]
+kind = "pop3"
+address = "0.0.0.0"
+port = 110
+
+[[listener]]
+kind = "pop3s"
+address = "0.0.0.0"
+port = 995
+EOF
+chmod 644 "$new"
+letterbox --config "$new" config check >/dev/null || exit 1
+
+while :; do
+  ask address "First user's address (also the login), e.g. you@$domain"
+  address=$(lower "$address")
+  ask_secret password "Password for $address" "Repeat the password"
+  if printf '%s\n' "$password" | letterbox --config "$new" user add "$address" --password-stdin; then
+    break
+  fi
+  echo "Once more."
+done
+# RFC 5321 4.5.1: every mail domain needs a postmaster.
+if [ "$address" != "postmaster@$domain" ]; then
+  letterbox --config "$new" alias add "postmaster@$domain" "$address" >/dev/null &&
+    echo "postmaster@$domain delivers to $address."
+fi
+
+ask_secret rootpw "Root password (console and SSH)" "Repeat the root password"
+hash=$(printf '%s\n' "$rootpw" | mkpasswd -m sha512)
+case "$hash" in
+  '$6$'*) ;;
+  *) echo "mkpasswd failed"; exit 1 ;;
+esac
+days=$(($(date +%s) / 86400))
+printf 'root:%s:%s:0:99999:7:::\nletterbox:!:%s:0:99999:7:::\n' "$hash" "$days" "$days" \
+  >/data/etc/shadow.new
+mv /data/etc/shadow.new /data/etc/shadow
+
+while :; do
+  ask key "SSH public key for root (one line; empty for none)"
+  case "$key" in
+    '') break ;;
+    ssh-* | ecdsa-* | sk-*)
+      echo "$key" >>/data/ssh/authorized_keys
+      break
+      ;;
+    *) echo "That does not look like an OpenSSH public key (ssh-ed25519 AAAA...)." ;;
+  esac
+done
+
+hostname "$host"
+printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s %s\n' "$host" "${host%%.*}" >/etc/hosts
+sync
+mv "$new" "$config"
+sync
+
+echo
+echo "Done. letterbox is starting: SMTP on 25, submission on 587 and 465, POP3 on 110 and 995."
+addresses=$(ip -4 -o addr show scope global | awk '{ sub("/.*", "", $4); printf " %s", $4 }')
+echo "This machine's addresses:${addresses:- (none yet)}. Log in as root to add users:"
+echo "  letterbox user add bob@$domain"
