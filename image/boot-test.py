@@ -1,0 +1,388 @@
+#!/usr/bin/env python3
+"""Boot test of the letterbox SD image under qemu -M virt (run by scripts/test-image).
+
+    boot-test.py IMAGE WORKDIR
+
+Boots a copy of IMAGE twice from the same virtual disk and drives it the way a person would:
+over the serial console (first-boot setup, root login, admin commands, poweroff), SMTP and
+POP3 on forwarded ports, and SSH with a key given to the setup. Exits non-zero with one
+"boot-test: FAIL: ..." line (and the end of the serial log) on the first failure.
+
+The guest network is qemu's user mode with restrict=on: the guest cannot reach anything; the
+host reaches it only through the forwarded ports on 127.0.0.1. qemu accepts a forwarded
+connection before the guest listens, so readiness is the SMTP banner, never a connect.
+"""
+
+import atexit
+import os
+import poplib
+import re
+import shutil
+import signal
+import smtplib
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from email.message import EmailMessage
+
+# Everything the test types or expects in one place.
+DOMAIN = "example.org"
+ALICE, ALICE_PASSWORD = "alice@example.org", "alice-Secret-1"
+BOB, BOB_PASSWORD = "bob@example.org", "bob-Secret-2"
+ROOT_PASSWORD = "root-Secret-3"
+SETUP_DIALOGUE = [  # (the end of the prompt, the answer), in order
+    ("Press Enter to begin: ", ""),
+    ("Mail domain (the part after the @): ", DOMAIN),
+    (f"Host name of this server [mail.{DOMAIN}]: ", ""),
+    (f"First user's address (also the login), e.g. you@{DOMAIN}: ", ALICE),
+    (f"Password for {ALICE}: ", ALICE_PASSWORD),
+    ("Repeat the password: ", ALICE_PASSWORD),
+    ("Root password (console and SSH): ", ROOT_PASSWORD),
+    ("Repeat the root password: ", ROOT_PASSWORD),
+    ("SSH public key for root (one line; empty for none): ", None),  # None: the test's key
+]
+GUEST_PORTS = {"smtp": 25, "pop3": 110, "ssh": 22}
+
+# Bounded waits, in seconds (TCG on a busy 2-core machine is slow; these are ceilings).
+BOOT_TIMEOUT = 180  # qemu start to the setup prompt or the SMTP banner
+COMMAND_TIMEOUT = 120  # one shell command on the console
+POWEROFF_TIMEOUT = 90  # poweroff to qemu's exit
+WHOLE_TEST_TIMEOUT = 840  # everything, to stay under 15 minutes
+
+
+class Failure(Exception):
+    pass
+
+
+def log(message):
+    print(f"boot-test: {message}", flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def extract_boot_files(image, workdir):
+    """Copies the kernel, the initramfs and cmdline.txt out of the image's FAT partition
+    (partition 1), so the test boots exactly what a Pi's firmware would load."""
+    with open(image, "rb") as f:
+        mbr = f.read(512)
+    if mbr[510:512] != b"\x55\xaa":
+        raise Failure(f"{image} has no MBR")
+    start_sector = struct.unpack_from("<I", mbr, 446 + 8)[0]
+    files = {}
+    for name in ("vmlinuz", "initramfs", "cmdline.txt"):
+        files[name] = os.path.join(workdir, name)
+        subprocess.run(
+            ["mcopy", "-o", "-n", "-i", f"{image}@@{start_sector * 512}", f"::/{name}", files[name]],
+            check=True,
+        )
+    # The Pi's command line with qemu virt's console (the PL011, ttyAMA0) for its consoles.
+    with open(files["cmdline.txt"]) as f:
+        words = [w for w in f.read().split() if not w.startswith("console=")]
+    return files["vmlinuz"], files["initramfs"], " ".join(["console=ttyAMA0"] + words)
+
+
+class Guest:
+    """One qemu run: the serial console on stdio pipes, a reader thread that keeps
+    everything the console printed (and writes it to a log file), and expect/send."""
+
+    def __init__(self, kernel, initrd, cmdline, disk, ports, serial_log):
+        forwards = ",".join(
+            f"hostfwd=tcp:127.0.0.1:{ports[name]}-:{guest}" for name, guest in GUEST_PORTS.items()
+        )
+        self.argv = [
+            "qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a72", "-m", "256",
+            "-nographic", "-no-reboot",
+            "-kernel", kernel, "-initrd", initrd, "-append", cmdline,
+            "-netdev", f"user,id=n0,restrict=on,{forwards}",
+            "-device", "virtio-net-pci,netdev=n0,romfile=",
+            "-drive", f"if=none,id=d0,format=raw,file={disk}",
+            "-device", "virtio-blk-pci,drive=d0",
+            "-device", "virtio-rng-pci",
+        ]  # fmt: skip
+        self.output = b""
+        self.cursor = 0  # expect() searches from here on
+        self.lock = threading.Condition()
+        self.log_file = open(serial_log, "wb")
+        self.started = time.monotonic()
+        self.process = subprocess.Popen(
+            self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        while True:
+            data = self.process.stdout.read1(4096)
+            if not data:
+                break
+            self.log_file.write(data)
+            self.log_file.flush()
+            with self.lock:
+                self.output += data
+                self.lock.notify_all()
+        with self.lock:
+            self.lock.notify_all()
+
+    def expect(self, pattern, timeout, what=None):
+        """Waits for `pattern` (bytes regex, or a str taken literally) in the console output
+        after the last match; returns the match."""
+        if isinstance(pattern, str):
+            pattern = re.escape(pattern.encode())
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while True:
+                match = regex.search(self.output, self.cursor)
+                if match:
+                    self.cursor = match.end()
+                    return match
+                if self.process.poll() is not None:
+                    raise Failure(f"qemu exited while waiting for {what or pattern!r}")
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise Failure(f"no {what or pattern!r} on the console within {timeout} s")
+                self.lock.wait(min(remaining, 0.5))
+
+    def send(self, line):
+        self.process.stdin.write(line.encode() + b"\n")
+        self.process.stdin.flush()
+
+    def elapsed(self):
+        return time.monotonic() - self.started
+
+    def tail(self, lines=40):
+        text = self.output.decode(errors="replace").replace("\r", "")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def wait_exit(self, timeout):
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise Failure(f"qemu did not exit within {timeout} s of poweroff") from None
+
+    def kill(self):
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.log_file.close()
+
+
+class Console:
+    """A root shell on the guest's serial console."""
+
+    def __init__(self, guest):
+        self.guest = guest
+        self.count = 0
+
+    def login(self):
+        self.guest.expect(rb"login: ", COMMAND_TIMEOUT, "login prompt")
+        self.guest.send("root")
+        self.guest.expect("Password: ", COMMAND_TIMEOUT)
+        self.guest.send(ROOT_PASSWORD)
+        self.guest.expect(rb"# ", COMMAND_TIMEOUT, "root shell prompt")
+
+    def run(self, command, timeout=COMMAND_TIMEOUT):
+        """Runs a command and returns what it printed; fails on a non-zero exit. The end
+        marker is typed as two quoted halves, so the echo of the typed line cannot match."""
+        self.count += 1
+        marker = f"@@{self.count}-END"
+        before = self.guest.cursor
+        self.guest.send(f'{command}; echo "{marker[:3]}""{marker[3:]} $?"')
+        match = self.guest.expect(re.escape(marker.encode()) + rb" (\d+)", timeout, f"end of `{command}`")
+        printed = self.guest.output[before:match.start()].decode(errors="replace")
+        printed = printed.replace("\r", "").split("\n", 1)[-1]  # drop the echoed command
+        if match.group(1) != b"0":
+            raise Failure(f"`{command}` exited with {match.group(1).decode()}:\n{printed}")
+        return printed
+
+
+def wait_for_banner(port, guest, timeout=BOOT_TIMEOUT):
+    """Seconds from qemu's start to the first SMTP greeting on the forwarded port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if guest.process.poll() is not None:
+            raise Failure("qemu exited before letterbox answered on port 25")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.settimeout(1)
+                greeting = s.recv(512)
+                if greeting.startswith(b"220 "):
+                    elapsed = guest.elapsed()
+                    s.sendall(b"QUIT\r\n")
+                    return elapsed, greeting.decode(errors="replace").strip()
+        except OSError:
+            pass  # refused, reset or closed: the guest is not listening yet
+        time.sleep(0.05)
+    raise Failure(f"no SMTP banner on 127.0.0.1:{port} within {timeout} s")
+
+
+def send_mail(port, recipient, subject):
+    message = EmailMessage()
+    message["From"] = "tester@example.net"
+    message["To"] = recipient
+    message["Subject"] = subject
+    message["Message-ID"] = f"<{uuid.uuid4()}@example.net>"
+    message.set_content(f"Hello {recipient}, this is {subject}.\n")
+    with smtplib.SMTP("127.0.0.1", port, local_hostname="tester.example.net", timeout=60) as smtp:
+        refused = smtp.send_message(message)
+    if refused:
+        raise Failure(f"SMTP refused {refused}")
+
+
+def pop3_subjects(port, user, password):
+    """Logs in over POP3 after STLS (letterbox requires TLS for the login) and returns the
+    subjects of all messages, leaving them on the server."""
+    context = ssl._create_unverified_context()  # the appliance's certificate is self-signed
+    pop = poplib.POP3("127.0.0.1", port, timeout=60)
+    try:
+        pop.stls(context=context)
+        pop.user(user)
+        pop.pass_(password)
+        count, _ = pop.stat()
+        subjects = []
+        for number in range(1, count + 1):
+            _, lines, _ = pop.retr(number)
+            for line in lines:
+                if line.lower().startswith(b"subject:"):
+                    subjects.append(line.split(b":", 1)[1].strip().decode())
+        return subjects
+    finally:
+        pop.quit()
+
+
+def expect_subject(ports, user, password, subject):
+    subjects = pop3_subjects(ports["pop3"], user, password)
+    if subject not in subjects:
+        raise Failure(f"POP3: {user} has {subjects}, not {subject!r}")
+    log(f"POP3 (STLS): {user} has {subject!r}")
+
+
+def ssh(ports, key, command):
+    result = subprocess.run(
+        ["ssh", "-i", key, "-p", str(ports["ssh"]), "-o", "BatchMode=yes",
+         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+         "-o", "ConnectTimeout=30", "-o", "LogLevel=ERROR", "root@127.0.0.1", command],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise Failure(f"ssh `{command}` exited with {result.returncode}: {result.stderr.strip()}")
+    return result.stdout
+
+
+def poweroff(guest, console):
+    console.guest.send("poweroff")
+    guest.expect("letterbox: letterbox stopped", POWEROFF_TIMEOUT, "letterbox stopping")
+    guest.expect("letterbox: /data is clean", POWEROFF_TIMEOUT, "/data unmounted")
+    status = guest.wait_exit(POWEROFF_TIMEOUT)
+    log(f"poweroff: letterbox stopped, /data clean, qemu exited with {status}")
+
+
+def first_boot(guest, ports, key, subject):
+    """Setup over the serial console, mail in and out, admin over the console and SSH."""
+    for prompt, answer in SETUP_DIALOGUE:
+        guest.expect(prompt, BOOT_TIMEOUT, f"setup prompt {prompt!r}")
+        guest.send(read_public_key(key) if answer is None else answer)
+    log(f"first boot: setup answered on the console after {guest.elapsed():.1f} s")
+    seconds, banner = wait_for_banner(ports["smtp"], guest)
+    log(f"first boot: SMTP banner {seconds:.2f} s after qemu started (setup included): {banner}")
+
+    send_mail(ports["smtp"], ALICE, subject)
+    log(f"SMTP: delivered {subject!r} to {ALICE}")
+    expect_subject(ports, ALICE, ALICE_PASSWORD, subject)
+
+    console = Console(guest)
+    console.login()
+    status = console.run("printf '@@%s %s\\n' UID \"$(grep Uid /proc/$(pidof letterbox)/status)\"")
+    uids = re.search(r"@@UID Uid:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)", status)
+    if not uids or "0" in uids.groups():
+        raise Failure(f"letterbox is not running as non-root: {status.strip()!r}")
+    log(f"console: letterbox runs as uid {uids.group(1)} (real, effective, saved, fs: {' '.join(uids.groups())})")
+
+    console.run(f"printf '%s\\n' '{BOB_PASSWORD}' | letterbox user add {BOB} --password-stdin")
+    log(f"console: letterbox user add {BOB}")
+    send_mail(ports["smtp"], BOB, subject + " for bob")
+    expect_subject(ports, BOB, BOB_PASSWORD, subject + " for bob")
+
+    users = ssh(ports, key, "letterbox user list").split()
+    if ALICE not in users or BOB not in users:
+        raise Failure(f"ssh letterbox user list gave {users}")
+    log(f"ssh (key from the setup): letterbox user list -> {' '.join(users)}")
+    poweroff(guest, console)
+
+
+def second_boot(guest, ports, subject):
+    """The configured system: no setup, the same mail still there."""
+    seconds, banner = wait_for_banner(ports["smtp"], guest)
+    log(f"second boot: SMTP banner {seconds:.2f} s after qemu started (goal <= 3 s)")
+    expect_subject(ports, ALICE, ALICE_PASSWORD, subject)
+    expect_subject(ports, BOB, BOB_PASSWORD, subject + " for bob")
+    console = Console(guest)
+    console.login()  # a login prompt, not the setup, on a configured system
+    saved = console.run("cat /data/clock")
+    log(f"console: clock saved in /data/clock ({saved.split()[-1]})")
+    poweroff(guest, console)
+    return seconds
+
+
+def read_public_key(key):
+    with open(key + ".pub") as f:
+        return f.read().strip()
+
+
+def boot(number, scenario, boot_files, disk, ports, workdir):
+    """Runs one boot scenario; on failure shows the end of that boot's console."""
+    log(f"boot {number}: qemu -M virt (TCG), ports {ports} on 127.0.0.1")
+    serial_log = os.path.join(workdir, f"serial-{number}.log")
+    guest = Guest(*boot_files, disk, ports, serial_log)
+    atexit.register(guest.kill)  # also on an unexpected exception or the whole-test alarm
+    try:
+        return scenario(guest)
+    except BaseException:
+        log(f"serial console of boot {number}, last lines (all of it: {serial_log}):")
+        print(guest.tail(), flush=True)
+        raise
+    finally:
+        guest.kill()
+
+
+def main():
+    image, workdir = sys.argv[1], sys.argv[2]
+    began = time.monotonic()
+    os.makedirs(workdir, exist_ok=True)
+    disk = os.path.join(workdir, "disk.img")
+    shutil.copyfile(image, disk)  # the built image stays pristine
+    boot_files = extract_boot_files(disk, workdir)  # kernel, initramfs, command line
+    key = os.path.join(workdir, "id_ed25519")
+    for path in (key, key + ".pub"):
+        if os.path.exists(path):
+            os.remove(path)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
+    ports = {name: free_port() for name in GUEST_PORTS}
+    subject = f"boot test {uuid.uuid4().hex[:8]}"
+
+    try:
+        boot(1, lambda g: first_boot(g, ports, key, subject), boot_files, disk, ports, workdir)
+        seconds = boot(2, lambda g: second_boot(g, ports, subject), boot_files, disk, ports, workdir)
+    except (Failure, OSError, smtplib.SMTPException, poplib.error_proto, subprocess.SubprocessError) as e:
+        log(f"FAIL: {e}" if isinstance(e, Failure) else f"FAIL: {type(e).__name__}: {e}")
+        return 1
+    log(f"PASS in {time.monotonic() - began:.0f} s (second boot to SMTP banner: {seconds:.2f} s)")
+    return 0
+
+
+def on_alarm(signum, frame):
+    raise Failure(f"the whole test took longer than {WHOLE_TEST_TIMEOUT} s")
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(WHOLE_TEST_TIMEOUT)
+    sys.exit(main())
