@@ -2,7 +2,7 @@
 //!
 //! Without a file, letterbox runs on an embedded default: domains `localhost` and the host
 //! name, listeners on 127.0.0.1, standard ports as root and unprivileged ports (2525, 2587,
-//! 2465, 2110, 2995) otherwise. Unknown keys and bad values are errors naming key and line.
+//! 2465, 2110, 2995, 2143, 2993) otherwise. Unknown keys and bad values are errors naming key and line.
 //!
 //! Listener changes need a restart; SIGHUP reloads everything else (limits, TLS files,
 //! seeded domains).
@@ -59,15 +59,21 @@ pub enum ListenerKind {
     Pop3,
     /// POP3 over implicit TLS, port 995.
     Pop3s,
+    /// IMAP with STARTTLS, port 143.
+    Imap,
+    /// IMAP over implicit TLS, port 993.
+    Imaps,
 }
 
 impl ListenerKind {
-    pub const ALL: [ListenerKind; 5] = [
+    pub const ALL: [ListenerKind; 7] = [
         ListenerKind::Smtp,
         ListenerKind::Submission,
         ListenerKind::Submissions,
         ListenerKind::Pop3,
         ListenerKind::Pop3s,
+        ListenerKind::Imap,
+        ListenerKind::Imaps,
     ];
 
     pub fn name(self) -> &'static str {
@@ -77,6 +83,8 @@ impl ListenerKind {
             ListenerKind::Submissions => "submissions",
             ListenerKind::Pop3 => "pop3",
             ListenerKind::Pop3s => "pop3s",
+            ListenerKind::Imap => "imap",
+            ListenerKind::Imaps => "imaps",
         }
     }
 
@@ -87,6 +95,8 @@ impl ListenerKind {
             ListenerKind::Submissions => 465,
             ListenerKind::Pop3 => 110,
             ListenerKind::Pop3s => 995,
+            ListenerKind::Imap => 143,
+            ListenerKind::Imaps => 993,
         }
     }
 
@@ -98,12 +108,17 @@ impl ListenerKind {
             ListenerKind::Submissions => 2465,
             ListenerKind::Pop3 => 2110,
             ListenerKind::Pop3s => 2995,
+            ListenerKind::Imap => 2143,
+            ListenerKind::Imaps => 2993,
         }
     }
 
     /// Whether the connection starts with a TLS handshake.
     pub fn implicit_tls(self) -> bool {
-        matches!(self, ListenerKind::Submissions | ListenerKind::Pop3s)
+        matches!(
+            self,
+            ListenerKind::Submissions | ListenerKind::Pop3s | ListenerKind::Imaps
+        )
     }
 }
 
@@ -179,7 +194,7 @@ impl Limits {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthPolicy {
-    /// Allow POP3 logins without TLS when the peer is a loopback address (development only).
+    /// Allow POP3 and IMAP logins without TLS when the peer is a loopback address (development only).
     /// SMTP submission always requires TLS before AUTH.
     pub allow_plaintext_on_loopback: bool,
 }
@@ -376,8 +391,8 @@ allow_plaintext_on_loopback = true
             .iter()
             .map(|l| l.port)
             .collect();
-        assert_eq!(ports, vec![2525, 2587, 2465, 2110, 2995]);
+        assert_eq!(ports, vec![2525, 2587, 2465, 2110, 2995, 2143, 2993]);
         let ports: Vec<u16> = c.effective_listeners(true).iter().map(|l| l.port).collect();
-        assert_eq!(ports, vec![25, 587, 465, 110, 995]);
+        assert_eq!(ports, vec![25, 587, 465, 110, 995, 143, 993]);
     }
 }

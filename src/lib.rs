@@ -1,6 +1,6 @@
 //! letterbox: a memory-frugal mail appliance.
 //!
-//! Mail arrives over SMTP, is committed durably to LMDB, and is read back over POP3.
+//! Mail arrives over SMTP, is committed durably to LMDB, and is read back over POP3 and IMAP.
 //!
 //! # Layout
 //! - [`cli`]: command-line interface (`serve`, `user`, `domain`, `alias`, `config check`).
@@ -13,6 +13,7 @@
 //! - [`net`]: the connection type (plain or TLS) with bounded line reading.
 //! - [`smtp`]: SMTP receiving: `parse` (pure), `data` (pure DATA decoder), `session`.
 //! - [`pop3`]: POP3: `parse` (pure) and `session`.
+//! - [`imap`]: IMAP4rev1: `parse` (pure), `message` (pure), `session`.
 //! - [`server`]: listeners, connection limits, shutdown fan-out.
 //! - [`privilege`]: dropping root after binding.
 //! - [`signals`]: SIGHUP / SIGTERM / SIGINT handling.
@@ -22,6 +23,7 @@ pub mod address;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod imap;
 pub mod limits;
 pub mod net;
 pub mod pop3;

@@ -30,3 +30,13 @@ pub const MAX_GROUP_COMMIT: usize = 64;
 
 /// Concurrent password verifications (argon2 needs its memory cost per verification).
 pub const MAX_CONCURRENT_PASSWORD_CHECKS: usize = 2;
+
+/// Longest IMAP command line (each line of a command with literals).
+pub const MAX_IMAP_LINE: usize = 8192;
+
+/// Most bytes of one IMAP command, its literals included (APPEND's message literal is
+/// streamed to the spool instead and bounded by `max_message_size`).
+pub const MAX_IMAP_COMMAND: usize = 64 * 1024;
+
+/// Largest non-synchronising literal (LITERAL-, RFC 7888).
+pub const MAX_IMAP_NONSYNC_LITERAL: u64 = 4096;

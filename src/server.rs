@@ -238,6 +238,7 @@ async fn accept_loop(
 fn refuse(kind: ListenerKind, stream: &TcpStream, why: &str) {
     let line = match kind {
         ListenerKind::Pop3 | ListenerKind::Pop3s => format!("-ERR [SYS/TEMP] {why}\r\n"),
+        ListenerKind::Imap | ListenerKind::Imaps => format!("* BYE [UNAVAILABLE] {why}\r\n"),
         _ => format!("421 4.7.0 {why}, try again later\r\n"),
     };
     if !kind.implicit_tls() {
@@ -265,6 +266,11 @@ async fn handle(shared: Arc<Shared>, kind: ListenerKind, stream: TcpStream, peer
         }
         ListenerKind::Pop3 | ListenerKind::Pop3s => {
             let mut session = crate::pop3::session::Session::new(shared, conn);
+            let end = session.run().await;
+            (format!("{end:?}"), session.user().map(str::to_string))
+        }
+        ListenerKind::Imap | ListenerKind::Imaps => {
+            let mut session = crate::imap::session::Session::new(shared, conn);
             let end = session.run().await;
             (format!("{end:?}"), session.user().map(str::to_string))
         }

@@ -446,6 +446,8 @@ impl Session {
         match removed {
             Ok(n) => {
                 if n > 0 {
+                    // IMAP sessions on this INBOX report the expunge.
+                    self.shared.committer.notify();
                     log::info!("pop3 {}: {account} removed {n} messages", self.conn.peer);
                 }
                 self.ok(&format!("letterbox signing off ({left} messages left)"));

@@ -7,7 +7,7 @@ use super::{Incoming, Placed, Result, Store, StoreError};
 use crate::limits::MAX_GROUP_COMMIT;
 use std::sync::mpsc;
 use std::sync::Arc;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 struct Job {
     message: Incoming,
@@ -19,16 +19,31 @@ struct Job {
 #[derive(Clone)]
 pub struct Committer {
     jobs: mpsc::SyncSender<Job>,
+    /// Bumped after every commit that changed mailbox contents (deliveries here, IMAP
+    /// writes through [`Committer::notify`]); IMAP sessions watch it for IDLE.
+    changes: Arc<watch::Sender<u64>>,
 }
 
 impl Committer {
     pub fn start(store: Arc<Store>) -> Committer {
         let (jobs, queue) = mpsc::sync_channel::<Job>(MAX_GROUP_COMMIT * 4);
+        let changes = Arc::new(watch::Sender::new(0u64));
+        let notify = changes.clone();
         std::thread::Builder::new()
             .name("committer".into())
-            .spawn(move || run(&store, &queue))
+            .spawn(move || run(&store, &queue, &notify))
             .expect("spawn committer thread");
-        Committer { jobs }
+        Committer { jobs, changes }
+    }
+
+    /// Tells watchers that some mailbox changed (call after the commit).
+    pub fn notify(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver that wakes after every change.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// Delivers `message` to the INBOX of every account; returns once it is durable.
@@ -56,7 +71,7 @@ impl Committer {
     }
 }
 
-fn run(store: &Store, queue: &mpsc::Receiver<Job>) {
+fn run(store: &Store, queue: &mpsc::Receiver<Job>, changes: &watch::Sender<u64>) {
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_GROUP_COMMIT {
@@ -74,6 +89,7 @@ fn run(store: &Store, queue: &mpsc::Receiver<Job>) {
         };
         match outcome {
             Ok(results) => {
+                changes.send_modify(|n| *n = n.wrapping_add(1));
                 for (job, result) in batch.into_iter().zip(results) {
                     let _ = job.reply.send(result);
                 }

@@ -16,19 +16,26 @@
 //! | `messages`  | mailbox id (u64 BE) ++ UID (u32 BE)  | [`MessageRecord`] (blob, size, flags, keywords, internal date, modseq) |
 //! | `blobs`     | blob id (u64 BE) ++ chunk (u32 BE)   | raw RFC 5322 bytes, 64 KiB per chunk |
 //! | `blob_refs` | blob id (u64 BE)                     | reference count (u32 BE)       |
+//! | `message_meta` | blob id (u64 BE)                  | [`MessageMeta`]: IMAP ENVELOPE, BODY, BODYSTRUCTURE (schema 2) |
 //! | `queue`     | reserved for the outbound queue      |                                |
 //!
 //! A message's bytes are stored once as a blob; every mailbox entry that shows it (one per
 //! recipient, later IMAP COPY) holds a reference, and the blob is deleted with the last one.
 //! Keys sort so that a mailbox's messages are contiguous in UID order. Opening a store
 //! written by a newer schema fails rather than guessing.
+//!
+//! `message_meta` is written with the blob when the message's bytes are in memory (up to
+//! the spool threshold); larger messages, and messages stored by schema 1 (upgraded on
+//! open by creating the database), get it computed when IMAP first asks for it.
 
 mod committer;
+mod mailboxes;
 mod schema;
 mod spool;
 
 pub use committer::Committer;
-pub use schema::{flags, Account, Mailbox, MessageRecord, SpecialUse, SCHEMA_VERSION};
+pub use mailboxes::{Copied, FlagOp};
+pub use schema::{flags, Account, Mailbox, MessageMeta, MessageRecord, SpecialUse, SCHEMA_VERSION};
 pub use spool::{SpoolWriter, Spooled};
 
 use crate::address::{normalize_address, normalize_domain, without_subaddress};
@@ -157,6 +164,10 @@ impl Store {
                     found: v as u32,
                     supported: SCHEMA_VERSION,
                 })
+            }
+            Some(v) if v < SCHEMA_VERSION as u64 => {
+                // 1 → 2: `message_meta` was created above; old messages have no entry yet.
+                write_u64(&db, &mut txn, META_SCHEMA_VERSION, SCHEMA_VERSION as u64)?;
             }
             Some(_) => {}
         }
@@ -532,6 +543,7 @@ impl Store {
             return Ok(());
         }
         self.db.blob_refs.delete(txn, &blob)?;
+        self.db.message_meta.delete(txn, &blob)?;
         for chunk in 0..chunk_count(size) {
             self.db.blobs.delete(txn, &blob_chunk_key(blob, chunk))?;
         }
@@ -547,6 +559,23 @@ impl Store {
             .get(&txn, &blob_chunk_key(blob, index))?
             .map(<[u8]>::to_vec)
             .ok_or_else(|| StoreError::NotFound(format!("message data {blob}/{index}")))
+    }
+
+    /// The stored IMAP description of a blob, if it was computed at delivery.
+    pub fn message_meta(&self, blob: u64) -> Result<Option<MessageMeta>> {
+        let txn = self.env.read_txn()?;
+        Ok(self.db.message_meta.get(&txn, &blob)?)
+    }
+
+    /// Stores a description computed later (large or pre-schema-2 messages), if the blob
+    /// still exists.
+    pub fn put_message_meta(&self, blob: u64, meta: &MessageMeta) -> Result<()> {
+        let mut txn = self.env.write_txn()?;
+        if self.db.blob_refs.get(&txn, &blob)?.is_some() {
+            self.db.message_meta.put(&mut txn, &blob, meta)?;
+        }
+        txn.commit()?;
+        Ok(())
     }
 
     /// Reads a whole stored message (tests and small messages only).
@@ -645,6 +674,13 @@ impl Store {
             self.db
                 .blobs
                 .put(txn, &blob_chunk_key(blob, index), &chunk)?;
+        }
+        if let Spooled::Memory(bytes) = &message.body {
+            let mut raw = Vec::with_capacity(message.prefix.len() + bytes.len());
+            raw.extend_from_slice(&message.prefix);
+            raw.extend_from_slice(bytes);
+            let meta = crate::imap::structure::meta(&raw);
+            self.db.message_meta.put(txn, &blob, &meta)?;
         }
         Ok(blob)
     }

@@ -7,7 +7,7 @@ use heed::{Database, Env, RwTxn};
 use serde::{Deserialize, Serialize};
 
 /// Version of the layout below. Bump it, and add a migration, whenever a record changes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 pub(crate) const META_SCHEMA_VERSION: &str = "schema_version";
 pub(crate) const META_NEXT_MAILBOX_ID: &str = "next_mailbox_id";
@@ -25,13 +25,15 @@ pub(crate) struct Databases {
     pub messages: Database<Bytes, SerdeBincode<MessageRecord>>,
     pub blobs: Database<Bytes, Bytes>,
     pub blob_refs: Database<U64<BigEndian>, U32<BigEndian>>,
+    /// Since schema 2: IMAP ENVELOPE/BODY/BODYSTRUCTURE per blob, computed at delivery.
+    pub message_meta: Database<U64<BigEndian>, SerdeBincode<MessageMeta>>,
     /// Reserved for the outbound queue; created now so the schema version covers it.
     #[allow(dead_code)]
     pub queue: Database<Bytes, Bytes>,
 }
 
 /// Number of named databases (LMDB needs an upper bound at open time).
-pub(crate) const DATABASE_COUNT: u32 = 9;
+pub(crate) const DATABASE_COUNT: u32 = 10;
 
 impl Databases {
     pub fn create(env: &Env, txn: &mut RwTxn) -> heed::Result<Databases> {
@@ -44,6 +46,7 @@ impl Databases {
             messages: env.create_database(txn, Some("messages"))?,
             blobs: env.create_database(txn, Some("blobs"))?,
             blob_refs: env.create_database(txn, Some("blob_refs"))?,
+            message_meta: env.create_database(txn, Some("message_meta"))?,
             queue: env.create_database(txn, Some("queue"))?,
         })
     }
@@ -101,6 +104,15 @@ pub mod flags {
     pub const FLAGGED: u8 = 4;
     pub const DELETED: u8 = 8;
     pub const DRAFT: u8 = 16;
+}
+
+/// What IMAP FETCH ENVELOPE / BODY / BODYSTRUCTURE return for a message, computed once
+/// from its bytes (see [`crate::imap::structure`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MessageMeta {
+    pub envelope: String,
+    pub body: String,
+    pub bodystructure: String,
 }
 
 /// One message in one mailbox. The bytes live in a shared, refcounted blob.

@@ -216,3 +216,31 @@ fn newer_schema_is_refused() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn schema_1_is_upgraded_and_meta_is_kept_per_blob() {
+    let dir = std::env::temp_dir().join(format!("lb-schema-up-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    {
+        let store = Store::open(&dir, 64 << 20).unwrap();
+        let mut txn = store.env.write_txn().unwrap();
+        write_u64(&store.db, &mut txn, META_SCHEMA_VERSION, 1).unwrap();
+        txn.commit().unwrap();
+    }
+    let store = Store::open(&dir, 64 << 20).unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    store.add_domain("example.org").unwrap();
+    store.add_account("alice@example.org", "h").unwrap();
+    let mut message = incoming(b"Subject: meta\r\n\r\nhi\r\n");
+    let placed = store
+        .deliver(&mut message, &["alice@example.org".to_string()])
+        .unwrap();
+    let record = store.messages(placed[0].mailbox).unwrap()[0].1.clone();
+    let meta = store.message_meta(record.blob).unwrap().unwrap();
+    assert!(meta.envelope.contains("\"meta\""), "{meta:?}");
+    assert!(meta.bodystructure.starts_with("(\"text\" \"plain\""));
+    store.expunge(placed[0].mailbox, &[placed[0].uid]).unwrap();
+    assert!(store.message_meta(record.blob).unwrap().is_none());
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}

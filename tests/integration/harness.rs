@@ -38,7 +38,15 @@ impl Server {
         );
         config.push_str(extra);
         config.push('\n');
-        for kind in ["smtp", "submission", "submissions", "pop3", "pop3s"] {
+        for kind in [
+            "smtp",
+            "submission",
+            "submissions",
+            "pop3",
+            "pop3s",
+            "imap",
+            "imaps",
+        ] {
             config.push_str(&format!(
                 "[[listener]]\nkind = \"{kind}\"\naddress = \"127.0.0.1\"\nport = 0\n"
             ));

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import imaplib
 import os
 import poplib
 import queue
@@ -42,7 +43,7 @@ ALICE = "alice@example.org"
 BOB = "bob@example.org"
 PASSWORDS = {ALICE: "alice-Secret-4827", BOB: "bob-Secret-9153"}
 EXTERNAL_SENDER = "someone@remote.test"
-LISTENER_KINDS = ("smtp", "submission", "submissions", "pop3", "pop3s")
+LISTENER_KINDS = ("smtp", "submission", "submissions", "pop3", "pop3s", "imap", "imaps")
 
 IO_TIMEOUT = 10  # seconds, for every client socket
 START_TIMEOUT = 30
@@ -696,3 +697,22 @@ def assert_delivery_works(server: Server) -> None:
     _, message = deliver(server, ALICE)
     contents = [split_trace(raw).content for raw in fetch_inbox(server, ALICE)]
     assert message in contents, "message accepted with 250 but not found in INBOX"
+
+
+# --------------------------------------------------------------------------
+# IMAP clients
+# --------------------------------------------------------------------------
+
+def imaps_login(server: Server, user: str = ALICE, password: str | None = None) -> imaplib.IMAP4_SSL:
+    """imaplib over implicit TLS (imaps), logged in."""
+    imap = imaplib.IMAP4_SSL(HOST, server.port("imaps"), ssl_context=insecure_tls_context(), timeout=IO_TIMEOUT)
+    imap.login(user, password or PASSWORDS[user])
+    return imap
+
+
+def imap_starttls_login(server: Server, user: str = ALICE) -> imaplib.IMAP4:
+    """imaplib on the imap port: STARTTLS, then LOGIN."""
+    imap = imaplib.IMAP4(HOST, server.port("imap"), timeout=IO_TIMEOUT)
+    imap.starttls(ssl_context=insecure_tls_context())
+    imap.login(user, PASSWORDS[user])
+    return imap

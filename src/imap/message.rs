@@ -1,0 +1,251 @@
+//! Pure helpers over a stored message's bytes: header/body split, header fields, FETCH
+//! sections and SEARCH evaluation. Messages are stored CRLF-terminated.
+
+use super::parse::{in_set, Range, SearchKey, Section};
+use crate::store::MessageRecord;
+
+/// Offset where the body starts (after the empty line), or the length if there is none.
+pub fn body_offset(message: &[u8]) -> usize {
+    if message.starts_with(b"\r\n") {
+        return 2;
+    }
+    match message.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(p) => p + 4,
+        None => match message.windows(2).position(|w| w == b"\n\n") {
+            Some(p) => p + 2,
+            None => message.len(),
+        },
+    }
+}
+
+/// Header fields as (name, raw bytes of the whole field including continuation lines).
+pub fn header_fields(header: &[u8]) -> Vec<(&str, &[u8])> {
+    let mut out: Vec<(&str, &[u8])> = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i < header.len() {
+        let end = header[i..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(header.len(), |p| i + p + 1);
+        let continuation = matches!(header.get(end), Some(b' ' | b'\t'));
+        if !continuation {
+            let field = &header[start..end];
+            if let Some(colon) = field.iter().position(|&b| b == b':') {
+                if let Ok(name) = std::str::from_utf8(&field[..colon]) {
+                    let name = name.trim();
+                    if !name.is_empty() {
+                        out.push((name, field));
+                    }
+                }
+            }
+            start = end;
+        }
+        i = end;
+    }
+    out
+}
+
+/// The bytes of a `BODY[section]` (before any partial).
+pub fn section_bytes(message: &[u8], section: &Section) -> Vec<u8> {
+    let split = body_offset(message);
+    match section {
+        Section::Full => message.to_vec(),
+        Section::Header => message[..split].to_vec(),
+        Section::Text => message[split..].to_vec(),
+        Section::Fields(not, names) => {
+            let mut out = Vec::new();
+            for (name, raw) in header_fields(&message[..split]) {
+                let listed = names.iter().any(|n| n.eq_ignore_ascii_case(name));
+                if listed != *not {
+                    out.extend_from_slice(raw);
+                }
+            }
+            out.extend_from_slice(b"\r\n");
+            out
+        }
+        Section::Mime => Vec::new(),
+        Section::Part(path, inner) => super::structure::part_bytes(message, path, inner),
+    }
+}
+
+/// Applies `<start.length>`.
+pub fn partial(bytes: &[u8], range: Option<(u32, u32)>) -> &[u8] {
+    match range {
+        None => bytes,
+        Some((start, len)) => {
+            let start = (start as usize).min(bytes.len());
+            let end = start.saturating_add(len as usize).min(bytes.len());
+            &bytes[start..end]
+        }
+    }
+}
+
+fn contains_ci(haystack: &[u8], needle: &str) -> bool {
+    if needle.is_empty() {
+        return true;
+    }
+    let hay = String::from_utf8_lossy(haystack).to_lowercase();
+    hay.contains(&needle.to_lowercase())
+}
+
+/// The facts SEARCH looks at for one message.
+pub struct Candidate<'a> {
+    pub seq: u32,
+    pub max_seq: u32,
+    pub uid: u32,
+    pub max_uid: u32,
+    pub record: &'a MessageRecord,
+}
+
+/// Whether the message matches; `content` loads its bytes (only when a key needs them).
+pub fn matches(
+    key: &SearchKey,
+    c: &Candidate,
+    content: &mut dyn FnMut() -> Option<std::rc::Rc<Vec<u8>>>,
+) -> bool {
+    use SearchKey::*;
+    let day = c.record.internal_date.div_euclid(86400);
+    match key {
+        All => true,
+        Seq(set) => in_set(set, c.seq, c.max_seq),
+        Uid(set) => in_set(set, c.uid, c.max_uid),
+        Flag(bit, on) => (c.record.flags & bit != 0) == *on,
+        Keyword(k, on) => c.record.keywords.iter().any(|x| x.eq_ignore_ascii_case(k)) == *on,
+        Header(field, needle) => content().is_some_and(|m| {
+            let split = body_offset(&m);
+            header_fields(&m[..split]).iter().any(|(name, raw)| {
+                let value = raw
+                    .iter()
+                    .position(|&b| b == b':')
+                    .map_or(*raw, |p| &raw[p + 1..]);
+                name.eq_ignore_ascii_case(field) && contains_ci(value, needle)
+            })
+        }),
+        Body(needle) => content().is_some_and(|m| contains_ci(&m[body_offset(&m)..], needle)),
+        Text(needle) => content().is_some_and(|m| contains_ci(&m, needle)),
+        Before(d) => day < *d,
+        On(d) => day == *d,
+        Since(d) => day >= *d,
+        Larger(n) => c.record.size > *n,
+        Smaller(n) => c.record.size < *n,
+        ModSeq(n) => c.record.modseq >= *n,
+        Not(k) => !matches(k, c, content),
+        Or(a, b) => matches(a, c, content) || matches(b, c, content),
+        And(keys) => keys.iter().all(|k| matches(k, c, content)),
+    }
+}
+
+/// Sequence numbers or UIDs of a sequence set resolved against a mailbox's UIDs.
+pub fn resolve(set: &[Range], uids: &[u32], by_uid: bool) -> Vec<usize> {
+    let max = if by_uid {
+        uids.last().copied().unwrap_or(0)
+    } else {
+        uids.len() as u32
+    };
+    uids.iter()
+        .enumerate()
+        .filter(|(i, &uid)| {
+            let n = if by_uid { uid } else { *i as u32 + 1 };
+            in_set(set, n, max)
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::parse::{parse_command, search_keys, sequence_set};
+    use super::*;
+    use crate::store::flags;
+    use std::rc::Rc;
+
+    const MSG: &[u8] = b"From: Alice <alice@example.org>\r\nSubject: Hello\r\n World\r\nTo: bob@example.org\r\n\r\nBody text here\r\n";
+
+    #[test]
+    fn sections() {
+        let h = section_bytes(MSG, &Section::Header);
+        assert!(h.ends_with(b"\r\n\r\n") && h.starts_with(b"From:"));
+        assert_eq!(section_bytes(MSG, &Section::Text), b"Body text here\r\n");
+        let f = section_bytes(MSG, &Section::Fields(false, vec!["SUBJECT".into()]));
+        assert_eq!(f, b"Subject: Hello\r\n World\r\n\r\n");
+        let f = section_bytes(
+            MSG,
+            &Section::Fields(true, vec!["SUBJECT".into(), "to".into()]),
+        );
+        assert_eq!(f, b"From: Alice <alice@example.org>\r\n\r\n");
+        assert_eq!(partial(b"0123456789", Some((2, 3))), b"234");
+        assert_eq!(partial(b"0123", Some((10, 3))), b"");
+    }
+
+    fn search(query: &str, record: &MessageRecord) -> bool {
+        let c = parse_command(format!("a SEARCH {query}").as_bytes()).unwrap();
+        let key = search_keys(&c.args).unwrap();
+        let cand = Candidate {
+            seq: 1,
+            max_seq: 1,
+            uid: 5,
+            max_uid: 5,
+            record,
+        };
+        matches(&key, &cand, &mut || Some(Rc::new(MSG.to_vec())))
+    }
+
+    #[test]
+    fn search_keys_match() {
+        let record = MessageRecord {
+            blob: 1,
+            size: MSG.len() as u64,
+            internal_date: 1_600_000_000,
+            flags: flags::SEEN,
+            keywords: vec!["$Work".into()],
+            modseq: 1,
+        };
+        for (q, want) in [
+            ("ALL", true),
+            ("SEEN", true),
+            ("UNSEEN", false),
+            ("FROM ALICE", true),
+            ("FROM carol", false),
+            ("SUBJECT world", true),
+            ("TO bob", true),
+            ("BODY \"text HERE\"", true),
+            ("BODY Hello", false),
+            ("TEXT hello", true),
+            ("UID 5", true),
+            ("UID 1:4", false),
+            ("1", true),
+            ("NOT SEEN", false),
+            ("OR UNSEEN FLAGGED", false),
+            ("OR UNSEEN KEYWORD $work", true),
+            ("SINCE 13-Sep-2020", true),
+            ("SINCE 14-Sep-2020", false),
+            ("ON 13-Sep-2020", true),
+            ("BEFORE 13-Sep-2020", false),
+            ("LARGER 10", true),
+            ("SMALLER 10", false),
+            ("(SEEN FROM alice) NOT DELETED", true),
+        ] {
+            assert_eq!(search(q, &record), want, "{q}");
+        }
+    }
+
+    #[test]
+    fn resolving_sets() {
+        let uids = [3, 7, 9, 20];
+        assert_eq!(
+            resolve(&sequence_set("2:3").unwrap(), &uids, false),
+            vec![1, 2]
+        );
+        assert_eq!(resolve(&sequence_set("*").unwrap(), &uids, false), vec![3]);
+        assert_eq!(
+            resolve(&sequence_set("8:*").unwrap(), &uids, true),
+            vec![2, 3]
+        );
+        assert_eq!(
+            resolve(&sequence_set("21:*").unwrap(), &uids, true),
+            vec![3]
+        );
+        assert!(resolve(&sequence_set("1:*").unwrap(), &[], true).is_empty());
+    }
+}

@@ -1,0 +1,60 @@
+//! IMAP4rev1 (RFC 3501) server: the first slice of issue 4.
+//!
+//! - [`parse`]: command syntax (pure): values, sequence sets, flags, FETCH items, SEARCH
+//!   keys, dates.
+//! - [`mutf7`]: modified UTF-7 mailbox names for IMAP4rev1 clients.
+//! - [`message`]: pure helpers over stored bytes: sections, header fields, SEARCH matching.
+//! - [`structure`]: ENVELOPE and BODYSTRUCTURE from mail-parser.
+//! - [`session`]: the not-authenticated → authenticated → selected → logout state machine.
+//!
+//! # Parser decision: hand-written, not imap-codec
+//! imap-codec / imap-types were weighed first. On 2026-11-23 the current release on
+//! crates.io is `2.0.0-alpha.10`: an alpha whose API still changes between releases, and
+//! whose full command/response model (every extension as types) is far more than this
+//! server uses. Its Fragmentizer would bound literals nicely, but the same bound takes a
+//! few lines here because the session already reads bounded lines ([`crate::net`]):
+//!
+//! - a command is read line by line (each at most [`crate::limits::MAX_IMAP_LINE`]); a
+//!   line ending in `{n}` / `{n+}` announces a literal whose length is parsed as a number
+//!   and compared with the budget ([`crate::limits::MAX_IMAP_COMMAND`] for a whole
+//!   command, `max_message_size` for APPEND) before anything is read or allocated: a
+//!   synchronising literal announced as 4 GB gets a tagged `NO [TOOBIG]` (APPEND) or
+//!   `BAD [TOOBIG]` (any other command) and the session goes on; a non-synchronising one
+//!   over 4 KiB (LITERAL-) gets BAD and a closed connection, since its bytes are already
+//!   on the way;
+//! - APPEND's message literal never enters memory as a whole: it is streamed into the
+//!   spool ([`crate::store::SpoolWriter`]) exactly like SMTP DATA;
+//! - the parser then works on a complete, bounded byte string, recursion is capped, and
+//!   every failure is a message for a tagged BAD (unit tests in [`parse`]).
+//!
+//! Hand-writing keeps imap-codec's tree out of the static binaries; the only new
+//! dependency is mail-parser 0.11 (pure Rust), for ENVELOPE and BODYSTRUCTURE.
+//!
+//! # Behaviour
+//! - Listeners `imap` (143, or 2143 unprivileged; STARTTLS) and `imaps` (993 / 2993).
+//! - LOGIN and AUTHENTICATE PLAIN (SASL-IR) only after TLS, unless
+//!   `[auth] allow_plaintext_on_loopback` and the peer is loopback; before that the
+//!   capability list says LOGINDISABLED.
+//! - Mailbox names are stored as UTF-8 and converted to and from modified UTF-7 at the
+//!   wire, unless the client enabled UTF8=ACCEPT; a malformed `&...-` gets BAD. `/` is
+//!   the hierarchy separator; INBOX is case-insensitive.
+//! - Each session keeps a snapshot of the selected mailbox (UID, record). Before each
+//!   tagged reply it re-reads the mailbox if anything changed (the committer and every
+//!   IMAP write bump a counter watched by all sessions) and reports new messages
+//!   (EXISTS), flag changes (FETCH FLAGS) and expunges (EXPUNGE, not during FETCH, STORE
+//!   and SEARCH, as RFC 3501 §7.4.1 requires). IDLE waits on the same counter.
+//! - ENVELOPE, BODYSTRUCTURE and BODY come from mail-parser 0.11, computed once when the
+//!   message is stored (delivery or APPEND) and kept in the store's `message_meta`
+//!   database; messages over the spool threshold (128 KiB) and those stored before schema
+//!   2 get theirs computed at their first FETCH, then kept.
+//! - CONDSTORE (RFC 7162): ENABLE or SELECT (CONDSTORE), FETCH MODSEQ / CHANGEDSINCE,
+//!   STORE UNCHANGEDSINCE with `[MODIFIED]`, SEARCH MODSEQ, STATUS HIGHESTMODSEQ.
+//! - Not yet: IMAP4rev2 (ENABLE IMAP4rev2 enables nothing), BINARY, QRESYNC, ESEARCH,
+//!   LIST-EXTENDED return options, LIST-STATUS, QUOTA. They are not advertised; their
+//!   commands and FETCH items get BAD.
+
+pub mod message;
+pub mod mutf7;
+pub mod parse;
+pub mod session;
+pub mod structure;

@@ -1,0 +1,482 @@
+//! Store operations IMAP needs: mailbox management, flag changes, APPEND, COPY and MOVE.
+//! Each public function is one write transaction, like the rest of the store.
+
+use super::schema::*;
+use super::{Incoming, Result, Store, StoreError};
+use heed::RwTxn;
+
+/// Messages after a flag change: (UID, record).
+pub type Flagged = Vec<(u32, MessageRecord)>;
+
+/// How STORE changes flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlagOp {
+    Replace,
+    Add,
+    Remove,
+}
+
+/// Result of COPY or MOVE: the target's UIDVALIDITY and (source UID, new UID) pairs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Copied {
+    pub uid_validity: u32,
+    pub uids: Vec<(u32, u32)>,
+}
+
+impl Store {
+    fn mailbox_txn(&self, txn: &RwTxn, account: &str, name: &str) -> Result<Mailbox> {
+        self.db
+            .mailboxes
+            .get(txn, &mailbox_key(account, name))?
+            .ok_or_else(|| StoreError::NotFound(format!("mailbox {name}")))
+    }
+
+    /// Creates a mailbox (no special use).
+    pub fn create_mailbox(&self, account: &str, name: &str) -> Result<Mailbox> {
+        validate_name(name)?;
+        let mut txn = self.env.write_txn()?;
+        let mailbox = self.create_mailbox_txn(&mut txn, account, name, None)?;
+        txn.commit()?;
+        Ok(mailbox)
+    }
+
+    /// Deletes a mailbox and its messages. INBOX and mailboxes with children are refused.
+    pub fn delete_mailbox(&self, account: &str, name: &str) -> Result<()> {
+        if name.eq_ignore_ascii_case("INBOX") {
+            return Err(StoreError::Invalid("INBOX cannot be deleted".into()));
+        }
+        let mut txn = self.env.write_txn()?;
+        let mailbox = self.mailbox_txn(&txn, account, name)?;
+        let children = mailbox_key(account, &format!("{name}/"));
+        if self
+            .db
+            .mailboxes
+            .prefix_iter(&txn, &children)?
+            .next()
+            .is_some()
+        {
+            return Err(StoreError::Invalid(format!(
+                "mailbox {name} has children; delete them first"
+            )));
+        }
+        let uids = self.uids_txn(&txn, mailbox.id)?;
+        self.expunge_txn(&mut txn, mailbox.id, &uids)?;
+        self.db
+            .mailboxes
+            .delete(&mut txn, &mailbox_key(account, name))?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Renames a mailbox and its children. Renaming INBOX moves its messages to a new
+    /// mailbox and leaves INBOX empty (RFC 9051 §6.3.6).
+    pub fn rename_mailbox(&self, account: &str, from: &str, to: &str) -> Result<()> {
+        validate_name(to)?;
+        if to.eq_ignore_ascii_case("INBOX") {
+            return Err(StoreError::Exists("mailbox INBOX".into()));
+        }
+        let mut txn = self.env.write_txn()?;
+        let source = self.mailbox_txn(&txn, account, from)?;
+        if self
+            .db
+            .mailboxes
+            .get(&txn, &mailbox_key(account, to))?
+            .is_some()
+        {
+            return Err(StoreError::Exists(format!("mailbox {to}")));
+        }
+        if from == "INBOX" {
+            let target = self.create_mailbox_txn(&mut txn, account, to, None)?;
+            let uids = self.uids_txn(&txn, source.id)?;
+            self.copy_txn(
+                &mut txn,
+                account,
+                &source,
+                &uids,
+                target.name.as_str(),
+                true,
+            )?;
+        } else {
+            let prefix = mailbox_key(account, &format!("{from}/"));
+            let mut moves = vec![(mailbox_key(account, from), source)];
+            for item in self.db.mailboxes.prefix_iter(&txn, &prefix)? {
+                let (key, mailbox) = item?;
+                moves.push((key.to_vec(), mailbox));
+            }
+            for (key, mut mailbox) in moves {
+                self.db.mailboxes.delete(&mut txn, &key)?;
+                mailbox.name = format!("{to}{}", &mailbox.name[from.len()..]);
+                let new_key = mailbox_key(account, &mailbox.name);
+                if self.db.mailboxes.get(&txn, &new_key)?.is_some() {
+                    return Err(StoreError::Exists(format!("mailbox {}", mailbox.name)));
+                }
+                self.db.mailboxes.put(&mut txn, &new_key, &mailbox)?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn set_subscribed(&self, account: &str, name: &str, subscribed: bool) -> Result<()> {
+        let mut txn = self.env.write_txn()?;
+        let mut mailbox = self.mailbox_txn(&txn, account, name)?;
+        mailbox.subscribed = subscribed;
+        self.db
+            .mailboxes
+            .put(&mut txn, &mailbox_key(account, name), &mailbox)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Changes flags of the given messages; each changed message gets a new modseq.
+    /// Returns the records after the change (changed or not) of the messages that exist.
+    pub fn store_flags(
+        &self,
+        account: &str,
+        name: &str,
+        uids: &[u32],
+        op: FlagOp,
+        system: u8,
+        keywords: &[String],
+    ) -> Result<Vec<(u32, MessageRecord)>> {
+        self.store_flags_conditional(account, name, uids, op, system, keywords, None)
+            .map(|(updated, _)| updated)
+    }
+
+    /// [`Store::store_flags`] with CONDSTORE's UNCHANGEDSINCE: messages whose modseq is
+    /// above `unchanged_since` are left alone and returned as the second list.
+    #[allow(clippy::too_many_arguments)]
+    pub fn store_flags_conditional(
+        &self,
+        account: &str,
+        name: &str,
+        uids: &[u32],
+        op: FlagOp,
+        system: u8,
+        keywords: &[String],
+        unchanged_since: Option<u64>,
+    ) -> Result<(Flagged, Vec<u32>)> {
+        let mut txn = self.env.write_txn()?;
+        let mut mailbox = self.mailbox_txn(&txn, account, name)?;
+        let mut out = Vec::with_capacity(uids.len());
+        let mut modified = Vec::new();
+        for &uid in uids {
+            let key = message_key(mailbox.id, uid);
+            let Some(mut record) = self.db.messages.get(&txn, &key)? else {
+                continue;
+            };
+            if unchanged_since.is_some_and(|limit| record.modseq > limit) {
+                modified.push(uid);
+                continue;
+            }
+            let before = (record.flags, record.keywords.clone());
+            match op {
+                FlagOp::Replace => {
+                    record.flags = system;
+                    record.keywords = keywords.to_vec();
+                }
+                FlagOp::Add => {
+                    record.flags |= system;
+                    for k in keywords {
+                        if !record.keywords.iter().any(|x| x.eq_ignore_ascii_case(k)) {
+                            record.keywords.push(k.clone());
+                        }
+                    }
+                }
+                FlagOp::Remove => {
+                    record.flags &= !system;
+                    record
+                        .keywords
+                        .retain(|x| !keywords.iter().any(|k| k.eq_ignore_ascii_case(x)));
+                }
+            }
+            if (record.flags, &record.keywords) != (before.0, &before.1) {
+                mailbox.highest_modseq += 1;
+                record.modseq = mailbox.highest_modseq;
+                self.db.messages.put(&mut txn, &key, &record)?;
+            }
+            out.push((uid, record));
+        }
+        self.db
+            .mailboxes
+            .put(&mut txn, &mailbox_key(account, name), &mailbox)?;
+        txn.commit()?;
+        Ok((out, modified))
+    }
+
+    /// Appends a message to a mailbox. Returns (UIDVALIDITY, UID).
+    pub fn append(
+        &self,
+        account: &str,
+        name: &str,
+        message: &mut Incoming,
+        system: u8,
+        keywords: &[String],
+    ) -> Result<(u32, u32)> {
+        let mut txn = self.env.write_txn()?;
+        let mut mailbox = self.mailbox_txn(&txn, account, name)?;
+        let size = message.size();
+        let blob = self.write_blob(&mut txn, message)?;
+        self.db.blob_refs.put(&mut txn, &blob, &1)?;
+        let uid = mailbox.uid_next;
+        mailbox.uid_next += 1;
+        mailbox.highest_modseq += 1;
+        let record = MessageRecord {
+            blob,
+            size,
+            internal_date: message.internal_date,
+            flags: system,
+            keywords: keywords.to_vec(),
+            modseq: mailbox.highest_modseq,
+        };
+        self.db
+            .messages
+            .put(&mut txn, &message_key(mailbox.id, uid), &record)?;
+        self.db
+            .mailboxes
+            .put(&mut txn, &mailbox_key(account, name), &mailbox)?;
+        txn.commit()?;
+        Ok((mailbox.uid_validity, uid))
+    }
+
+    /// Copies (or moves) messages to another mailbox of the same account. The bytes are not
+    /// copied: each copy takes a reference on the blob.
+    pub fn copy_messages(
+        &self,
+        account: &str,
+        from: &str,
+        uids: &[u32],
+        to: &str,
+        remove: bool,
+    ) -> Result<Copied> {
+        let mut txn = self.env.write_txn()?;
+        let source = self.mailbox_txn(&txn, account, from)?;
+        let copied = self.copy_txn(&mut txn, account, &source, uids, to, remove)?;
+        txn.commit()?;
+        Ok(copied)
+    }
+
+    fn copy_txn(
+        &self,
+        txn: &mut RwTxn,
+        account: &str,
+        source: &Mailbox,
+        uids: &[u32],
+        to: &str,
+        remove: bool,
+    ) -> Result<Copied> {
+        let target_key = mailbox_key(account, to);
+        let mut target = self
+            .db
+            .mailboxes
+            .get(txn, &target_key)?
+            .ok_or_else(|| StoreError::NotFound(format!("mailbox {to}")))?;
+        let mut pairs = Vec::with_capacity(uids.len());
+        for &uid in uids {
+            let key = message_key(source.id, uid);
+            let Some(mut record) = self.db.messages.get(txn, &key)? else {
+                continue;
+            };
+            if remove {
+                self.db.messages.delete(txn, &key)?;
+            } else {
+                let refs = self.db.blob_refs.get(txn, &record.blob)?.unwrap_or(1);
+                self.db.blob_refs.put(txn, &record.blob, &(refs + 1))?;
+            }
+            let new_uid = target.uid_next;
+            target.uid_next += 1;
+            target.highest_modseq += 1;
+            record.modseq = target.highest_modseq;
+            self.db
+                .messages
+                .put(txn, &message_key(target.id, new_uid), &record)?;
+            pairs.push((uid, new_uid));
+        }
+        self.db.mailboxes.put(txn, &target_key, &target)?;
+        Ok(Copied {
+            uid_validity: target.uid_validity,
+            uids: pairs,
+        })
+    }
+
+    /// Reference count of a blob (tests and diagnostics).
+    pub fn blob_refcount(&self, blob: u64) -> Result<u32> {
+        let txn = self.env.read_txn()?;
+        Ok(self.db.blob_refs.get(&txn, &blob)?.unwrap_or(0))
+    }
+}
+
+fn validate_name(name: &str) -> Result<()> {
+    let bad = name.is_empty()
+        || name.len() > 512
+        || name.starts_with('/')
+        || name.ends_with('/')
+        || name.contains("//")
+        || name.chars().any(|c| c.is_control() || c == '*' || c == '%');
+    if bad {
+        return Err(StoreError::Invalid(format!(
+            "{name:?} is not a valid mailbox name"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::temp_store;
+    use super::super::{flags, Spooled};
+    use super::*;
+
+    fn setup() -> super::super::tests::TempStore {
+        let t = temp_store();
+        t.store.add_domain("example.org").unwrap();
+        t.store.add_account("a@example.org", "h").unwrap();
+        t
+    }
+
+    fn msg(body: &[u8]) -> Incoming {
+        Incoming {
+            prefix: Vec::new(),
+            body: Spooled::Memory(body.to_vec()),
+            internal_date: 7,
+        }
+    }
+
+    const A: &str = "a@example.org";
+
+    #[test]
+    fn append_copy_move_and_refcounts() {
+        let t = setup();
+        let s = &t.store;
+        let (_, uid) = s
+            .append(
+                A,
+                "INBOX",
+                &mut msg(b"X: 1\r\n\r\nhi\r\n"),
+                flags::SEEN,
+                &[],
+            )
+            .unwrap();
+        assert_eq!(uid, 1);
+        let inbox = s.mailbox(A, "INBOX").unwrap().unwrap();
+        let record = s.messages(inbox.id).unwrap()[0].1.clone();
+        assert_eq!(record.flags, flags::SEEN);
+        assert_eq!(s.read_message(&record).unwrap(), b"X: 1\r\n\r\nhi\r\n");
+        let copied = s
+            .copy_messages(A, "INBOX", &[1, 99], "Archive", false)
+            .unwrap();
+        assert_eq!(copied.uids, vec![(1, 1)]);
+        assert_eq!(s.blob_refcount(record.blob).unwrap(), 2);
+        let moved = s.copy_messages(A, "INBOX", &[1], "Trash", true).unwrap();
+        assert_eq!(moved.uids, vec![(1, 1)]);
+        assert!(s.messages(inbox.id).unwrap().is_empty());
+        assert_eq!(s.blob_refcount(record.blob).unwrap(), 2);
+        let trash = s.mailbox(A, "Trash").unwrap().unwrap();
+        s.expunge(trash.id, &[1]).unwrap();
+        assert_eq!(s.blob_refcount(record.blob).unwrap(), 1);
+        assert!(s.copy_messages(A, "INBOX", &[1], "Nope", false).is_err());
+    }
+
+    #[test]
+    fn flags_bump_modseq_only_on_change() {
+        let t = setup();
+        let s = &t.store;
+        s.append(A, "INBOX", &mut msg(b"a\r\n"), 0, &[]).unwrap();
+        let before = s.mailbox(A, "INBOX").unwrap().unwrap().highest_modseq;
+        let out = s
+            .store_flags(
+                A,
+                "INBOX",
+                &[1],
+                FlagOp::Add,
+                flags::FLAGGED,
+                &["$Work".into()],
+            )
+            .unwrap();
+        assert_eq!(out[0].1.flags, flags::FLAGGED);
+        assert_eq!(out[0].1.modseq, before + 1);
+        let again = s
+            .store_flags(
+                A,
+                "INBOX",
+                &[1],
+                FlagOp::Add,
+                flags::FLAGGED,
+                &["$work".into()],
+            )
+            .unwrap();
+        assert_eq!(again[0].1.modseq, before + 1);
+        assert_eq!(again[0].1.keywords, vec!["$Work".to_string()]);
+        let removed = s
+            .store_flags(A, "INBOX", &[1], FlagOp::Remove, 0, &["$WORK".into()])
+            .unwrap();
+        assert!(removed[0].1.keywords.is_empty());
+        let replaced = s
+            .store_flags(A, "INBOX", &[1], FlagOp::Replace, flags::SEEN, &[])
+            .unwrap();
+        assert_eq!(replaced[0].1.flags, flags::SEEN);
+        let modseq = replaced[0].1.modseq;
+        let (updated, modified) = s
+            .store_flags_conditional(
+                A,
+                "INBOX",
+                &[1],
+                FlagOp::Add,
+                flags::DRAFT,
+                &[],
+                Some(modseq - 1),
+            )
+            .unwrap();
+        assert!(updated.is_empty());
+        assert_eq!(modified, vec![1]);
+        let (updated, modified) = s
+            .store_flags_conditional(
+                A,
+                "INBOX",
+                &[1],
+                FlagOp::Add,
+                flags::DRAFT,
+                &[],
+                Some(modseq),
+            )
+            .unwrap();
+        assert_eq!(updated[0].1.flags, flags::SEEN | flags::DRAFT);
+        assert!(modified.is_empty());
+    }
+
+    #[test]
+    fn create_rename_delete() {
+        let t = setup();
+        let s = &t.store;
+        s.create_mailbox(A, "Work").unwrap();
+        s.create_mailbox(A, "Work/2026").unwrap();
+        assert!(matches!(
+            s.create_mailbox(A, "Work"),
+            Err(StoreError::Exists(_))
+        ));
+        assert!(s.create_mailbox(A, "bad/").is_err());
+        assert!(s.delete_mailbox(A, "Work").is_err());
+        s.rename_mailbox(A, "Work", "Job").unwrap();
+        assert!(s.mailbox(A, "Job/2026").unwrap().is_some());
+        assert!(s.mailbox(A, "Work").unwrap().is_none());
+        s.delete_mailbox(A, "Job/2026").unwrap();
+        s.delete_mailbox(A, "Job").unwrap();
+        assert!(s.delete_mailbox(A, "INBOX").is_err());
+        s.set_subscribed(A, "Sent", false).unwrap();
+        assert!(!s.mailbox(A, "Sent").unwrap().unwrap().subscribed);
+    }
+
+    #[test]
+    fn rename_inbox_moves_messages() {
+        let t = setup();
+        let s = &t.store;
+        s.append(A, "INBOX", &mut msg(b"one\r\n"), 0, &[]).unwrap();
+        s.append(A, "INBOX", &mut msg(b"two\r\n"), 0, &[]).unwrap();
+        s.rename_mailbox(A, "INBOX", "Old").unwrap();
+        let inbox = s.mailbox(A, "INBOX").unwrap().unwrap();
+        let old = s.mailbox(A, "Old").unwrap().unwrap();
+        assert!(s.messages(inbox.id).unwrap().is_empty());
+        assert_eq!(s.messages(old.id).unwrap().len(), 2);
+        assert_eq!(inbox.uid_next, 3);
+    }
+}

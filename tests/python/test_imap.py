@@ -1,0 +1,557 @@
+"""IMAP: imap (STARTTLS) and imaps (implicit TLS) with imaplib, raw sockets and curl."""
+
+from __future__ import annotations
+
+import imaplib
+import os
+import pwd
+import re
+import socket
+import ssl
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import (
+    ALICE,
+    BOB,
+    HOST,
+    IO_TIMEOUT,
+    PASSWORDS,
+    deliver,
+    imap_starttls_login,
+    imaps_login,
+    insecure_tls_context,
+    make_message,
+    new_token,
+    require_tool,
+)
+
+
+def ok(result):
+    typ, data = result
+    assert typ == "OK", data
+    return data
+
+
+def fetch_body(imap, spec: bytes | str, item: str = "(BODY.PEEK[])", uid: bool = False) -> bytes:
+    if uid:
+        data = ok(imap.uid("FETCH", spec, item))
+    else:
+        data = ok(imap.fetch(spec, item))
+    assert isinstance(data[0], tuple), data
+    return data[0][1]
+
+
+class RawImap:
+    """A line-level IMAP client for bad input."""
+
+    def __init__(self, port: int, tls: bool = False):
+        sock = socket.create_connection((HOST, port), timeout=IO_TIMEOUT)
+        if tls:
+            sock = insecure_tls_context().wrap_socket(sock, server_hostname=HOST)
+        self.sock = sock
+        self.file = sock.makefile("rb")
+        greeting = self.file.readline()
+        assert greeting.startswith(b"* OK"), greeting
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def until_tagged(self, tag: bytes) -> list[bytes]:
+        lines = []
+        while True:
+            line = self.file.readline()
+            assert line, f"connection closed; got {lines!r}"
+            lines.append(line)
+            if line.startswith(tag + b" "):
+                return lines
+
+    def command(self, line: bytes) -> bytes:
+        tag = line.split(b" ", 1)[0]
+        self.send(line + b"\r\n")
+        return self.until_tagged(tag)[-1]
+
+    def at_eof(self) -> bool:
+        try:
+            while True:
+                if not self.file.readline():
+                    return True
+        except OSError:
+            return False
+
+    def close(self):
+        self.sock.close()
+
+
+def test_capabilities_and_login_policy(server):
+    imap = imaplib.IMAP4(HOST, server.port("imap"), timeout=IO_TIMEOUT)
+    caps = imap.capabilities
+    for cap in ("IMAP4REV1", "STARTTLS", "LOGINDISABLED", "IDLE", "MOVE", "UIDPLUS", "SPECIAL-USE"):
+        assert cap in caps, caps
+    assert any(c.startswith("APPENDLIMIT=") for c in caps)
+    with pytest.raises(imaplib.IMAP4.error):
+        imap.login(ALICE, PASSWORDS[ALICE])
+    imap.starttls(ssl_context=insecure_tls_context())
+    ok(imap.capability())
+    assert "LOGINDISABLED" not in imap.capabilities
+    assert "AUTH=PLAIN" in imap.capabilities
+    with pytest.raises(imaplib.IMAP4.error):
+        imap.login(ALICE, "wrong password")
+    imap.login(ALICE, PASSWORDS[ALICE])
+    imap.logout()
+
+
+def test_plaintext_login_on_loopback_when_allowed(make_server):
+    server = make_server(allow_plaintext_on_loopback=True)
+    imap = imaplib.IMAP4(HOST, server.port("imap"), timeout=IO_TIMEOUT)
+    assert "LOGINDISABLED" not in imap.capabilities
+    imap.authenticate("PLAIN", lambda _: f"\0{ALICE}\0{PASSWORDS[ALICE]}".encode())
+    ok(imap.select("INBOX"))
+    imap.logout()
+
+
+def test_select_fetch_store_search(server):
+    token, message = deliver(server)
+    deliver(server, sender="carol@remote.test")
+    imap = imaps_login(server)
+    data = ok(imap.select("INBOX"))
+    assert data == [b"2"]
+    body = fetch_body(imap, "1")
+    assert body.endswith(message)
+    assert body.startswith(b"Return-Path: ")
+    data = ok(imap.fetch("1", "(UID FLAGS RFC822.SIZE INTERNALDATE)"))
+    assert f"RFC822.SIZE {len(body)}".encode() in data[0]
+    assert b"FLAGS ()" in data[0]
+    assert re.search(rb'INTERNALDATE "\d\d-\w{3}-\d{4} \d\d:\d\d:\d\d \+0000"', data[0])
+    header = fetch_body(imap, "1", "(BODY.PEEK[HEADER.FIELDS (Subject)])")
+    assert header == f"Subject: test {token}\r\n\r\n".encode()
+    partial = fetch_body(imap, "1", "(BODY.PEEK[]<0.11>)")
+    assert partial == b"Return-Path"
+    text = fetch_body(imap, "1", "(BODY.PEEK[TEXT])")
+    assert text == f"This is message {token}.\r\n".encode()
+    # BODY[] without PEEK sets \Seen.
+    fetch_body(imap, "1", "(BODY[])")
+    data = ok(imap.fetch("1", "(FLAGS)"))
+    assert b"\\Seen" in data[0]
+    assert ok(imap.search(None, "UNSEEN")) == [b"2"]
+    assert ok(imap.search(None, "SEEN")) == [b"1"]
+    assert ok(imap.search(None, "FROM", "carol")) == [b"2"]
+    assert ok(imap.search(None, "SUBJECT", token)) == [b"1"]
+    assert ok(imap.search(None, "BODY", token.upper())) == [b"1"]
+    assert ok(imap.search(None, "NOT", "SEEN")) == [b"2"]
+    assert ok(imap.search(None, "OR", "SEEN", "FROM", "carol")) == [b"1 2"]
+    assert ok(imap.search(None, "LARGER", "10", "SMALLER", "100000")) == [b"1 2"]
+    assert ok(imap.search(None, "SINCE", "1-Jan-2020")) == [b"1 2"]
+    assert ok(imap.search(None, "BEFORE", "1-Jan-2020")) == [b""]
+    data = ok(imap.store("2", "+FLAGS", "(\\Flagged $Work)"))
+    assert b"\\Flagged" in data[0] and b"$Work" in data[0]
+    assert ok(imap.search(None, "FLAGGED")) == [b"2"]
+    assert ok(imap.search(None, "KEYWORD", "$work")) == [b"2"]
+    ok(imap.store("2", "-FLAGS.SILENT", "(\\Flagged)"))
+    assert ok(imap.search(None, "FLAGGED")) == [b""]
+    uids = ok(imap.uid("SEARCH", None, "ALL"))[0].split()
+    assert len(uids) == 2
+    assert ok(imap.uid("SEARCH", None, "UID", uids[1].decode())) == [uids[1]]
+    assert fetch_body(imap, uids[0], uid=True).endswith(message)
+    imap.logout()
+
+
+def test_append_copy_move_expunge(server):
+    imap = imaps_login(server)
+    token = new_token()
+    message = make_message(token)
+    typ, data = imap.append("Drafts", "(\\Draft $Label)", '"01-Feb-2024 10:00:00 +0100"', message)
+    assert typ == "OK", data
+    match = re.search(rb"\[APPENDUID (\d+) (\d+)\]", data[0])
+    assert match, data
+    appended_uid = match.group(2)
+    assert ok(imap.select("Drafts")) == [b"1"]
+    assert fetch_body(imap, appended_uid, uid=True) == message
+    data = ok(imap.fetch("1", "(FLAGS INTERNALDATE)"))
+    assert b"\\Draft" in data[0] and b"$Label" in data[0]
+    assert b'"01-Feb-2024 09:00:00 +0000"' in data[0]
+    typ, data = imap.append("NoSuchBox", None, None, message)
+    assert typ == "NO" and b"TRYCREATE" in data[0]
+
+    typ, data = imap.copy("1", "Archive")
+    assert typ == "OK" and b"COPYUID" in data[0], data
+    typ, data = imap.uid("MOVE", appended_uid, "Trash")
+    assert typ == "OK", data
+    assert ok(imap.select("Drafts")) == [b"0"]
+    assert ok(imap.select("Archive", readonly=True)) == [b"1"]
+    assert fetch_body(imap, "1") == message
+    ok(imap.select("Trash"))
+    ok(imap.store("1", "+FLAGS", "(\\Deleted)"))
+    ok(imap.expunge())
+    assert ok(imap.select("Trash")) == [b"0"]
+    # The copy in Archive still has its bytes (blobs are shared, refcounted).
+    ok(imap.select("Archive"))
+    assert fetch_body(imap, "1") == message
+    imap.logout()
+
+
+def test_mailbox_management(server):
+    imap = imap_starttls_login(server)
+    data = ok(imap.list())
+    listing = b"\n".join(data)
+    assert b'(\\HasNoChildren \\Sent) "/" "Sent"' in listing
+    assert b'"INBOX"' in listing
+    ok(imap.create("Projects/2026"))
+    listing = b"\n".join(ok(imap.list('""', "Projects*")))
+    assert b'(\\HasChildren) "/" "Projects"' in listing
+    assert b'"Projects/2026"' in listing
+    assert ok(imap.list('""', "%")).count(b'(\\HasChildren) "/" "Projects"') == 1
+    typ, _ = imap.create("Projects")
+    assert typ == "NO"
+    ok(imap.rename("Projects", "Work"))
+    listing = b"\n".join(ok(imap.list('""', "*")))
+    assert b'"Work/2026"' in listing and b'"Projects' not in listing
+    ok(imap.unsubscribe("Work/2026"))
+    assert b"Work/2026" not in b"\n".join(x for x in ok(imap.lsub()) if x)
+    deliver(server)
+    data = ok(imap.status("INBOX", "(MESSAGES UNSEEN UIDNEXT UIDVALIDITY SIZE HIGHESTMODSEQ)"))
+    assert re.search(rb"MESSAGES 1 UNSEEN 1 UIDNEXT 2 UIDVALIDITY \d+ SIZE \d+ HIGHESTMODSEQ \d+", data[0]), data
+    typ, _ = imap.delete("Work")
+    assert typ == "NO"  # it has a child
+    ok(imap.delete("Work/2026"))
+    ok(imap.delete("Work"))
+    typ, _ = imap.delete("INBOX")
+    assert typ == "NO"
+    ok(imap.rename("INBOX", "Old"))
+    assert ok(imap.select("INBOX")) == [b"0"]
+    assert ok(imap.select("Old")) == [b"1"]
+    imap.logout()
+
+
+def test_two_sessions_see_each_others_changes(server):
+    deliver(server)
+    deliver(server)
+    a = imaps_login(server)
+    b = imaps_login(server)
+    ok(a.select("INBOX"))
+    ok(b.select("INBOX"))
+    ok(a.store("1", "+FLAGS", "(\\Deleted)"))
+    ok(a.expunge())
+    typ, data = b.noop()
+    assert typ == "OK"
+    assert b.untagged_responses.get("EXPUNGE") == [b"1"], b.untagged_responses
+    b.untagged_responses.clear()
+    deliver(server)
+    ok(b.noop())
+    assert b.untagged_responses.get("EXISTS") == [b"2"], b.untagged_responses
+    b.untagged_responses.clear()
+    ok(a.noop())
+    a.untagged_responses.clear()
+    ok(b.store("2", "+FLAGS", "(\\Flagged)"))
+    ok(a.noop())
+    fetches = a.untagged_responses.get("FETCH", [])
+    assert any(b"\\Flagged" in f for f in fetches), a.untagged_responses
+    a.logout()
+    b.logout()
+
+
+def test_idle_is_woken_by_smtp_delivery(server):
+    imap = imaps_login(server)
+    ok(imap.select("INBOX"))
+    tag = imap._new_tag()
+    imap.send(tag + b" IDLE\r\n")
+    assert imap.readline().startswith(b"+")
+    sent = {}
+
+    def later():
+        time.sleep(0.3)
+        sent["at"] = time.monotonic()
+        deliver(server)
+
+    thread = threading.Thread(target=later)
+    thread.start()
+    line = imap.readline()
+    woke = time.monotonic()
+    thread.join()
+    assert line == b"* 1 EXISTS\r\n", line
+    # The SMTP 250 comes after the commit that wakes IDLE; allow for the SMTP exchange.
+    assert woke - sent["at"] < 1.0
+    imap.send(b"DONE\r\n")
+    while True:
+        line = imap.readline()
+        assert line, "closed"
+        if line.startswith(tag):
+            assert b"OK" in line
+            break
+    imap.logout()
+
+
+def test_bad_input_gets_tagged_errors_and_session_continues(server):
+    raw = RawImap(server.port("imaps"), tls=True)
+    assert b"OK" in raw.command(f"a1 LOGIN {ALICE} {PASSWORDS[ALICE]}".encode())
+    assert b"OK" in raw.command(b"a2 SELECT INBOX")
+    assert raw.command(b"a3 SEARCH (ALL").startswith(b"a3 BAD")
+    assert raw.command(b"a4 SEARCH ALL)").startswith(b"a4 BAD")
+    assert raw.command(b"a5 FETCH 0:2 FLAGS").startswith(b"a5 BAD")
+    assert raw.command(b"a6 FETCH 1:x FLAGS").startswith(b"a6 BAD")
+    assert raw.command(b"a7 FETCH 5 FLAGS").startswith(b"a7 BAD")  # empty mailbox
+    assert raw.command(b"a8 CREATE \xff\xfe").startswith(b"a8 BAD")
+    assert raw.command(b"a9 FROBNICATE").startswith(b"a9 BAD")
+    # A 4 GB literal is refused before anything is read or allocated.
+    reply = raw.command(b"b1 APPEND INBOX {4294967296}")
+    assert reply.startswith(b"b1 NO [TOOBIG]"), reply
+    reply = raw.command(b"b2 LOGIN {4294967296}")
+    assert reply.startswith(b"b2 BAD"), reply
+    assert b"OK" in raw.command(b"b3 NOOP")
+    # A small synchronising literal works.
+    raw.send(b"b4 CREATE {5}\r\n")
+    assert raw.file.readline().startswith(b"+")
+    raw.send(b"Lit-1\r\n")
+    assert raw.until_tagged(b"b4")[-1].startswith(b"b4 OK")
+    # A non-synchronising literal beyond LITERAL- ends the session.
+    raw.send(b"b5 APPEND INBOX {100000+}\r\n")
+    assert raw.until_tagged(b"b5")[-1].startswith(b"b5 BAD")
+    assert raw.at_eof()
+    raw.close()
+
+
+def test_too_many_errors_closes(server):
+    raw = RawImap(server.port("imap"))
+    for i in range(9):
+        assert raw.command(f"e{i} BOGUS".encode()).startswith(f"e{i} BAD".encode())
+    raw.send(b"e9 BOGUS\r\n")
+    assert raw.at_eof()
+    raw.close()
+
+
+@pytest.mark.parametrize("scheme", ["imap", "imaps"])
+def test_curl_reads_a_message(server, scheme):
+    curl = require_tool("curl")
+    token, message = deliver(server)
+    port = server.port(scheme)
+    args = [curl, "-s", "-k", "--max-time", "20", "-u", f"{ALICE}:{PASSWORDS[ALICE]}"]
+    if scheme == "imap":
+        args.append("--ssl-reqd")
+    out = subprocess.run(
+        args + [f"{scheme}://{HOST}:{port}/INBOX;UID=1"], capture_output=True, timeout=30
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.endswith(message)
+    listing = subprocess.run(args + [f"{scheme}://{HOST}:{port}/"], capture_output=True, timeout=30)
+    assert listing.returncode == 0, listing.stderr
+    assert b"INBOX" in listing.stdout and b"Archive" in listing.stdout
+
+
+def test_bob_cannot_see_alice(server):
+    deliver(server, to=ALICE)
+    imap = imaps_login(server, BOB)
+    assert ok(imap.select("INBOX")) == [b"0"]
+    imap.logout()
+
+
+def test_envelope_and_bodystructure(server):
+    token, message = deliver(server, extra_headers=("Cc: Carol <carol@example.net>",))
+    imap = imaps_login(server)
+    ok(imap.select("INBOX"))
+    data = ok(imap.fetch("1", "(ENVELOPE BODYSTRUCTURE)"))
+    line = data[0]
+    assert f'"test {token}"'.encode() in line, line
+    assert b'(("Carol" NIL "carol" "example.net"))' in line, line
+    assert f'"<{token}@client.test>"'.encode() in line, line
+    assert b'BODYSTRUCTURE ("text" "plain" ("charset" "us-ascii") NIL NIL "7bit"' in line, line
+    data = ok(imap.fetch("1", "ALL"))
+    assert b"ENVELOPE (" in data[0] and b"RFC822.SIZE" in data[0]
+    imap.logout()
+
+
+def test_mbsync_syncs_both_ways(server, tmp_path):
+    mbsync = require_tool("mbsync")
+    tokens = [deliver(server)[0] for _ in range(2)]
+    maildir = tmp_path / "mail"
+    maildir.mkdir()
+    config = tmp_path / "mbsyncrc"
+    config.write_text(
+        f"""IMAPAccount lb
+Host {HOST}
+Port {server.port("imaps")}
+User {ALICE}
+Pass {PASSWORDS[ALICE]}
+SSLType IMAPS
+CertificateFile {server.data_dir / "tls" / "cert.pem"}
+
+IMAPStore remote
+Account lb
+
+MaildirStore local
+Path {maildir}/
+Inbox {maildir}/INBOX
+SubFolders Verbatim
+
+Channel all
+Far :remote:
+Near :local:
+Patterns *
+Create Both
+Expunge Both
+SyncState *
+"""
+    )
+
+    def run():
+        out = subprocess.run([mbsync, "-c", str(config), "-a"], capture_output=True, timeout=60)
+        assert out.returncode == 0, out.stdout + out.stderr
+        return out
+
+    run()
+    local = b"".join(p.read_bytes() for p in (maildir / "INBOX").glob("*/*"))
+    for token in tokens:
+        assert token.encode() in local
+    assert (maildir / "Archive").is_dir()
+    # A message written locally goes up.
+    new_token_value = new_token()
+    (maildir / "Archive" / "new" / "1700000000.1_1.host").write_bytes(make_message(new_token_value))
+    # A message marked seen locally is flagged seen remotely.
+    first = sorted((maildir / "INBOX").glob("*/*"))[0]
+    seen_name = first.name.split(":2,")[0] + ":2,S"
+    first.rename(maildir / "INBOX" / "cur" / seen_name)
+    run()
+    imap = imaps_login(server)
+    assert ok(imap.select("Archive")) == [b"1"]
+    assert new_token_value.encode() in fetch_body(imap, "1")
+    ok(imap.select("INBOX"))
+    assert len(ok(imap.search(None, "SEEN"))[0].split()) == 1
+    imap.logout()
+    # A second run changes nothing.
+    before = sorted(p.name for p in maildir.rglob("*") if p.is_file() and "mbsyncstate" not in p.name)
+    run()
+    after = sorted(p.name for p in maildir.rglob("*") if p.is_file() and "mbsyncstate" not in p.name)
+    assert before == after
+    imap = imaps_login(server)
+    assert ok(imap.select("INBOX")) == [b"2"]
+    assert ok(imap.select("Archive")) == [b"1"]
+    imap.logout()
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_fetchmail_over_imap(server, tmp_path, keep):
+    fetchmail = require_tool("fetchmail")
+    tokens = [deliver(server)[0] for _ in range(2)]
+    mbox = tmp_path / "fetched.mbox"
+    home = tmp_path / "fetchmail-home"
+    home.mkdir(mode=0o700)
+    local_user = pwd.getpwuid(os.getuid()).pw_name
+    rcfile = tmp_path / "fetchmailrc"
+    rcfile.write_text(
+        "set no bouncemail\n"
+        f"poll {HOST} with protocol IMAP service {server.port('imaps')}\n"
+        f'    user "{ALICE}" there with password "{PASSWORDS[ALICE]}" is "{local_user}" here\n'
+        '    ssl\n    sslproto "TLS1.2+"\n    no sslcertck\n'
+        f"    {'keep' if keep else 'no keep'}\n"
+        "    fetchall\n"
+        f'    mda "cat >> {mbox}"\n'
+    )
+    rcfile.chmod(0o600)
+    result = subprocess.run(
+        [fetchmail, "--fetchmailrc", str(rcfile), "--nodetach", "--nosyslog", "--verbose"],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env={**os.environ, "FETCHMAILHOME": str(home)},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    fetched = mbox.read_bytes()
+    for token in tokens:
+        assert fetched.count(f"X-Token: {token}".encode()) == 1
+    imap = imaps_login(server)
+    assert ok(imap.select("INBOX")) == ([b"2"] if keep else [b"0"])
+    if keep:
+        assert len(ok(imap.search(None, "SEEN"))[0].split()) == 2
+    imap.logout()
+
+
+def test_condstore(server):
+    deliver(server)
+    deliver(server)
+    raw = RawImap(server.port("imaps"), tls=True)
+    assert b"OK" in raw.command(f"a1 LOGIN {ALICE} {PASSWORDS[ALICE]}".encode())
+    raw.send(b"a2 ENABLE CONDSTORE\r\n")
+    lines = raw.until_tagged(b"a2")
+    assert b"* ENABLED CONDSTORE\r\n" in lines
+    raw.send(b"a3 SELECT INBOX\r\n")
+    lines = raw.until_tagged(b"a3")
+    highest = int(re.search(rb"HIGHESTMODSEQ (\d+)", b"".join(lines)).group(1))
+    raw.send(b"a4 FETCH 1:* (FLAGS)\r\n")
+    lines = raw.until_tagged(b"a4")
+    modseqs = [int(m) for m in re.findall(rb"MODSEQ \((\d+)\)", b"".join(lines))]
+    assert len(modseqs) == 2 and max(modseqs) == highest
+    # STORE with UNCHANGEDSINCE below the message's modseq fails for it.
+    raw.send(f"a5 STORE 1 (UNCHANGEDSINCE {modseqs[0] - 1}) +FLAGS (\\Seen)\r\n".encode())
+    lines = raw.until_tagged(b"a5")
+    assert lines[-1].startswith(b"a5 OK [MODIFIED 1]"), lines
+    raw.send(f"a6 STORE 1 (UNCHANGEDSINCE {modseqs[0]}) +FLAGS (\\Seen)\r\n".encode())
+    lines = raw.until_tagged(b"a6")
+    assert lines[-1].startswith(b"a6 OK STORE"), lines
+    new_modseq = int(re.search(rb"MODSEQ \((\d+)\)", lines[0]).group(1))
+    assert new_modseq > highest
+    raw.send(f"a7 FETCH 1:* (FLAGS) (CHANGEDSINCE {highest})\r\n".encode())
+    lines = raw.until_tagged(b"a7")
+    assert len([l for l in lines if l.startswith(b"* ")]) == 1 and lines[0].startswith(b"* 1 FETCH"), lines
+    raw.send(f"a8 SEARCH MODSEQ {new_modseq}\r\n".encode())
+    lines = raw.until_tagged(b"a8")
+    assert lines[0] == f"* SEARCH 1 (MODSEQ {new_modseq})\r\n".encode(), lines
+    raw.send(b"a9 STATUS INBOX (HIGHESTMODSEQ)\r\n")
+    lines = raw.until_tagged(b"a9")
+    assert f"HIGHESTMODSEQ {new_modseq}".encode() in lines[0], lines
+    raw.close()
+
+
+def test_mime_part_sections_and_large_append(server):
+    imap = imaps_login(server)
+    boundary = "BOUNDARY42"
+    attachment = b"A" * 200_000  # past the 128 KiB spool threshold
+    message = (
+        f"Subject: parts\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary={boundary}\r\n\r\n"
+        f"--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nfirst part\r\n"
+        f"--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n"
+    ).encode() + attachment + f"\r\n--{boundary}--\r\n".encode()
+    ok(imap.append("INBOX", None, None, message))
+    ok(imap.select("INBOX"))
+    assert fetch_body(imap, "1") == message
+    assert fetch_body(imap, "1", "(BODY.PEEK[1])") == b"first part"
+    assert fetch_body(imap, "1", "(BODY.PEEK[2])") == attachment
+    assert fetch_body(imap, "1", "(BODY.PEEK[2.MIME])") == b"Content-Type: application/octet-stream\r\n\r\n"
+    data = ok(imap.fetch("1", "(BODYSTRUCTURE)"))
+    assert b'("text" "plain" ("charset" "utf-8") NIL NIL "7bit" 10 1)' in data[0], data
+    assert b'"mixed" ("boundary" "BOUNDARY42"))' in data[0], data
+    imap.logout()
+
+
+def test_modified_utf7_and_utf8_accept(server):
+    imap = imaps_login(server)
+    ok(imap.create('"Entw&APw-rfe/&ZeVnLIqe-"'))
+    listing = b"\n".join(ok(imap.list('""', '"Entw&APw-rfe*"')))
+    assert b'"Entw&APw-rfe"' in listing and b'"Entw&APw-rfe/&ZeVnLIqe-"' in listing, listing
+    with pytest.raises(imaplib.IMAP4.error, match="modified UTF-7"):
+        imap.create('"bad&Jjo!-"')
+    with pytest.raises(imaplib.IMAP4.error):
+        imap.select('"&AGE-"')
+    imap.logout()
+    raw = RawImap(server.port("imaps"), tls=True)
+    assert b"OK" in raw.command(f"a1 LOGIN {ALICE} {PASSWORDS[ALICE]}".encode())
+    raw.send(b"a2 ENABLE UTF8=ACCEPT\r\n")
+    assert b"* ENABLED UTF8=ACCEPT\r\n" in raw.until_tagged(b"a2")
+    raw.send(b'a3 LIST "" "Entw*"\r\n')
+    lines = b"".join(raw.until_tagged(b"a3"))
+    assert "Entwürfe".encode() in lines and "日本語".encode() in lines, lines
+    raw.send('a4 SELECT "Entwürfe/日本語"\r\n'.encode())
+    assert raw.until_tagged(b"a4")[-1].startswith(b"a4 OK"), "select by UTF-8 name"
+    raw.close()
+
+
+def test_renaming_the_selected_mailbox_keeps_it_usable(server):
+    imap = imaps_login(server)
+    ok(imap.create("Box/Sub"))
+    ok(imap.append("Box/Sub", None, None, make_message(new_token())))
+    ok(imap.select("Box/Sub"))
+    ok(imap.rename("Box", "Crate"))
+    ok(imap.store("1", "+FLAGS", "(\\Flagged)"))
+    assert ok(imap.search(None, "FLAGGED")) == [b"1"]
+    imap.logout()
