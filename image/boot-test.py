@@ -14,9 +14,12 @@ connection before the guest listens, so readiness is the SMTP banner, never a co
 """
 
 import atexit
+import ctypes
+import imaplib
 import os
 import poplib
 import re
+import select
 import shutil
 import signal
 import smtplib
@@ -46,7 +49,7 @@ SETUP_DIALOGUE = [  # (the end of the prompt, the answer), in order
     ("Repeat the root password: ", ROOT_PASSWORD),
     ("SSH public key for root (one line; empty for none): ", None),  # None: the test's key
 ]
-GUEST_PORTS = {"smtp": 25, "pop3": 110, "ssh": 22}
+GUEST_PORTS = {"smtp": 25, "pop3": 110, "imap": 143, "ssh": 22}
 
 # Bounded waits, in seconds (TCG on a busy 2-core machine is slow; these are ceilings).
 BOOT_TIMEOUT = 180  # qemu start to the setup prompt or the SMTP banner
@@ -76,18 +79,22 @@ def extract_boot_files(image, workdir):
         mbr = f.read(512)
     if mbr[510:512] != b"\x55\xaa":
         raise Failure(f"{image} has no MBR")
-    start_sector = struct.unpack_from("<I", mbr, 446 + 8)[0]
+    start_sector = struct.unpack_from("<I", mbr, 446 + 8)[0]  # first entry, LBA start
+    fat = f"{image}@@{start_sector * 512}"  # mtools: the file system at that byte offset
     files = {}
     for name in ("vmlinuz", "initramfs", "cmdline.txt"):
         files[name] = os.path.join(workdir, name)
-        subprocess.run(
-            ["mcopy", "-o", "-n", "-i", f"{image}@@{start_sector * 512}", f"::/{name}", files[name]],
-            check=True,
-        )
+        subprocess.run(["mcopy", "-o", "-n", "-i", fat, f"::/{name}", files[name]], check=True)
     # The Pi's command line with qemu virt's console (the PL011, ttyAMA0) for its consoles.
     with open(files["cmdline.txt"]) as f:
         words = [w for w in f.read().split() if not w.startswith("console=")]
     return files["vmlinuz"], files["initramfs"], " ".join(["console=ttyAMA0"] + words)
+
+
+def die_with_parent():
+    """In qemu's child process: have the kernel kill it when this test dies, even by
+    SIGKILL, so no guest outlives the test (PR_SET_PDEATHSIG)."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
 
 
 class Guest:
@@ -110,11 +117,15 @@ class Guest:
         ]  # fmt: skip
         self.output = b""
         self.cursor = 0  # expect() searches from here on
-        self.lock = threading.Condition()
+        self.changed = threading.Condition()  # guards output; notified on new output
         self.log_file = open(serial_log, "wb")
         self.started = time.monotonic()
         self.process = subprocess.Popen(
-            self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            self.argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
         )
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -125,11 +136,11 @@ class Guest:
                 break
             self.log_file.write(data)
             self.log_file.flush()
-            with self.lock:
+            with self.changed:
                 self.output += data
-                self.lock.notify_all()
-        with self.lock:
-            self.lock.notify_all()
+                self.changed.notify_all()
+        with self.changed:
+            self.changed.notify_all()
 
     def expect(self, pattern, timeout, what=None):
         """Waits for `pattern` (bytes regex, or a str taken literally) in the console output
@@ -138,7 +149,7 @@ class Guest:
             pattern = re.escape(pattern.encode())
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout
-        with self.lock:
+        with self.changed:
             while True:
                 match = regex.search(self.output, self.cursor)
                 if match:
@@ -149,7 +160,7 @@ class Guest:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise Failure(f"no {what or pattern!r} on the console within {timeout} s")
-                self.lock.wait(min(remaining, 0.5))
+                self.changed.wait(min(remaining, 0.5))
 
     def send(self, line):
         self.process.stdin.write(line.encode() + b"\n")
@@ -185,7 +196,7 @@ class Console:
     def login(self):
         self.guest.expect(rb"login: ", COMMAND_TIMEOUT, "login prompt")
         self.guest.send("root")
-        self.guest.expect("Password: ", COMMAND_TIMEOUT)
+        self.guest.expect("Password: ", COMMAND_TIMEOUT, "password prompt")
         self.guest.send(ROOT_PASSWORD)
         self.guest.expect(rb"# ", COMMAND_TIMEOUT, "root shell prompt")
 
@@ -193,10 +204,10 @@ class Console:
         """Runs a command and returns what it printed; fails on a non-zero exit. The end
         marker is typed as two quoted halves, so the echo of the typed line cannot match."""
         self.count += 1
-        marker = f"@@{self.count}-END"
         before = self.guest.cursor
-        self.guest.send(f'{command}; echo "{marker[:3]}""{marker[3:]} $?"')
-        match = self.guest.expect(re.escape(marker.encode()) + rb" (\d+)", timeout, f"end of `{command}`")
+        self.guest.send(f'{command}; echo "@@""{self.count}-END $?"')
+        end = rb"@@%d-END (\d+)" % self.count
+        match = self.guest.expect(end, timeout, f"the end of `{command}`")
         printed = self.guest.output[before:match.start()].decode(errors="replace")
         printed = printed.replace("\r", "").split("\n", 1)[-1]  # drop the echoed command
         if match.group(1) != b"0":
@@ -205,22 +216,40 @@ class Console:
 
 
 def wait_for_banner(port, guest, timeout=BOOT_TIMEOUT):
-    """Seconds from qemu's start to the first SMTP greeting on the forwarded port."""
+    """Seconds from qemu's start to the first SMTP greeting on the forwarded port.
+
+    A connection made before the guest listens is not refused at once: qemu accepts it and
+    its SYN to the guest goes unanswered (no network yet) or is retried only after a
+    second. So a new attempt starts every 100 ms while older ones stay open for 2 s, and
+    the first greeting on any of them counts: the figure is late by at most ~100 ms."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if guest.process.poll() is not None:
-            raise Failure("qemu exited before letterbox answered on port 25")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                s.settimeout(1)
-                greeting = s.recv(512)
+    attempts = {}  # socket -> when it was started
+    try:
+        while time.monotonic() < deadline:
+            if guest.process.poll() is not None:
+                raise Failure("qemu exited before letterbox answered on port 25")
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
+            attempts[s] = time.monotonic()
+            readable, _, _ = select.select(list(attempts), [], [], 0.1)
+            for r in readable:
+                try:
+                    greeting = r.recv(512)
+                except OSError:
+                    greeting = b""
                 if greeting.startswith(b"220 "):
                     elapsed = guest.elapsed()
-                    s.sendall(b"QUIT\r\n")
+                    r.sendall(b"QUIT\r\n")
                     return elapsed, greeting.decode(errors="replace").strip()
-        except OSError:
-            pass  # refused, reset or closed: the guest is not listening yet
-        time.sleep(0.05)
+                r.close()  # closed or reset: the guest is not listening yet
+                del attempts[r]
+            for old in [a for a, started in attempts.items() if time.monotonic() - started > 2]:
+                old.close()
+                del attempts[old]
+    finally:
+        for a in attempts:
+            a.close()
     raise Failure(f"no SMTP banner on 127.0.0.1:{port} within {timeout} s")
 
 
@@ -258,11 +287,35 @@ def pop3_subjects(port, user, password):
         pop.quit()
 
 
+def imap_subjects(port, user, password):
+    """Logs in over IMAP after STARTTLS and returns the subjects in INBOX (read-only)."""
+    context = ssl._create_unverified_context()  # the appliance's certificate is self-signed
+    imap = imaplib.IMAP4("127.0.0.1", port, timeout=60)
+    try:
+        imap.starttls(ssl_context=context)
+        imap.login(user, password)
+        imap.select("INBOX", readonly=True)
+        _, data = imap.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        subjects = []
+        for item in data:
+            if isinstance(item, tuple):
+                header = item[1].decode().strip()
+                if header.lower().startswith("subject:"):
+                    subjects.append(header.split(":", 1)[1].strip())
+        return subjects
+    finally:
+        imap.logout()
+
+
 def expect_subject(ports, user, password, subject):
     subjects = pop3_subjects(ports["pop3"], user, password)
     if subject not in subjects:
         raise Failure(f"POP3: {user} has {subjects}, not {subject!r}")
     log(f"POP3 (STLS): {user} has {subject!r}")
+    subjects = imap_subjects(ports["imap"], user, password)
+    if subject not in subjects:
+        raise Failure(f"IMAP: {user} has {subjects}, not {subject!r}")
+    log(f"IMAP (STARTTLS): {user} has {subject!r}")
 
 
 def ssh(ports, key, command):
@@ -277,8 +330,9 @@ def ssh(ports, key, command):
     return result.stdout
 
 
-def poweroff(guest, console):
-    console.guest.send("poweroff")
+def poweroff(guest):
+    """poweroff on the root shell; letterbox must drain and /data be left clean."""
+    guest.send("poweroff")
     guest.expect("letterbox: letterbox stopped", POWEROFF_TIMEOUT, "letterbox stopping")
     guest.expect("letterbox: /data is clean", POWEROFF_TIMEOUT, "/data unmounted")
     status = guest.wait_exit(POWEROFF_TIMEOUT)
@@ -287,10 +341,15 @@ def poweroff(guest, console):
 
 def first_boot(guest, ports, key, subject):
     """Setup over the serial console, mail in and out, admin over the console and SSH."""
-    for prompt, answer in SETUP_DIALOGUE:
+    for number, (prompt, answer) in enumerate(SETUP_DIALOGUE):
         guest.expect(prompt, BOOT_TIMEOUT, f"setup prompt {prompt!r}")
+        if number == 0:
+            log(f"first boot: setup offered {guest.elapsed():.2f} s after qemu started")
         guest.send(read_public_key(key) if answer is None else answer)
-    log(f"first boot: setup answered on the console after {guest.elapsed():.1f} s")
+    guest.expect("Done. letterbox is starting", BOOT_TIMEOUT, "the end of the setup")
+    if ALICE_PASSWORD.encode() in guest.output or ROOT_PASSWORD.encode() in guest.output:
+        raise Failure("the setup echoed a password on the console")
+    log(f"first boot: setup done after {guest.elapsed():.1f} s (passwords not echoed)")
     seconds, banner = wait_for_banner(ports["smtp"], guest)
     log(f"first boot: SMTP banner {seconds:.2f} s after qemu started (setup included): {banner}")
 
@@ -304,7 +363,7 @@ def first_boot(guest, ports, key, subject):
     uids = re.search(r"@@UID Uid:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)", status)
     if not uids or "0" in uids.groups():
         raise Failure(f"letterbox is not running as non-root: {status.strip()!r}")
-    log(f"console: letterbox runs as uid {uids.group(1)} (real, effective, saved, fs: {' '.join(uids.groups())})")
+    log(f"console: letterbox runs as uid {' '.join(uids.groups())} (real, effective, saved, fs)")
 
     console.run(f"printf '%s\\n' '{BOB_PASSWORD}' | letterbox user add {BOB} --password-stdin")
     log(f"console: letterbox user add {BOB}")
@@ -315,7 +374,7 @@ def first_boot(guest, ports, key, subject):
     if ALICE not in users or BOB not in users:
         raise Failure(f"ssh letterbox user list gave {users}")
     log(f"ssh (key from the setup): letterbox user list -> {' '.join(users)}")
-    poweroff(guest, console)
+    poweroff(guest)
 
 
 def second_boot(guest, ports, subject):
@@ -325,10 +384,12 @@ def second_boot(guest, ports, subject):
     expect_subject(ports, ALICE, ALICE_PASSWORD, subject)
     expect_subject(ports, BOB, BOB_PASSWORD, subject + " for bob")
     console = Console(guest)
-    console.login()  # a login prompt, not the setup, on a configured system
+    console.login()
+    if b"first-boot setup" in guest.output:
+        raise Failure("the first-boot setup ran again on a configured system")
     saved = console.run("cat /data/clock")
-    log(f"console: clock saved in /data/clock ({saved.split()[-1]})")
-    poweroff(guest, console)
+    log(f"console: login prompt (no setup); clock saved at the last stop: {saved.split()[-1]}")
+    poweroff(guest)
     return seconds
 
 
@@ -368,10 +429,12 @@ def main():
     ports = {name: free_port() for name in GUEST_PORTS}
     subject = f"boot test {uuid.uuid4().hex[:8]}"
 
+    machine = (boot_files, disk, ports, workdir)
     try:
-        boot(1, lambda g: first_boot(g, ports, key, subject), boot_files, disk, ports, workdir)
-        seconds = boot(2, lambda g: second_boot(g, ports, subject), boot_files, disk, ports, workdir)
-    except (Failure, OSError, smtplib.SMTPException, poplib.error_proto, subprocess.SubprocessError) as e:
+        boot(1, lambda guest: first_boot(guest, ports, key, subject), *machine)
+        seconds = boot(2, lambda guest: second_boot(guest, ports, subject), *machine)
+    except (Failure, OSError, smtplib.SMTPException, poplib.error_proto,
+            subprocess.SubprocessError) as e:  # fmt: skip
         log(f"FAIL: {e}" if isinstance(e, Failure) else f"FAIL: {type(e).__name__}: {e}")
         return 1
     log(f"PASS in {time.monotonic() - began:.0f} s (second boot to SMTP banner: {seconds:.2f} s)")
@@ -383,6 +446,7 @@ def on_alarm(signum, frame):
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # still clean up
     signal.signal(signal.SIGALRM, on_alarm)
     signal.alarm(WHOLE_TEST_TIMEOUT)
     sys.exit(main())

@@ -104,6 +104,12 @@ enum AliasAction {
 /// Runs the CLI; returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve) {
+        // Admin commands behave like other Unix tools in a pipeline (`user list | head`):
+        // a closed pipe ends them quietly. The server keeps SIGPIPE ignored for its sockets.
+        // SAFETY: restoring the default disposition of one signal before any thread starts.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let default_level = if matches!(cli.command, Command::Serve) {
         "info"
     } else {

@@ -1,4 +1,5 @@
 #!/bin/sh
+# shellcheck disable=SC3045 # busybox ash has read -t
 # One console (inittab: console.sh TTY): the first-boot setup until /data/letterbox.toml
 # exists, a login prompt after that. Every console offers the setup, so a Pi with only a
 # screen and keyboard can be set up too; the first one where Enter is pressed runs it and
@@ -26,11 +27,12 @@ if [ ! -e "$config" ]; then
   while [ ! -e "$config" ]; do
     printf '\nletterbox first-boot setup. Press Enter to begin: '
     # Wait for Enter, looking every 2 s whether another console has finished the setup.
+    # (busybox read says 1 both on a timeout and at the end of input: the short sleep keeps
+    # a hung-up line from spinning.)
     while :; do
       read -r -t 2 _ && break
-      status=$?
       [ -e "$config" ] && break 2
-      [ $status -gt 128 ] || sleep 2 # end of input rather than a timeout
+      sleep 0.2
     done
     [ -e "$config" ] && break
     if mkdir "$lock" 2>/dev/null; then

@@ -1,4 +1,5 @@
 #!/bin/sh
+# shellcheck disable=SC2154 # ask and ask_secret assign through eval
 # First-boot setup, run by console.sh on the console where Enter was pressed. It asks for the
 # mail domain, the host name, the first user and the root password (and an optional SSH key),
 # and writes /data/letterbox.toml last: that file appearing is what lets init's serve.sh
@@ -21,8 +22,8 @@ ask() {
 # ask_secret VAR PROMPT REPEAT_PROMPT: a non-empty line, typed twice, without echo.
 ask_secret() {
   while :; do
+    stty -echo 2>/dev/null # before the prompt: an answer typed ahead is not echoed either
     printf '%s: ' "$2"
-    stty -echo 2>/dev/null
     IFS= read -r first || exit 1
     printf '\n%s: ' "$3"
     IFS= read -r second || exit 1
@@ -44,7 +45,7 @@ is_name() {
   echo "$1" | grep -Eq '^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'
 }
 
-lower() { echo "$1" | tr 'A-Z' 'a-z'; }
+lower() { echo "$1" | tr '[:upper:]' '[:lower:]'; }
 
 echo
 echo "Setting up letterbox. An empty answer takes the [default]."
@@ -98,6 +99,16 @@ port = 110
 kind = "pop3s"
 address = "0.0.0.0"
 port = 995
+
+[[listener]]
+kind = "imap"
+address = "0.0.0.0"
+port = 143
+
+[[listener]]
+kind = "imaps"
+address = "0.0.0.0"
+port = 993
 EOF
 chmod 644 "$new"
 letterbox --config "$new" config check >/dev/null || exit 1
@@ -106,21 +117,28 @@ while :; do
   ask address "First user's address (also the login), e.g. you@$domain"
   address=$(lower "$address")
   ask_secret password "Password for $address" "Repeat the password"
-  if printf '%s\n' "$password" | letterbox --config "$new" user add "$address" --password-stdin; then
+  # A second run of the setup (after removing letterbox.toml) finds the account there.
+  action=add
+  # (grep without -q reads to the end: letterbox aborts on a closed pipe.)
+  if letterbox --config "$new" user list 2>/dev/null | grep -xF "$address" >/dev/null; then
+    action=passwd
+  fi
+  if printf '%s\n' "$password" |
+    letterbox --config "$new" user "$action" "$address" --password-stdin; then
     break
   fi
   echo "Once more."
 done
 # RFC 5321 4.5.1: every mail domain needs a postmaster.
 if [ "$address" != "postmaster@$domain" ]; then
-  letterbox --config "$new" alias add "postmaster@$domain" "$address" >/dev/null &&
+  letterbox --config "$new" alias add "postmaster@$domain" "$address" >/dev/null 2>&1 &&
     echo "postmaster@$domain delivers to $address."
 fi
 
 ask_secret rootpw "Root password (console and SSH)" "Repeat the root password"
 hash=$(printf '%s\n' "$rootpw" | mkpasswd -m sha512)
 case "$hash" in
-  '$6$'*) ;;
+  \$6\$*) ;; # SHA-512 crypt
   *) echo "mkpasswd failed"; exit 1 ;;
 esac
 days=$(($(date +%s) / 86400))
