@@ -88,6 +88,9 @@ pub struct Session {
 
 type Flow = io::Result<Option<End>>;
 
+/// A mailbox with all its message records in UID order.
+type LoadedMailbox = (Mailbox, Vec<(u32, MessageRecord)>);
+
 fn blocking_error(e: tokio::task::JoinError) -> io::Error {
     io::Error::other(e)
 }
@@ -592,6 +595,32 @@ impl Session {
         self.user.clone().unwrap_or_default()
     }
 
+    /// A mailbox of the logged-in account with all its message records, or the NO reply
+    /// to send when it does not exist or cannot be read. The future holds no borrow of the
+    /// session, so it stays `Send`.
+    fn load_mailbox(
+        &self,
+        name: &str,
+    ) -> impl std::future::Future<Output = io::Result<Result<LoadedMailbox, Reply>>> + Send + 'static
+    {
+        let account = self.account();
+        let lookup = name.to_string();
+        let loaded = self.blocking(move |s| {
+            let Some(mailbox) = s.mailbox(&account, &lookup)? else {
+                return Ok(None);
+            };
+            let messages = s.messages(mailbox.id)?;
+            Ok(Some((mailbox, messages)))
+        });
+        async move {
+            Ok(match loaded.await? {
+                Ok(Some(x)) => Ok(x),
+                Ok(None) => Err(Reply::No("[NONEXISTENT] No such mailbox".into())),
+                Err(e) => Err(Reply::No(format!("[SERVERBUG] {e}"))),
+            })
+        }
+    }
+
     async fn select(&mut self, tag: &str, args: &[Value], read_only: bool) -> io::Result<Reply> {
         let (name, params) = match args {
             [name] => (name, None),
@@ -614,22 +643,10 @@ impl Session {
         if self.selected.take().is_some() {
             self.untagged("OK [CLOSED] Previous mailbox closed");
         }
-        let account = self.account();
-        let lookup = name.clone();
         self.changes.borrow_and_update();
-        let loaded = self
-            .blocking(move |s| {
-                let Some(mailbox) = s.mailbox(&account, &lookup)? else {
-                    return Ok(None);
-                };
-                let messages = s.messages(mailbox.id)?;
-                Ok(Some((mailbox, messages)))
-            })
-            .await?;
-        let (mailbox, messages) = match loaded {
-            Ok(Some(x)) => x,
-            Ok(None) => return Ok(Reply::No("[NONEXISTENT] No such mailbox".into())),
-            Err(e) => return Ok(Reply::No(format!("[SERVERBUG] {e}"))),
+        let (mailbox, messages) = match self.load_mailbox(&name).await? {
+            Ok(x) => x,
+            Err(no) => return Ok(no),
         };
         let first_unseen = messages
             .iter()
@@ -771,21 +788,9 @@ impl Session {
             }
             wanted.push(a);
         }
-        let account = self.account();
-        let lookup = name.clone();
-        let loaded = self
-            .blocking(move |s| {
-                let Some(mailbox) = s.mailbox(&account, &lookup)? else {
-                    return Ok(None);
-                };
-                let messages = s.messages(mailbox.id)?;
-                Ok(Some((mailbox, messages)))
-            })
-            .await?;
-        let (mailbox, messages) = match loaded {
-            Ok(Some(x)) => x,
-            Ok(None) => return Ok(Reply::No("[NONEXISTENT] No such mailbox".into())),
-            Err(e) => return Ok(Reply::No(format!("[SERVERBUG] {e}"))),
+        let (mailbox, messages) = match self.load_mailbox(&name).await? {
+            Ok(x) => x,
+            Err(no) => return Ok(no),
         };
         let values: Vec<String> = wanted
             .iter()
