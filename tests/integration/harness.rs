@@ -251,11 +251,25 @@ impl Client {
     }
 }
 
-/// Sends one message over plain SMTP to the MX port and asserts it was accepted.
-pub fn send_mail(port: u16, from: &str, to: &str, body: &str) {
+/// Connects to an SMTP port, reads the greeting and says EHLO.
+pub fn smtp_session(port: u16) -> Client {
     let mut c = Client::connect(port);
     c.reply();
     c.command("EHLO client.test", "250");
+    c
+}
+
+/// An SMTP session with a transaction open: MAIL from a remote sender, RCPT to `to`.
+pub fn smtp_transaction(port: u16, to: &str) -> Client {
+    let mut c = smtp_session(port);
+    c.command("MAIL FROM:<a@remote.test>", "250");
+    c.command(&format!("RCPT TO:<{to}>"), "250");
+    c
+}
+
+/// Sends one message over plain SMTP to the MX port and asserts it was accepted.
+pub fn send_mail(port: u16, from: &str, to: &str, body: &str) {
+    let mut c = smtp_session(port);
     c.command(&format!("MAIL FROM:<{from}>"), "250");
     c.command(&format!("RCPT TO:<{to}>"), "250");
     c.command("DATA", "354");

@@ -1,14 +1,10 @@
-use crate::harness::{send_mail, Client, Server};
+use crate::harness::{send_mail, smtp_transaction, Client, Server};
 use std::time::Duration;
 
 #[test]
 fn sigterm_lets_the_current_transaction_finish_and_exits_zero() {
     let mut server = Server::start("");
-    let mut c = Client::connect(server.port("smtp"));
-    c.reply();
-    c.command("EHLO client.test", "250");
-    c.command("MAIL FROM:<a@remote.test>", "250");
-    c.command("RCPT TO:<alice@example.org>", "250");
+    let mut c = smtp_transaction(server.port("smtp"), "alice@example.org");
     c.command("DATA", "354");
     c.send(b"Subject: in flight\r\n\r\n");
     server.signal(libc::SIGTERM);

@@ -1,4 +1,4 @@
-use crate::harness::{pop3_login, send_mail, Client, Server};
+use crate::harness::{pop3_login, send_mail, smtp_session, smtp_transaction, Client, Server};
 
 const PLAINTEXT_POP3: &str = "[auth]\nallow_plaintext_on_loopback = true";
 
@@ -60,11 +60,7 @@ fn pipelined_transaction_is_stored_with_trace_headers() {
 #[test]
 fn smuggled_end_of_data_does_not_split_the_message() {
     let server = Server::start(PLAINTEXT_POP3);
-    let mut c = Client::connect(server.port("smtp"));
-    c.reply();
-    c.command("EHLO client.test", "250");
-    c.command("MAIL FROM:<a@remote.test>", "250");
-    c.command("RCPT TO:<alice@example.org>", "250");
+    let mut c = smtp_transaction(server.port("smtp"), "alice@example.org");
     c.command("DATA", "354");
     c.send(b"Subject: one\r\n\r\nfirst\n.\nMAIL FROM:<evil@remote.test>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\nSubject: smuggled\r\n\r\nx\r\n.\r\n");
     assert!(c.reply().starts_with("250 2.0.0"));
@@ -82,11 +78,7 @@ fn smuggled_end_of_data_does_not_split_the_message() {
 #[test]
 fn bdat_chunks_are_joined() {
     let server = Server::start(PLAINTEXT_POP3);
-    let mut c = Client::connect(server.port("smtp"));
-    c.reply();
-    c.command("EHLO client.test", "250");
-    c.command("MAIL FROM:<a@remote.test>", "250");
-    c.command("RCPT TO:<alice@example.org>", "250");
+    let mut c = smtp_transaction(server.port("smtp"), "alice@example.org");
     let first = b"Subject: chunked\r\n\r\n.starts with a dot\r\n";
     let second = b"second chunk\r\n";
     c.send(format!("BDAT {}\r\n", first.len()).as_bytes());
@@ -106,9 +98,7 @@ fn bdat_chunks_are_joined() {
 #[test]
 fn relay_and_unknown_users_are_refused() {
     let server = Server::start("");
-    let mut c = Client::connect(server.port("smtp"));
-    c.reply();
-    c.command("EHLO client.test", "250");
+    let mut c = smtp_session(server.port("smtp"));
     c.command("MAIL FROM:<a@remote.test>", "250");
     c.command("RCPT TO:<someone@elsewhere.test>", "554 5.7.1");
     c.command("RCPT TO:<nobody@example.org>", "550 5.1.1");
@@ -140,9 +130,7 @@ fn submission_requires_tls_before_auth_and_auth_before_mail() {
 #[test]
 fn size_and_recipient_limits() {
     let server = Server::start("[limits]\nmax_message_size = 2048\nmax_recipients = 2");
-    let mut c = Client::connect(server.port("smtp"));
-    c.reply();
-    c.command("EHLO client.test", "250");
+    let mut c = smtp_session(server.port("smtp"));
     c.command("MAIL FROM:<a@remote.test> SIZE=999999", "552 5.3.4");
     c.command("MAIL FROM:<a@remote.test>", "250");
     c.command("RCPT TO:<alice@example.org>", "250");
@@ -189,11 +177,7 @@ fn bad_input_gets_errors_then_disconnect() {
 fn client_vanishing_mid_data_delivers_nothing() {
     let server = Server::start(PLAINTEXT_POP3);
     {
-        let mut c = Client::connect(server.port("smtp"));
-        c.reply();
-        c.command("EHLO client.test", "250");
-        c.command("MAIL FROM:<a@remote.test>", "250");
-        c.command("RCPT TO:<alice@example.org>", "250");
+        let mut c = smtp_transaction(server.port("smtp"), "alice@example.org");
         c.command("DATA", "354");
         c.send(b"Subject: half\r\n\r\nthis never ends");
     }
