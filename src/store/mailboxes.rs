@@ -218,20 +218,15 @@ impl Store {
         let size = message.size();
         let blob = self.write_blob(&mut txn, message)?;
         self.db.blob_refs.put(&mut txn, &blob, &1)?;
-        let uid = mailbox.uid_next;
-        mailbox.uid_next += 1;
-        mailbox.highest_modseq += 1;
         let record = MessageRecord {
             blob,
             size,
             internal_date: message.internal_date,
             flags: system,
             keywords: keywords.to_vec(),
-            modseq: mailbox.highest_modseq,
+            modseq: 0,
         };
-        self.db
-            .messages
-            .put(&mut txn, &message_key(mailbox.id, uid), &record)?;
+        let uid = self.place_record(&mut txn, &mut mailbox, record)?;
         self.db
             .mailboxes
             .put(&mut txn, &mailbox_key(account, name), &mailbox)?;
@@ -274,7 +269,7 @@ impl Store {
         let mut pairs = Vec::with_capacity(uids.len());
         for &uid in uids {
             let key = message_key(source.id, uid);
-            let Some(mut record) = self.db.messages.get(txn, &key)? else {
+            let Some(record) = self.db.messages.get(txn, &key)? else {
                 continue;
             };
             if remove {
@@ -283,13 +278,7 @@ impl Store {
                 let refs = self.db.blob_refs.get(txn, &record.blob)?.unwrap_or(1);
                 self.db.blob_refs.put(txn, &record.blob, &(refs + 1))?;
             }
-            let new_uid = target.uid_next;
-            target.uid_next += 1;
-            target.highest_modseq += 1;
-            record.modseq = target.highest_modseq;
-            self.db
-                .messages
-                .put(txn, &message_key(target.id, new_uid), &record)?;
+            let new_uid = self.place_record(txn, &mut target, record)?;
             pairs.push((uid, new_uid));
         }
         self.db.mailboxes.put(txn, &target_key, &target)?;

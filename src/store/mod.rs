@@ -623,20 +623,15 @@ impl Store {
         self.db.blob_refs.put(txn, &blob, &(inboxes.len() as u32))?;
         let mut placed = Vec::with_capacity(inboxes.len());
         for (key, mut inbox) in inboxes {
-            let uid = inbox.uid_next;
-            inbox.uid_next += 1;
-            inbox.highest_modseq += 1;
             let record = MessageRecord {
                 blob,
                 size,
                 internal_date: message.internal_date,
                 flags: 0,
                 keywords: Vec::new(),
-                modseq: inbox.highest_modseq,
+                modseq: 0,
             };
-            self.db
-                .messages
-                .put(txn, &message_key(inbox.id, uid), &record)?;
+            let uid = self.place_record(txn, &mut inbox, record)?;
             self.db.mailboxes.put(txn, &key, &inbox)?;
             placed.push(Placed {
                 mailbox: inbox.id,
@@ -644,6 +639,24 @@ impl Store {
             });
         }
         Ok(placed)
+    }
+
+    /// Adds `record` to `mailbox` under the next UID with a new modseq, and returns the UID.
+    /// The caller saves the updated `mailbox`.
+    fn place_record(
+        &self,
+        txn: &mut RwTxn,
+        mailbox: &mut Mailbox,
+        mut record: MessageRecord,
+    ) -> Result<u32> {
+        let uid = mailbox.uid_next;
+        mailbox.uid_next += 1;
+        mailbox.highest_modseq += 1;
+        record.modseq = mailbox.highest_modseq;
+        self.db
+            .messages
+            .put(txn, &message_key(mailbox.id, uid), &record)?;
+        Ok(uid)
     }
 
     fn write_blob(&self, txn: &mut RwTxn, message: &mut Incoming) -> Result<u64> {
