@@ -16,6 +16,7 @@ import contextlib
 import imaplib
 import os
 import poplib
+import pwd
 import queue
 import re
 import shutil
@@ -716,3 +717,34 @@ def imap_starttls_login(server: Server, user: str = ALICE) -> imaplib.IMAP4:
     imap.starttls(ssl_context=insecure_tls_context())
     imap.login(user, PASSWORDS[user])
     return imap
+
+
+def run_fetchmail(tmp_path: Path, protocol: str, port: int, tls_lines: str, keep: bool) -> bytes:
+    """Runs fetchmail once for alice (POP3 or IMAP on `port`), delivering into an mbox
+    through an MDA; asserts it succeeded and returns what it delivered."""
+    fetchmail = require_tool("fetchmail")
+    mbox = tmp_path / "fetched.mbox"
+    home = tmp_path / "fetchmail-home"
+    home.mkdir(mode=0o700)
+    local_user = pwd.getpwuid(os.getuid()).pw_name
+    rcfile = tmp_path / "fetchmailrc"
+    rcfile.write_text(
+        "set no bouncemail\n"
+        f"poll {HOST} with protocol {protocol} service {port}\n"
+        f'    user "{ALICE}" there with password "{PASSWORDS[ALICE]}" is "{local_user}" here\n'
+        f"    {tls_lines}\n"
+        "    no sslcertck\n"
+        f"    {'keep' if keep else 'no keep'}\n"
+        "    fetchall\n"
+        f'    mda "cat >> {mbox}"\n'
+    )
+    rcfile.chmod(0o600)
+    result = subprocess.run(
+        [fetchmail, "--fetchmailrc", str(rcfile), "--nodetach", "--nosyslog", "--verbose"],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env={**os.environ, "FETCHMAILHOME": str(home)},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return mbox.read_bytes()

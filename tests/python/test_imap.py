@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import imaplib
-import os
-import pwd
 import re
 import socket
-import ssl
 import subprocess
 import threading
 import time
@@ -27,6 +24,7 @@ from conftest import (
     make_message,
     new_token,
     require_tool,
+    run_fetchmail,
 )
 
 
@@ -432,32 +430,10 @@ SyncState *
 
 @pytest.mark.parametrize("keep", [True, False])
 def test_fetchmail_over_imap(server, tmp_path, keep):
-    fetchmail = require_tool("fetchmail")
     tokens = [deliver(server)[0] for _ in range(2)]
-    mbox = tmp_path / "fetched.mbox"
-    home = tmp_path / "fetchmail-home"
-    home.mkdir(mode=0o700)
-    local_user = pwd.getpwuid(os.getuid()).pw_name
-    rcfile = tmp_path / "fetchmailrc"
-    rcfile.write_text(
-        "set no bouncemail\n"
-        f"poll {HOST} with protocol IMAP service {server.port('imaps')}\n"
-        f'    user "{ALICE}" there with password "{PASSWORDS[ALICE]}" is "{local_user}" here\n'
-        '    ssl\n    sslproto "TLS1.2+"\n    no sslcertck\n'
-        f"    {'keep' if keep else 'no keep'}\n"
-        "    fetchall\n"
-        f'    mda "cat >> {mbox}"\n'
+    fetched = run_fetchmail(
+        tmp_path, "IMAP", server.port("imaps"), 'ssl\n    sslproto "TLS1.2+"', keep
     )
-    rcfile.chmod(0o600)
-    result = subprocess.run(
-        [fetchmail, "--fetchmailrc", str(rcfile), "--nodetach", "--nosyslog", "--verbose"],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        env={**os.environ, "FETCHMAILHOME": str(home)},
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    fetched = mbox.read_bytes()
     for token in tokens:
         assert fetched.count(f"X-Token: {token}".encode()) == 1
     imap = imaps_login(server)

@@ -1,8 +1,6 @@
 """POP3: pop3 (STLS) and pop3s (implicit TLS), maildrop semantics, real clients."""
 
-import os
 import poplib
-import pwd
 import subprocess
 
 import pytest
@@ -21,6 +19,7 @@ from conftest import (
     pop3s_login,
     require_tool,
     retr_bytes,
+    run_fetchmail,
     sasl_plain,
 )
 
@@ -278,38 +277,10 @@ def test_curl_lists_and_retrieves(make_server, variant):
 
 @pytest.mark.parametrize("mode,keep", [("ssl", False), ("stls", True)])
 def test_fetchmail_retrieves(server, tmp_path, mode, keep):
-    fetchmail = require_tool("fetchmail")
     tokens = [deliver(server, ALICE)[0] for _ in range(2)]
-
-    mbox = tmp_path / "fetched.mbox"
-    home = tmp_path / "fetchmail-home"
-    home.mkdir(mode=0o700)
     port = server.port("pop3s" if mode == "ssl" else "pop3")
-    local_user = pwd.getpwuid(os.getuid()).pw_name
     tls_lines = 'ssl\n    sslproto "TLS1.2+"' if mode == "ssl" else 'sslproto "TLS1.2+"'
-    rcfile = tmp_path / "fetchmailrc"
-    rcfile.write_text(
-        "set no bouncemail\n"
-        f"poll {HOST} with protocol POP3 service {port}\n"
-        f'    user "{ALICE}" there with password "{PASSWORDS[ALICE]}" is "{local_user}" here\n'
-        f"    {tls_lines}\n"
-        "    no sslcertck\n"
-        f"    {'keep' if keep else 'no keep'}\n"
-        "    fetchall\n"
-        f'    mda "cat >> {mbox}"\n'
-    )
-    rcfile.chmod(0o600)
-
-    result = subprocess.run(
-        [fetchmail, "--fetchmailrc", str(rcfile), "--nodetach", "--nosyslog", "--verbose"],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        env={**os.environ, "FETCHMAILHOME": str(home)},
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-
-    fetched = mbox.read_bytes()
+    fetched = run_fetchmail(tmp_path, "POP3", port, tls_lines, keep)
     for token in tokens:
         assert fetched.count(f"X-Token: {token}".encode()) == 1
     assert len(fetch_inbox(server, ALICE)) == (2 if keep else 0)
