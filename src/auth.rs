@@ -4,15 +4,29 @@
 //! argon2id minimums while keeping a login's memory spike small on a Raspberry Pi; at most
 //! [`MAX_CONCURRENT_PASSWORD_CHECKS`] run at once. Passwords never reach the log: they are
 //! wrapped in [`Secret`], whose `Debug` prints nothing.
+//!
+//! Argon2 is meant to be slow, and IMAP and POP3 clients log in again and again (a phone
+//! checking every few minutes, fetchmail, a load test). Like Dovecot's auth cache, a
+//! successful check is remembered for `[auth] credential_cache_secs` (600 by default):
+//! the cache keeps an HMAC-SHA256 of the password under a key made at start-up (never the
+//! password) together with the account's PHC string, so changing the password ends the
+//! entry at once. Failures are never cached: every wrong guess costs a full argon2 check.
 
 use crate::limits::MAX_CONCURRENT_PASSWORD_CHECKS;
 use crate::store::Store;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use base64::Engine;
+use ring::hmac;
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
+
+/// At most this many verified logins are remembered (a few hundred bytes each).
+const CREDENTIAL_CACHE_ENTRIES: usize = 1024;
 
 /// A value that must never be logged.
 #[derive(Clone, PartialEq, Eq)]
@@ -53,6 +67,67 @@ pub fn verify_password(password: &Secret, phc: &str) -> bool {
 pub struct Authenticator {
     store: Arc<Store>,
     permits: Arc<Semaphore>,
+    cache: Arc<CredentialCache>,
+}
+
+/// Recently verified credentials; see the module doc.
+struct CredentialCache {
+    key: hmac::Key,
+    ttl_secs: AtomicU64,
+    entries: Mutex<HashMap<String, CachedLogin>>,
+}
+
+struct CachedLogin {
+    phc: String,
+    tag: hmac::Tag,
+    verified: Instant,
+}
+
+impl CredentialCache {
+    fn new() -> CredentialCache {
+        let rng = ring::rand::SystemRandom::new();
+        CredentialCache {
+            key: hmac::Key::generate(hmac::HMAC_SHA256, &rng).expect("system randomness"),
+            ttl_secs: AtomicU64::new(0),
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn ttl(&self) -> Duration {
+        Duration::from_secs(self.ttl_secs.load(Ordering::Relaxed))
+    }
+
+    /// Whether `password` was verified for this account and PHC string within the TTL.
+    fn hit(&self, address: &str, phc: &str, password: &Secret) -> bool {
+        let entries = self.entries.lock().expect("credential cache lock");
+        entries.get(address).is_some_and(|e| {
+            e.phc == phc
+                && e.verified.elapsed() < self.ttl()
+                && hmac::verify(&self.key, password.0.as_bytes(), e.tag.as_ref()).is_ok()
+        })
+    }
+
+    fn remember(&self, address: &str, phc: &str, password: &Secret) {
+        let ttl = self.ttl();
+        if ttl.is_zero() {
+            return;
+        }
+        let mut entries = self.entries.lock().expect("credential cache lock");
+        if entries.len() >= CREDENTIAL_CACHE_ENTRIES {
+            entries.retain(|_, e| e.verified.elapsed() < ttl);
+            if entries.len() >= CREDENTIAL_CACHE_ENTRIES {
+                entries.clear();
+            }
+        }
+        entries.insert(
+            address.to_string(),
+            CachedLogin {
+                phc: phc.to_string(),
+                tag: hmac::sign(&self.key, password.0.as_bytes()),
+                verified: Instant::now(),
+            },
+        );
+    }
 }
 
 /// Verified against when the user does not exist, so timing does not reveal accounts.
@@ -67,24 +142,45 @@ impl Authenticator {
         Authenticator {
             store,
             permits: Arc::new(Semaphore::new(MAX_CONCURRENT_PASSWORD_CHECKS)),
+            cache: Arc::new(CredentialCache::new()),
+        }
+    }
+
+    /// How long verified credentials are remembered (zero: not at all).
+    pub fn set_cache_ttl(&self, ttl: Duration) {
+        self.cache.ttl_secs.store(ttl.as_secs(), Ordering::Relaxed);
+        if ttl.is_zero() {
+            self.cache
+                .entries
+                .lock()
+                .expect("credential cache lock")
+                .clear();
         }
     }
 
     /// Returns the account's canonical address when the credentials are right.
     pub async fn login(&self, user: &str, password: Secret) -> Option<String> {
+        let (address, _) = crate::address::normalize_address(user)?;
+        // A cache hit needs no argon2, hence no permit and no blocking thread.
+        if let Some(account) = self.store.account(&address).ok().flatten() {
+            if self.cache.hit(&address, &account.password_hash, &password) {
+                return Some(address);
+            }
+        }
         let _permit = self.permits.acquire().await.ok()?;
         let store = self.store.clone();
-        let user = user.to_string();
-        tokio::task::spawn_blocking(move || {
-            let (address, _) = crate::address::normalize_address(&user)?;
-            match store.account(&address).ok().flatten() {
-                Some(account) => {
-                    verify_password(&password, &account.password_hash).then_some(address)
+        let cache = self.cache.clone();
+        tokio::task::spawn_blocking(move || match store.account(&address).ok().flatten() {
+            Some(account) => {
+                let ok = verify_password(&password, &account.password_hash);
+                if ok {
+                    cache.remember(&address, &account.password_hash, &password);
                 }
-                None => {
-                    verify_password(&password, decoy_hash());
-                    None
-                }
+                ok.then_some(address)
+            }
+            None => {
+                verify_password(&password, decoy_hash());
+                None
             }
         })
         .await
@@ -149,6 +245,30 @@ mod tests {
         assert!(verify_password(&Secret("hunter2".into()), &phc));
         assert!(!verify_password(&Secret("hunter3".into()), &phc));
         assert!(!verify_password(&Secret("x".into()), "not a phc"));
+    }
+
+    #[test]
+    fn credential_cache_needs_the_same_password_and_hash() {
+        let cache = CredentialCache::new();
+        let pw = Secret("hunter2".into());
+        cache.remember("alice@x.org", "$phc1", &pw);
+        assert!(
+            !cache.hit("alice@x.org", "$phc1", &pw),
+            "TTL 0 caches nothing"
+        );
+        cache.ttl_secs.store(60, Ordering::Relaxed);
+        cache.remember("alice@x.org", "$phc1", &pw);
+        assert!(cache.hit("alice@x.org", "$phc1", &pw));
+        assert!(!cache.hit("alice@x.org", "$phc1", &Secret("hunter3".into())));
+        assert!(
+            !cache.hit("alice@x.org", "$phc2", &pw),
+            "a new password hash"
+        );
+        assert!(!cache.hit("bob@x.org", "$phc1", &pw));
+        for i in 0..CREDENTIAL_CACHE_ENTRIES + 5 {
+            cache.remember(&format!("u{i}@x.org"), "$p", &pw);
+        }
+        assert!(cache.entries.lock().unwrap().len() <= CREDENTIAL_CACHE_ENTRIES);
     }
 
     #[test]

@@ -85,6 +85,11 @@ enum UserAction {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Set the storage quota: bytes with an optional K, M or G suffix, or `none`.
+    Quota {
+        address: String,
+        limit: String,
+    },
     List,
 }
 
@@ -207,6 +212,15 @@ fn run(cli: Cli) -> Result<(), String> {
                 UserAction::Del { address } => {
                     store.remove_account(address).map_err(|e| e.to_string())?;
                     println!("deleted user {address}");
+                }
+                UserAction::Quota { address, limit } => {
+                    let bytes = parse_quota(limit)?;
+                    store.set_quota(address, bytes).map_err(|e| e.to_string())?;
+                    if bytes == 0 {
+                        println!("{address} has no quota");
+                    } else {
+                        println!("quota of {address} is {bytes} bytes");
+                    }
                 }
                 UserAction::Passwd {
                     address,
@@ -350,4 +364,49 @@ fn serve(cli: &Cli) -> Result<(), String> {
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     log::info!("stopped");
     Ok(())
+}
+
+/// `500M`, `2G`, `123456`, or `none` (0: unlimited).
+fn parse_quota(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("none") || text == "0" {
+        return Ok(0);
+    }
+    let (digits, unit) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c.to_ascii_uppercase()),
+        _ => (text, 'B'),
+    };
+    let factor: u64 = match unit {
+        'B' => 1,
+        'K' => 1 << 10,
+        'M' => 1 << 20,
+        'G' => 1 << 30,
+        _ => {
+            return Err(format!(
+                "invalid quota {text:?}: use bytes, K, M, G or none"
+            ))
+        }
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(factor))
+        .ok_or_else(|| format!("invalid quota {text:?}: use bytes, K, M, G or none"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_quota;
+
+    #[test]
+    fn quota_sizes() {
+        assert_eq!(parse_quota("none"), Ok(0));
+        assert_eq!(parse_quota("1500"), Ok(1500));
+        assert_eq!(parse_quota("2k"), Ok(2048));
+        assert_eq!(parse_quota("500M"), Ok(500 << 20));
+        assert_eq!(parse_quota("1G"), Ok(1 << 30));
+        assert!(parse_quota("12T").is_err());
+        assert!(parse_quota("M").is_err());
+        assert!(parse_quota("99999999999999999999G").is_err());
+    }
 }

@@ -191,12 +191,24 @@ impl Limits {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthPolicy {
     /// Allow POP3 and IMAP logins without TLS when the peer is a loopback address (development only).
     /// SMTP submission always requires TLS before AUTH.
     pub allow_plaintext_on_loopback: bool,
+    /// How long a verified password is remembered (as a keyed hash in memory), so that
+    /// clients that log in for every check do not pay argon2 each time. 0 turns it off.
+    pub credential_cache_secs: u64,
+}
+
+impl Default for AuthPolicy {
+    fn default() -> AuthPolicy {
+        AuthPolicy {
+            allow_plaintext_on_loopback: false,
+            credential_cache_secs: 600,
+        }
+    }
 }
 
 #[derive(Debug)]

@@ -47,9 +47,11 @@ impl Shared {
         tls: TlsContext,
         shutdown: watch::Receiver<bool>,
     ) -> Shared {
+        let auth = Authenticator::new(store.clone());
+        auth.set_cache_ttl(Duration::from_secs(config.auth.credential_cache_secs));
         Shared {
             committer: Committer::start(store.clone()),
-            auth: Authenticator::new(store.clone()),
+            auth,
             store,
             tls,
             pop3_locks: MaildropLocks::default(),
@@ -65,6 +67,8 @@ impl Shared {
     }
 
     pub fn set_config(&self, config: Config) {
+        self.auth
+            .set_cache_ttl(Duration::from_secs(config.auth.credential_cache_secs));
         *self.config.write().expect("config lock") = Arc::new(config);
     }
 

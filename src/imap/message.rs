@@ -69,6 +69,52 @@ pub fn section_bytes(message: &[u8], section: &Section) -> Vec<u8> {
     }
 }
 
+/// Why a BINARY fetch cannot be answered.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BinaryError {
+    /// RFC 3516 `[UNKNOWN-CTE]`: a transfer encoding we cannot undo, or a broken one.
+    UnknownEncoding,
+}
+
+/// The bytes of `BINARY[path]`: the part's body with its Content-Transfer-Encoding
+/// undone; the whole message as stored for an empty path.
+pub fn binary_section(message: &[u8], path: &[u32]) -> Result<Vec<u8>, BinaryError> {
+    if path.is_empty() {
+        return Ok(message.to_vec());
+    }
+    let body = section_bytes(
+        message,
+        &Section::Part(path.to_vec(), Box::new(Section::Full)),
+    );
+    // For part 1 of a single-part message this is the message header, as it should be.
+    let header = section_bytes(
+        message,
+        &Section::Part(path.to_vec(), Box::new(Section::Mime)),
+    );
+    let encoding = header_fields(&header)
+        .into_iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("Content-Transfer-Encoding"))
+        .map(|(_, raw)| {
+            let value = raw
+                .iter()
+                .position(|&b| b == b':')
+                .map_or(raw, |p| &raw[p + 1..]);
+            String::from_utf8_lossy(value).trim().to_ascii_lowercase()
+        })
+        .unwrap_or_default();
+    match encoding.as_str() {
+        "" | "7bit" | "8bit" | "binary" => Ok(body),
+        "base64" => {
+            mail_parser::decoders::base64::base64_decode(&body).ok_or(BinaryError::UnknownEncoding)
+        }
+        "quoted-printable" => {
+            mail_parser::decoders::quoted_printable::quoted_printable_decode(&body)
+                .ok_or(BinaryError::UnknownEncoding)
+        }
+        _ => Err(BinaryError::UnknownEncoding),
+    }
+}
+
 /// Applies `<start.length>`.
 pub fn partial(bytes: &[u8], range: Option<(u32, u32)>) -> &[u8] {
     match range {
@@ -130,6 +176,8 @@ pub fn matches(
         Larger(n) => c.record.size > *n,
         Smaller(n) => c.record.size < *n,
         ModSeq(n) => c.record.modseq >= *n,
+        // The session replaces `$` before matching (SearchKey::with_saved).
+        Saved => false,
         Not(k) => !matches(k, c, content),
         Or(a, b) => matches(a, c, content) || matches(b, c, content),
         And(keys) => keys.iter().all(|k| matches(k, c, content)),
@@ -176,6 +224,25 @@ mod tests {
         assert_eq!(f, b"From: Alice <alice@example.org>\r\n\r\n");
         assert_eq!(partial(b"0123456789", Some((2, 3))), b"234");
         assert_eq!(partial(b"0123", Some((10, 3))), b"");
+    }
+
+    #[test]
+    fn binary_sections_undo_the_transfer_encoding() {
+        let multipart = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nCaf=C3=A9 =\r\nau lait\r\n--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\nAAEC\r\n/w==\r\n--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\nbegin\r\n--b--\r\n";
+        assert_eq!(
+            binary_section(multipart, &[1]).unwrap(),
+            "Café au lait".as_bytes()
+        );
+        assert_eq!(binary_section(multipart, &[2]).unwrap(), [0, 1, 2, 255]);
+        assert_eq!(
+            binary_section(multipart, &[3]),
+            Err(BinaryError::UnknownEncoding)
+        );
+        assert_eq!(binary_section(multipart, &[]).unwrap(), multipart);
+        // Part 1 of a single-part message: its body, encoding from the message header.
+        let single = b"Subject: x\r\nContent-Transfer-Encoding: base64\r\n\r\naGk=\r\n";
+        assert_eq!(binary_section(single, &[1]).unwrap(), b"hi");
+        assert_eq!(binary_section(MSG, &[1]).unwrap(), b"Body text here\r\n");
     }
 
     fn search(query: &str, record: &MessageRecord) -> bool {

@@ -1,4 +1,4 @@
-//! IMAP4rev1 (RFC 3501) server: the first slice of issue 4.
+//! IMAP server: IMAP4rev1 (RFC 3501) and IMAP4rev2 (RFC 9051).
 //!
 //! - [`parse`]: command syntax (pure): values, sequence sets, flags, FETCH items, SEARCH
 //!   keys, dates.
@@ -49,9 +49,14 @@
 //!   2 get theirs computed at their first FETCH, then kept.
 //! - CONDSTORE (RFC 7162): ENABLE or SELECT (CONDSTORE), FETCH MODSEQ / CHANGEDSINCE,
 //!   STORE UNCHANGEDSINCE with `[MODIFIED]`, SEARCH MODSEQ, STATUS HIGHESTMODSEQ.
-//! - Not yet: IMAP4rev2 (ENABLE IMAP4rev2 enables nothing), BINARY, QRESYNC, ESEARCH,
-//!   LIST-EXTENDED return options, LIST-STATUS, QUOTA. They are not advertised; their
-//!   commands and FETCH items get BAD.
+//! - IMAP4rev2 (RFC 9051) and IMAP4rev1 are both advertised; `ENABLE IMAP4rev2` turns on
+//!   UTF-8 names, ESEARCH replies, no \Recent, a LIST response in SELECT.
+//! - QRESYNC (RFC 7162): SELECT (QRESYNC ...), UID FETCH (CHANGEDSINCE n VANISHED), and
+//!   VANISHED instead of EXPUNGE once enabled. Expunged UIDs are not kept with their
+//!   modseq, so VANISHED (EARLIER) names every gone UID in the client's range.
+//! - ESEARCH (RFC 4731) and SEARCHRES (RFC 5182), BINARY (RFC 3516), LIST-EXTENDED
+//!   (RFC 5258), LIST-STATUS (RFC 5819), QUOTA (RFC 9208, STORAGE only, one root `""` per
+//!   account; SETQUOTA is refused: quotas are the administrator's).
 
 pub mod message;
 pub mod mutf7;

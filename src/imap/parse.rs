@@ -456,6 +456,14 @@ pub enum FetchItem {
         section: Section,
         partial: Option<(u32, u32)>,
     },
+    /// BINARY[part]<partial> (RFC 3516): the part with its transfer encoding undone.
+    Binary {
+        peek: bool,
+        path: Vec<u32>,
+        partial: Option<(u32, u32)>,
+    },
+    /// BINARY.SIZE[part].
+    BinarySize(Vec<u32>),
 }
 
 /// Parses the FETCH item argument: a macro, one item, or a list.
@@ -495,37 +503,64 @@ fn fetch_item(text: &str) -> Result<FetchItem, String> {
         "BODYSTRUCTURE" => Structure(true),
         "BODY" => Structure(false),
         _ => {
-            let (peek, rest) = if let Some(r) = upper.strip_prefix("BODY.PEEK[") {
-                (true, r)
-            } else if let Some(r) = upper.strip_prefix("BODY[") {
-                (false, r)
-            } else {
-                return Err(format!("Unknown FETCH item {text}"));
-            };
+            let (kind, peek, rest) = [
+                ("BODY.PEEK[", "BODY", true),
+                ("BODY[", "BODY", false),
+                ("BINARY.PEEK[", "BINARY", true),
+                ("BINARY[", "BINARY", false),
+                ("BINARY.SIZE[", "BINARY.SIZE", false),
+            ]
+            .iter()
+            .find_map(|(prefix, kind, peek)| Some((*kind, *peek, upper.strip_prefix(prefix)?)))
+            .ok_or_else(|| format!("Unknown FETCH item {text}"))?;
             let close = rest.find(']').ok_or("Invalid section")?;
             let section = parse_section(&rest[..close])?;
-            let after = &rest[close + 1..];
-            let partial = if after.is_empty() {
-                None
-            } else {
-                let inner = after
-                    .strip_prefix('<')
-                    .and_then(|p| p.strip_suffix('>'))
-                    .ok_or("Invalid partial")?;
-                let (a, b) = inner.split_once('.').ok_or("Invalid partial")?;
-                let start = parse_number(a.as_bytes()).ok_or("Invalid partial")?;
-                let len = parse_number(b.as_bytes())
-                    .filter(|&n| n > 0)
-                    .ok_or("Invalid partial")?;
-                Some((start, len))
-            };
-            Body {
-                peek,
-                section,
-                partial,
+            let partial = parse_partial(&rest[close + 1..])?;
+            match kind {
+                "BODY" => Body {
+                    peek,
+                    section,
+                    partial,
+                },
+                // section-binary is only a part number (RFC 3516 §4.2).
+                _ => {
+                    let path = match section {
+                        Section::Full => Vec::new(),
+                        Section::Part(path, inner) if *inner == Section::Full => path,
+                        _ => return Err("BINARY takes only a part number".into()),
+                    };
+                    if kind == "BINARY" {
+                        Binary {
+                            peek,
+                            path,
+                            partial,
+                        }
+                    } else if partial.is_none() {
+                        BinarySize(path)
+                    } else {
+                        return Err("BINARY.SIZE takes no partial".into());
+                    }
+                }
             }
         }
     })
+}
+
+/// `<start.length>` after a section, or nothing.
+fn parse_partial(after: &str) -> Result<Option<(u32, u32)>, String> {
+    if after.is_empty() {
+        return Ok(None);
+    }
+    let inner = after
+        .strip_prefix('<')
+        .and_then(|p| p.strip_suffix('>'))
+        .ok_or("Invalid partial")?;
+    let (a, b) = inner.split_once('.').ok_or("Invalid partial")?;
+    let start = parse_number(a.as_bytes()).ok_or("Invalid partial")?;
+    let len = parse_number(b.as_bytes())
+        .filter(|&n| n > 0)
+        .ok_or("Invalid partial")?;
+    Ok(Some((start, len)))
 }
 
 /// A SEARCH key.
@@ -546,12 +581,26 @@ pub enum SearchKey {
     Smaller(u64),
     /// CONDSTORE: modseq at least this.
     ModSeq(u64),
+    /// SEARCHRES `$`: the result saved by an earlier `SEARCH RETURN (SAVE)`.
+    Saved,
     Not(Box<SearchKey>),
     Or(Box<SearchKey>, Box<SearchKey>),
     And(Vec<SearchKey>),
 }
 
 impl SearchKey {
+    /// Replaces `$` with the saved UIDs (an empty set when nothing was saved).
+    pub fn with_saved(self, saved: &[u32]) -> SearchKey {
+        use SearchKey::*;
+        match self {
+            Saved => Uid(saved.iter().map(|&u| (u, u)).collect()),
+            Not(k) => Not(Box::new(k.with_saved(saved))),
+            Or(a, b) => Or(Box::new(a.with_saved(saved)), Box::new(b.with_saved(saved))),
+            And(keys) => And(keys.into_iter().map(|k| k.with_saved(saved)).collect()),
+            other => other,
+        }
+    }
+
     /// Whether the key contains MODSEQ (the reply then carries the highest modseq).
     pub fn uses_modseq(&self) -> bool {
         match self {
@@ -562,6 +611,78 @@ impl SearchKey {
             _ => false,
         }
     }
+}
+
+/// ESEARCH (RFC 4731) and SEARCHRES (RFC 5182) result options of `SEARCH RETURN (...)`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SearchReturn {
+    pub min: bool,
+    pub max: bool,
+    pub all: bool,
+    pub count: bool,
+    pub save: bool,
+}
+
+impl SearchReturn {
+    /// `RETURN ()` means ALL (RFC 4731 §3.1).
+    fn all() -> SearchReturn {
+        SearchReturn {
+            all: true,
+            ..SearchReturn::default()
+        }
+    }
+}
+
+/// Splits off `RETURN (options)` from SEARCH arguments. `None` means a plain
+/// (IMAP4rev1) SEARCH.
+pub fn search_return(args: &[Value]) -> Result<(Option<SearchReturn>, &[Value]), String> {
+    match args {
+        [Value::Atom(a), Value::List(options), rest @ ..] if a.eq_ignore_ascii_case("RETURN") => {
+            if options.is_empty() {
+                return Ok((Some(SearchReturn::all()), rest));
+            }
+            let mut r = SearchReturn::default();
+            for option in options {
+                match option.atom().map(str::to_ascii_uppercase).as_deref() {
+                    Some("MIN") => r.min = true,
+                    Some("MAX") => r.max = true,
+                    Some("ALL") => r.all = true,
+                    Some("COUNT") => r.count = true,
+                    Some("SAVE") => r.save = true,
+                    _ => return Err("Unknown SEARCH return option".into()),
+                }
+            }
+            Ok((Some(r), rest))
+        }
+        [Value::Atom(a), ..] if a.eq_ignore_ascii_case("RETURN") => {
+            Err("RETURN needs a list of options".into())
+        }
+        _ => Ok((None, args)),
+    }
+}
+
+/// The compact form of sorted numbers: `1:3,7,9:10`.
+pub fn format_set(numbers: &[u32]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < numbers.len() {
+        let start = numbers[i];
+        let mut end = start;
+        while i + 1 < numbers.len() && numbers[i + 1] == end.wrapping_add(1) {
+            i += 1;
+            end = numbers[i];
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}:{end}"));
+        }
+        i += 1;
+    }
+    out
 }
 
 /// Parses SEARCH arguments (after an optional CHARSET, which must be UTF-8 or US-ASCII).
@@ -669,6 +790,7 @@ fn search_key<'a>(
             let b = search_key(b, rest)?;
             Or(Box::new(a), Box::new(b))
         }
+        "$" => Saved,
         _ if atom.starts_with(|c: char| c.is_ascii_digit() || c == '*') => {
             Seq(sequence_set(&atom)?)
         }
@@ -897,6 +1019,49 @@ mod tests {
         );
         assert_eq!(trailing_literal(b"a NOOP\r\n"), None);
         assert_eq!(trailing_literal(b"a X {}\r\n"), None);
+    }
+
+    #[test]
+    fn binary_items_and_search_return_options() {
+        let c = parse("a FETCH 1 (BINARY.PEEK[1.2]<0.10> BINARY.SIZE[3] BINARY[])");
+        let items = fetch_items(&c.args[1]).unwrap();
+        assert_eq!(
+            items,
+            vec![
+                FetchItem::Binary {
+                    peek: true,
+                    path: vec![1, 2],
+                    partial: Some((0, 10))
+                },
+                FetchItem::BinarySize(vec![3]),
+                FetchItem::Binary {
+                    peek: false,
+                    path: vec![],
+                    partial: None
+                },
+            ]
+        );
+        for bad in ["BINARY[1.HEADER]", "BINARY[TEXT]", "BINARY.SIZE[1]<0.5>"] {
+            let c = parse(&format!("a FETCH 1 {bad}"));
+            assert!(fetch_items(&c.args[1]).is_err(), "{bad}");
+        }
+        let c = parse("a SEARCH RETURN (MIN COUNT save) CHARSET UTF-8 $");
+        let (options, rest) = search_return(&c.args).unwrap();
+        let options = options.unwrap();
+        assert!(options.min && options.count && options.save && !options.all && !options.max);
+        assert_eq!(search_keys(rest).unwrap(), SearchKey::Saved);
+        let c = parse("a SEARCH RETURN () ALL");
+        assert!(search_return(&c.args).unwrap().0.unwrap().all);
+        let c = parse("a SEARCH RETURN (BOGUS) ALL");
+        assert!(search_return(&c.args).is_err());
+        let c = parse("a SEARCH ALL");
+        assert_eq!(search_return(&c.args).unwrap().0, None);
+        assert_eq!(format_set(&[1, 2, 3, 7, 9, 10]), "1:3,7,9:10");
+        assert_eq!(format_set(&[]), "");
+        assert_eq!(
+            SearchKey::Not(Box::new(SearchKey::Saved)).with_saved(&[4]),
+            SearchKey::Not(Box::new(SearchKey::Uid(vec![(4, 4)])))
+        );
     }
 
     #[test]

@@ -5,10 +5,13 @@
 //! across an `.await`. The selected mailbox is a snapshot of (UID, record) pairs that is
 //! brought up to date before every tagged reply.
 
-use super::message::{matches, partial, resolve, section_bytes, Candidate};
+use super::message::{
+    binary_section, matches, partial, resolve, section_bytes, BinaryError, Candidate,
+};
 use super::parse::{
-    fetch_items, flag_list, format_date_time, parse_command, parse_date_time, parse_flags, quote,
-    search_keys, sequence_set, trailing_literal, FetchItem, Section, Value,
+    fetch_items, flag_list, format_date_time, format_set, parse_command, parse_date_time,
+    parse_flags, quote, search_keys, search_return, sequence_set, trailing_literal, FetchItem,
+    Range, SearchReturn, Section, Value,
 };
 use crate::auth::{decode_sasl_line, parse_plain, SaslError, Secret};
 use crate::config::Config;
@@ -24,6 +27,11 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+
+/// Advertised before and after login (AUTH=, STARTTLS and APPENDLIMIT are added).
+const CAPABILITIES: &str = "IMAP4rev1 IMAP4rev2 LITERAL- SASL-IR ID ENABLE IDLE NAMESPACE \
+    UNSELECT CHILDREN MOVE UIDPLUS SPECIAL-USE LIST-EXTENDED LIST-STATUS STATUS=SIZE CONDSTORE \
+    QRESYNC ESEARCH SEARCHRES BINARY UTF8=ACCEPT QUOTA QUOTA=RES-STORAGE";
 
 /// RFC 3501 §5.4: the autologout timer must be at least 30 minutes.
 const MIN_AUTOLOGOUT: Duration = Duration::from_secs(30 * 60);
@@ -43,8 +51,12 @@ struct Selected {
     name: String,
     id: u64,
     read_only: bool,
+    /// At least the mailbox's UIDNEXT: bounds the UIDs VANISHED (EARLIER) may name.
+    uid_next: u32,
     /// In UID order; `gone` marks messages expunged elsewhere but not yet reported.
     messages: Vec<Msg>,
+    /// SEARCHRES (RFC 5182): the UIDs `$` stands for.
+    saved: Vec<u32>,
 }
 
 struct Msg {
@@ -84,6 +96,10 @@ pub struct Session {
     condstore: bool,
     /// UTF8=ACCEPT enabled: mailbox names are UTF-8 on the wire, not modified UTF-7.
     utf8: bool,
+    /// ENABLE IMAP4rev2 (RFC 9051): ESEARCH replies, no \Recent, LIST in SELECT.
+    rev2: bool,
+    /// ENABLE QRESYNC (RFC 7162): VANISHED instead of EXPUNGE.
+    qresync: bool,
 }
 
 type Flow = io::Result<Option<End>>;
@@ -112,6 +128,8 @@ impl Session {
             errors: 0,
             condstore: false,
             utf8: false,
+            rev2: false,
+            qresync: false,
         }
     }
 
@@ -143,7 +161,7 @@ impl Session {
     }
 
     fn capabilities(&self) -> String {
-        let mut caps = String::from("IMAP4rev1 LITERAL- SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT CHILDREN MOVE UIDPLUS SPECIAL-USE STATUS=SIZE CONDSTORE UTF8=ACCEPT");
+        let mut caps = String::from(CAPABILITIES);
         caps.push_str(&format!(" APPENDLIMIT={}", self.append_limit()));
         if self.user.is_none() {
             if !self.conn.is_tls() {
@@ -270,6 +288,10 @@ impl Session {
             let mut head = command.clone();
             head.extend_from_slice(&body[..spec_start]);
             if is_append_message(&head) {
+                // BINARY's literal8 (`~{n}`): the message bytes are taken as they come.
+                if head.ends_with(b"~") {
+                    head.pop();
+                }
                 return Ok(Input::Append {
                     head,
                     length,
@@ -379,22 +401,32 @@ impl Session {
                 self.finish(tag, "OK ID completed", true).await
             }
             "ENABLE" if authenticated => {
-                // IMAP4rev2 is not implemented yet; CONDSTORE and UTF8=ACCEPT are.
                 let mut enabled = String::from("ENABLED");
                 for arg in args {
-                    if arg
-                        .atom()
-                        .is_some_and(|a| a.eq_ignore_ascii_case("CONDSTORE"))
-                    {
-                        self.condstore = true;
-                        enabled.push_str(" CONDSTORE");
-                    } else if arg
-                        .atom()
-                        .is_some_and(|a| a.eq_ignore_ascii_case("UTF8=ACCEPT"))
-                    {
-                        self.utf8 = true;
-                        enabled.push_str(" UTF8=ACCEPT");
+                    let Some(name) = arg.atom().map(str::to_ascii_uppercase) else {
+                        return Ok(Reply::Bad("ENABLE takes capability names".into()));
+                    };
+                    // Unknown names are ignored (RFC 5161 §3.1).
+                    match name.as_str() {
+                        "CONDSTORE" => self.condstore = true,
+                        "QRESYNC" => {
+                            self.condstore = true;
+                            self.qresync = true;
+                        }
+                        "UTF8=ACCEPT" => self.utf8 = true,
+                        // Mailbox names are UTF-8 in IMAP4rev2 (RFC 9051 §5.1).
+                        "IMAP4REV2" => {
+                            self.rev2 = true;
+                            self.utf8 = true;
+                        }
+                        _ => continue,
                     }
+                    enabled.push(' ');
+                    enabled.push_str(if name == "IMAP4REV2" {
+                        "IMAP4rev2"
+                    } else {
+                        &name
+                    });
                 }
                 self.untagged(&enabled);
                 self.finish(tag, "OK ENABLE completed", true).await
@@ -413,6 +445,10 @@ impl Session {
             "STATUS" => self.status(tag, args).await,
             "CREATE" | "DELETE" | "SUBSCRIBE" | "UNSUBSCRIBE" => self.manage(tag, name, args).await,
             "RENAME" => self.rename(tag, args).await,
+            "GETQUOTAROOT" | "GETQUOTA" => self.quota(tag, name, args).await,
+            "SETQUOTA" => Ok(Reply::No(
+                "[NOPERM] Quotas are set by the administrator (letterbox user quota)".into(),
+            )),
             "APPEND" => Ok(Reply::Bad("APPEND needs a message literal".into())),
             "IDLE" => self.idle(tag).await,
             _ if !selected => Ok(Reply::Bad(format!("{name} needs a selected mailbox"))),
@@ -465,12 +501,13 @@ impl Session {
             }
         }
         if allow_expunge {
-            for i in (0..sel.messages.len()).rev() {
-                if sel.messages[i].gone {
-                    out.push_str(&format!("* {} EXPUNGE\r\n", i + 1));
-                    sel.messages.remove(i);
-                }
-            }
+            let gone: Vec<u32> = sel
+                .messages
+                .iter()
+                .filter(|m| m.gone)
+                .map(|m| m.uid)
+                .collect();
+            out.push_str(&expunge_responses(sel, &gone, self.qresync));
         }
         for (i, m) in sel.messages.iter_mut().enumerate() {
             if let Ok(pos) = fresh.binary_search_by_key(&m.uid, |(u, _)| *u) {
@@ -492,6 +529,9 @@ impl Session {
             }
         }
         let last = sel.messages.last().map_or(0, |m| m.uid);
+        if let Some((uid, _)) = fresh.last() {
+            sel.uid_next = sel.uid_next.max(uid.saturating_add(1));
+        }
         let before = sel.messages.len();
         for (uid, record) in fresh.into_iter().filter(|(u, _)| *u > last) {
             sel.messages.push(Msg {
@@ -623,17 +663,24 @@ impl Session {
 
     async fn select(&mut self, tag: &str, args: &[Value], read_only: bool) -> io::Result<Reply> {
         let (name, params) = match args {
-            [name] => (name, None),
-            [name, Value::List(params)] => (name, Some(params)),
+            [name] => (name, &[][..]),
+            [name, Value::List(params)] => (name, &params[..]),
             _ => return Ok(Reply::Bad("SELECT needs a mailbox name".into())),
         };
-        for p in params.into_iter().flatten() {
-            if p.atom()
-                .is_some_and(|a| a.eq_ignore_ascii_case("CONDSTORE"))
-            {
-                self.condstore = true;
-            } else {
-                return Ok(Reply::Bad("Unknown SELECT parameter".into()));
+        let mut resync = None;
+        let mut params = params.iter();
+        while let Some(p) = params.next() {
+            match p.atom().map(str::to_ascii_uppercase).as_deref() {
+                Some("CONDSTORE") => self.condstore = true,
+                Some("QRESYNC") if !self.qresync => {
+                    return Ok(Reply::Bad("QRESYNC needs ENABLE QRESYNC first".into()))
+                }
+                Some("QRESYNC") => match params.next().map(qresync_parameter) {
+                    Some(Ok(r)) => resync = Some(r),
+                    Some(Err(e)) => return Ok(Reply::Bad(e)),
+                    None => return Ok(Reply::Bad("QRESYNC needs its parameters".into())),
+                },
+                _ => return Ok(Reply::Bad("Unknown SELECT parameter".into())),
             }
         }
         let name = match mailbox_name(name, self.utf8) {
@@ -651,6 +698,11 @@ impl Session {
         let first_unseen = messages
             .iter()
             .position(|(_, r)| r.flags & flags::SEEN == 0);
+        if self.rev2 {
+            // RFC 9051 §6.3.2: a LIST response names the mailbox as the server spells it.
+            let wire = quote(&self.wire_name(&mailbox.name));
+            self.untagged(&format!("LIST () \"/\" {wire}"));
+        }
         self.untagged("FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)");
         if read_only {
             self.untagged("OK [PERMANENTFLAGS ()] Read-only mailbox");
@@ -660,9 +712,12 @@ impl Session {
             );
         }
         self.untagged(&format!("{} EXISTS", messages.len()));
-        self.untagged("0 RECENT");
-        if let Some(i) = first_unseen {
-            self.untagged(&format!("OK [UNSEEN {}] First unseen", i + 1));
+        // IMAP4rev2 dropped \Recent and the UNSEEN response code.
+        if !self.rev2 {
+            self.untagged("0 RECENT");
+            if let Some(i) = first_unseen {
+                self.untagged(&format!("OK [UNSEEN {}] First unseen", i + 1));
+            }
         }
         self.untagged(&format!(
             "OK [UIDVALIDITY {}] UIDs valid",
@@ -676,10 +731,37 @@ impl Session {
             "OK [HIGHESTMODSEQ {}] Highest",
             mailbox.highest_modseq
         ));
+        if let Some((validity, modseq, known)) = resync {
+            // RFC 7162 §3.2.5: only when the client's UIDVALIDITY is still right.
+            if validity == mailbox.uid_validity {
+                let present: Vec<u32> = messages.iter().map(|(u, _)| *u).collect();
+                let max = mailbox.uid_next.saturating_sub(1);
+                let known = known.unwrap_or_else(|| vec![(1, u32::MAX)]);
+                // Expunged UIDs are not kept with their modseq, so every UID the client
+                // may know and that is gone is reported, as RFC 7162 §3.2.5.1 allows.
+                let vanished = missing_uids(&known, &present, max);
+                if !vanished.is_empty() {
+                    self.untagged(&format!("VANISHED (EARLIER) {vanished}"));
+                }
+                let mut out = String::new();
+                for (i, (uid, r)) in messages.iter().enumerate() {
+                    if r.modseq > modseq {
+                        out.push_str(&format!(
+                            "* {} FETCH (UID {uid} FLAGS {} MODSEQ ({}))\r\n",
+                            i + 1,
+                            flag_list(r.flags, &r.keywords, false),
+                            r.modseq
+                        ));
+                    }
+                }
+                self.conn.send(out.as_bytes());
+            }
+        }
         self.selected = Some(Selected {
             name,
             id: mailbox.id,
             read_only,
+            uid_next: mailbox.uid_next,
             messages: messages
                 .into_iter()
                 .map(|(uid, record)| Msg {
@@ -688,6 +770,7 @@ impl Session {
                     gone: false,
                 })
                 .collect(),
+            saved: Vec::new(),
         });
         let mode = if read_only { "READ-ONLY" } else { "READ-WRITE" };
         let verb = if read_only { "EXAMINE" } else { "SELECT" };
@@ -695,63 +778,104 @@ impl Session {
         Ok(Reply::Done)
     }
 
+    /// LIST (with LIST-EXTENDED selection and return options, RFC 5258, and
+    /// LIST-STATUS, RFC 5819) and LSUB.
     async fn list(&mut self, tag: &str, args: &[Value], lsub: bool) -> io::Result<Reply> {
-        let mut args = args;
-        let mut subscribed_only = lsub;
-        // LIST-EXTENDED selection options (only SUBSCRIBED is understood).
-        if let Some(Value::List(options)) = args.first() {
-            subscribed_only |= options.iter().any(|o| {
-                o.atom()
-                    .is_some_and(|a| a.eq_ignore_ascii_case("SUBSCRIBED"))
-            });
-            args = &args[1..];
+        let request = match list_request(args, lsub) {
+            Ok(r) => r,
+            Err(e) => return Ok(Reply::Bad(e)),
+        };
+        if let Some(items) = &request.status {
+            if let Err(e) = status_items(items) {
+                return Ok(Reply::Bad(e));
+            }
         }
-        let (Some(reference), Some(pattern)) = (args.first(), args.get(1)) else {
-            return Ok(Reply::Bad("LIST needs a reference and a pattern".into()));
-        };
-        let (Ok(reference), Ok(pattern)) = (reference.text(), pattern.text()) else {
-            return Ok(Reply::Bad("Invalid mailbox pattern".into()));
-        };
         let verb = if lsub { "LSUB" } else { "LIST" };
-        if pattern.is_empty() {
+        if request.patterns == [""] {
             self.untagged(&format!("{verb} (\\Noselect) \"/\" \"\""));
             return self
                 .finish(tag, &format!("OK {verb} completed"), true)
                 .await;
         }
-        let pattern = format!("{reference}{pattern}");
-        let pattern = if self.utf8 {
-            pattern
-        } else {
-            match super::mutf7::decode(&pattern) {
-                Ok(p) => p,
-                Err(e) => return Ok(Reply::Bad(e)),
-            }
-        };
+        let mut patterns = Vec::new();
+        for pattern in &request.patterns {
+            let pattern = format!("{}{pattern}", request.reference);
+            patterns.push(if self.utf8 {
+                pattern
+            } else {
+                match super::mutf7::decode(&pattern) {
+                    Ok(p) => p,
+                    Err(e) => return Ok(Reply::Bad(e)),
+                }
+            });
+        }
         let account = self.account();
         let mailboxes = match self.blocking(move |s| s.mailboxes(&account)).await? {
             Ok(m) => m,
             Err(e) => return Ok(Reply::No(format!("[SERVERBUG] {e}"))),
         };
         let mut out = String::new();
+        let mut with_status = Vec::new();
         for mailbox in &mailboxes {
-            if subscribed_only && !mailbox.subscribed {
+            let matched = patterns.iter().any(|pattern| {
+                if mailbox.name == "INBOX" {
+                    wildcard_match(&pattern.to_ascii_uppercase(), "INBOX")
+                        || wildcard_match(pattern, "INBOX")
+                } else {
+                    wildcard_match(pattern, &mailbox.name)
+                }
+            });
+            if !matched || (request.special_use_only && mailbox.special_use.is_none()) {
                 continue;
             }
-            let matched = if mailbox.name == "INBOX" {
-                wildcard_match(&pattern.to_ascii_uppercase(), "INBOX")
-                    || wildcard_match(&pattern, "INBOX")
-            } else {
-                wildcard_match(&pattern, &mailbox.name)
+            let mut extra = String::new();
+            if request.subscribed_only && !mailbox.subscribed {
+                // RECURSIVEMATCH: a parent listed for its subscribed children.
+                let prefix = format!("{}/", mailbox.name);
+                let child_subscribed = mailboxes
+                    .iter()
+                    .any(|m| m.subscribed && m.name.starts_with(&prefix));
+                if !(request.recursive && child_subscribed) {
+                    continue;
+                }
+                extra = " (\"CHILDINFO\" (\"SUBSCRIBED\"))".into();
+            }
+            let mut attributes = list_attributes(mailbox, &mailboxes, lsub);
+            if request.show_subscribed && mailbox.subscribed {
+                attributes.push_str(" \\Subscribed");
+            }
+            let wire = quote(&self.wire_name(&mailbox.name));
+            out.push_str(&format!("* {verb} ({attributes}) \"/\" {wire}{extra}\r\n"));
+            if request.status.is_some() {
+                with_status.push((mailbox.clone(), out.len()));
+            }
+        }
+        if let Some(items) = &request.status {
+            // Each STATUS goes right after its mailbox's LIST line (RFC 5819 §2).
+            let ids: Vec<u64> = with_status.iter().map(|(m, _)| m.id).collect();
+            let loaded = self
+                .blocking(move |s| {
+                    ids.iter()
+                        .map(|&id| s.messages(id))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .await?;
+            let loaded = match loaded {
+                Ok(l) => l,
+                Err(e) => return Ok(Reply::No(format!("[SERVERBUG] {e}"))),
             };
-            if !matched {
-                continue;
+            let items = status_items(items).unwrap_or_default();
+            let mut merged = String::new();
+            let mut from = 0;
+            for ((mailbox, end), messages) in with_status.iter().zip(loaded) {
+                merged.push_str(&out[from..*end]);
+                from = *end;
+                let values = status_values(&items, mailbox, &messages);
+                let wire = quote(&self.wire_name(&mailbox.name));
+                merged.push_str(&format!("* STATUS {wire} ({values})\r\n"));
             }
-            let attributes = list_attributes(mailbox, &mailboxes, lsub);
-            out.push_str(&format!(
-                "* {verb} ({attributes}) \"/\" {}\r\n",
-                quote(&self.wire_name(&mailbox.name))
-            ));
+            merged.push_str(&out[from..]);
+            out = merged;
         }
         self.conn.send(out.as_bytes());
         self.finish(tag, &format!("OK {verb} completed"), true)
@@ -768,51 +892,61 @@ impl Session {
             Ok(n) => n,
             Err(e) => return Ok(Reply::Bad(e)),
         };
-        let mut wanted = Vec::new();
-        for item in items {
-            let Some(a) = item.atom() else {
-                return Ok(Reply::Bad("Invalid STATUS item".into()));
-            };
-            let a = a.to_ascii_uppercase();
-            if !matches!(
-                a.as_str(),
-                "MESSAGES"
-                    | "UIDNEXT"
-                    | "UIDVALIDITY"
-                    | "UNSEEN"
-                    | "SIZE"
-                    | "HIGHESTMODSEQ"
-                    | "RECENT"
-            ) {
-                return Ok(Reply::Bad(format!("Unknown STATUS item {a}")));
-            }
-            wanted.push(a);
-        }
+        let wanted = match status_items(items) {
+            Ok(w) => w,
+            Err(e) => return Ok(Reply::Bad(e)),
+        };
         let (mailbox, messages) = match self.load_mailbox(&name).await? {
             Ok(x) => x,
             Err(no) => return Ok(no),
         };
-        let values: Vec<String> = wanted
-            .iter()
-            .map(|item| {
-                let value = match item.as_str() {
-                    "MESSAGES" => messages.len() as u64,
-                    "UIDNEXT" => mailbox.uid_next as u64,
-                    "UIDVALIDITY" => mailbox.uid_validity as u64,
-                    "UNSEEN" => messages
-                        .iter()
-                        .filter(|(_, r)| r.flags & flags::SEEN == 0)
-                        .count() as u64,
-                    "SIZE" => messages.iter().map(|(_, r)| r.size).sum(),
-                    "HIGHESTMODSEQ" => mailbox.highest_modseq,
-                    _ => 0,
-                };
-                format!("{item} {value}")
-            })
-            .collect();
+        let values = status_values(&wanted, &mailbox, &messages);
         let wire = self.wire_name(&mailbox.name);
-        self.untagged(&format!("STATUS {} ({})", quote(&wire), values.join(" ")));
+        self.untagged(&format!("STATUS {} ({values})", quote(&wire)));
         self.finish(tag, "OK STATUS completed", true).await
+    }
+
+    /// GETQUOTAROOT and GETQUOTA (RFC 9208): one root, "", per account, with the
+    /// STORAGE resource in KiB. An account without a quota has no quota root.
+    async fn quota(&mut self, tag: &str, name: &str, args: &[Value]) -> io::Result<Reply> {
+        let [arg] = args else {
+            return Ok(Reply::Bad(format!("{name} needs one argument")));
+        };
+        let account = self.account();
+        let usage = match self.blocking(move |s| s.usage(&account)).await? {
+            Ok(u) => u,
+            Err(e) => return Ok(Reply::No(format!("[SERVERBUG] {e}"))),
+        };
+        let quota_line = |(used, limit): (u64, u64)| {
+            format!(
+                "QUOTA \"\" (STORAGE {} {})",
+                used.div_ceil(1024),
+                limit / 1024
+            )
+        };
+        if name == "GETQUOTAROOT" {
+            let mailbox = match mailbox_name(arg, self.utf8) {
+                Ok(n) => n,
+                Err(e) => return Ok(Reply::Bad(e)),
+            };
+            if let Err(no) = self.load_mailbox(&mailbox).await? {
+                return Ok(no);
+            }
+            let wire = quote(&self.wire_name(&mailbox));
+            if usage.1 == 0 {
+                self.untagged(&format!("QUOTAROOT {wire}"));
+            } else {
+                self.untagged(&format!("QUOTAROOT {wire} \"\""));
+                self.untagged(&quota_line(usage));
+            }
+        } else {
+            if usage.1 == 0 || !arg.text().is_ok_and(|t| t.is_empty()) {
+                return Ok(Reply::No("[NONEXISTENT] No such quota root".into()));
+            }
+            self.untagged(&quota_line(usage));
+        }
+        self.finish(tag, &format!("OK {name} completed"), true)
+            .await
     }
 
     async fn manage(&mut self, tag: &str, name: &str, args: &[Value]) -> io::Result<Reply> {
@@ -952,10 +1086,22 @@ impl Session {
         }
         let account = self.account();
         let lookup = name.clone();
-        let exists = self.blocking(move |s| s.mailbox(&account, &lookup)).await?;
+        let exists = self
+            .blocking(move |s| {
+                let exists = s.mailbox(&account, &lookup)?.is_some();
+                Ok((exists, s.over_quota(&account, length)?))
+            })
+            .await?;
         match exists {
-            Ok(Some(_)) => {}
-            Ok(None) => return Ok(refuse(self, "[TRYCREATE] No such mailbox", false)),
+            Ok((true, false)) => {}
+            Ok((true, true)) => {
+                return Ok(refuse(
+                    self,
+                    "[OVERQUOTA] The account's quota is used up",
+                    false,
+                ))
+            }
+            Ok((false, _)) => return Ok(refuse(self, "[TRYCREATE] No such mailbox", false)),
             Err(e) => return Ok(refuse(self, &format!("[SERVERBUG] {e}"), false)),
         }
         if sync {
@@ -1087,7 +1233,7 @@ impl Session {
         }
         let set = match (uid, args) {
             (false, []) => None,
-            (true, [set]) => match set.text().and_then(|t| sequence_set(&t)) {
+            (true, [set]) => match self.uid_ranges(set) {
                 Ok(s) => Some(s),
                 Err(e) => return Ok(Reply::Bad(e)),
             },
@@ -1119,29 +1265,38 @@ impl Session {
         self.finish(tag, "OK EXPUNGE completed", true).await
     }
 
-    /// Sends EXPUNGE for the given UIDs (highest sequence number first) and drops them.
+    /// Reports the given UIDs as expunged and drops them from the snapshot.
     fn report_expunged(&mut self, uids: &[u32]) {
-        let mut out = String::new();
+        let qresync = self.qresync;
         if let Some(sel) = self.selected.as_mut() {
-            for i in (0..sel.messages.len()).rev() {
-                if uids.contains(&sel.messages[i].uid) {
-                    out.push_str(&format!("* {} EXPUNGE\r\n", i + 1));
-                    sel.messages.remove(i);
-                }
-            }
+            let out = expunge_responses(sel, uids, qresync);
+            self.conn.send(out.as_bytes());
         }
-        self.conn.send(out.as_bytes());
     }
 
-    /// Resolves a sequence set argument to snapshot indices.
+    /// The UID ranges of a UID-command set argument (`$` included).
+    fn uid_ranges(&self, value: &Value) -> Result<Vec<Range>, String> {
+        match (value.atom(), &self.selected) {
+            (Some("$"), Some(sel)) => Ok(sel.saved.iter().map(|&u| (u, u)).collect()),
+            _ => value.text().and_then(|t| sequence_set(&t)),
+        }
+    }
+
+    /// Resolves a sequence set argument to snapshot indices. `$` (SEARCHRES) is the
+    /// saved result, whether the command is a UID command or not.
     fn indices(&self, value: &Value, uid: bool) -> Result<Vec<usize>, Reply> {
+        let Some(sel) = &self.selected else {
+            return Err(Reply::Bad("No mailbox selected".into()));
+        };
+        if value.atom() == Some("$") {
+            let uids: Vec<u32> = sel.messages.iter().map(|m| m.uid).collect();
+            let set: Vec<Range> = sel.saved.iter().map(|&u| (u, u)).collect();
+            return Ok(resolve(&set, &uids, true));
+        }
         let set = value
             .text()
             .and_then(|t| sequence_set(&t))
             .map_err(Reply::Bad)?;
-        let Some(sel) = &self.selected else {
-            return Err(Reply::Bad("No mailbox selected".into()));
-        };
         if !uid {
             let count = sel.messages.len() as u32;
             if set
@@ -1165,11 +1320,16 @@ impl Session {
             Ok(i) => i,
             Err(e) => return Ok(Reply::Bad(e)),
         };
-        let changed_since = match modifiers.map(|m| modseq_modifier(m, "CHANGEDSINCE")) {
-            None => None,
-            Some(Ok(n)) => Some(n),
+        let (changed_since, vanished) = match modifiers.map(|m| fetch_modifiers(m)) {
+            None => (None, false),
+            Some(Ok(m)) => m,
             Some(Err(e)) => return Ok(Reply::Bad(e)),
         };
+        if vanished && !(uid && self.qresync) {
+            return Ok(Reply::Bad(
+                "VANISHED needs UID FETCH and ENABLE QRESYNC".into(),
+            ));
+        }
         if changed_since.is_some() || items.contains(&FetchItem::ModSeq) {
             self.condstore = true;
         }
@@ -1187,12 +1347,25 @@ impl Session {
             Ok(i) => i,
             Err(reply) => return Ok(reply),
         };
+        if vanished {
+            // RFC 7162 §3.2.6: UIDs of the set that are gone, before the FETCH responses.
+            if let (Some(sel), Ok(ranges)) = (&self.selected, self.uid_ranges(set)) {
+                let present: Vec<u32> = sel.messages.iter().map(|m| m.uid).collect();
+                let gone = missing_uids(&ranges, &present, sel.uid_next.saturating_sub(1));
+                if !gone.is_empty() {
+                    self.untagged(&format!("VANISHED (EARLIER) {gone}"));
+                }
+            }
+        }
         let read_only = self.selected.as_ref().is_some_and(|s| s.read_only);
         let sets_seen = !read_only
             && items.iter().any(|i| {
                 matches!(
                     i,
-                    FetchItem::Rfc822 | FetchItem::Rfc822Text | FetchItem::Body { peek: false, .. }
+                    FetchItem::Rfc822
+                        | FetchItem::Rfc822Text
+                        | FetchItem::Body { peek: false, .. }
+                        | FetchItem::Binary { peek: false, .. }
                 )
             });
         if sets_seen {
@@ -1205,8 +1378,14 @@ impl Session {
                 continue;
             }
             let (msg_uid, record) = (m.uid, m.record.clone());
-            self.fetch_one(i + 1, msg_uid, &record, &items, sets_seen)
-                .await?;
+            if !self
+                .fetch_one(i + 1, msg_uid, &record, &items, sets_seen)
+                .await?
+            {
+                return Ok(Reply::No(format!(
+                    "[UNKNOWN-CTE] Cannot decode a part of message UID {msg_uid} for BINARY"
+                )));
+            }
         }
         self.finish(tag, "OK FETCH completed", uid).await
     }
@@ -1255,7 +1434,7 @@ impl Session {
         record: &MessageRecord,
         items: &[FetchItem],
         seen_changed: bool,
-    ) -> io::Result<()> {
+    ) -> io::Result<bool> {
         let needs_meta = items
             .iter()
             .any(|i| matches!(i, FetchItem::Envelope | FetchItem::Structure(_)));
@@ -1274,7 +1453,7 @@ impl Session {
                 .await?
             {
                 Ok(meta) => Some(meta),
-                Err(_) => return Ok(()), // expunged meanwhile
+                Err(_) => return Ok(true), // expunged meanwhile
             }
         } else {
             None
@@ -1295,17 +1474,30 @@ impl Session {
                         partial: Some(_),
                         ..
                     }
+                    | FetchItem::Binary { .. }
+                    | FetchItem::BinarySize(_)
             )
         });
         let content: Option<Vec<u8>> = if needs_bytes {
             let r = record.clone();
             match self.blocking(move |s| s.read_message(&r)).await? {
                 Ok(bytes) => Some(bytes),
-                Err(_) => return Ok(()), // expunged meanwhile
+                Err(_) => return Ok(true), // expunged meanwhile
             }
         } else {
             None
         };
+        // Decode BINARY parts first: an unknown encoding fails the FETCH (RFC 3516 §4.1).
+        let mut decoded: Vec<Vec<u8>> = Vec::new();
+        for item in items {
+            if let FetchItem::Binary { path, .. } | FetchItem::BinarySize(path) = item {
+                match binary_section(content.as_deref().unwrap_or_default(), path) {
+                    Ok(bytes) => decoded.push(bytes),
+                    Err(BinaryError::UnknownEncoding) => return Ok(false),
+                }
+            }
+        }
+        let mut decoded = decoded.into_iter();
         self.conn.send(format!("* {seq} FETCH (").as_bytes());
         let mut first = true;
         let mut flags_sent = false;
@@ -1379,6 +1571,33 @@ impl Session {
                         .unwrap_or_default();
                     self.send_literal(&format!("BODY[{name}]{origin}"), piece);
                 }
+                FetchItem::Binary {
+                    path,
+                    partial: range,
+                    ..
+                } => {
+                    let bytes = decoded.next().unwrap_or_default();
+                    let piece = partial(&bytes, *range);
+                    let origin = range
+                        .map(|(start, _)| format!("<{start}>"))
+                        .unwrap_or_default();
+                    // literal8 (`~{n}`) when the content holds NUL (RFC 3516 §4.2).
+                    let tilde = if piece.contains(&0) { "~" } else { "" };
+                    self.conn.send(
+                        format!(
+                            "BINARY[{}]{origin} {tilde}{{{}}}\r\n",
+                            part_path(path),
+                            piece.len()
+                        )
+                        .as_bytes(),
+                    );
+                    self.conn.send(piece);
+                }
+                FetchItem::BinarySize(path) => {
+                    let size = decoded.next().map_or(0, |b| b.len());
+                    self.conn
+                        .send(format!("BINARY.SIZE[{}] {size}", part_path(path)).as_bytes());
+                }
             }
         }
         if seen_changed && !flags_sent {
@@ -1386,7 +1605,7 @@ impl Session {
             self.conn.send(format!(" FLAGS {f}").as_bytes());
         }
         self.conn.send(b")\r\n");
-        Ok(())
+        Ok(true)
     }
 
     fn send_literal(&mut self, label: &str, bytes: &[u8]) {
@@ -1564,11 +1783,16 @@ impl Session {
             return Ok(Reply::Bad("No mailbox selected".into()));
         };
         let uids: Vec<u32> = indices.iter().map(|&i| sel.messages[i].uid).collect();
+        let adding: u64 = indices.iter().map(|&i| sel.messages[i].record.size).sum();
         let (account, name) = (self.account(), sel.name.clone());
         let result = self
             .blocking(move |s| {
                 if s.mailbox(&account, &target)?.is_none() {
                     return Ok(None);
+                }
+                // A move does not grow the account; a copy does.
+                if !remove && s.over_quota(&account, adding)? {
+                    return Err(StoreError::OverQuota);
                 }
                 s.copy_messages(&account, &name, &uids, &target, remove)
                     .map(Some)
@@ -1606,8 +1830,22 @@ impl Session {
     }
 
     async fn search(&mut self, tag: &str, args: &[Value], uid: bool) -> io::Result<Reply> {
+        let (options, args) = match search_return(args) {
+            Ok(x) => x,
+            Err(e) => return Ok(Reply::Bad(e)),
+        };
+        // IMAP4rev2 answers every SEARCH with ESEARCH (RFC 9051 §6.4.4).
+        let options = options.or(self.rev2.then_some(SearchReturn {
+            all: true,
+            ..SearchReturn::default()
+        }));
+        let saved = self
+            .selected
+            .as_ref()
+            .map(|s| s.saved.clone())
+            .unwrap_or_default();
         let key = match search_keys(args) {
-            Ok(k) => k,
+            Ok(k) => k.with_saved(&saved),
             Err(e) => return Ok(Reply::Bad(e)),
         };
         let uses_modseq = key.uses_modseq();
@@ -1648,7 +1886,7 @@ impl Session {
                         cache.clone()
                     };
                     if matches(&key, &candidate, &mut content) {
-                        out.push(if uid { *u } else { i as u32 + 1 });
+                        out.push((i as u32 + 1, *u));
                         highest = highest.max(record.modseq);
                     }
                 }
@@ -1659,16 +1897,49 @@ impl Session {
             Ok(f) => f,
             Err(e) => return Ok(Reply::No(store_error_text(&e))),
         };
-        let mut line = String::from("* SEARCH");
-        let has_modseq = !found.is_empty() && uses_modseq;
-        for n in found {
-            line.push_str(&format!(" {n}"));
+        let numbers: Vec<u32> = found
+            .iter()
+            .map(|&(seq, u)| if uid { u } else { seq })
+            .collect();
+        let modseq = (!found.is_empty() && uses_modseq).then_some(highest);
+        let Some(options) = options else {
+            let mut line = String::from("* SEARCH");
+            for n in &numbers {
+                line.push_str(&format!(" {n}"));
+            }
+            if let Some(m) = modseq {
+                line.push_str(&format!(" (MODSEQ {m})"));
+            }
+            line.push_str("\r\n");
+            self.conn.send(line.as_bytes());
+            return self.finish(tag, "OK SEARCH completed", uid).await;
+        };
+        if options.save {
+            // RFC 5182 §2.4: with MIN/MAX but neither ALL nor COUNT, only those are saved.
+            let uids: Vec<u32> = found.iter().map(|&(_, u)| u).collect();
+            let saved = if (options.min || options.max) && !(options.all || options.count) {
+                let mut ends = Vec::new();
+                if options.min {
+                    ends.extend(uids.first());
+                }
+                if options.max {
+                    ends.extend(uids.last());
+                }
+                ends.dedup();
+                ends
+            } else {
+                uids
+            };
+            if let Some(sel) = self.selected.as_mut() {
+                sel.saved = saved;
+            }
         }
-        if has_modseq {
-            line.push_str(&format!(" (MODSEQ {highest})"));
+        let only_save =
+            options.save && !(options.min || options.max || options.all || options.count);
+        if !only_save {
+            let line = esearch_response(tag, uid, &options, &numbers, modseq);
+            self.untagged(&line);
         }
-        line.push_str("\r\n");
-        self.conn.send(line.as_bytes());
         self.finish(tag, "OK SEARCH completed", uid).await
     }
 }
@@ -1682,11 +1953,147 @@ enum Reply {
     No(String),
 }
 
+/// Drops `uids` from the snapshot and returns what tells the client: EXPUNGE per message
+/// (highest sequence number first, so each number is still valid when read), or one
+/// VANISHED once QRESYNC is enabled (RFC 7162 §3.2.10).
+fn expunge_responses(sel: &mut Selected, uids: &[u32], qresync: bool) -> String {
+    let mut sorted = uids.to_vec();
+    sorted.sort_unstable();
+    let mut out = String::new();
+    let mut vanished = Vec::new();
+    for i in (0..sel.messages.len()).rev() {
+        if sorted.binary_search(&sel.messages[i].uid).is_ok() {
+            if qresync {
+                vanished.push(sel.messages[i].uid);
+            } else {
+                out.push_str(&format!("* {} EXPUNGE\r\n", i + 1));
+            }
+            sel.messages.remove(i);
+        }
+    }
+    if !vanished.is_empty() {
+        vanished.reverse();
+        out.push_str(&format!("* VANISHED {}\r\n", format_set(&vanished)));
+    }
+    out
+}
+
 fn io_end(e: io::Error) -> End {
     if e.kind() == io::ErrorKind::TimedOut {
         End::Timeout
     } else {
         End::Error(e)
+    }
+}
+
+/// `(uidvalidity modseq [known-uids [seq-match-data]])` of SELECT (QRESYNC ...). The
+/// sequence match data only narrows what the server must report; it is not needed here.
+fn qresync_parameter(value: &Value) -> Result<(u32, u64, Option<Vec<Range>>), String> {
+    let bad = || "Invalid QRESYNC parameters".to_string();
+    let Value::List(items) = value else {
+        return Err(bad());
+    };
+    let number = |v: Option<&Value>| v.and_then(Value::atom).and_then(|a| a.parse::<u64>().ok());
+    let validity = number(items.first())
+        .and_then(|n| u32::try_from(n).ok())
+        .filter(|&n| n > 0)
+        .ok_or_else(bad)?;
+    let modseq = number(items.get(1)).ok_or_else(bad)?;
+    let known = match items.get(2) {
+        Some(Value::Atom(set)) => Some(sequence_set(set)?),
+        Some(Value::List(_)) | None => None,
+        Some(Value::Str(_)) => return Err(bad()),
+    };
+    Ok((validity, modseq, known))
+}
+
+/// UIDs in `set` (up to `max`) that are not in `present` (sorted), as a compact set.
+/// Works on ranges, so `1:*` over a mailbox with large UIDs costs nothing extra.
+fn missing_uids(set: &[Range], present: &[u32], max: u32) -> String {
+    let mut ranges: Vec<Range> = set
+        .iter()
+        .map(|&(a, b)| {
+            let b = if b == u32::MAX { max } else { b.min(max) };
+            let a = if a == u32::MAX { max } else { a };
+            (a.min(b), a.max(b))
+        })
+        .filter(|&(a, _)| a >= 1 && a <= max)
+        .collect();
+    ranges.sort_unstable();
+    let mut out: Vec<String> = Vec::new();
+    let mut covered = 0u32; // everything up to here is done (ranges may overlap)
+    for (a, b) in ranges {
+        let mut next = a.max(covered.saturating_add(1));
+        if next > b {
+            continue;
+        }
+        let start = present.partition_point(|&u| u < next);
+        for &u in present[start..].iter().take_while(|&&u| u <= b) {
+            if u > next {
+                out.push(range_text(next, u - 1));
+            }
+            next = u.saturating_add(1);
+        }
+        if next <= b {
+            out.push(range_text(next, b));
+        }
+        covered = covered.max(b);
+    }
+    out.join(",")
+}
+
+fn range_text(a: u32, b: u32) -> String {
+    if a == b {
+        a.to_string()
+    } else {
+        format!("{a}:{b}")
+    }
+}
+
+/// `ESEARCH (TAG "a") UID MIN 1 MAX 9 COUNT 3 ALL 1,4,9` (RFC 4731 §3.1); results that
+/// do not exist for an empty match (MIN, MAX, ALL) are left out.
+fn esearch_response(
+    tag: &str,
+    uid: bool,
+    options: &SearchReturn,
+    numbers: &[u32],
+    modseq: Option<u64>,
+) -> String {
+    let mut line = format!("ESEARCH (TAG {})", quote(tag));
+    if uid {
+        line.push_str(" UID");
+    }
+    if let (true, Some(n)) = (options.min, numbers.first()) {
+        line.push_str(&format!(" MIN {n}"));
+    }
+    if let (true, Some(n)) = (options.max, numbers.last()) {
+        line.push_str(&format!(" MAX {n}"));
+    }
+    if options.count {
+        line.push_str(&format!(" COUNT {}", numbers.len()));
+    }
+    if options.all && !numbers.is_empty() {
+        line.push_str(&format!(" ALL {}", format_set(numbers)));
+    }
+    if let Some(m) = modseq {
+        line.push_str(&format!(" MODSEQ {m}"));
+    }
+    line
+}
+
+/// `1.2.3` of a BINARY section.
+fn part_path(path: &[u32]) -> String {
+    let parts: Vec<String> = path.iter().map(u32::to_string).collect();
+    parts.join(".")
+}
+
+/// FETCH modifiers: `(CHANGEDSINCE n)` or `(CHANGEDSINCE n VANISHED)`.
+fn fetch_modifiers(modifiers: &[Value]) -> Result<(Option<u64>, bool), String> {
+    match modifiers {
+        [since @ .., Value::Atom(v)] if v.eq_ignore_ascii_case("VANISHED") => {
+            Ok((Some(modseq_modifier(since, "CHANGEDSINCE")?), true))
+        }
+        _ => Ok((Some(modseq_modifier(modifiers, "CHANGEDSINCE")?), false)),
     }
 }
 
@@ -1761,6 +2168,130 @@ pub fn wildcard_match(pattern: &str, name: &str) -> bool {
     go(pattern.as_bytes(), name.as_bytes())
 }
 
+/// What a LIST command asks for.
+#[derive(Debug, Default, PartialEq)]
+struct ListRequest {
+    reference: String,
+    patterns: Vec<String>,
+    subscribed_only: bool,
+    recursive: bool,
+    special_use_only: bool,
+    /// Add \Subscribed to the attributes (selection or return option SUBSCRIBED).
+    show_subscribed: bool,
+    /// LIST-STATUS items.
+    status: Option<Vec<Value>>,
+}
+
+/// Parses `LIST [(selection)] reference (pattern | (patterns)) [RETURN (options)]`.
+/// CHILDREN and SPECIAL-USE return options are accepted; their attributes are always sent.
+fn list_request(args: &[Value], lsub: bool) -> Result<ListRequest, String> {
+    let mut request = ListRequest {
+        subscribed_only: lsub,
+        ..ListRequest::default()
+    };
+    let mut args = args;
+    if let [Value::List(selection), rest @ ..] = args {
+        for option in selection {
+            match option.atom().map(str::to_ascii_uppercase).as_deref() {
+                Some("SUBSCRIBED") => {
+                    request.subscribed_only = true;
+                    request.show_subscribed = true;
+                }
+                Some("RECURSIVEMATCH") => request.recursive = true,
+                Some("SPECIAL-USE") => request.special_use_only = true,
+                Some("REMOTE") => {}
+                _ => return Err("Unknown LIST selection option".into()),
+            }
+        }
+        // RFC 5258 §3.1: RECURSIVEMATCH alone is an error.
+        if request.recursive && !request.subscribed_only && !request.special_use_only {
+            return Err("RECURSIVEMATCH needs another selection option".into());
+        }
+        args = rest;
+    }
+    let (Some(reference), Some(patterns)) = (args.first(), args.get(1)) else {
+        return Err("LIST needs a reference and a pattern".into());
+    };
+    request.reference = reference.text().map_err(|_| "Invalid reference")?;
+    request.patterns = match patterns {
+        Value::List(list) if !list.is_empty() => list
+            .iter()
+            .map(Value::text)
+            .collect::<Result<_, _>>()
+            .map_err(|_| "Invalid mailbox pattern")?,
+        Value::List(_) => return Err("Empty pattern list".into()),
+        other => vec![other.text().map_err(|_| "Invalid mailbox pattern")?],
+    };
+    match &args[2..] {
+        [] => {}
+        [Value::Atom(r), Value::List(options)] if r.eq_ignore_ascii_case("RETURN") => {
+            let mut options = options.iter();
+            while let Some(option) = options.next() {
+                match option.atom().map(str::to_ascii_uppercase).as_deref() {
+                    Some("SUBSCRIBED") => request.show_subscribed = true,
+                    Some("CHILDREN") | Some("SPECIAL-USE") => {}
+                    Some("STATUS") => match options.next() {
+                        Some(Value::List(items)) => request.status = Some(items.clone()),
+                        _ => return Err("STATUS needs a list of items".into()),
+                    },
+                    _ => return Err("Unknown LIST return option".into()),
+                }
+            }
+        }
+        _ => return Err("Invalid LIST arguments".into()),
+    }
+    Ok(request)
+}
+
+/// Upper-cased STATUS items, or the BAD text for an unknown one.
+fn status_items(items: &[Value]) -> Result<Vec<String>, String> {
+    items
+        .iter()
+        .map(|item| {
+            let a = item
+                .atom()
+                .ok_or("Invalid STATUS item")?
+                .to_ascii_uppercase();
+            match a.as_str() {
+                "MESSAGES" | "UIDNEXT" | "UIDVALIDITY" | "UNSEEN" | "SIZE" | "HIGHESTMODSEQ"
+                | "RECENT" | "DELETED" | "DELETED-STORAGE" => Ok(a),
+                _ => Err(format!("Unknown STATUS item {a}")),
+            }
+        })
+        .collect()
+}
+
+/// `MESSAGES 3 UNSEEN 1 ...` for a STATUS response.
+fn status_values(items: &[String], mailbox: &Mailbox, messages: &[(u32, MessageRecord)]) -> String {
+    let deleted = || {
+        messages
+            .iter()
+            .filter(|(_, r)| r.flags & flags::DELETED != 0)
+    };
+    let values: Vec<String> = items
+        .iter()
+        .map(|item| {
+            let value = match item.as_str() {
+                "MESSAGES" => messages.len() as u64,
+                "UIDNEXT" => mailbox.uid_next as u64,
+                "UIDVALIDITY" => mailbox.uid_validity as u64,
+                "UNSEEN" => messages
+                    .iter()
+                    .filter(|(_, r)| r.flags & flags::SEEN == 0)
+                    .count() as u64,
+                "SIZE" => messages.iter().map(|(_, r)| r.size).sum(),
+                "HIGHESTMODSEQ" => mailbox.highest_modseq,
+                "DELETED" => deleted().count() as u64,
+                // RFC 9208 §4.2: in the STORAGE resource's unit, KiB.
+                "DELETED-STORAGE" => deleted().map(|(_, r)| r.size).sum::<u64>().div_ceil(1024),
+                _ => 0,
+            };
+            format!("{item} {value}")
+        })
+        .collect();
+    values.join(" ")
+}
+
 fn list_attributes(mailbox: &Mailbox, all: &[Mailbox], lsub: bool) -> String {
     let mut attributes = Vec::new();
     let prefix = format!("{}/", mailbox.name);
@@ -1788,7 +2319,9 @@ fn store_error_text(e: &StoreError) -> String {
         StoreError::NotFound(_) => format!("[NONEXISTENT] {e}"),
         StoreError::Exists(_) => format!("[ALREADYEXISTS] {e}"),
         StoreError::Invalid(_) => format!("[CANNOT] {e}"),
-        StoreError::Lmdb(heed::Error::Mdb(heed::MdbError::MapFull)) => format!("[OVERQUOTA] {e}"),
+        StoreError::OverQuota | StoreError::Lmdb(heed::Error::Mdb(heed::MdbError::MapFull)) => {
+            format!("[OVERQUOTA] {e}")
+        }
         _ => format!("[SERVERBUG] {e}"),
     }
 }

@@ -482,6 +482,13 @@ impl Session {
         }
         match self.shared.store.resolve_recipient(to) {
             Ok(Recipient::Local(accounts)) => {
+                let full = accounts
+                    .iter()
+                    .any(|a| self.shared.store.over_quota(a, 0).unwrap_or(false));
+                if full {
+                    // Temporary: the owner may make room before the sender gives up.
+                    return self.error(452, "4.2.2", "Mailbox full");
+                }
                 if let Some(tx) = &mut self.tx {
                     tx.recipients.push((to.to_string(), accounts));
                 }

@@ -52,7 +52,12 @@ pub enum StoreError {
     NotFound(String),
     Exists(String),
     Invalid(String),
-    SchemaTooNew { found: u32, supported: u32 },
+    /// The account's quota would be exceeded.
+    OverQuota,
+    SchemaTooNew {
+        found: u32,
+        supported: u32,
+    },
 }
 
 impl fmt::Display for StoreError {
@@ -66,6 +71,7 @@ impl fmt::Display for StoreError {
             StoreError::NotFound(what) => write!(f, "{what} does not exist"),
             StoreError::Exists(what) => write!(f, "{what} already exists"),
             StoreError::Invalid(why) => f.write_str(why),
+            StoreError::OverQuota => f.write_str("the account's quota is used up"),
             StoreError::SchemaTooNew { found, supported } => write!(
                 f,
                 "the store has schema version {found}, but this letterbox supports only up to \
@@ -322,6 +328,56 @@ impl Store {
         self.db.accounts.put(&mut txn, &address, &account)?;
         txn.commit()?;
         Ok(())
+    }
+
+    /// Sets the storage quota in bytes (0: unlimited).
+    pub fn set_quota(&self, address: &str, quota_bytes: u64) -> Result<()> {
+        let (address, _) = parse_address(address)?;
+        let mut txn = self.env.write_txn()?;
+        let mut account = self
+            .db
+            .accounts
+            .get(&txn, &address)?
+            .ok_or_else(|| StoreError::NotFound(format!("account {address}")))?;
+        account.quota_bytes = quota_bytes;
+        self.db.accounts.put(&mut txn, &address, &account)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Bytes stored in all mailboxes of an account (a message copied twice counts twice,
+    /// as IMAP QUOTA's STORAGE resource expects) and the account's quota (0: unlimited).
+    /// A scan of the message records: cheap next to the messages themselves.
+    pub fn usage(&self, address: &str) -> Result<(u64, u64)> {
+        let Some((address, _)) = normalize_address(address) else {
+            return Ok((0, 0));
+        };
+        let txn = self.env.read_txn()?;
+        let Some(account) = self.db.accounts.get(&txn, &address)? else {
+            return Ok((0, 0));
+        };
+        let mut used = 0;
+        for item in self
+            .db
+            .mailboxes
+            .prefix_iter(&txn, &mailbox_prefix(&address))?
+        {
+            let mailbox = item?.1;
+            for record in self
+                .db
+                .messages
+                .prefix_iter(&txn, &mailbox.id.to_be_bytes())?
+            {
+                used += record?.1.size;
+            }
+        }
+        Ok((used, account.quota_bytes))
+    }
+
+    /// Whether an account is at or over its quota.
+    pub fn over_quota(&self, address: &str, adding: u64) -> Result<bool> {
+        let (used, quota) = self.usage(address)?;
+        Ok(quota > 0 && used.saturating_add(adding) > quota)
     }
 
     pub fn account(&self, address: &str) -> Result<Option<Account>> {

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import imaplib
 import re
+import smtplib
 import socket
 import subprocess
 import threading
@@ -531,3 +533,221 @@ def test_renaming_the_selected_mailbox_keeps_it_usable(server):
     ok(imap.store("1", "+FLAGS", "(\\Flagged)"))
     assert ok(imap.search(None, "FLAGGED")) == [b"1"]
     imap.logout()
+
+
+def login_raw(server) -> RawImap:
+    raw = RawImap(server.port("imaps"), tls=True)
+    assert b"OK" in raw.command(f"a0 LOGIN {ALICE} {PASSWORDS[ALICE]}".encode())
+    return raw
+
+
+def untagged(lines: list[bytes]) -> list[bytes]:
+    return [line for line in lines if line.startswith(b"* ")]
+
+
+def test_imap4rev2_mode(server):
+    deliver(server)
+    deliver(server)
+    raw = login_raw(server)
+    raw.send(b"a1 CAPABILITY\r\n")
+    caps = raw.until_tagged(b"a1")[0]
+    for cap in [b"IMAP4rev1", b"IMAP4rev2", b"ESEARCH", b"SEARCHRES", b"QRESYNC", b"BINARY", b"LIST-STATUS"]:
+        assert b" " + cap + b" " in caps, caps
+    # Before ENABLE: rev1 behaviour (RECENT, plain SEARCH).
+    raw.send(b"a2 SELECT INBOX\r\n")
+    assert b"* 0 RECENT\r\n" in raw.until_tagged(b"a2")
+    raw.send(b"a3 SEARCH ALL\r\n")
+    assert raw.until_tagged(b"a3")[0] == b"* SEARCH 1 2\r\n"
+    raw.send(b"a4 ENABLE IMAP4rev2\r\n")
+    assert b"* ENABLED IMAP4rev2\r\n" in raw.until_tagged(b"a4")
+    raw.send(b"a5 SELECT INBOX\r\n")
+    lines = raw.until_tagged(b"a5")
+    assert b'* LIST () "/" "INBOX"\r\n' in lines, lines
+    assert not any(b"RECENT" in line or b"UNSEEN" in line for line in lines), lines
+    assert lines[0] == b"* OK [CLOSED] Previous mailbox closed\r\n", lines
+    raw.send(b"a6 UID SEARCH ALL\r\n")
+    lines = raw.until_tagged(b"a6")
+    assert re.fullmatch(rb'\* ESEARCH \(TAG "a6"\) UID ALL \d+:\d+\r\n', lines[0]), lines
+    # UTF-8 mailbox names without UTF8=ACCEPT.
+    raw.send('a7 CREATE "Größe"\r\n'.encode())
+    assert raw.until_tagged(b"a7")[-1].startswith(b"a7 OK")
+    raw.send(b'a8 LIST "" "Gr*"\r\n')
+    assert "Größe".encode() in b"".join(raw.until_tagged(b"a8"))
+    raw.close()
+
+
+def test_esearch_and_searchres(server):
+    for _ in range(4):
+        deliver(server)
+    raw = login_raw(server)
+    raw.send(b"a1 SELECT INBOX\r\n")
+    raw.until_tagged(b"a1")
+    raw.send(b"a2 STORE 2,4 +FLAGS (\\Flagged)\r\n")
+    raw.until_tagged(b"a2")
+    raw.send(b"a3 SEARCH RETURN (MIN MAX COUNT ALL) FLAGGED\r\n")
+    lines = raw.until_tagged(b"a3")
+    assert lines[0] == b'* ESEARCH (TAG "a3") MIN 2 MAX 4 COUNT 2 ALL 2,4\r\n', lines
+    raw.send(b"a4 SEARCH RETURN (COUNT) KEYWORD nothing\r\n")
+    assert raw.until_tagged(b"a4")[0] == b'* ESEARCH (TAG "a4") COUNT 0\r\n'
+    # SAVE alone sends no ESEARCH; `$` then stands for the result.
+    raw.send(b"a5 SEARCH RETURN (SAVE) FLAGGED\r\n")
+    lines = raw.until_tagged(b"a5")
+    assert len(lines) == 1 and lines[0].startswith(b"a5 OK"), lines
+    raw.send(b"a6 FETCH $ (FLAGS)\r\n")
+    lines = untagged(raw.until_tagged(b"a6"))
+    assert [line.split()[1] for line in lines] == [b"2", b"4"], lines
+    raw.send(b"a7 SEARCH NOT $\r\n")
+    assert raw.until_tagged(b"a7")[0] == b"* SEARCH 1 3\r\n"
+    raw.send(b"a8 UID SEARCH RETURN (SAVE MIN) ALL\r\n")
+    raw.until_tagged(b"a8")
+    raw.send(b"a9 SEARCH $\r\n")
+    assert raw.until_tagged(b"a9")[0] == b"* SEARCH 1\r\n"
+    raw.send(b"a10 SEARCH RETURN (BOGUS) ALL\r\n")
+    assert raw.until_tagged(b"a10")[-1].startswith(b"a10 BAD")
+    raw.close()
+
+
+def test_binary_fetch_decodes_parts(server):
+    imap = imaps_login(server)
+    payload = bytes(range(256)) * 4
+    encoded = base64.encodebytes(payload).replace(b"\n", b"\r\n")
+    message = (
+        b"Subject: binary\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=XX\r\n\r\n"
+        b"--XX\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+        b"Gr=C3=BC=C3=9Fe\r\n"
+        b"--XX\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + encoded
+        + b"--XX\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: x-unknown\r\n\r\nzzz\r\n--XX--\r\n"
+    )
+    ok(imap.append("INBOX", None, None, message))
+    ok(imap.select("INBOX"))
+    assert fetch_body(imap, "1", "(BINARY.PEEK[1])") == "Grüße".encode()
+    # imaplib reads a literal8 (~{n}) as a literal too.
+    assert fetch_body(imap, "1", "(BINARY.PEEK[2])") == payload
+    assert fetch_body(imap, "1", "(BINARY.PEEK[2]<256.16>)") == payload[256:272]
+    data = ok(imap.fetch("1", "(BINARY.SIZE[2] BINARY.SIZE[1])"))
+    assert b"BINARY.SIZE[2] 1024" in data[0] and b"BINARY.SIZE[1] 7" in data[0], data
+    typ, data = imap.fetch("1", "(BINARY.PEEK[3])")
+    assert typ == "NO" and b"UNKNOWN-CTE" in data[0], data
+    # PEEK left \Seen alone; BINARY without PEEK sets it.
+    assert b"\\Seen" not in ok(imap.fetch("1", "(FLAGS)"))[0]
+    fetch_body(imap, "1", "(BINARY[1])")
+    assert b"\\Seen" in ok(imap.fetch("1", "(FLAGS)"))[0]
+    imap.logout()
+    # APPEND with a literal8 holding NUL bytes.
+    raw = login_raw(server)
+    body = b"Subject: nul\r\n\r\nbefore\x00after\r\n"
+    raw.send(b"a1 APPEND INBOX ~{%d}\r\n" % len(body))
+    assert raw.file.readline().startswith(b"+")
+    raw.send(body + b"\r\n")
+    assert raw.until_tagged(b"a1")[-1].startswith(b"a1 OK [APPENDUID")
+    raw.close()
+
+
+def test_qresync(server):
+    for _ in range(5):
+        deliver(server)
+    raw = login_raw(server)
+    raw.send(b"a1 SELECT INBOX (QRESYNC (1 1))\r\n")
+    assert raw.until_tagged(b"a1")[-1].startswith(b"a1 BAD"), "QRESYNC before ENABLE"
+    raw.send(b"a2 ENABLE QRESYNC\r\n")
+    assert b"* ENABLED QRESYNC\r\n" in raw.until_tagged(b"a2")
+    raw.send(b"a3 SELECT INBOX\r\n")
+    lines = b"".join(raw.until_tagged(b"a3"))
+    validity = int(re.search(rb"UIDVALIDITY (\d+)", lines).group(1))
+    highest = int(re.search(rb"HIGHESTMODSEQ (\d+)", lines).group(1))
+    raw.send(b"a4 UID SEARCH ALL\r\n")
+    uids = [int(u) for u in raw.until_tagged(b"a4")[0].split()[2:]]
+    # Another session changes flags and expunges while this client is "offline".
+    other = imaps_login(server)
+    ok(other.select("INBOX"))
+    ok(other.uid("STORE", f"{uids[1]},{uids[3]}", "+FLAGS", "(\\Deleted)"))
+    ok(other.uid("STORE", str(uids[4]), "+FLAGS", "(\\Flagged)"))
+    ok(other.expunge())
+    other.logout()
+    # Our own session hears VANISHED, not EXPUNGE.
+    raw.send(b"a5 NOOP\r\n")
+    lines = raw.until_tagged(b"a5")
+    assert f"* VANISHED {uids[1]},{uids[3]}\r\n".encode() in lines, lines
+    assert not any(b"EXPUNGE" in line for line in lines), lines
+    raw.send(b"a6 UNSELECT\r\n")
+    raw.until_tagged(b"a6")
+    # Resynchronisation: what vanished and what changed since `highest`.
+    raw.send(f"a7 SELECT INBOX (QRESYNC ({validity} {highest} {uids[0]}:{uids[-1]}))\r\n".encode())
+    lines = raw.until_tagged(b"a7")
+    assert f"* VANISHED (EARLIER) {uids[1]},{uids[3]}\r\n".encode() in lines, lines
+    fetches = [line for line in lines if b" FETCH " in line]
+    assert len(fetches) == 1 and f"UID {uids[4]} ".encode() in fetches[0] and b"\\Flagged" in fetches[0], lines
+    # A stale UIDVALIDITY gets a plain SELECT.
+    raw.send(f"a8 SELECT INBOX (QRESYNC ({validity + 1} {highest}))\r\n".encode())
+    lines = raw.until_tagged(b"a8")
+    assert not any(b"VANISHED" in line or b" FETCH " in line for line in lines), lines
+    raw.send(f"a9 UID FETCH 1:* (FLAGS) (CHANGEDSINCE {highest} VANISHED)\r\n".encode())
+    lines = raw.until_tagged(b"a9")
+    assert lines[0].startswith(b"* VANISHED (EARLIER) ") and f"{uids[1]}".encode() in lines[0], lines
+    raw.close()
+
+
+def test_list_extended_and_list_status(server):
+    deliver(server)
+    imap = imaps_login(server)
+    ok(imap.create("Projects/Alpha"))
+    ok(imap.subscribe("Projects/Alpha"))
+    ok(imap.unsubscribe("Projects"))
+    imap.logout()
+    raw = login_raw(server)
+    raw.send(b'a1 LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"\r\n')
+    lines = b"".join(raw.until_tagged(b"a1"))
+    assert b'"Projects" ("CHILDINFO" ("SUBSCRIBED"))' in lines, lines
+    assert b'\\Subscribed) "/" "INBOX"' in lines, lines
+    raw.send(b'a2 LIST (SPECIAL-USE) "" "*"\r\n')
+    lines = untagged(raw.until_tagged(b"a2"))
+    assert lines and all(re.search(rb"\\(Sent|Drafts|Trash|Junk|Archive)", line) for line in lines), lines
+    raw.send(b'a3 LIST "" ("INBOX" "Projects/*") RETURN (SUBSCRIBED STATUS (MESSAGES UNSEEN DELETED))\r\n')
+    lines = untagged(raw.until_tagged(b"a3"))
+    assert lines[0].startswith(b"* LIST (") and b'"INBOX"' in lines[0], lines
+    assert lines[1] == b'* STATUS "INBOX" (MESSAGES 1 UNSEEN 1 DELETED 0)\r\n', lines
+    assert b"\\Subscribed" in lines[2] and b'"Projects/Alpha"' in lines[2], lines
+    assert lines[3] == b'* STATUS "Projects/Alpha" (MESSAGES 0 UNSEEN 0 DELETED 0)\r\n', lines
+    assert len(lines) == 4, lines
+    raw.send(b'a4 LIST (RECURSIVEMATCH) "" "*"\r\n')
+    assert raw.until_tagged(b"a4")[-1].startswith(b"a4 BAD")
+    raw.close()
+
+
+def test_quota(server):
+    imap = imaps_login(server)
+    typ, data = imap.getquotaroot("INBOX")
+    assert typ == "OK" and data[1] == [None], data  # no QUOTA response: no quota root
+    server.cli("user", "quota", ALICE, "10K")
+    deliver(server)
+    typ, data = imap.getquotaroot("INBOX")
+    assert typ == "OK", data
+    used, limit = map(int, re.search(rb"STORAGE (\d+) (\d+)", data[1][0]).groups())
+    assert limit == 10 and 1 <= used < 10, data
+    assert b"STORAGE" in ok(imap.getquota('""'))[0]
+    typ, data = imap.setquota('""', "(STORAGE 99999)")
+    assert typ == "NO"
+    typ, data = imap.append("INBOX", None, None, b"Subject: big\r\n\r\n" + b"x" * 20_000 + b"\r\n")
+    assert typ == "NO" and b"OVERQUOTA" in data[0], data
+    imap.logout()
+    # Over quota, SMTP answers a temporary 452 4.2.2 at RCPT.
+    server.cli("user", "quota", ALICE, "1")
+    with smtplib.SMTP(HOST, server.port("smtp"), timeout=IO_TIMEOUT) as smtp:
+        smtp.ehlo("client.example")
+        smtp.mail("someone@example.net")
+        code, text = smtp.rcpt(ALICE)
+        assert code == 452 and text.startswith(b"4.2.2"), (code, text)
+    server.cli("user", "quota", ALICE, "none")
+    deliver(server)
+
+
+def test_password_change_ends_a_cached_login(server):
+    # The first login fills the credential cache; the old password must stop working
+    # the moment it is changed.
+    imaps_login(server).logout()
+    imaps_login(server).logout()
+    server.cli("user", "passwd", ALICE, "--password-stdin", stdin_text="a-new-password\n")
+    with pytest.raises(imaplib.IMAP4.error):
+        imaps_login(server)
+    imaps_login(server, password="a-new-password").logout()
