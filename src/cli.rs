@@ -54,6 +54,56 @@ enum Command {
         #[command(subcommand)]
         action: AliasAction,
     },
+    /// Look at and steer the outbound queue.
+    Queue {
+        #[command(subcommand)]
+        action: QueueAction,
+    },
+    /// DKIM signing keys.
+    Dkim {
+        #[command(subcommand)]
+        action: DkimAction,
+    },
+    /// Send a message read from standard input, as sendmail does (also run as `sendmail`
+    /// through a symlink): [-t] [-f FROM] [-F NAME] [-i] [RECIPIENT...].
+    Sendmail {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum QueueAction {
+    /// One line per queued message: id, age, sender, recipients and their state.
+    List,
+    /// Everything about one message, with its header.
+    Show { id: u64 },
+    /// Try it again now.
+    Retry { id: u64 },
+    /// Try every message again now.
+    Flush,
+    /// Remove it without telling anyone.
+    Delete { id: u64 },
+    /// Give up on it and send the sender a failure notice.
+    Bounce { id: u64 },
+}
+
+#[derive(Subcommand, Debug)]
+enum DkimAction {
+    /// Make an RSA-2048 and an Ed25519 key for DOMAIN and print the DNS records to publish.
+    Generate {
+        domain: String,
+        /// The DKIM selector (a new one for each key rotation).
+        #[arg(long, default_value = "letterbox")]
+        selector: String,
+    },
+    /// Check the DKIM signatures of a message read from standard input (with mail-auth);
+    /// exits 0 only when there is at least one and all pass.
+    Verify {
+        /// DNS server (`ip` or `ip:port`) for the key lookups [default: /etc/resolv.conf].
+        #[arg(long)]
+        dns: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -108,7 +158,16 @@ enum AliasAction {
 
 /// Runs the CLI; returns the process exit code.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    // Called through a `sendmail` symlink: sendmail's own argument syntax.
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let invoked_as = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .map(|n| n.to_string_lossy().into_owned());
+    if invoked_as.as_deref() == Some("sendmail") {
+        args.insert(1, "sendmail".into());
+    }
+    let cli = Cli::parse_from(args);
     if !matches!(cli.command, Command::Serve) {
         // Admin commands behave like other Unix tools in a pipeline (`user list | head`):
         // a closed pipe ends them quietly. The server keeps SIGPIPE ignored for its sockets.
@@ -166,6 +225,54 @@ fn open_store(cli: &Cli) -> Result<Store, String> {
 fn run(cli: Cli) -> Result<(), String> {
     match &cli.command {
         Command::Serve => serve(&cli),
+        Command::Sendmail { args } => {
+            let config = load_config(&cli)?;
+            let store = open_store(&cli)?;
+            let code = crate::sendmail::run(args, &config, &store);
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
+        Command::Queue { action } => queue_command(&cli, action),
+        Command::Dkim {
+            action: DkimAction::Generate { domain, selector },
+        } => {
+            let config = load_config(&cli)?;
+            let dir = data_dir(&cli, &config);
+            let records = crate::relay::dkim::generate(&dir, domain, selector)?;
+            println!(
+                "Publish these DNS TXT records (RSA for every receiver, Ed25519 for newer ones):"
+            );
+            for record in records {
+                println!("{record}");
+            }
+            Ok(())
+        }
+        Command::Dkim {
+            action: DkimAction::Verify { dns },
+        } => {
+            let servers = match dns {
+                Some(d) => vec![crate::relay::route::parse_dns_server(d)
+                    .ok_or(format!("{d:?} is not ip or ip:port"))?],
+                None => Vec::new(),
+            };
+            let mut message = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut message)
+                .map_err(|e| e.to_string())?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            let (lines, pass) = runtime.block_on(crate::relay::dkim::verify(&message, &servers))?;
+            for line in lines {
+                println!("{line}");
+            }
+            if !pass {
+                return Err("DKIM verification failed".into());
+            }
+            Ok(())
+        }
         Command::Config {
             action: ConfigAction::Check,
         } => {
@@ -364,6 +471,138 @@ fn serve(cli: &Cli) -> Result<(), String> {
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     log::info!("stopped");
     Ok(())
+}
+
+fn queue_command(cli: &Cli, action: &QueueAction) -> Result<(), String> {
+    let config = load_config(cli)?;
+    let store = open_store(cli)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let missing = |id: u64| format!("no queued message {id}");
+    let retry_now = |id: u64| -> Result<bool, String> {
+        store
+            .update_queued(id, |entry| {
+                for r in entry.recipients.iter_mut().filter(|r| !r.state.is_final()) {
+                    r.next_attempt = now;
+                }
+                Vec::new()
+            })
+            .map(|e| e.is_some())
+            .map_err(|e| e.to_string())
+    };
+    match action {
+        QueueAction::List => {
+            let entries = store.queue_entries().map_err(|e| e.to_string())?;
+            for (id, e) in &entries {
+                let waiting: Vec<String> = e
+                    .recipients
+                    .iter()
+                    .map(|r| format!("{} ({})", r.address, describe_state(r, now)))
+                    .collect();
+                println!(
+                    "{id}  {}  {} bytes  <{}>  {}",
+                    age(now - e.arrival),
+                    e.size - e.skip,
+                    e.sender,
+                    waiting.join(", ")
+                );
+            }
+            if entries.is_empty() {
+                println!("the queue is empty");
+            }
+        }
+        QueueAction::Show { id } => {
+            let e = store
+                .queued(*id)
+                .map_err(|e| e.to_string())?
+                .ok_or(missing(*id))?;
+            println!(
+                "id: {id}\nsender: <{}>\narrived: {} ago\nsize: {} bytes",
+                e.sender,
+                age(now - e.arrival),
+                e.size - e.skip
+            );
+            if let Some(envid) = &e.envid {
+                println!("envid: {envid}");
+            }
+            for r in &e.recipients {
+                println!(
+                    "recipient: <{}> {} attempts={}",
+                    r.address,
+                    describe_state(r, now),
+                    r.attempts
+                );
+                if let Some(err) = &r.last_error {
+                    println!("  last error: {err}");
+                }
+            }
+            let first = store.read_chunk(e.blob, 0).map_err(|e| e.to_string())?;
+            let start = (e.skip as usize).min(first.len());
+            println!();
+            print!(
+                "{}",
+                String::from_utf8_lossy(crate::relay::dsn::header_of(&first[start..]))
+            );
+        }
+        QueueAction::Retry { id } => {
+            if !retry_now(*id)? {
+                return Err(missing(*id));
+            }
+            println!("queued message {id} will be tried now");
+        }
+        QueueAction::Flush => {
+            let entries = store.queue_entries().map_err(|e| e.to_string())?;
+            for (id, _) in &entries {
+                retry_now(*id)?;
+            }
+            println!("{} queued messages will be tried now", entries.len());
+        }
+        QueueAction::Delete { id } => {
+            if !store.delete_queued(*id).map_err(|e| e.to_string())? {
+                return Err(missing(*id));
+            }
+            println!("deleted queued message {id}");
+        }
+        QueueAction::Bounce { id } => {
+            let found = crate::relay::bounce_all(
+                &store,
+                &config.relay,
+                &config.hostname,
+                *id,
+                "delivery cancelled by the administrator",
+                now,
+            )
+            .map_err(|e| e.to_string())?;
+            if !found {
+                return Err(missing(*id));
+            }
+            println!("bounced queued message {id}");
+        }
+    }
+    Ok(())
+}
+
+fn describe_state(r: &crate::store::QueuedRecipient, now: i64) -> String {
+    use crate::store::RecipientState::*;
+    match r.state {
+        Pending => "pending".into(),
+        Deferred => format!("deferred, next try in {}", age(r.next_attempt - now)),
+        Delivered { relayed: false } => "delivered".into(),
+        Delivered { relayed: true } => "relayed".into(),
+        Failed => "failed".into(),
+    }
+}
+
+/// `3d4h`, `5m`, `12s`.
+fn age(seconds: i64) -> String {
+    let s = seconds.max(0);
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m", s / 60),
+        3600..=86_399 => format!("{}h{}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{}h", s / 86_400, s % 86_400 / 3600),
+    }
 }
 
 /// `500M`, `2G`, `123456`, or `none` (0: unlimited).

@@ -44,6 +44,8 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default)]
     pub auth: AuthPolicy,
+    #[serde(default)]
+    pub relay: Relay,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -211,6 +213,96 @@ impl Default for AuthPolicy {
     }
 }
 
+/// Outbound delivery: the queue, MX lookups and smarthosts (see [`crate::relay`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Relay {
+    /// Outbound SMTP connections at once, all destinations together.
+    pub max_connections: usize,
+    /// Outbound SMTP connections at once to one destination (domain or smarthost).
+    pub max_connections_per_domain: usize,
+    /// First retry after this long; each further one waits twice as long as the last.
+    pub retry_base_secs: u64,
+    /// Longest wait between two attempts.
+    pub retry_max_secs: u64,
+    /// Give up (and bounce) when a message has been queued this long (5 days).
+    pub max_age_secs: u64,
+    /// Tell the sender about a delay once a message has waited this long (4 hours; 0: never).
+    pub delay_notice_secs: u64,
+    /// DNS servers (`ip` or `ip:port`) for MX lookups; empty: those of /etc/resolv.conf.
+    pub dns_servers: Vec<String>,
+    /// Port of remote MX hosts. Only tests and special set-ups change it.
+    pub mx_port: u16,
+    /// STARTTLS towards MX hosts: `opportunistic` (when offered; an unverified
+    /// certificate is accepted, as Postfix's `may`), `verify` (required and verified),
+    /// or `none`.
+    pub mx_tls: MxTls,
+    /// Extra trusted CA certificates (PEM), added to the built-in webpki roots.
+    pub ca_file: Option<PathBuf>,
+    /// Relay through these hosts instead of the recipients' MX hosts.
+    #[serde(rename = "smarthost")]
+    pub smarthosts: Vec<Smarthost>,
+}
+
+impl Default for Relay {
+    fn default() -> Relay {
+        Relay {
+            max_connections: 10,
+            max_connections_per_domain: 2,
+            retry_base_secs: 300,
+            retry_max_secs: 4 * 3600,
+            max_age_secs: 5 * 86400,
+            delay_notice_secs: 4 * 3600,
+            dns_servers: Vec::new(),
+            mx_port: 25,
+            mx_tls: MxTls::Opportunistic,
+            ca_file: None,
+            smarthosts: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MxTls {
+    Opportunistic,
+    Verify,
+    None,
+}
+
+/// A relay host. Its certificate is always verified unless `tls = "none"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Smarthost {
+    pub host: String,
+    #[serde(default = "default_submission_port")]
+    pub port: u16,
+    /// `starttls` (port 587), `implicit` (port 465) or `none`.
+    #[serde(default = "default_smarthost_tls")]
+    pub tls: SmarthostTls,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Recipient domains sent this way; empty: every domain without a more specific entry.
+    #[serde(default)]
+    pub domains: Vec<String>,
+}
+
+fn default_submission_port() -> u16 {
+    587
+}
+
+fn default_smarthost_tls() -> SmarthostTls {
+    SmarthostTls::Starttls
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmarthostTls {
+    Starttls,
+    Implicit,
+    None,
+}
+
 #[derive(Debug)]
 pub struct ConfigError(pub String);
 
@@ -254,6 +346,7 @@ impl Config {
             tls: None,
             limits: Limits::default(),
             auth: AuthPolicy::default(),
+            relay: Relay::default(),
         }
     }
 
@@ -304,6 +397,35 @@ impl Config {
         }
         if self.map_size_mib == Some(0) {
             return bad("map_size_mib", "must be positive");
+        }
+        let r = &self.relay;
+        if r.max_connections == 0 || r.max_connections_per_domain == 0 {
+            return bad(
+                "relay",
+                "max_connections and max_connections_per_domain must be positive",
+            );
+        }
+        if r.retry_base_secs == 0 || r.retry_max_secs < r.retry_base_secs || r.max_age_secs == 0 {
+            return bad(
+                "relay",
+                "retry_base_secs and max_age_secs must be positive, retry_max_secs at least retry_base_secs",
+            );
+        }
+        for server in &r.dns_servers {
+            if crate::relay::route::parse_dns_server(server).is_none() {
+                return bad(
+                    "relay.dns_servers",
+                    &format!("{server:?} is not an IP address or ip:port"),
+                );
+            }
+        }
+        for host in &r.smarthosts {
+            if host.host.is_empty() || host.username.is_some() != host.password.is_some() {
+                return bad(
+                    "relay.smarthost",
+                    "needs a host, and a username and password together",
+                );
+            }
         }
         let mut seen = std::collections::HashSet::new();
         for listener in &self.listeners {

@@ -30,6 +30,8 @@ pub struct Shared {
     pub pop3_locks: MaildropLocks,
     /// Becomes true when the server is shutting down.
     pub shutdown: watch::Receiver<bool>,
+    /// Wakes the relay scheduler when something was queued.
+    pub relay_wake: tokio::sync::Notify,
     config: RwLock<Arc<Config>>,
     connections: Mutex<Connections>,
 }
@@ -56,6 +58,7 @@ impl Shared {
             tls,
             pop3_locks: MaildropLocks::default(),
             shutdown,
+            relay_wake: tokio::sync::Notify::new(),
             config: RwLock::new(Arc::new(config)),
             connections: Mutex::new(Connections::default()),
         }
@@ -163,6 +166,7 @@ pub async fn run(
             done.clone(),
         ));
     }
+    tokio::spawn(crate::relay::runner::run(shared.clone()));
     let _ = writeln!(stdout, "ready");
     let _ = stdout.flush();
     drop(stdout);

@@ -26,6 +26,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 enum Stream {
     Plain(Box<dyn Io>),
     Tls(Box<TlsStream<Box<dyn Io>>>),
+    /// Our side is the client (outbound SMTP).
+    ClientTls(Box<tokio_rustls::client::TlsStream<Box<dyn Io>>>),
     /// Only while a STARTTLS handshake runs.
     Upgrading,
 }
@@ -39,6 +41,7 @@ impl AsyncRead for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::ClientTls(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Upgrading => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
         }
     }
@@ -53,6 +56,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tls(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::ClientTls(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Upgrading => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
         }
     }
@@ -61,6 +65,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_flush(cx),
             Stream::Tls(s) => Pin::new(s).poll_flush(cx),
+            Stream::ClientTls(s) => Pin::new(s).poll_flush(cx),
             Stream::Upgrading => Poll::Ready(Ok(())),
         }
     }
@@ -69,6 +74,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Tls(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::ClientTls(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Upgrading => Poll::Ready(Ok(())),
         }
     }
@@ -117,17 +123,22 @@ impl Connection {
     }
 
     pub fn is_tls(&self) -> bool {
-        matches!(self.stream, Stream::Tls(_))
+        matches!(self.stream, Stream::Tls(_) | Stream::ClientTls(_))
     }
 
     /// TLS protocol and cipher, for the Received: header.
     pub fn tls_description(&self) -> Option<String> {
-        let Stream::Tls(s) = &self.stream else {
-            return None;
+        let (version, suite) = match &self.stream {
+            Stream::Tls(s) => {
+                let conn = s.get_ref().1;
+                (conn.protocol_version()?, conn.negotiated_cipher_suite()?)
+            }
+            Stream::ClientTls(s) => {
+                let conn = s.get_ref().1;
+                (conn.protocol_version()?, conn.negotiated_cipher_suite()?)
+            }
+            _ => return None,
         };
-        let (_, conn) = s.get_ref();
-        let version = conn.protocol_version()?;
-        let suite = conn.negotiated_cipher_suite()?;
         Some(format!("{version:?} {:?}", suite.suite()))
     }
 
@@ -144,6 +155,25 @@ impl Connection {
             .await
             .map_err(|_| timed_out())??;
         self.stream = Stream::Tls(Box::new(tls));
+        Ok(())
+    }
+
+    /// The client side of a TLS handshake (outbound STARTTLS or implicit TLS).
+    pub async fn connect_tls(
+        &mut self,
+        connector: &tokio_rustls::TlsConnector,
+        server_name: rustls::pki_types::ServerName<'static>,
+    ) -> io::Result<()> {
+        self.flush().await?;
+        self.input.clear();
+        self.start = 0;
+        let Stream::Plain(plain) = std::mem::replace(&mut self.stream, Stream::Upgrading) else {
+            return Err(io::Error::other("TLS already active"));
+        };
+        let tls = tokio::time::timeout(self.read_timeout, connector.connect(server_name, plain))
+            .await
+            .map_err(|_| timed_out())??;
+        self.stream = Stream::ClientTls(Box::new(tls));
         Ok(())
     }
 

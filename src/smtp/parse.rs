@@ -3,7 +3,10 @@
 //! turns its flag words into the few typed values the session needs and maps its errors
 //! onto replies.
 
-use smtp_proto::{Request, MAIL_BODY_8BITMIME, MAIL_BODY_BINARYMIME, MAIL_SMTPUTF8};
+use smtp_proto::{
+    Request, MAIL_BODY_8BITMIME, MAIL_BODY_BINARYMIME, MAIL_RET_FULL, MAIL_RET_HDRS, MAIL_SMTPUTF8,
+    RCPT_NOTIFY_DELAY, RCPT_NOTIFY_FAILURE, RCPT_NOTIFY_NEVER, RCPT_NOTIFY_SUCCESS,
+};
 
 /// Body type declared with `MAIL FROM ... BODY=` (RFC 6152).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,8 +34,17 @@ pub enum Command {
         size: Option<u64>,
         body: Body,
         smtputf8: bool,
+        /// RFC 3461 ENVID (xtext decoded) and RET (true: FULL, false: HDRS).
+        envid: Option<String>,
+        ret_full: Option<bool>,
     },
-    Rcpt(String),
+    Rcpt {
+        to: String,
+        /// RFC 3461 ORCPT address (the `rfc822;` type, xtext decoded).
+        orcpt: Option<String>,
+        /// RFC 3461 NOTIFY as [`crate::store::notify`] bits; 0 when not given.
+        notify: u8,
+    },
     Data,
     Bdat {
         size: u64,
@@ -91,12 +103,21 @@ pub fn parse_command(line: &[u8]) -> Result<Command, ParseError> {
             } else {
                 Body::SevenBit
             };
+            let ret_full = if from.flags & MAIL_RET_FULL != 0 {
+                Some(true)
+            } else if from.flags & MAIL_RET_HDRS != 0 {
+                Some(false)
+            } else {
+                None
+            };
             let address = from.address.into_owned();
             Command::Mail {
                 from: (!address.is_empty()).then_some(address),
                 size: (from.size > 0).then_some(from.size as u64),
                 body,
                 smtputf8: from.flags & MAIL_SMTPUTF8 != 0,
+                envid: from.env_id.map(|e| e.into_owned()),
+                ret_full,
             }
         }
         Request::Rcpt { to } => {
@@ -104,7 +125,23 @@ pub fn parse_command(line: &[u8]) -> Result<Command, ParseError> {
             if address.is_empty() {
                 return Err(ParseError::BadRecipient);
             }
-            Command::Rcpt(address)
+            use crate::store::notify;
+            let mut bits = 0;
+            for (flag, bit) in [
+                (RCPT_NOTIFY_SUCCESS, notify::SUCCESS),
+                (RCPT_NOTIFY_FAILURE, notify::FAILURE),
+                (RCPT_NOTIFY_DELAY, notify::DELAY),
+                (RCPT_NOTIFY_NEVER, notify::NEVER),
+            ] {
+                if to.flags & flag != 0 {
+                    bits |= bit;
+                }
+            }
+            Command::Rcpt {
+                to: address,
+                orcpt: to.orcpt.map(|o| o.into_owned()),
+                notify: bits,
+            }
         }
         Request::Data => Command::Data,
         Request::Bdat {
@@ -184,7 +221,9 @@ mod tests {
                 from: Some("a@b.org".into()),
                 size: Some(1000),
                 body: Body::EightBitMime,
-                smtputf8: true
+                smtputf8: true,
+                envid: None,
+                ret_full: None,
             })
         );
         assert_eq!(
@@ -193,7 +232,9 @@ mod tests {
                 from: None,
                 size: None,
                 body: Body::SevenBit,
-                smtputf8: false
+                smtputf8: false,
+                envid: None,
+                ret_full: None,
             })
         );
         assert_eq!(p("MAIL FROM:<a@@b>\r\n"), Err(ParseError::BadSender));
@@ -211,7 +252,30 @@ mod tests {
     fn rcpt_and_data() {
         assert_eq!(
             p("RCPT TO:<Alice@Example.org>\r\n"),
-            Ok(Command::Rcpt("Alice@Example.org".into()))
+            Ok(Command::Rcpt {
+                to: "Alice@Example.org".into(),
+                orcpt: None,
+                notify: 0
+            })
+        );
+        assert_eq!(
+            p("RCPT TO:<bob@x.org> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;Bob+2B1@x.org\r\n"),
+            Ok(Command::Rcpt {
+                to: "bob@x.org".into(),
+                orcpt: Some("Bob+1@x.org".into()),
+                notify: crate::store::notify::SUCCESS | crate::store::notify::DELAY
+            })
+        );
+        assert_eq!(
+            p("MAIL FROM:<a@b.org> RET=HDRS ENVID=QQ+2B1\r\n"),
+            Ok(Command::Mail {
+                from: Some("a@b.org".into()),
+                size: None,
+                body: Body::SevenBit,
+                smtputf8: false,
+                envid: Some("QQ+1".into()),
+                ret_full: Some(false),
+            })
         );
         assert_eq!(p("RCPT TO:<>\r\n"), Err(ParseError::BadRecipient));
         assert!(matches!(p("RCPT alice\r\n"), Err(ParseError::Syntax(_))));

@@ -17,7 +17,7 @@ use crate::config::{Config, ListenerKind};
 use crate::limits::{MAX_DATA_LINE, MAX_SASL_LINE, MAX_SMTP_COMMAND_LINE};
 use crate::net::{Connection, Line};
 use crate::server::Shared;
-use crate::store::{Incoming, Recipient, SpoolWriter};
+use crate::store::{Incoming, Outbound, Recipient, SpoolWriter};
 use std::io;
 use std::sync::Arc;
 
@@ -35,9 +35,14 @@ pub enum End {
 struct Transaction {
     from: Option<String>,
     smtputf8: bool,
+    eight_bit: bool,
+    envid: Option<String>,
+    ret_full: Option<bool>,
     declared_size: Option<u64>,
-    /// Recipients as given, and the accounts each resolves to.
+    /// Local recipients as given, and the accounts each resolves to.
     recipients: Vec<(String, Vec<String>)>,
+    /// Remote recipients (submission only) with their ORCPT and NOTIFY: they are queued.
+    outbound: Vec<(String, Option<String>, u8)>,
     /// BDAT state: bytes so far, and whether something already failed.
     chunks: Option<Chunking>,
 }
@@ -210,12 +215,19 @@ impl Session {
                 size,
                 body,
                 smtputf8,
+                envid,
+                ret_full,
             } => {
-                return Ok(self
-                    .mail(from, size, body, smtputf8)
-                    .then_some(End::TooManyErrors))
+                let stop = self.mail(from, size, body, smtputf8);
+                if let Some(tx) = &mut self.tx {
+                    tx.envid = envid;
+                    tx.ret_full = ret_full;
+                }
+                return Ok(stop.then_some(End::TooManyErrors));
             }
-            Command::Rcpt(to) => return Ok(self.rcpt(&to).then_some(End::TooManyErrors)),
+            Command::Rcpt { to, orcpt, notify } => {
+                return Ok(self.rcpt(&to, orcpt, notify).then_some(End::TooManyErrors))
+            }
             Command::Data => return self.data().await,
             Command::Bdat { size, last } => return self.bdat(size, last).await,
             Command::Rset => {
@@ -263,6 +275,7 @@ impl Session {
             "SMTPUTF8",
             "ENHANCEDSTATUSCODES",
             "CHUNKING",
+            "DSN",
         ];
         if !self.conn.is_tls() {
             lines.push("STARTTLS");
@@ -438,8 +451,12 @@ impl Session {
         self.tx = Some(Transaction {
             from,
             smtputf8,
+            eight_bit: body == Body::EightBitMime,
+            envid: None,
+            ret_full: None,
             declared_size: size,
             recipients: Vec::new(),
+            outbound: Vec::new(),
             chunks: None,
         });
         self.reply(250, "2.1.0", "Sender OK");
@@ -468,13 +485,13 @@ impl Session {
         }
     }
 
-    fn rcpt(&mut self, to: &str) -> bool {
+    fn rcpt(&mut self, to: &str, orcpt: Option<String>, notify: u8) -> bool {
         let max = self.config.limits.max_recipients;
         let authenticated = self.user.is_some();
         let Some(tx) = &self.tx else {
             return self.error(503, "5.5.1", "Send MAIL first");
         };
-        if tx.recipients.len() >= max {
+        if tx.recipients.len() + tx.outbound.len() >= max {
             return self.error(452, "4.5.3", "Too many recipients");
         }
         if !tx.smtputf8 && !to.is_ascii() {
@@ -496,11 +513,21 @@ impl Session {
                 false
             }
             Ok(Recipient::UnknownUser) => self.error(550, "5.1.1", "No such user here"),
-            Ok(Recipient::NotLocal) if authenticated => self.error(
-                550,
-                "5.7.1",
-                "Relaying to other domains is not available yet on this server",
-            ),
+            Ok(Recipient::NotLocal) if authenticated => {
+                // Submission: remote recipients go to the outbound queue.
+                if crate::address::normalize_address(to).is_none() {
+                    return self.error(501, "5.1.3", "Invalid recipient address");
+                }
+                // The local part is kept as given: only the remote host may fold its case.
+                let address = to.to_string();
+                if let Some(tx) = &mut self.tx {
+                    if !tx.outbound.iter().any(|(a, _, _)| *a == address) {
+                        tx.outbound.push((address, orcpt, notify));
+                    }
+                }
+                self.reply(250, "2.1.5", "Recipient OK, will be relayed");
+                false
+            }
             Ok(Recipient::NotLocal) => self.error(554, "5.7.1", "Relay access denied"),
             Err(e) => {
                 log::error!("recipient lookup failed: {e}");
@@ -513,7 +540,9 @@ impl Session {
     async fn data(&mut self) -> io::Result<Option<End>> {
         let refusal = match &self.tx {
             None => Some((503, "5.5.1", "Send MAIL first")),
-            Some(tx) if tx.recipients.is_empty() => Some((554, "5.5.1", "No valid recipients")),
+            Some(tx) if tx.recipients.is_empty() && tx.outbound.is_empty() => {
+                Some((554, "5.5.1", "No valid recipients"))
+            }
             _ => None,
         };
         if let Some((code, esc, text)) = refusal {
@@ -576,7 +605,9 @@ impl Session {
         let max = self.config.limits.max_message_size;
         let failure: Option<&'static [u8]> = match &self.tx {
             None => Some(b"503 5.5.1 Send MAIL first\r\n"),
-            Some(tx) if tx.recipients.is_empty() => Some(b"554 5.5.1 No valid recipients\r\n"),
+            Some(tx) if tx.recipients.is_empty() && tx.outbound.is_empty() => {
+                Some(b"554 5.5.1 No valid recipients\r\n")
+            }
             _ => None,
         };
         // A chunk larger than any acceptable message cannot be worth reading: close.
@@ -666,7 +697,10 @@ impl Session {
             self.user.is_some(),
         );
         let now = unix_now();
-        let single = (tx.recipients.len() == 1).then(|| tx.recipients[0].0.as_str());
+        let single = match (tx.recipients.as_slice(), tx.outbound.as_slice()) {
+            ([(only, _)], []) | ([], [(only, _, _)]) => Some(only.as_str()),
+            _ => None,
+        };
         let trace = Trace {
             reverse_path: tx.from.as_deref(),
             helo: self.helo.as_deref().unwrap_or("unknown"),
@@ -678,26 +712,55 @@ impl Session {
             recipient: single,
             date: now,
         };
+        let prefix = trace.headers();
+        // The Return-Path line is for local copies only; relayed copies start after it.
+        let skip = prefix
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map_or(0, |p| p as u64 + 2);
+        let outbound = (!tx.outbound.is_empty()).then(|| Outbound {
+            sender: tx.from.clone().unwrap_or_default(),
+            envid: tx.envid.clone(),
+            ret_full: tx.ret_full,
+            eight_bit: tx.eight_bit,
+            smtputf8: tx.smtputf8,
+            recipients: tx.outbound.clone(),
+            skip,
+        });
         let message = Incoming {
-            prefix: trace.headers(),
+            prefix,
             body: spool.finish(),
             internal_date: now,
         };
         let size = message.size();
         let _ = tx.declared_size;
-        match self.shared.committer.deliver(message, accounts).await {
-            Ok(placed) => {
+        match self
+            .shared
+            .committer
+            .deliver(message, accounts, outbound)
+            .await
+        {
+            Ok(accepted) => {
+                let recipients: Vec<&str> = tx
+                    .recipients
+                    .iter()
+                    .map(|(r, _)| r.as_str())
+                    .chain(tx.outbound.iter().map(|(r, _, _)| r.as_str()))
+                    .collect();
                 log::info!(
-                    "smtp {}: delivered id={id} from=<{}> to={} size={size} copies={}",
+                    "smtp {}: accepted id={id} from=<{}> to={} size={size} copies={}{}",
                     self.conn.peer,
                     tx.from.as_deref().unwrap_or(""),
-                    tx.recipients
-                        .iter()
-                        .map(|(r, _)| r.as_str())
-                        .collect::<Vec<_>>()
-                        .join(","),
-                    placed.len()
+                    recipients.join(","),
+                    accepted.placed.len(),
+                    accepted
+                        .queued
+                        .map(|q| format!(" queued={q}"))
+                        .unwrap_or_default()
                 );
+                if accepted.queued.is_some() {
+                    self.shared.relay_wake.notify_one();
+                }
                 let text = format!("OK id={id}");
                 self.reply(250, "2.0.0", &text);
             }

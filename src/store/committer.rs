@@ -3,7 +3,7 @@
 //! reply arrives only after the transaction holding its message committed, so the SMTP 250
 //! is never sent before the message is durable, and never waits for later messages.
 
-use super::{Incoming, Placed, Result, Store, StoreError};
+use super::{Accepted, Incoming, Outbound, Result, Store, StoreError};
 use crate::limits::MAX_GROUP_COMMIT;
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -12,7 +12,8 @@ use tokio::sync::{oneshot, watch};
 struct Job {
     message: Incoming,
     accounts: Vec<String>,
-    reply: oneshot::Sender<Result<Vec<Placed>>>,
+    outbound: Option<Outbound>,
+    reply: oneshot::Sender<Result<Accepted>>,
 }
 
 /// Handle to the delivery thread. Cloning is cheap; the thread ends with the last handle.
@@ -46,12 +47,19 @@ impl Committer {
         self.changes.subscribe()
     }
 
-    /// Delivers `message` to the INBOX of every account; returns once it is durable.
-    pub async fn deliver(&self, message: Incoming, accounts: Vec<String>) -> Result<Vec<Placed>> {
+    /// Delivers `message` to the INBOX of every account and queues it for the remote
+    /// recipients in `outbound`; returns once all of it is durable.
+    pub async fn deliver(
+        &self,
+        message: Incoming,
+        accounts: Vec<String>,
+        outbound: Option<Outbound>,
+    ) -> Result<Accepted> {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             message,
             accounts,
+            outbound,
             reply,
         };
         let gone = || StoreError::Invalid("delivery thread is gone".into());
@@ -60,7 +68,7 @@ impl Committer {
             Err(mpsc::TrySendError::Full(job)) => {
                 // The channel is bounded: waiting for room must not block a runtime thread.
                 let jobs = self.jobs.clone();
-                tokio::task::spawn_blocking(move || jobs.send(job))
+                tokio::task::spawn_blocking(move || jobs.send(job).map_err(|_| ()))
                     .await
                     .map_err(|_| gone())?
                     .map_err(|_| gone())?;
@@ -81,9 +89,15 @@ fn run(store: &Store, queue: &mpsc::Receiver<Job>, changes: &watch::Sender<u64>)
             }
         }
         let outcome = {
-            let mut jobs: Vec<(&mut Incoming, &[String])> = batch
+            let mut jobs: Vec<(&mut Incoming, &[String], Option<&Outbound>)> = batch
                 .iter_mut()
-                .map(|job| (&mut job.message, job.accounts.as_slice()))
+                .map(|job| {
+                    (
+                        &mut job.message,
+                        job.accounts.as_slice(),
+                        job.outbound.as_ref(),
+                    )
+                })
                 .collect();
             store.deliver_group(&mut jobs)
         };

@@ -1,4 +1,4 @@
-//! The LMDB store: accounts, mailboxes, messages and (later) the outbound queue.
+//! The LMDB store: accounts, mailboxes, messages and the outbound queue.
 //!
 //! One LMDB environment in `<data_dir>/mail` holds every database. Every public function
 //! here runs one transaction and returns only after it committed; LMDB's synchronous
@@ -17,7 +17,7 @@
 //! | `blobs`     | blob id (u64 BE) ++ chunk (u32 BE)   | raw RFC 5322 bytes, 64 KiB per chunk |
 //! | `blob_refs` | blob id (u64 BE)                     | reference count (u32 BE)       |
 //! | `message_meta` | blob id (u64 BE)                  | [`MessageMeta`]: IMAP ENVELOPE, BODY, BODYSTRUCTURE (schema 2) |
-//! | `queue`     | reserved for the outbound queue      |                                |
+//! | `queue`     | queue id (u64 BE)                    | [`QueuedMessage`]: envelope, DSN parameters, per-recipient state (schema 3) |
 //!
 //! A message's bytes are stored once as a blob; every mailbox entry that shows it (one per
 //! recipient, later IMAP COPY) holds a reference, and the blob is deleted with the last one.
@@ -30,12 +30,17 @@
 
 mod committer;
 mod mailboxes;
+mod queue;
 mod schema;
 mod spool;
 
 pub use committer::Committer;
 pub use mailboxes::{Copied, FlagOp};
-pub use schema::{flags, Account, Mailbox, MessageMeta, MessageRecord, SpecialUse, SCHEMA_VERSION};
+pub use queue::{Accepted, Notice, Outbound};
+pub use schema::{
+    flags, notify, Account, Mailbox, MessageMeta, MessageRecord, QueuedMessage, QueuedRecipient,
+    RecipientState, SpecialUse, SCHEMA_VERSION,
+};
 pub use spool::{SpoolWriter, Spooled};
 
 use crate::address::{normalize_address, normalize_domain, without_subaddress};
@@ -173,6 +178,7 @@ impl Store {
             }
             Some(v) if v < SCHEMA_VERSION as u64 => {
                 // 1 → 2: `message_meta` was created above; old messages have no entry yet.
+                // 2 → 3: the reserved, always empty `queue` database gets its records.
                 write_u64(&db, &mut txn, META_SCHEMA_VERSION, SCHEMA_VERSION as u64)?;
             }
             Some(_) => {}
@@ -186,6 +192,11 @@ impl Store {
     }
 
     /// Directory for messages too large to buffer in memory while they arrive.
+    /// The data directory the store lives in (DKIM keys sit next to it).
+    pub fn data_dir(&self) -> &Path {
+        self.spool_dir.parent().unwrap_or(&self.spool_dir)
+    }
+
     pub fn spool_dir(&self) -> &Path {
         &self.spool_dir
     }
@@ -647,18 +658,30 @@ impl Store {
 
     /// Delivers one message to the INBOX of each account, in one transaction.
     pub fn deliver(&self, message: &mut Incoming, accounts: &[String]) -> Result<Vec<Placed>> {
-        let mut txn = self.env.write_txn()?;
-        let placed = self.deliver_txn(&mut txn, message, accounts)?;
-        txn.commit()?;
-        Ok(placed)
+        Ok(self.accept(message, accounts, None)?.placed)
     }
 
-    fn deliver_txn(
+    /// Stores one accepted message in one transaction: a copy in the INBOX of each local
+    /// account and, for remote recipients, a queue entry. All of it or nothing.
+    pub fn accept(
+        &self,
+        message: &mut Incoming,
+        accounts: &[String],
+        outbound: Option<&Outbound>,
+    ) -> Result<Accepted> {
+        let mut txn = self.env.write_txn()?;
+        let accepted = self.accept_txn(&mut txn, message, accounts, outbound)?;
+        txn.commit()?;
+        Ok(accepted)
+    }
+
+    fn accept_txn(
         &self,
         txn: &mut RwTxn,
         message: &mut Incoming,
         accounts: &[String],
-    ) -> Result<Vec<Placed>> {
+        outbound: Option<&Outbound>,
+    ) -> Result<Accepted> {
         let mut inboxes = Vec::with_capacity(accounts.len());
         for account in accounts {
             let key = mailbox_key(account, "INBOX");
@@ -671,12 +694,13 @@ impl Store {
                 inboxes.push((key, inbox));
             }
         }
-        if inboxes.is_empty() {
-            return Ok(Vec::new());
+        let holders = inboxes.len() + usize::from(outbound.is_some());
+        if holders == 0 {
+            return Ok(Accepted::default());
         }
         let size = message.size();
         let blob = self.write_blob(txn, message)?;
-        self.db.blob_refs.put(txn, &blob, &(inboxes.len() as u32))?;
+        self.db.blob_refs.put(txn, &blob, &(holders as u32))?;
         let mut placed = Vec::with_capacity(inboxes.len());
         for (key, mut inbox) in inboxes {
             let record = MessageRecord {
@@ -694,7 +718,11 @@ impl Store {
                 uid,
             });
         }
-        Ok(placed)
+        let queued = match outbound {
+            Some(o) => Some(self.enqueue_txn(txn, blob, size, o, message.internal_date)?),
+            None => None,
+        };
+        Ok(Accepted { placed, queued })
     }
 
     /// Adds `record` to `mailbox` under the next UID with a new modseq, and returns the UID.
@@ -758,13 +786,13 @@ impl Store {
     /// transaction so that one failure does not sink the others.
     pub(crate) fn deliver_group(
         &self,
-        jobs: &mut [(&mut Incoming, &[String])],
-    ) -> Result<Vec<Result<Vec<Placed>>>> {
+        jobs: &mut [(&mut Incoming, &[String], Option<&Outbound>)],
+    ) -> Result<Vec<Result<Accepted>>> {
         let mut txn = self.env.write_txn()?;
         let mut results = Vec::with_capacity(jobs.len());
-        for (message, accounts) in jobs.iter_mut() {
+        for (message, accounts, outbound) in jobs.iter_mut() {
             let mut nested = self.env.nested_write_txn(&mut txn)?;
-            match self.deliver_txn(&mut nested, message, accounts) {
+            match self.accept_txn(&mut nested, message, accounts, *outbound) {
                 Ok(placed) => {
                     nested.commit()?;
                     results.push(Ok(placed));

@@ -7,12 +7,16 @@ use heed::{Database, Env, RwTxn};
 use serde::{Deserialize, Serialize};
 
 /// Version of the layout below. Bump it, and add a migration, whenever a record changes.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 pub(crate) const META_SCHEMA_VERSION: &str = "schema_version";
 pub(crate) const META_NEXT_MAILBOX_ID: &str = "next_mailbox_id";
 pub(crate) const META_NEXT_BLOB_ID: &str = "next_blob_id";
 pub(crate) const META_LAST_UIDVALIDITY: &str = "last_uidvalidity";
+pub(crate) const META_NEXT_QUEUE_ID: &str = "next_queue_id";
+/// Bumped by every change to the queue, from any process (the server's scheduler rescans
+/// when it moves; `letterbox sendmail` and `letterbox queue` run in their own processes).
+pub(crate) const META_QUEUE_GENERATION: &str = "queue_generation";
 
 /// All named databases of the environment.
 #[derive(Clone, Copy)]
@@ -27,9 +31,8 @@ pub(crate) struct Databases {
     pub blob_refs: Database<U64<BigEndian>, U32<BigEndian>>,
     /// Since schema 2: IMAP ENVELOPE/BODY/BODYSTRUCTURE per blob, computed at delivery.
     pub message_meta: Database<U64<BigEndian>, SerdeBincode<MessageMeta>>,
-    /// Reserved for the outbound queue; created now so the schema version covers it.
-    #[allow(dead_code)]
-    pub queue: Database<Bytes, Bytes>,
+    /// Since schema 3: the outbound queue, by queue id.
+    pub queue: Database<U64<BigEndian>, SerdeBincode<QueuedMessage>>,
 }
 
 /// Number of named databases (LMDB needs an upper bound at open time).
@@ -156,4 +159,86 @@ pub(crate) fn uid_of_message_key(key: &[u8]) -> u32 {
 
 pub(crate) fn blob_chunk_key(blob: u64, chunk: u32) -> [u8; 12] {
     message_key(blob, chunk)
+}
+
+/// A message in the outbound queue. Its bytes are a blob like a mailbox message's (the
+/// queue holds one reference), minus the first `skip` bytes (the Return-Path line, which
+/// belongs only to local copies).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct QueuedMessage {
+    pub blob: u64,
+    pub size: u64,
+    pub skip: u64,
+    /// Envelope sender; empty for the null reverse-path (a bounce is never bounced).
+    pub sender: String,
+    /// Unix time it entered the queue.
+    pub arrival: i64,
+    /// RFC 3461 ENVID (decoded).
+    pub envid: Option<String>,
+    /// RFC 3461 RET: true for FULL, false for HDRS, None when not given.
+    pub ret_full: Option<bool>,
+    /// The body is 8BITMIME / the envelope needs SMTPUTF8.
+    pub eight_bit: bool,
+    pub smtputf8: bool,
+    pub recipients: Vec<QueuedRecipient>,
+    /// A delay notice went out already.
+    pub delay_notified: bool,
+}
+
+/// One recipient of a queued message and where its delivery stands.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct QueuedRecipient {
+    pub address: String,
+    /// RFC 3461 ORCPT (`rfc822;` address, decoded).
+    pub orcpt: Option<String>,
+    /// RFC 3461 NOTIFY bits ([`notify`]); 0 means not given (FAILURE and DELAY apply).
+    pub notify: u8,
+    pub state: RecipientState,
+    pub attempts: u32,
+    /// Unix time of the next attempt (for pending and deferred recipients).
+    pub next_attempt: i64,
+    /// The last temporary or permanent error, as said by the remote server or the network.
+    pub last_error: Option<String>,
+    /// The host that answered last.
+    pub remote: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum RecipientState {
+    /// Not tried yet.
+    Pending,
+    /// Tried, failed temporarily; see `last_error` and `next_attempt`.
+    Deferred,
+    /// Accepted by the next hop; `relayed` when that hop does not speak DSN.
+    Delivered { relayed: bool },
+    /// Failed for good; the sender is told (unless NOTIFY says otherwise).
+    Failed,
+}
+
+impl RecipientState {
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            RecipientState::Delivered { .. } | RecipientState::Failed
+        )
+    }
+}
+
+/// RFC 3461 NOTIFY values as bits of [`QueuedRecipient::notify`].
+pub mod notify {
+    pub const SUCCESS: u8 = 1;
+    pub const FAILURE: u8 = 2;
+    pub const DELAY: u8 = 4;
+    pub const NEVER: u8 = 8;
+
+    /// Whether a DSN of this kind may be sent for these bits (RFC 3461 §4.1).
+    pub fn wants(bits: u8, kind: u8) -> bool {
+        if bits & NEVER != 0 {
+            return false;
+        }
+        if bits == 0 {
+            return kind != SUCCESS;
+        }
+        bits & kind != 0
+    }
 }

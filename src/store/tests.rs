@@ -191,7 +191,7 @@ fn group_commit_isolates_failures() {
     let good = ["alice@example.org".to_string()];
     let bad = ["ghost@example.org".to_string()];
     let results = s
-        .deliver_group(&mut [(&mut a, &good[..]), (&mut b, &bad[..])])
+        .deliver_group(&mut [(&mut a, &good[..], None), (&mut b, &bad[..], None)])
         .unwrap();
     assert!(results[0].is_ok());
     assert!(results[1].is_err());

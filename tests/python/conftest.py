@@ -103,8 +103,10 @@ class Server:
         limits: dict | None = None,
         run_as: str | None = None,
         tls: tuple[Path, Path] | None = None,
+        extra_config: str = "",
     ):
         self.base_dir = Path(base_dir)
+        self.extra_config = extra_config
         self.data_dir = self.base_dir / "data"
         self.config_path = self.base_dir / "letterbox.toml"
         self.stderr_path = self.base_dir / "server-stderr.log"
@@ -138,7 +140,7 @@ class Server:
         lines += ["", "[limits]"] + [f"{key} = {value}" for key, value in self.limits.items()]
         plaintext = "true" if self.allow_plaintext_on_loopback else "false"
         lines += ["", "[auth]", f"allow_plaintext_on_loopback = {plaintext}"]
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines) + "\n" + self.extra_config
 
     def write_config(self) -> None:
         self.config_path.write_text(self.config_text())

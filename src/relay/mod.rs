@@ -1,0 +1,316 @@
+//! Outbound mail: the queue's delivery side.
+//!
+//! - [`route`]: where a recipient's mail goes (smarthost or MX hosts via hickory-resolver),
+//!   and the TLS client configurations.
+//! - [`client`]: the SMTP client that talks to a next hop.
+//! - [`runner`]: the scheduler: picks due queue entries, groups their recipients by route,
+//!   delivers each group over one connection, within the connection limits.
+//! - [`retry`]: the backoff schedule (pure).
+//! - [`dsn`]: delivery status notifications, RFC 3464 (pure).
+//! - [`dkim`]: DKIM keys (`letterbox dkim generate`) and signing with mail-auth.
+//!
+//! This module ties them together: [`record`] applies the outcome of an attempt to a queue
+//! entry and writes any DSN in the same transaction, so that a crash never loses a bounce
+//! nor sends one twice.
+//!
+//! # Decisions
+//! - A queue entry is a blob reference plus per-recipient state (see
+//!   [`crate::store::QueuedMessage`]); recipients of one message to one route share one
+//!   transaction on the wire, and several messages to one route share one connection.
+//! - A recipient is marked delivered only after the next hop's 250 to the final dot was
+//!   read and the store committed it; a crash in between sends it again (SMTP's own
+//!   at-least-once window), never loses it.
+//! - 4xx and network trouble: retry with backoff until `max_age_secs`, then bounce with
+//!   4.4.7 and the last error. 5xx: bounce at once. Bounces (null sender) are never
+//!   bounced. A delay notice goes out once, after `delay_notice_secs`, to recipients whose
+//!   NOTIFY allows it.
+//! - RET: failures include the original header (RET=HDRS or no RET) or the whole message
+//!   when RET=FULL asked for it and it is at most [`MAX_RETURNED_MESSAGE`] bytes.
+//! - DSN (RFC 3461) is honoured: parameters are passed on to a next hop that offers DSN;
+//!   when it does not, a NOTIFY=SUCCESS recipient gets a "relayed" notice from us.
+//! - Aliases that forward to other domains are refused when they are created (no SRS):
+//!   forwarding would fail SPF at the destination.
+
+pub mod client;
+pub mod dkim;
+pub mod dsn;
+pub mod retry;
+pub mod route;
+pub mod runner;
+
+use crate::config::Relay;
+use crate::store::{
+    notify, Incoming, Notice, Outbound, QueuedMessage, Recipient, RecipientState, Spooled, Store,
+};
+use client::Failure;
+use dsn::{Action, RecipientReport, Report};
+
+/// The largest original message a RET=FULL failure notice carries whole.
+pub const MAX_RETURNED_MESSAGE: u64 = 1 << 20;
+
+/// What happened to one recipient (by index) in one attempt.
+#[derive(Debug, Clone)]
+pub enum Attempt {
+    /// The next hop took it; `dsn` when it takes over DSN duties.
+    Delivered { remote: String, dsn: bool },
+    Failed {
+        remote: Option<String>,
+        failure: Failure,
+    },
+}
+
+/// Applies one attempt's results to queue entry `id` and stores what the sender must be
+/// told, all in one transaction. Returns the entry as it now stands (None: it left the
+/// queue).
+pub fn record(
+    store: &Store,
+    relay: &Relay,
+    hostname: &str,
+    id: u64,
+    results: &[(usize, Attempt)],
+    now: i64,
+) -> crate::store::Result<Option<QueuedMessage>> {
+    let Some(current) = store.queued(id)? else {
+        return Ok(None);
+    };
+    let original = original_for_report(store, &current)?;
+    let routing = notice_routing(store, &current.sender)?;
+    store.update_queued(id, |entry| {
+        let mut reports = Vec::new();
+        let mut delays = Vec::new();
+        for (index, result) in results {
+            let Some(r) = entry.recipients.get_mut(*index) else {
+                continue;
+            };
+            if r.state.is_final() {
+                continue;
+            }
+            r.attempts += 1;
+            match result {
+                Attempt::Delivered { remote, dsn } => {
+                    r.state = RecipientState::Delivered { relayed: !dsn };
+                    r.remote = Some(remote.clone());
+                    r.last_error = None;
+                    if !dsn && notify::wants(r.notify, notify::SUCCESS) {
+                        reports.push(report_line(r, Action::Relayed, "2.0.0", None, now));
+                    }
+                }
+                Attempt::Failed { remote, failure } => {
+                    r.remote = remote.clone().or(r.remote.take());
+                    r.last_error = Some(failure.diagnostic.clone());
+                    let expired = now - entry.arrival >= relay.max_age_secs as i64;
+                    if failure.permanent || expired {
+                        r.state = RecipientState::Failed;
+                        let status = if failure.permanent {
+                            failure.status.clone()
+                        } else {
+                            "4.4.7".to_string()
+                        };
+                        if notify::wants(r.notify, notify::FAILURE) {
+                            reports.push(report_line(r, Action::Failed, &status, None, now));
+                        }
+                    } else {
+                        r.state = RecipientState::Deferred;
+                        let jitter = rand_jitter();
+                        r.next_attempt = now
+                            + retry::retry_delay(
+                                r.attempts,
+                                relay.retry_base_secs,
+                                relay.retry_max_secs,
+                                jitter,
+                            ) as i64;
+                        let until = entry.arrival + relay.max_age_secs as i64;
+                        if notify::wants(r.notify, notify::DELAY) {
+                            delays.push(report_line(
+                                r,
+                                Action::Delayed,
+                                &failure.status,
+                                Some(until),
+                                now,
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        let mut notices = Vec::new();
+        if entry.sender.is_empty() {
+            return notices; // never bounce a bounce
+        }
+        if !reports.is_empty() {
+            notices.push(notice(entry, hostname, reports, &original, &routing, now));
+        }
+        let late =
+            relay.delay_notice_secs > 0 && now - entry.arrival >= relay.delay_notice_secs as i64;
+        if late && !entry.delay_notified && !delays.is_empty() {
+            entry.delay_notified = true;
+            let headers = Original {
+                bytes: dsn::header_of(&original.bytes).to_vec(),
+                full: false,
+            };
+            notices.push(notice(entry, hostname, delays, &headers, &routing, now));
+        }
+        notices
+    })
+}
+
+/// Fails every recipient not yet final (`letterbox queue bounce`), telling the sender.
+pub fn bounce_all(
+    store: &Store,
+    relay: &Relay,
+    hostname: &str,
+    id: u64,
+    why: &str,
+    now: i64,
+) -> crate::store::Result<bool> {
+    let Some(entry) = store.queued(id)? else {
+        return Ok(false);
+    };
+    let results: Vec<(usize, Attempt)> = entry
+        .recipients
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| !r.state.is_final())
+        .map(|(i, _)| {
+            (
+                i,
+                Attempt::Failed {
+                    remote: None,
+                    failure: Failure::permanent("5.0.0", why),
+                },
+            )
+        })
+        .collect();
+    record(store, relay, hostname, id, &results, now)?;
+    Ok(true)
+}
+
+fn report_line(
+    r: &crate::store::QueuedRecipient,
+    action: Action,
+    status: &str,
+    retry_until: Option<i64>,
+    now: i64,
+) -> RecipientReport {
+    RecipientReport {
+        address: r.address.clone(),
+        orcpt: r.orcpt.clone(),
+        action,
+        status: status.to_string(),
+        remote: r.remote.clone(),
+        diagnostic: r.last_error.clone(),
+        last_attempt: Some(now),
+        retry_until,
+    }
+}
+
+fn rand_jitter() -> u64 {
+    use rand_core::RngCore;
+    rand_core::OsRng.next_u64()
+}
+
+/// The original message as a DSN quotes it.
+struct Original {
+    bytes: Vec<u8>,
+    full: bool,
+}
+
+/// The header of the queued message, or all of it for RET=FULL when small enough.
+fn original_for_report(store: &Store, entry: &QueuedMessage) -> crate::store::Result<Original> {
+    let full = entry.ret_full == Some(true) && entry.size - entry.skip <= MAX_RETURNED_MESSAGE;
+    let mut bytes = Vec::new();
+    let mut index = 0;
+    // Headers live in the first chunks; stop once the blank line is in.
+    while index < crate::store::chunk_count(entry.size) {
+        bytes.extend_from_slice(&store.read_chunk(entry.blob, index)?);
+        index += 1;
+        let body = &bytes[(entry.skip as usize).min(bytes.len())..];
+        if !full && body.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+        if bytes.len() as u64 > MAX_RETURNED_MESSAGE + entry.skip {
+            break;
+        }
+    }
+    bytes.drain(..(entry.skip as usize).min(bytes.len()));
+    if full {
+        Ok(Original { bytes, full })
+    } else {
+        Ok(Original {
+            bytes: dsn::header_of(&bytes).to_vec(),
+            full: false,
+        })
+    }
+}
+
+/// Where a notice to `sender` goes: local accounts, or the queue.
+enum Routing {
+    Local(Vec<String>),
+    Remote,
+    Nowhere,
+}
+
+fn notice_routing(store: &Store, sender: &str) -> crate::store::Result<Routing> {
+    if sender.is_empty() {
+        return Ok(Routing::Nowhere);
+    }
+    Ok(match store.resolve_recipient(sender)? {
+        Recipient::Local(accounts) => Routing::Local(accounts),
+        Recipient::NotLocal => Routing::Remote,
+        // A local sender that no longer exists: nobody to tell.
+        Recipient::UnknownUser => Routing::Nowhere,
+    })
+}
+
+fn notice(
+    entry: &QueuedMessage,
+    hostname: &str,
+    recipients: Vec<RecipientReport>,
+    original: &Original,
+    routing: &Routing,
+    now: i64,
+) -> Notice {
+    let id = format!("{:016x}", rand_jitter());
+    let body = dsn::build(&Report {
+        reporting_mta: hostname,
+        to: &entry.sender,
+        envid: entry.envid.as_deref(),
+        arrival: entry.arrival,
+        now,
+        recipients,
+        original: &original.bytes,
+        original_full: original.full,
+        id: &id,
+    });
+    let eight_bit = !body.is_ascii();
+    let prefix = b"Return-Path: <>\r\n".to_vec();
+    let skip = prefix.len() as u64;
+    let message = Incoming {
+        prefix,
+        body: Spooled::Memory(body),
+        internal_date: now,
+    };
+    match routing {
+        Routing::Local(accounts) => Notice {
+            message,
+            accounts: accounts.clone(),
+            outbound: None,
+        },
+        Routing::Remote => Notice {
+            message,
+            accounts: Vec::new(),
+            outbound: Some(Outbound {
+                sender: String::new(),
+                recipients: vec![(entry.sender.clone(), None, notify::NEVER)],
+                skip,
+                eight_bit,
+                ..Outbound::default()
+            }),
+        },
+        Routing::Nowhere => Notice {
+            message,
+            accounts: Vec::new(),
+            outbound: None,
+        },
+    }
+}

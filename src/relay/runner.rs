@@ -1,0 +1,441 @@
+//! The delivery scheduler: one task that keeps the queue moving.
+//!
+//! It keeps a list of (next attempt, queue id), rebuilt from the store whenever the queue's
+//! generation counter moved (any change, by this process or by `letterbox sendmail` /
+//! `letterbox queue`), and checks it at least once a second or when woken by an SMTP
+//! session that queued something. Due recipients are grouped by route; each group goes
+//! out over one connection in its own task. At most `max_connections` such tasks run in
+//! all, and at most `max_connections_per_domain` per route.
+
+use super::client::{AsyncPieces, Client, Connectors, Envelope, Failure, Outcome};
+use super::route::{hops, Resolver, Route};
+use super::{record, Attempt};
+use crate::config::Config;
+use crate::server::Shared;
+use crate::store::{chunk_count, QueuedMessage, Store};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Most messages sent over one connection before it is closed and the scheduler looks again.
+const MAX_BATCH: usize = 100;
+
+/// One queue entry's due recipients on one route.
+struct Item {
+    id: u64,
+    recipients: Vec<usize>,
+}
+
+/// Runs until shutdown. Deliveries under way when it stops are dropped mid-flight; they are
+/// tried again after the restart (SMTP's at-least-once window).
+pub async fn run(shared: Arc<Shared>) {
+    let mut shutdown = shared.shutdown.clone();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Route, Vec<u64>)>();
+    let mut schedule: Vec<(i64, u64)> = Vec::new();
+    let mut generation = None;
+    let mut in_flight: HashSet<u64> = HashSet::new();
+    let mut busy: HashMap<Route, usize> = HashMap::new();
+    let mut tools: Option<(Arc<Config>, Connectors, Resolver)> = None;
+    let connections = Arc::new(tokio::sync::Semaphore::new(0));
+    let mut permits = 0usize;
+    loop {
+        let config = shared.config();
+        // Rebuild TLS and DNS clients when the configuration changed (SIGHUP).
+        if tools
+            .as_ref()
+            .is_none_or(|(c, _, _)| !Arc::ptr_eq(c, &config))
+        {
+            match super::route::connectors(&config.relay) {
+                Ok((connectors, client_tls)) => {
+                    let resolver = Resolver::new(&config.relay, client_tls);
+                    tools = Some((config.clone(), connectors, resolver));
+                }
+                Err(e) => log::error!("relay: TLS set-up failed: {e}"),
+            }
+            let wanted = config.relay.max_connections;
+            if wanted > permits {
+                connections.add_permits(wanted - permits);
+                permits = wanted;
+            } else if wanted < permits {
+                if let Ok(p) = connections
+                    .clone()
+                    .try_acquire_many_owned((permits - wanted) as u32)
+                {
+                    p.forget();
+                    permits = wanted;
+                }
+            }
+        }
+        let store = shared.store.clone();
+        match tokio::task::spawn_blocking(move || store.queue_generation()).await {
+            Ok(Ok(g)) if Some(g) != generation => {
+                let store = shared.store.clone();
+                if let Ok(Ok(entries)) =
+                    tokio::task::spawn_blocking(move || store.queue_entries()).await
+                {
+                    schedule = entries
+                        .iter()
+                        .filter_map(|(id, e)| Some((next_due(e)?, *id)))
+                        .collect();
+                    generation = Some(g);
+                    // `letterbox sendmail` may also have filled local mailboxes.
+                    shared.committer.notify();
+                }
+            }
+            Ok(Err(e)) => log::error!("relay: reading the queue: {e}"),
+            _ => {}
+        }
+        let now = unix_now();
+        if let Some((config, connectors, resolver)) = &tools {
+            let due: Vec<u64> = schedule
+                .iter()
+                .filter(|(at, id)| *at <= now && !in_flight.contains(id))
+                .map(|(_, id)| *id)
+                .collect();
+            if !due.is_empty() {
+                let groups = group_by_route(&shared.store, config, &due, now).await;
+                for (route, items) in groups {
+                    let running = busy.get(&route).copied().unwrap_or(0);
+                    let free = config
+                        .relay
+                        .max_connections_per_domain
+                        .saturating_sub(running);
+                    if free == 0 {
+                        continue;
+                    }
+                    for batch in split(items, free) {
+                        let ids: Vec<u64> = batch.iter().map(|i| i.id).collect();
+                        in_flight.extend(ids.iter().copied());
+                        *busy.entry(route.clone()).or_default() += 1;
+                        let task = Delivery {
+                            shared: shared.clone(),
+                            config: config.clone(),
+                            connectors: connectors.clone(),
+                            resolver: resolver.clone(),
+                            route: route.clone(),
+                        };
+                        let done = done_tx.clone();
+                        let limit = connections.clone();
+                        tokio::spawn(async move {
+                            let _permit = limit.acquire_owned().await;
+                            task.run(batch).await;
+                            let _ = done.send((task.route, ids));
+                        });
+                    }
+                }
+            }
+        }
+        // Sleep until the next due entry, a wake-up, or a second (for other processes).
+        let next = schedule
+            .iter()
+            .filter(|(_, id)| !in_flight.contains(id))
+            .map(|(at, _)| *at)
+            .min();
+        let wait = next.map_or(1, |at| (at - now).clamp(0, 1)) as u64;
+        tokio::select! {
+            _ = shared.relay_wake.notified() => {}
+            Some((route, ids)) = done_rx.recv() => {
+                for id in ids {
+                    in_flight.remove(&id);
+                }
+                if let Some(n) = busy.get_mut(&route) {
+                    *n -= 1;
+                    if *n == 0 {
+                        busy.remove(&route);
+                    }
+                }
+                // The entries changed: make sure the next round rereads them.
+                generation = None;
+            }
+            _ = tokio::time::sleep(Duration::from_millis(if wait == 0 { 50 } else { 1000 })) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+/// When the entry next wants an attempt: its earliest pending or deferred recipient.
+fn next_due(entry: &QueuedMessage) -> Option<i64> {
+    entry
+        .recipients
+        .iter()
+        .filter(|r| !r.state.is_final())
+        .map(|r| r.next_attempt)
+        .min()
+}
+
+async fn group_by_route(
+    store: &Arc<Store>,
+    config: &Config,
+    due: &[u64],
+    now: i64,
+) -> BTreeMap<Route, Vec<Item>> {
+    let store = store.clone();
+    let ids = due.to_vec();
+    let entries = tokio::task::spawn_blocking(move || {
+        ids.into_iter()
+            .filter_map(|id| Some((id, store.queued(id).ok()??)))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    let mut groups: BTreeMap<Route, Vec<Item>> = BTreeMap::new();
+    for (id, entry) in entries {
+        let mut by_route: BTreeMap<Route, Vec<usize>> = BTreeMap::new();
+        for (index, r) in entry.recipients.iter().enumerate() {
+            if r.state.is_final() || r.next_attempt > now {
+                continue;
+            }
+            let domain = r.address.rsplit_once('@').map_or("", |(_, d)| d);
+            by_route
+                .entry(Route::for_domain(&config.relay, domain))
+                .or_default()
+                .push(index);
+        }
+        for (route, recipients) in by_route {
+            groups
+                .entry(route)
+                .or_default()
+                .push(Item { id, recipients });
+        }
+    }
+    groups
+}
+
+/// Up to `parts` batches of at most [`MAX_BATCH`] items each.
+fn split(items: Vec<Item>, parts: usize) -> Vec<Vec<Item>> {
+    let mut batches: Vec<Vec<Item>> = (0..parts).map(|_| Vec::new()).collect();
+    for (i, item) in items.into_iter().enumerate() {
+        let batch = &mut batches[i % parts];
+        if batch.len() < MAX_BATCH {
+            batch.push(item);
+        }
+    }
+    batches.retain(|b| !b.is_empty());
+    batches
+}
+
+/// One connection's worth of work for one route.
+struct Delivery {
+    shared: Arc<Shared>,
+    config: Arc<Config>,
+    connectors: Connectors,
+    resolver: Resolver,
+    route: Route,
+}
+
+impl Delivery {
+    async fn run(&self, batch: Vec<Item>) {
+        let mut resolver = self.resolver.clone();
+        let name = self.route.name(&self.config.relay);
+        let hops = match hops(&self.route, &self.config.relay, &mut resolver).await {
+            Ok(h) => h,
+            Err(failure) => {
+                log::info!("relay {name}: {}", failure.diagnostic);
+                for item in &batch {
+                    self.fail_item(item, None, &failure).await;
+                }
+                return;
+            }
+        };
+        let mut client: Option<Client> = None;
+        for item in &batch {
+            if client.is_none() {
+                client = match self.connect(&hops).await {
+                    Ok(c) => Some(c),
+                    Err(failure) => {
+                        // Nobody answered: every message of this batch waits.
+                        log::info!("relay {name}: {}", failure.diagnostic);
+                        for item in &batch {
+                            self.fail_item(item, None, &failure).await;
+                        }
+                        return;
+                    }
+                };
+            }
+            let Some(c) = client.as_mut() else { break };
+            let remote = c.hop.host.clone();
+            match self.send_item(c, item).await {
+                Ok(()) => {
+                    if c.reset().await.is_err() {
+                        client = None;
+                    }
+                }
+                Err(failure) => {
+                    log::info!("relay {name}: queue id {}: {}", item.id, failure.diagnostic);
+                    self.fail_item(item, Some(remote), &failure).await;
+                    // The connection may be in any state now: start afresh.
+                    client = None;
+                }
+            }
+        }
+        if let Some(c) = client {
+            c.quit().await;
+        }
+    }
+
+    /// Tries the hops in order; the first that greets us and says EHLO wins.
+    async fn connect(&self, hops: &[super::client::Hop]) -> Result<Client, Failure> {
+        let mut last = Failure::temporary("no host to try");
+        for hop in hops {
+            match Client::connect(hop.clone(), &self.config.hostname, &self.connectors).await {
+                Ok(c) => return Ok(c),
+                Err(f) => {
+                    log::info!("relay: {} ({}): {}", hop.host, hop.addr, f.diagnostic);
+                    last = f;
+                }
+            }
+        }
+        // A 5xx greeting from every host is still not the recipient's fault for good.
+        last.permanent = false;
+        Err(last)
+    }
+
+    async fn send_item(&self, client: &mut Client, item: &Item) -> Result<(), Failure> {
+        let store = self.shared.store.clone();
+        let id = item.id;
+        let Ok(Ok(Some(entry))) = tokio::task::spawn_blocking(move || store.queued(id)).await
+        else {
+            return Ok(()); // gone meanwhile (deleted by the administrator)
+        };
+        let signature = super::dkim::sign_queued(&self.shared.store, &entry).await;
+        let size = entry.size - entry.skip + signature.len() as u64;
+        let envelope = Envelope {
+            sender: &entry.sender,
+            recipients: item
+                .recipients
+                .iter()
+                .filter_map(|&i| entry.recipients.get(i))
+                .map(|r| (r.address.as_str(), r.orcpt.as_deref(), r.notify))
+                .collect(),
+            envid: entry.envid.as_deref(),
+            ret_full: entry.ret_full,
+            eight_bit: entry.eight_bit,
+            smtputf8: entry.smtputf8,
+            size,
+        };
+        let body = BlobPieces {
+            store: self.shared.store.clone(),
+            entry: entry.clone(),
+            next: 0,
+            first: Some(signature),
+        };
+        let outcomes = client.send(&envelope, body).await?;
+        let remote = client.hop.host.clone();
+        let results: Vec<(usize, Attempt)> = item
+            .recipients
+            .iter()
+            .zip(outcomes)
+            .map(|(&i, outcome)| {
+                let attempt = match outcome {
+                    Outcome::Delivered { dsn } => Attempt::Delivered {
+                        remote: remote.clone(),
+                        dsn,
+                    },
+                    Outcome::Failed(failure) => Attempt::Failed {
+                        remote: Some(remote.clone()),
+                        failure,
+                    },
+                };
+                (i, attempt)
+            })
+            .collect();
+        for (i, attempt) in &results {
+            let address = entry.recipients.get(*i).map_or("", |r| r.address.as_str());
+            match attempt {
+                Attempt::Delivered { .. } => {
+                    log::info!("relay: queue id {id}: delivered to <{address}> via {remote}")
+                }
+                Attempt::Failed { failure, .. } => log::info!(
+                    "relay: queue id {id}: <{address}> via {remote}: {}",
+                    failure.diagnostic
+                ),
+            }
+        }
+        self.record(id, results).await;
+        Ok(())
+    }
+
+    async fn fail_item(&self, item: &Item, remote: Option<String>, failure: &Failure) {
+        let results = item
+            .recipients
+            .iter()
+            .map(|&i| {
+                (
+                    i,
+                    Attempt::Failed {
+                        remote: remote.clone(),
+                        failure: failure.clone(),
+                    },
+                )
+            })
+            .collect();
+        self.record(item.id, results).await;
+    }
+
+    async fn record(&self, id: u64, results: Vec<(usize, Attempt)>) {
+        let store = self.shared.store.clone();
+        let config = self.config.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            record(
+                &store,
+                &config.relay,
+                &config.hostname,
+                id,
+                &results,
+                unix_now(),
+            )
+        })
+        .await;
+        match outcome {
+            Ok(Ok(_)) => {
+                // Bounces may have landed in local mailboxes.
+                self.shared.committer.notify();
+            }
+            Ok(Err(e)) => log::error!("relay: recording queue id {id}: {e}"),
+            Err(e) => log::error!("relay: recording queue id {id}: {e}"),
+        }
+    }
+}
+
+/// The queued message's bytes, chunk by chunk, after an optional first piece (the DKIM
+/// signature) and without the skipped prefix.
+struct BlobPieces {
+    store: Arc<Store>,
+    entry: QueuedMessage,
+    next: u32,
+    first: Option<Vec<u8>>,
+}
+
+impl AsyncPieces for BlobPieces {
+    async fn next_piece(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+        if let Some(first) = self.first.take().filter(|f| !f.is_empty()) {
+            return Ok(Some(first));
+        }
+        if self.next >= chunk_count(self.entry.size) {
+            return Ok(None);
+        }
+        let index = self.next;
+        self.next += 1;
+        let store = self.store.clone();
+        let blob = self.entry.blob;
+        let chunk = tokio::task::spawn_blocking(move || store.read_chunk(blob, index))
+            .await
+            .map_err(std::io::Error::other)?
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        // Drop the skipped prefix (it lies in the first chunk).
+        let start = if index == 0 {
+            (self.entry.skip as usize).min(chunk.len())
+        } else {
+            0
+        };
+        Ok(Some(chunk[start..].to_vec()))
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

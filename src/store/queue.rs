@@ -1,0 +1,175 @@
+//! The outbound queue's records: entering it (with the local copies of the same message,
+//! in one transaction), reading it, recording attempts, and leaving it.
+
+use super::schema::{
+    QueuedMessage, QueuedRecipient, RecipientState, META_NEXT_QUEUE_ID, META_QUEUE_GENERATION,
+};
+use super::{next_counter, read_u64, write_u64, Incoming, Placed, Result, Store, StoreError};
+use heed::RwTxn;
+
+/// The envelope of a message's remote recipients, as the queue records it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outbound {
+    /// Empty for the null reverse-path.
+    pub sender: String,
+    pub envid: Option<String>,
+    pub ret_full: Option<bool>,
+    pub eight_bit: bool,
+    pub smtputf8: bool,
+    /// (address, ORCPT, NOTIFY bits)
+    pub recipients: Vec<(String, Option<String>, u8)>,
+    /// Leading bytes of the stored message that are not sent on (the Return-Path line).
+    pub skip: u64,
+}
+
+/// What [`Store::accept`] did.
+#[derive(Debug, Default)]
+pub struct Accepted {
+    pub placed: Vec<Placed>,
+    pub queued: Option<u64>,
+}
+
+impl Store {
+    pub(super) fn enqueue_txn(
+        &self,
+        txn: &mut RwTxn,
+        blob: u64,
+        size: u64,
+        outbound: &Outbound,
+        arrival: i64,
+    ) -> Result<u64> {
+        let id = next_counter(&self.db, txn, META_NEXT_QUEUE_ID)?;
+        let entry = QueuedMessage {
+            blob,
+            size,
+            skip: outbound.skip.min(size),
+            sender: outbound.sender.clone(),
+            arrival,
+            envid: outbound.envid.clone(),
+            ret_full: outbound.ret_full,
+            eight_bit: outbound.eight_bit,
+            smtputf8: outbound.smtputf8,
+            recipients: outbound
+                .recipients
+                .iter()
+                .map(|(address, orcpt, notify)| QueuedRecipient {
+                    address: address.clone(),
+                    orcpt: orcpt.clone(),
+                    notify: *notify,
+                    state: RecipientState::Pending,
+                    attempts: 0,
+                    next_attempt: arrival,
+                    last_error: None,
+                    remote: None,
+                })
+                .collect(),
+            delay_notified: false,
+        };
+        self.db.queue.put(txn, &id, &entry)?;
+        self.bump_queue_generation(txn)?;
+        Ok(id)
+    }
+
+    fn bump_queue_generation(&self, txn: &mut RwTxn) -> Result<()> {
+        let generation = read_u64(&self.db, txn, META_QUEUE_GENERATION)?.unwrap_or(0);
+        write_u64(
+            &self.db,
+            txn,
+            META_QUEUE_GENERATION,
+            generation.wrapping_add(1),
+        )
+    }
+
+    /// Queues a message for remote recipients only (sendmail, bounces).
+    pub fn enqueue(&self, message: &mut Incoming, outbound: &Outbound) -> Result<u64> {
+        let accepted = self.accept(message, &[], Some(outbound))?;
+        accepted
+            .queued
+            .ok_or_else(|| StoreError::Invalid("nothing to queue".into()))
+    }
+
+    /// Tells a running server (watching [`Store::queue_generation`]) to look again.
+    pub fn touch_queue(&self) -> Result<()> {
+        let mut txn = self.env.write_txn()?;
+        self.bump_queue_generation(&mut txn)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Changes whenever anything in the queue changed, in any process.
+    pub fn queue_generation(&self) -> Result<u64> {
+        let txn = self.env.read_txn()?;
+        Ok(read_u64(&self.db, &txn, META_QUEUE_GENERATION)?.unwrap_or(0))
+    }
+
+    pub fn queued(&self, id: u64) -> Result<Option<QueuedMessage>> {
+        let txn = self.env.read_txn()?;
+        Ok(self.db.queue.get(&txn, &id)?)
+    }
+
+    /// The whole queue in id (arrival) order.
+    pub fn queue_entries(&self) -> Result<Vec<(u64, QueuedMessage)>> {
+        let txn = self.env.read_txn()?;
+        let mut out = Vec::new();
+        for item in self.db.queue.iter(&txn)? {
+            out.push(item?);
+        }
+        Ok(out)
+    }
+
+    /// Reads, changes and writes back one queue entry in one transaction. When `change`
+    /// returns messages (bounces, delay notices), they are stored in the same transaction:
+    /// delivered to the local accounts or queued for remote ones, as each says. When every
+    /// recipient is final afterwards, the entry leaves the queue and drops its blob
+    /// reference. Returns the updated entry (None once it left the queue or never was).
+    pub fn update_queued<F>(&self, id: u64, change: F) -> Result<Option<QueuedMessage>>
+    where
+        F: FnOnce(&mut QueuedMessage) -> Vec<Notice>,
+    {
+        let mut txn = self.env.write_txn()?;
+        let Some(mut entry) = self.db.queue.get(&txn, &id)? else {
+            return Ok(None);
+        };
+        let notices = change(&mut entry);
+        for mut notice in notices {
+            self.accept_txn(
+                &mut txn,
+                &mut notice.message,
+                &notice.accounts,
+                notice.outbound.as_ref(),
+            )?;
+        }
+        let done = entry.recipients.iter().all(|r| r.state.is_final());
+        if done {
+            self.db.queue.delete(&mut txn, &id)?;
+            self.release_blob(&mut txn, entry.blob, entry.size)?;
+        } else {
+            self.db.queue.put(&mut txn, &id, &entry)?;
+        }
+        self.bump_queue_generation(&mut txn)?;
+        txn.commit()?;
+        Ok((!done).then_some(entry))
+    }
+
+    /// Removes an entry without telling anyone (`letterbox queue delete`).
+    pub fn delete_queued(&self, id: u64) -> Result<bool> {
+        let mut txn = self.env.write_txn()?;
+        let Some(entry) = self.db.queue.get(&txn, &id)? else {
+            return Ok(false);
+        };
+        self.db.queue.delete(&mut txn, &id)?;
+        self.release_blob(&mut txn, entry.blob, entry.size)?;
+        self.bump_queue_generation(&mut txn)?;
+        txn.commit()?;
+        Ok(true)
+    }
+}
+
+/// A message made while updating the queue (a DSN): where it goes.
+pub struct Notice {
+    pub message: Incoming,
+    /// Local accounts that get it in their INBOX.
+    pub accounts: Vec<String>,
+    /// Remote recipients it is queued for.
+    pub outbound: Option<Outbound>,
+}
