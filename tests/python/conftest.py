@@ -140,6 +140,10 @@ class Server:
         lines += ["", "[limits]"] + [f"{key} = {value}" for key, value in self.limits.items()]
         plaintext = "true" if self.allow_plaintext_on_loopback else "false"
         lines += ["", "[auth]", f"allow_plaintext_on_loopback = {plaintext}"]
+        if "[relay]" not in self.extra_config:
+            # Tests stay on loopback: a queued remote recipient must never make the relay
+            # ask the machine's real resolver. Nothing answers on this port.
+            lines += ["", "[relay]", 'dns_servers = ["127.0.0.1:9"]']
         return "\n".join(lines) + "\n" + self.extra_config
 
     def write_config(self) -> None:

@@ -277,12 +277,16 @@ def test_submission_mail_from_must_be_owned(server):
         assert smtp.docmd("MAIL", f"FROM:<{ALICE}>")[0] == 250
 
 
-def test_submission_does_not_relay(server):
+def test_submission_queues_remote_recipients(server):
+    # Issue 5: an authenticated user's mail to other domains goes into the queue.
     with smtp_login(server, ALICE) as smtp:
         assert smtp.docmd("MAIL", f"FROM:<{ALICE}>")[0] == 250
         code, text = smtp.docmd("RCPT", "TO:<friend@elsewhere.test>")
-        assert 400 <= code < 600, (code, text)
-        assert b"relay" in text.lower()
+        assert code == 250, (code, text)
+        code, text = smtp.data(b"Subject: hi\r\n\r\nhello\r\n")
+        assert code == 250, (code, text)
+    listing = server.cli("queue", "list").stdout
+    assert "<alice@example.org>" in listing and "friend@elsewhere.test" in listing, listing
 
 
 # -- aliases --------------------------------------------------------------
