@@ -421,6 +421,17 @@ fn prompt_hidden(prompt: &str) -> Result<String, String> {
 fn serve(cli: &Cli) -> Result<(), String> {
     let path = config_path(cli);
     let config = load_config(cli)?;
+    if let Some(p) = &path {
+        use std::os::unix::fs::PermissionsExt;
+        let world_readable =
+            std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o004 != 0);
+        if world_readable && config.relay.smarthosts.iter().any(|s| s.password.is_some()) {
+            log::warn!(
+                "{} holds smarthost passwords and every user can read it: chmod 640 it (owner root, group letterbox)",
+                p.display()
+            );
+        }
+    }
     let data = data_dir(cli, &config);
     let as_root = privilege::is_root();
     let listeners = server::bind(&config.effective_listeners(as_root))?;
@@ -480,17 +491,6 @@ fn queue_command(cli: &Cli, action: &QueueAction) -> Result<(), String> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
     let missing = |id: u64| format!("no queued message {id}");
-    let retry_now = |id: u64| -> Result<bool, String> {
-        store
-            .update_queued(id, |entry| {
-                for r in entry.recipients.iter_mut().filter(|r| !r.state.is_final()) {
-                    r.next_attempt = now;
-                }
-                Vec::new()
-            })
-            .map(|e| e.is_some())
-            .map_err(|e| e.to_string())
-    };
     match action {
         QueueAction::List => {
             let entries = store.queue_entries().map_err(|e| e.to_string())?;
@@ -546,17 +546,18 @@ fn queue_command(cli: &Cli, action: &QueueAction) -> Result<(), String> {
             );
         }
         QueueAction::Retry { id } => {
-            if !retry_now(*id)? {
+            if store
+                .retry_now(Some(&[*id]), now)
+                .map_err(|e| e.to_string())?
+                == 0
+            {
                 return Err(missing(*id));
             }
             println!("queued message {id} will be tried now");
         }
         QueueAction::Flush => {
-            let entries = store.queue_entries().map_err(|e| e.to_string())?;
-            for (id, _) in &entries {
-                retry_now(*id)?;
-            }
-            println!("{} queued messages will be tried now", entries.len());
+            let n = store.retry_now(None, now).map_err(|e| e.to_string())?;
+            println!("{n} queued messages will be tried now");
         }
         QueueAction::Delete { id } => {
             if !store.delete_queued(*id).map_err(|e| e.to_string())? {

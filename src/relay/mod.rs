@@ -314,3 +314,157 @@ fn notice(
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tests::with_users;
+
+    const ARRIVAL: i64 = 1_700_000_000;
+
+    fn queue_one(store: &Store, sender: &str, notify_bits: u8) -> u64 {
+        let mut message = Incoming {
+            prefix: b"Return-Path: <x>\r\n".to_vec(),
+            body: Spooled::Memory(b"Subject: original\r\n\r\nbody\r\n".to_vec()),
+            internal_date: ARRIVAL,
+        };
+        let outbound = Outbound {
+            sender: sender.into(),
+            recipients: vec![("bob@remote.test".into(), None, notify_bits)],
+            skip: 18,
+            ..Outbound::default()
+        };
+        store.enqueue(&mut message, &outbound).unwrap()
+    }
+
+    fn failed(permanent: bool) -> Vec<(usize, Attempt)> {
+        let failure = if permanent {
+            Failure::permanent("5.1.1", "550 5.1.1 no such user")
+        } else {
+            Failure {
+                permanent: false,
+                diagnostic: "451 4.3.0 later".into(),
+                status: "4.3.0".into(),
+            }
+        };
+        vec![(
+            0,
+            Attempt::Failed {
+                remote: Some("mx.remote.test".into()),
+                failure,
+            },
+        )]
+    }
+
+    /// The texts of the messages in alice's INBOX.
+    fn inbox(store: &Store) -> Vec<String> {
+        let mailbox = store
+            .mailbox("alice@example.org", "INBOX")
+            .unwrap()
+            .unwrap();
+        store
+            .messages(mailbox.id)
+            .unwrap()
+            .iter()
+            .map(|(_, r)| String::from_utf8(store.read_message(r).unwrap()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_permanent_failure_bounces_to_a_local_sender_in_the_same_step() {
+        let t = with_users();
+        let relay = Relay::default();
+        let id = queue_one(&t.store, "alice@example.org", 0);
+        let left = record(&t.store, &relay, "mx.test", id, &failed(true), ARRIVAL + 5).unwrap();
+        assert!(left.is_none(), "a final entry leaves the queue");
+        assert!(t.store.queue_entries().unwrap().is_empty());
+        let bounces = inbox(&t.store);
+        assert_eq!(bounces.len(), 1);
+        assert!(bounces[0].starts_with("Return-Path: <>\r\n"));
+        assert!(bounces[0].contains("Action: failed\r\nStatus: 5.1.1\r\n"));
+        assert!(bounces[0].contains("Subject: original"));
+    }
+
+    #[test]
+    fn temporary_failures_back_off_then_expire_into_a_bounce() {
+        let t = with_users();
+        let relay = Relay::default();
+        let id = queue_one(&t.store, "alice@example.org", 0);
+        let now = ARRIVAL + 10;
+        let entry = record(&t.store, &relay, "mx.test", id, &failed(false), now)
+            .unwrap()
+            .unwrap();
+        let r = &entry.recipients[0];
+        assert_eq!(r.state, RecipientState::Deferred);
+        assert_eq!(r.attempts, 1);
+        assert!((now + 300..=now + 330).contains(&r.next_attempt));
+        assert!(
+            inbox(&t.store).is_empty(),
+            "no notice before the delay threshold"
+        );
+        let expired = ARRIVAL + relay.max_age_secs as i64;
+        assert!(
+            record(&t.store, &relay, "mx.test", id, &failed(false), expired)
+                .unwrap()
+                .is_none()
+        );
+        let bounces = inbox(&t.store);
+        assert_eq!(bounces.len(), 1);
+        assert!(bounces[0].contains("Status: 4.4.7"));
+        assert!(bounces[0].contains("Diagnostic-Code: smtp; 451 4.3.0 later"));
+    }
+
+    #[test]
+    fn one_delay_notice_after_the_threshold() {
+        let t = with_users();
+        let relay = Relay::default();
+        let id = queue_one(&t.store, "alice@example.org", 0);
+        let late = ARRIVAL + relay.delay_notice_secs as i64 + 1;
+        let entry = record(&t.store, &relay, "mx.test", id, &failed(false), late)
+            .unwrap()
+            .unwrap();
+        assert!(entry.delay_notified);
+        record(&t.store, &relay, "mx.test", id, &failed(false), late + 600).unwrap();
+        let notices = inbox(&t.store);
+        assert_eq!(notices.len(), 1, "only one delay notice");
+        assert!(notices[0].contains("Action: delayed") && notices[0].contains("Will-Retry-Until:"));
+    }
+
+    #[test]
+    fn bounces_are_never_bounced_and_never_means_never() {
+        let t = with_users();
+        let relay = Relay::default();
+        for (sender, bits) in [("", 0), ("alice@example.org", notify::NEVER)] {
+            let id = queue_one(&t.store, sender, bits);
+            assert!(
+                record(&t.store, &relay, "mx.test", id, &failed(true), ARRIVAL)
+                    .unwrap()
+                    .is_none()
+            );
+        }
+        assert!(inbox(&t.store).is_empty());
+        assert!(t.store.queue_entries().unwrap().is_empty());
+    }
+
+    #[test]
+    fn success_notice_only_when_the_next_hop_lacks_dsn() {
+        let t = with_users();
+        let relay = Relay::default();
+        for dsn in [true, false] {
+            let id = queue_one(&t.store, "alice@example.org", notify::SUCCESS);
+            let delivered = vec![(
+                0,
+                Attempt::Delivered {
+                    remote: "mx.remote.test".into(),
+                    dsn,
+                },
+            )];
+            assert!(record(&t.store, &relay, "mx.test", id, &delivered, ARRIVAL)
+                .unwrap()
+                .is_none());
+        }
+        let notices = inbox(&t.store);
+        assert_eq!(notices.len(), 1);
+        assert!(notices[0].contains("Action: relayed"));
+    }
+}

@@ -71,13 +71,10 @@ pub async fn run(shared: Arc<Shared>) {
         match tokio::task::spawn_blocking(move || store.queue_generation()).await {
             Ok(Ok(g)) if Some(g) != generation => {
                 let store = shared.store.clone();
-                if let Ok(Ok(entries)) =
-                    tokio::task::spawn_blocking(move || store.queue_entries()).await
+                if let Ok(Ok(fresh)) =
+                    tokio::task::spawn_blocking(move || store.queue_schedule()).await
                 {
-                    schedule = entries
-                        .iter()
-                        .filter_map(|(id, e)| Some((next_due(e)?, *id)))
-                        .collect();
+                    schedule = fresh;
                     generation = Some(g);
                     // `letterbox sendmail` may also have filled local mailboxes.
                     shared.committer.notify();
@@ -152,16 +149,6 @@ pub async fn run(shared: Arc<Shared>) {
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
     }
-}
-
-/// When the entry next wants an attempt: its earliest pending or deferred recipient.
-fn next_due(entry: &QueuedMessage) -> Option<i64> {
-    entry
-        .recipients
-        .iter()
-        .filter(|r| !r.state.is_final())
-        .map(|r| r.next_attempt)
-        .min()
 }
 
 async fn group_by_route(

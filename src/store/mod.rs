@@ -411,7 +411,8 @@ impl Store {
     // ---- aliases ----
 
     /// Adds an alias. `source` is an address, or `@domain` for a domain's catch-all.
-    /// Targets must be local accounts (forwarding outside needs the outbound queue).
+    /// Targets must be local accounts: forwarding outside would need SRS (see
+    /// [`crate::relay`]).
     pub fn add_alias(&self, source: &str, targets: &[String]) -> Result<String> {
         let (source, domain) = parse_alias_source(source)?;
         if targets.is_empty() {
@@ -436,8 +437,9 @@ impl Store {
             let (target, _) = parse_address(target)?;
             if self.db.accounts.get(&txn, &target)?.is_none() {
                 return Err(StoreError::Invalid(format!(
-                    "alias target {target} is not a local account (forwarding to other \
-                     servers is not supported yet)"
+                    "alias target {target} is not a local account: forwarding to other \
+                     servers is refused, because without sender rewriting (SRS) it would \
+                     fail SPF checks at the destination"
                 )));
             }
             if !normalized.contains(&target) {
@@ -846,4 +848,4 @@ fn next_counter(db: &Databases, txn: &mut RwTxn, key: &str) -> Result<u64> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

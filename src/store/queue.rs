@@ -107,6 +107,26 @@ impl Store {
         Ok(self.db.queue.get(&txn, &id)?)
     }
 
+    /// (next attempt, id) of every entry with recipients left to try: what the scheduler
+    /// needs, without holding the entries.
+    pub fn queue_schedule(&self) -> Result<Vec<(i64, u64)>> {
+        let txn = self.env.read_txn()?;
+        let mut out = Vec::new();
+        for item in self.db.queue.iter(&txn)? {
+            let (id, entry) = item?;
+            let due = entry
+                .recipients
+                .iter()
+                .filter(|r| !r.state.is_final())
+                .map(|r| r.next_attempt)
+                .min();
+            if let Some(due) = due {
+                out.push((due, id));
+            }
+        }
+        Ok(out)
+    }
+
     /// The whole queue in id (arrival) order.
     pub fn queue_entries(&self) -> Result<Vec<(u64, QueuedMessage)>> {
         let txn = self.env.read_txn()?;
@@ -149,6 +169,36 @@ impl Store {
         self.bump_queue_generation(&mut txn)?;
         txn.commit()?;
         Ok((!done).then_some(entry))
+    }
+
+    /// Makes the given entries (all when `None`) due now, in one transaction; returns how
+    /// many there were.
+    pub fn retry_now(&self, ids: Option<&[u64]>, now: i64) -> Result<usize> {
+        let mut txn = self.env.write_txn()?;
+        let wanted: Vec<u64> = match ids {
+            Some(ids) => ids.to_vec(),
+            None => {
+                let mut all = Vec::new();
+                for item in self.db.queue.lazily_decode_data().iter(&txn)? {
+                    all.push(item?.0);
+                }
+                all
+            }
+        };
+        let mut touched = 0;
+        for id in wanted {
+            let Some(mut entry) = self.db.queue.get(&txn, &id)? else {
+                continue;
+            };
+            for r in entry.recipients.iter_mut().filter(|r| !r.state.is_final()) {
+                r.next_attempt = now;
+            }
+            self.db.queue.put(&mut txn, &id, &entry)?;
+            touched += 1;
+        }
+        self.bump_queue_generation(&mut txn)?;
+        txn.commit()?;
+        Ok(touched)
     }
 
     /// Removes an entry without telling anyone (`letterbox queue delete`).

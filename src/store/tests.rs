@@ -32,7 +32,7 @@ fn incoming(body: &[u8]) -> Incoming {
     }
 }
 
-fn with_users() -> TempStore {
+pub(crate) fn with_users() -> TempStore {
     let t = temp_store();
     t.store.add_domain("Example.org").unwrap();
     t.store.add_account("alice@example.org", "h1").unwrap();

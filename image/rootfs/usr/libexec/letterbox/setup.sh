@@ -110,7 +110,8 @@ kind = "imaps"
 address = "0.0.0.0"
 port = 993
 EOF
-chmod 644 "$new"
+# Readable by root and the letterbox group only: it may get smarthost credentials.
+chgrp letterbox "$new" && chmod 640 "$new"
 letterbox --config "$new" config check >/dev/null || exit 1
 
 while :; do
