@@ -84,6 +84,9 @@ pub async fn run(shared: Arc<Shared>) {
             _ => {}
         }
         let now = unix_now();
+        // Due work that could not start (its routes are at their connection limit) waits
+        // for a delivery to finish instead of being looked at again right away.
+        let mut blocked = false;
         if let Some((config, connectors, resolver)) = &tools {
             let due: Vec<u64> = schedule
                 .iter()
@@ -99,6 +102,7 @@ pub async fn run(shared: Arc<Shared>) {
                         .max_connections_per_domain
                         .saturating_sub(running);
                     if free == 0 {
+                        blocked = true;
                         continue;
                     }
                     for batch in split(items, free) {
@@ -129,7 +133,11 @@ pub async fn run(shared: Arc<Shared>) {
             .filter(|(_, id)| !in_flight.contains(id))
             .map(|(at, _)| *at)
             .min();
-        let wait = next.map_or(1, |at| (at - now).clamp(0, 1)) as u64;
+        let wait = if blocked {
+            1
+        } else {
+            next.map_or(1, |at| (at - now).clamp(0, 1)) as u64
+        };
         tokio::select! {
             _ = shared.relay_wake.notified() => {}
             Some((route, ids)) = done_rx.recv() => {
