@@ -487,9 +487,7 @@ fn serve(cli: &Cli) -> Result<(), String> {
 fn queue_command(cli: &Cli, action: &QueueAction) -> Result<(), String> {
     let config = load_config(cli)?;
     let store = open_store(cli)?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let now = crate::clock::unix_now();
     let missing = |id: u64| format!("no queued message {id}");
     match action {
         QueueAction::List => {

@@ -7,6 +7,7 @@
 //!   `sendmail`, `config check`).
 //! - [`config`]: typed TOML configuration with the embedded default.
 //! - [`limits`]: the fixed protocol-level caps.
+//! - [`clock`]: Unix time.
 //! - [`address`]: address and domain normalisation.
 //! - [`store`]: the LMDB store (accounts, mailboxes, messages, outbound queue); its module
 //!   doc is the schema.
@@ -26,6 +27,7 @@
 pub mod address;
 pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod imap;
 pub mod limits;

@@ -9,6 +9,7 @@
 //! `-i`/`-oi` (a lone dot does not end the message); other `-o…` and `-b…`/`-d…` flags of
 //! other sendmails are accepted and ignored. Exit codes follow sysexits.h.
 
+use crate::clock::unix_now;
 use crate::config::Config;
 use crate::smtp::{rfc5322_date, Trace};
 use crate::store::{Incoming, Outbound, Recipient, Spooled, Store};
@@ -275,10 +276,7 @@ pub fn run(args: &[String], config: &Config, store: &Store) -> i32 {
         date: now,
     };
     let prefix = trace.headers();
-    let skip = prefix
-        .windows(2)
-        .position(|w| w == b"\r\n")
-        .map_or(0, |p| p as u64 + 2);
+    let skip = crate::smtp::return_path_len(&prefix);
     let eight_bit = !prepared.message.is_ascii();
     let outbound = (!remote.is_empty()).then(|| Outbound {
         sender: sender.clone(),
@@ -305,13 +303,6 @@ pub fn run(args: &[String], config: &Config, store: &Store) -> i32 {
             EX_TEMPFAIL
         }
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

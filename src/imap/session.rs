@@ -14,6 +14,7 @@ use super::parse::{
     Range, SearchReturn, Section, Value,
 };
 use crate::auth::{decode_sasl_line, parse_plain, SaslError, Secret};
+use crate::clock::unix_now;
 use crate::config::Config;
 use crate::limits::{MAX_IMAP_COMMAND, MAX_IMAP_LINE, MAX_IMAP_NONSYNC_LITERAL, MAX_SASL_LINE};
 use crate::net::{Connection, Line};
@@ -2324,13 +2325,6 @@ fn store_error_text(e: &StoreError) -> String {
         }
         _ => format!("[SERVERBUG] {e}"),
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 use super::client::{AsyncPieces, Client, Connectors, Envelope, Failure, Outcome};
 use super::route::{hops, Resolver, Route};
 use super::{record, Attempt};
+use crate::clock::unix_now;
 use crate::config::Config;
 use crate::server::Shared;
 use crate::store::{chunk_count, QueuedMessage, Store};
@@ -426,11 +427,4 @@ impl AsyncPieces for BlobPieces {
         };
         Ok(Some(chunk[start..].to_vec()))
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }

@@ -74,6 +74,15 @@ pub struct Trace<'a> {
     pub date: i64,
 }
 
+/// Length of the first line of trace headers: the Return-Path line, which belongs to
+/// local copies only (a relayed copy starts after it).
+pub fn return_path_len(prefix: &[u8]) -> u64 {
+    prefix
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .map_or(0, |p| p as u64 + 2)
+}
+
 impl Trace<'_> {
     /// `Return-Path:` and `Received:` header lines, folded, each ending in CRLF.
     pub fn headers(&self) -> Vec<u8> {

@@ -13,6 +13,7 @@ use super::data::DataDecoder;
 use super::parse::{parse_command, Body, Command, Mechanism, ParseError};
 use super::{format_reply, Trace};
 use crate::auth::{decode_sasl_line, parse_plain, SaslError, Secret};
+use crate::clock::unix_now;
 use crate::config::{Config, ListenerKind};
 use crate::limits::{MAX_DATA_LINE, MAX_SASL_LINE, MAX_SMTP_COMMAND_LINE};
 use crate::net::{Connection, Line};
@@ -713,11 +714,7 @@ impl Session {
             date: now,
         };
         let prefix = trace.headers();
-        // The Return-Path line is for local copies only; relayed copies start after it.
-        let skip = prefix
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .map_or(0, |p| p as u64 + 2);
+        let skip = crate::smtp::return_path_len(&prefix);
         let outbound = (!tx.outbound.is_empty()).then(|| Outbound {
             sender: tx.from.clone().unwrap_or_default(),
             envid: tx.envid.clone(),
@@ -785,13 +782,6 @@ fn protocol_name(esmtp: bool, utf8: bool, tls: bool, auth: bool) -> &'static str
         (true, true, false, true) => "UTF8SMTPA",
         (true, true, true, true) => "UTF8SMTPSA",
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 fn message_id() -> String {

@@ -44,6 +44,7 @@ pub use schema::{
 pub use spool::{SpoolWriter, Spooled};
 
 use crate::address::{normalize_address, normalize_domain, without_subaddress};
+use crate::clock::unix_now as now;
 use crate::limits::BLOB_CHUNK;
 use heed::{Env, EnvOpenOptions, RoTxn, RwTxn};
 use schema::*;
@@ -147,13 +148,6 @@ impl fmt::Debug for Store {
             .field("path", &self.env.path())
             .finish()
     }
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 impl Store {
@@ -328,21 +322,15 @@ impl Store {
     }
 
     pub fn set_password(&self, address: &str, password_hash: &str) -> Result<()> {
-        let (address, _) = parse_address(address)?;
-        let mut txn = self.env.write_txn()?;
-        let mut account = self
-            .db
-            .accounts
-            .get(&txn, &address)?
-            .ok_or_else(|| StoreError::NotFound(format!("account {address}")))?;
-        account.password_hash = password_hash.to_string();
-        self.db.accounts.put(&mut txn, &address, &account)?;
-        txn.commit()?;
-        Ok(())
+        self.update_account(address, |a| a.password_hash = password_hash.to_string())
     }
 
     /// Sets the storage quota in bytes (0: unlimited).
     pub fn set_quota(&self, address: &str, quota_bytes: u64) -> Result<()> {
+        self.update_account(address, |a| a.quota_bytes = quota_bytes)
+    }
+
+    fn update_account(&self, address: &str, change: impl FnOnce(&mut Account)) -> Result<()> {
         let (address, _) = parse_address(address)?;
         let mut txn = self.env.write_txn()?;
         let mut account = self
@@ -350,7 +338,7 @@ impl Store {
             .accounts
             .get(&txn, &address)?
             .ok_or_else(|| StoreError::NotFound(format!("account {address}")))?;
-        account.quota_bytes = quota_bytes;
+        change(&mut account);
         self.db.accounts.put(&mut txn, &address, &account)?;
         txn.commit()?;
         Ok(())
