@@ -173,6 +173,9 @@ pub fn matches(
         Before(d) => day < *d,
         On(d) => day == *d,
         Since(d) => day >= *d,
+        SentBefore(d) => sent_day(content).is_some_and(|s| s < *d),
+        SentOn(d) => sent_day(content).is_some_and(|s| s == *d),
+        SentSince(d) => sent_day(content).is_some_and(|s| s >= *d),
         Larger(n) => c.record.size > *n,
         Smaller(n) => c.record.size < *n,
         ModSeq(n) => c.record.modseq >= *n,
@@ -182,6 +185,20 @@ pub fn matches(
         Or(a, b) => matches(a, c, content) || matches(b, c, content),
         And(keys) => keys.iter().all(|k| matches(k, c, content)),
     }
+}
+
+/// The calendar day of the Date: header as written (days since 1970), if it has one.
+fn sent_day(content: &mut dyn FnMut() -> Option<std::rc::Rc<Vec<u8>>>) -> Option<i64> {
+    let message = content()?;
+    let header = &message[..body_offset(&message)];
+    let date = *mail_parser::MessageParser::new()
+        .parse_headers(header)?
+        .date()?;
+    Some(super::parse::days_from_civil(
+        date.year as i64,
+        date.month as u32,
+        date.day as u32,
+    ))
 }
 
 /// Sequence numbers or UIDs of a sequence set resolved against a mailbox's UIDs.
@@ -256,6 +273,43 @@ mod tests {
             record,
         };
         matches(&key, &cand, &mut || Some(Rc::new(MSG.to_vec())))
+    }
+
+    #[test]
+    fn sent_keys_use_the_date_header_as_written() {
+        let dated = b"Date: Mon, 1 Jan 2024 23:30:00 -0800\r\nSubject: x\r\n\r\nbody\r\n";
+        let record = MessageRecord {
+            blob: 1,
+            size: dated.len() as u64,
+            internal_date: 1_600_000_000,
+            flags: 0,
+            keywords: vec![],
+            modseq: 1,
+        };
+        let check = |query: &str, message: &[u8]| {
+            let c = parse_command(format!("a SEARCH {query}").as_bytes()).unwrap();
+            let key = search_keys(&c.args).unwrap();
+            let cand = Candidate {
+                seq: 1,
+                max_seq: 1,
+                uid: 1,
+                max_uid: 1,
+                record: &record,
+            };
+            matches(&key, &cand, &mut || Some(Rc::new(message.to_vec())))
+        };
+        // 23:30 at -0800 is already 2 January in UTC: the zone is disregarded.
+        assert!(check("SENTON 1-Jan-2024", dated));
+        assert!(!check("SENTON 2-Jan-2024", dated));
+        assert!(check("SENTBEFORE 2-Jan-2024", dated));
+        assert!(!check("SENTSINCE 2-Jan-2024", dated));
+        assert!(check("SENTSINCE 1-Jan-2024", dated));
+        // The internal date (2020) is a different thing.
+        assert!(check("BEFORE 1-Jan-2021", dated));
+        assert!(
+            !check("SENTSINCE 1-Jan-1970", MSG),
+            "no Date: header, no match"
+        );
     }
 
     #[test]

@@ -574,9 +574,14 @@ pub enum SearchKey {
     Header(String, String),
     Body(String),
     Text(String),
+    /// Internal date (arrival), in days since 1970.
     Before(i64),
     On(i64),
     Since(i64),
+    /// The Date: header's calendar day, time and zone disregarded (RFC 3501 §6.4.4).
+    SentBefore(i64),
+    SentOn(i64),
+    SentSince(i64),
     Larger(u64),
     Smaller(u64),
     /// CONDSTORE: modseq at least this.
@@ -760,9 +765,12 @@ fn search_key<'a>(
         }
         "BODY" => Body(next(&atom)?.text()?),
         "TEXT" => Text(next(&atom)?.text()?),
-        "BEFORE" | "SENTBEFORE" => Before(parse_date(&next(&atom)?.text()?)?),
-        "ON" | "SENTON" => On(parse_date(&next(&atom)?.text()?)?),
-        "SINCE" | "SENTSINCE" => Since(parse_date(&next(&atom)?.text()?)?),
+        "BEFORE" => Before(parse_date(&next(&atom)?.text()?)?),
+        "ON" => On(parse_date(&next(&atom)?.text()?)?),
+        "SINCE" => Since(parse_date(&next(&atom)?.text()?)?),
+        "SENTBEFORE" => SentBefore(parse_date(&next(&atom)?.text()?)?),
+        "SENTON" => SentOn(parse_date(&next(&atom)?.text()?)?),
+        "SENTSINCE" => SentSince(parse_date(&next(&atom)?.text()?)?),
         "LARGER" => Larger(number_arg(next(&atom)?)? as u64),
         "SMALLER" => Smaller(number_arg(next(&atom)?)? as u64),
         "UID" => Uid(sequence_set(&next(&atom)?.text()?)?),

@@ -138,7 +138,14 @@ pub fn record(
             return notices; // never bounce a bounce
         }
         if !reports.is_empty() {
-            notices.push(notice(entry, hostname, reports, &original, &routing, now));
+            notices.push(notice(
+                About::from(&*entry),
+                hostname,
+                reports,
+                &original,
+                &routing,
+                now,
+            ));
         }
         let late =
             relay.delay_notice_secs > 0 && now - entry.arrival >= relay.delay_notice_secs as i64;
@@ -148,7 +155,14 @@ pub fn record(
                 bytes: dsn::header_of(&original.bytes).to_vec(),
                 full: false,
             };
-            notices.push(notice(entry, hostname, delays, &headers, &routing, now));
+            notices.push(notice(
+                About::from(&*entry),
+                hostname,
+                delays,
+                &headers,
+                &routing,
+                now,
+            ));
         }
         notices
     })
@@ -262,8 +276,69 @@ fn notice_routing(store: &Store, sender: &str) -> crate::store::Result<Routing> 
     })
 }
 
+/// The envelope facts a notice repeats.
+struct About<'a> {
+    sender: &'a str,
+    envid: Option<&'a str>,
+    arrival: i64,
+}
+
+impl<'a> From<&'a QueuedMessage> for About<'a> {
+    fn from(entry: &'a QueuedMessage) -> About<'a> {
+        About {
+            sender: &entry.sender,
+            envid: entry.envid.as_deref(),
+            arrival: entry.arrival,
+        }
+    }
+}
+
+/// The "delivered" notice owed for local recipients that asked for NOTIFY=SUCCESS
+/// (RFC 3461 §4.1), or None when the sender is null or unknown here.
+#[allow(clippy::too_many_arguments)]
+pub fn delivered_notice(
+    store: &Store,
+    hostname: &str,
+    sender: &str,
+    envid: Option<&str>,
+    arrival: i64,
+    recipients: &[(String, Option<String>)],
+    header: &[u8],
+    now: i64,
+) -> crate::store::Result<Option<Notice>> {
+    let routing = notice_routing(store, sender)?;
+    if matches!(routing, Routing::Nowhere) || recipients.is_empty() {
+        return Ok(None);
+    }
+    let reports = recipients
+        .iter()
+        .map(|(address, orcpt)| RecipientReport {
+            address: address.clone(),
+            orcpt: orcpt.clone(),
+            action: Action::Delivered,
+            status: "2.0.0".into(),
+            remote: None,
+            diagnostic: None,
+            last_attempt: Some(now),
+            retry_until: None,
+        })
+        .collect();
+    let original = Original {
+        bytes: dsn::header_of(header).to_vec(),
+        full: false,
+    };
+    let about = About {
+        sender,
+        envid,
+        arrival,
+    };
+    Ok(Some(notice(
+        about, hostname, reports, &original, &routing, now,
+    )))
+}
+
 fn notice(
-    entry: &QueuedMessage,
+    about: About,
     hostname: &str,
     recipients: Vec<RecipientReport>,
     original: &Original,
@@ -273,9 +348,9 @@ fn notice(
     let id = format!("{:016x}", rand_jitter());
     let body = dsn::build(&Report {
         reporting_mta: hostname,
-        to: &entry.sender,
-        envid: entry.envid.as_deref(),
-        arrival: entry.arrival,
+        to: about.sender,
+        envid: about.envid,
+        arrival: about.arrival,
         now,
         recipients,
         original: &original.bytes,
@@ -301,7 +376,7 @@ fn notice(
             accounts: Vec::new(),
             outbound: Some(Outbound {
                 sender: String::new(),
-                recipients: vec![(entry.sender.clone(), None, notify::NEVER)],
+                recipients: vec![(about.sender.to_string(), None, notify::NEVER)],
                 skip,
                 eight_bit,
                 ..Outbound::default()

@@ -18,7 +18,7 @@ use crate::config::{Config, ListenerKind};
 use crate::limits::{MAX_DATA_LINE, MAX_SASL_LINE, MAX_SMTP_COMMAND_LINE};
 use crate::net::{Connection, Line};
 use crate::server::Shared;
-use crate::store::{Incoming, Outbound, Recipient, SpoolWriter};
+use crate::store::{notify, Incoming, Outbound, Recipient, SpoolWriter};
 use std::io;
 use std::sync::Arc;
 
@@ -44,6 +44,8 @@ struct Transaction {
     recipients: Vec<(String, Vec<String>)>,
     /// Remote recipients (submission only) with their ORCPT and NOTIFY: they are queued.
     outbound: Vec<(String, Option<String>, u8)>,
+    /// Local recipients that asked for NOTIFY=SUCCESS, with their ORCPT.
+    success_notices: Vec<(String, Option<String>)>,
     /// BDAT state: bytes so far, and whether something already failed.
     chunks: Option<Chunking>,
 }
@@ -458,6 +460,7 @@ impl Session {
             declared_size: size,
             recipients: Vec::new(),
             outbound: Vec::new(),
+            success_notices: Vec::new(),
             chunks: None,
         });
         self.reply(250, "2.1.0", "Sender OK");
@@ -509,6 +512,9 @@ impl Session {
                 }
                 if let Some(tx) = &mut self.tx {
                     tx.recipients.push((to.to_string(), accounts));
+                    if notify::wants(notify, notify::SUCCESS) {
+                        tx.success_notices.push((to.to_string(), orcpt));
+                    }
                 }
                 self.reply(250, "2.1.5", "Recipient OK");
                 false
@@ -724,10 +730,15 @@ impl Session {
             recipients: tx.outbound.clone(),
             skip,
         });
-        let message = Incoming {
+        let mut message = Incoming {
             prefix,
             body: spool.finish(),
             internal_date: now,
+        };
+        let head = if tx.success_notices.is_empty() || tx.from.is_none() {
+            Vec::new()
+        } else {
+            message.body.head().unwrap_or_default()
         };
         let size = message.size();
         let _ = tx.declared_size;
@@ -758,6 +769,9 @@ impl Session {
                 if accepted.queued.is_some() {
                     self.shared.relay_wake.notify_one();
                 }
+                if !head.is_empty() {
+                    self.send_success_notice(&tx, &head, now).await;
+                }
                 let text = format!("OK id={id}");
                 self.reply(250, "2.0.0", &text);
             }
@@ -765,6 +779,47 @@ impl Session {
                 log::error!("smtp {}: delivery of id={id} failed: {e}", self.conn.peer);
                 self.reply(451, "4.3.0", "Could not store the message, try again later");
             }
+        }
+    }
+}
+
+impl Session {
+    /// RFC 3461: local recipients that asked for NOTIFY=SUCCESS get the sender a
+    /// "delivered" notice. Stored after the message itself; a crash in between loses the
+    /// notice, never the mail.
+    async fn send_success_notice(&mut self, tx: &Transaction, head: &[u8], now: i64) {
+        let Some(sender) = tx.from.as_deref() else {
+            return;
+        };
+        let notice = crate::relay::delivered_notice(
+            &self.shared.store,
+            &self.config.hostname,
+            sender,
+            tx.envid.as_deref(),
+            now,
+            &tx.success_notices,
+            head,
+            now,
+        );
+        match notice {
+            Ok(Some(n)) => {
+                let queued = n.outbound.is_some();
+                if let Err(e) = self
+                    .shared
+                    .committer
+                    .deliver(n.message, n.accounts, n.outbound)
+                    .await
+                {
+                    log::error!(
+                        "smtp {}: storing a success notice failed: {e}",
+                        self.conn.peer
+                    );
+                } else if queued {
+                    self.shared.relay_wake.notify_one();
+                }
+            }
+            Ok(None) => {}
+            Err(e) => log::error!("smtp {}: success notice: {e}", self.conn.peer),
         }
     }
 }

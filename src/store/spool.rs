@@ -26,6 +26,20 @@ impl Spooled {
         self.len() == 0
     }
 
+    /// The first piece of the content (at most [`BLOB_CHUNK`] bytes): enough for the header
+    /// of any sensible message.
+    pub fn head(&mut self) -> io::Result<Vec<u8>> {
+        match self {
+            Spooled::Memory(bytes) => Ok(bytes[..bytes.len().min(BLOB_CHUNK)].to_vec()),
+            Spooled::File { file, len } => {
+                file.seek(SeekFrom::Start(0))?;
+                let mut buf = vec![0u8; (*len).min(BLOB_CHUNK as u64) as usize];
+                file.read_exact(&mut buf)?;
+                Ok(buf)
+            }
+        }
+    }
+
     /// Calls `f` with consecutive pieces of the content, at most [`BLOB_CHUNK`] bytes each.
     pub fn for_each_piece<E: From<io::Error>>(
         &mut self,

@@ -424,3 +424,21 @@ def test_queue_commands(relay):
     assert rcpt["Final-Recipient"] == "rfc822; ned@remote.test" and rcpt["Action"] == "failed"
     wait_for_empty_queue(server)
     assert server.cli("queue", "delete", "999", check=False).returncode != 0
+
+
+def test_notify_success_for_a_local_recipient(relay):
+    r = relay()
+    server = r.start()
+    token = new_token()
+    with smtp_login(server, ALICE) as smtp:
+        smtp.ehlo()
+        smtp.mail(ALICE, ["ENVID=local-1"])
+        assert smtp.rcpt("bob@example.org", ["NOTIFY=SUCCESS", "ORCPT=rfc822;bob@example.org"])[0] == 250
+        assert smtp.data(make_message(token, sender=ALICE, to="bob@example.org"))[0] == 250
+    (notice,) = wait_for_inbox(server, 1)
+    (rcpt,), per_message, returned = dsn_parts(notice)
+    assert notice["Subject"] == "Delivery Status Notification (Success)"
+    assert rcpt["Action"] == "delivered" and rcpt["Status"] == "2.0.0"
+    assert rcpt["Final-Recipient"] == "rfc822; bob@example.org"
+    assert per_message["Original-Envelope-Id"] == "local-1"
+    assert token in returned.get_payload()
