@@ -442,3 +442,60 @@ def test_notify_success_for_a_local_recipient(relay):
     assert rcpt["Final-Recipient"] == "rfc822; bob@example.org"
     assert per_message["Original-Envelope-Id"] == "local-1"
     assert token in returned.get_payload()
+
+
+@pytest.mark.parametrize(
+    "behaviour",
+    ["long-line", "garbage", "hang-up-after-ehlo", "binary"],
+)
+def test_a_misbehaving_mx_defers_the_message_without_harm(relay, behaviour):
+    """The relay's client must survive any next hop: a clear temporary error, no panic."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind((MX1, 0))
+    listener.listen(8)
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                try:
+                    if behaviour == "garbage":
+                        conn.sendall(b"hello, this is not SMTP\r\n")
+                        continue
+                    conn.sendall(b"220 evil.test ESMTP\r\n")
+                    conn.recv(4096)  # EHLO
+                    if behaviour == "long-line":
+                        conn.sendall(b"250-" + b"x" * 200_000)
+                    elif behaviour == "binary":
+                        conn.sendall(b"250 \xff\xfe\x00\x01\r\n")
+                        conn.recv(4096)
+                        conn.sendall(bytes(range(256)) * 10)
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        r = relay()
+        server = r.start(mx_port=listener.getsockname()[1])
+        assert submit(server, ["olga@remote.test"], make_message(new_token(), sender=ALICE)) == {}
+        deadline = time.monotonic() + 20
+        while "deferred" not in server.cli("queue", "list").stdout:
+            assert time.monotonic() < deadline, server.cli("queue", "list").stdout
+            time.sleep(0.2)
+        shown = server.cli("queue", "show", "1").stdout
+        assert "last error:" in shown, shown
+        assert server.running
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
