@@ -598,7 +598,7 @@ impl SearchKey {
     pub fn with_saved(self, saved: &[u32]) -> SearchKey {
         use SearchKey::*;
         match self {
-            Saved => Uid(saved.iter().map(|&u| (u, u)).collect()),
+            Saved => Uid(ranges_of(saved)),
             Not(k) => Not(Box::new(k.with_saved(saved))),
             Or(a, b) => Or(Box::new(a.with_saved(saved)), Box::new(b.with_saved(saved))),
             And(keys) => And(keys.into_iter().map(|k| k.with_saved(saved)).collect()),
@@ -664,6 +664,18 @@ pub fn search_return(args: &[Value]) -> Result<(Option<SearchReturn>, &[Value]),
         }
         _ => Ok((None, args)),
     }
+}
+
+/// Sorted numbers as ranges, consecutive ones merged (`$` of SEARCHRES can be large).
+pub fn ranges_of(numbers: &[u32]) -> Vec<Range> {
+    let mut out: Vec<Range> = Vec::new();
+    for &n in numbers {
+        match out.last_mut() {
+            Some(last) if last.1.checked_add(1) == Some(n) => last.1 = n,
+            _ => out.push((n, n)),
+        }
+    }
+    out
 }
 
 /// The compact form of sorted numbers: `1:3,7,9:10`.
@@ -1065,6 +1077,7 @@ mod tests {
         let c = parse("a SEARCH ALL");
         assert_eq!(search_return(&c.args).unwrap().0, None);
         assert_eq!(format_set(&[1, 2, 3, 7, 9, 10]), "1:3,7,9:10");
+        assert_eq!(ranges_of(&[1, 2, 3, 7, 9, 10]), [(1, 3), (7, 7), (9, 10)]);
         assert_eq!(format_set(&[]), "");
         assert_eq!(
             SearchKey::Not(Box::new(SearchKey::Saved)).with_saved(&[4]),

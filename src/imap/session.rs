@@ -10,8 +10,8 @@ use super::message::{
 };
 use super::parse::{
     fetch_items, flag_list, format_date_time, format_set, parse_command, parse_date_time,
-    parse_flags, quote, search_keys, search_return, sequence_set, trailing_literal, FetchItem,
-    Range, SearchReturn, Section, Value,
+    parse_flags, quote, ranges_of, search_keys, search_return, sequence_set, trailing_literal,
+    FetchItem, Range, SearchReturn, Section, Value,
 };
 use crate::auth::{decode_sasl_line, parse_plain, SaslError, Secret};
 use crate::clock::unix_now;
@@ -1278,7 +1278,7 @@ impl Session {
     /// The UID ranges of a UID-command set argument (`$` included).
     fn uid_ranges(&self, value: &Value) -> Result<Vec<Range>, String> {
         match (value.atom(), &self.selected) {
-            (Some("$"), Some(sel)) => Ok(sel.saved.iter().map(|&u| (u, u)).collect()),
+            (Some("$"), Some(sel)) => Ok(ranges_of(&sel.saved)),
             _ => value.text().and_then(|t| sequence_set(&t)),
         }
     }
@@ -1291,7 +1291,7 @@ impl Session {
         };
         if value.atom() == Some("$") {
             let uids: Vec<u32> = sel.messages.iter().map(|m| m.uid).collect();
-            let set: Vec<Range> = sel.saved.iter().map(|&u| (u, u)).collect();
+            let set: Vec<Range> = ranges_of(&sel.saved);
             return Ok(resolve(&set, &uids, true));
         }
         let set = value

@@ -426,7 +426,7 @@ impl Client {
             self.end_data_without_content().await?;
             return Ok(outcomes.iter().map(|o| result(o, &None)).collect());
         }
-        let mut stuffer = DotStuffer::new();
+        let mut stuffer = DotStuffer::for_smtp();
         let mut out = Vec::new();
         while let Some(piece) = body
             .next_piece()

@@ -6,7 +6,8 @@
 //! its own selector. `generate` makes both and prints the two TXT records to publish. A message leaving the queue is signed with every key of its From: domain
 //! (else of its envelope sender's domain), when that domain has keys. Many receivers do
 //! not check Ed25519 yet, so both signatures go out. Signing needs the whole message in
-//! memory; messages larger than [`MAX_SIGNED_MESSAGE`] go out unsigned.
+//! memory, so one message is signed at a time and messages larger than
+//! [`MAX_SIGNED_MESSAGE`] go out unsigned.
 
 use crate::store::{chunk_count, QueuedMessage, Store};
 use mail_auth::common::crypto::{DkimKey, Ed25519Key, RsaKey, Sha256};
@@ -245,6 +246,12 @@ pub async fn sign_queued(store: &Arc<Store>, entry: &QueuedMessage) -> Vec<u8> {
     if !dkim_root.is_dir() {
         return Vec::new();
     }
+    // The signer needs the whole message in memory: one at a time, whatever the number
+    // of outbound connections.
+    static SIGNING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+    let Ok(_turn) = SIGNING.acquire().await else {
+        return Vec::new();
+    };
     let store = store.clone();
     let entry = entry.clone();
     tokio::task::spawn_blocking(move || {

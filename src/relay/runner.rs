@@ -14,7 +14,7 @@ use crate::clock::unix_now;
 use crate::config::Config;
 use crate::server::Shared;
 use crate::store::{chunk_count, QueuedMessage, Store};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -28,14 +28,29 @@ struct Item {
     recipients: Vec<usize>,
 }
 
+/// How long an entry whose outcome could not be recorded is left alone: it must not be
+/// sent again at once while the store refuses writes (a full map, say).
+const HOLD_AFTER_RECORD_FAILURE: i64 = 60;
+
+/// What a finished delivery task reports.
+struct Done {
+    route: Route,
+    ids: Vec<u64>,
+    /// Entries whose outcome could not be written.
+    unrecorded: Vec<u64>,
+}
+
 /// Runs until shutdown. Deliveries under way when it stops are dropped mid-flight; they are
 /// tried again after the restart (SMTP's at-least-once window).
 pub async fn run(shared: Arc<Shared>) {
     let mut shutdown = shared.shutdown.clone();
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Route, Vec<u64>)>();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
     let mut schedule: Vec<(i64, u64)> = Vec::new();
     let mut generation = None;
-    let mut in_flight: HashSet<u64> = HashSet::new();
+    // Tasks working on each entry: one entry with recipients on several routes is in
+    // several tasks, and stays untouchable until the last one ends.
+    let mut in_flight: HashMap<u64, usize> = HashMap::new();
+    let mut held: HashMap<u64, i64> = HashMap::new();
     let mut busy: HashMap<Route, usize> = HashMap::new();
     let mut tools: Option<(Arc<Config>, Connectors, Resolver)> = None;
     let connections = Arc::new(tokio::sync::Semaphore::new(0));
@@ -89,9 +104,12 @@ pub async fn run(shared: Arc<Shared>) {
         // for a delivery to finish instead of being looked at again right away.
         let mut blocked = false;
         if let Some((config, connectors, resolver)) = &tools {
+            held.retain(|_, until| *until > now);
             let due: Vec<u64> = schedule
                 .iter()
-                .filter(|(at, id)| *at <= now && !in_flight.contains(id))
+                .filter(|(at, id)| {
+                    *at <= now && !in_flight.contains_key(id) && !held.contains_key(id)
+                })
                 .map(|(_, id)| *id)
                 .collect();
             if !due.is_empty() {
@@ -108,7 +126,9 @@ pub async fn run(shared: Arc<Shared>) {
                     }
                     for batch in split(items, free) {
                         let ids: Vec<u64> = batch.iter().map(|i| i.id).collect();
-                        in_flight.extend(ids.iter().copied());
+                        for id in &ids {
+                            *in_flight.entry(*id).or_default() += 1;
+                        }
                         *busy.entry(route.clone()).or_default() += 1;
                         let task = Delivery {
                             shared: shared.clone(),
@@ -121,8 +141,12 @@ pub async fn run(shared: Arc<Shared>) {
                         let limit = connections.clone();
                         tokio::spawn(async move {
                             let _permit = limit.acquire_owned().await;
-                            task.run(batch).await;
-                            let _ = done.send((task.route, ids));
+                            let unrecorded = task.run(batch).await;
+                            let _ = done.send(Done {
+                                route: task.route,
+                                ids,
+                                unrecorded,
+                            });
                         });
                     }
                 }
@@ -131,7 +155,7 @@ pub async fn run(shared: Arc<Shared>) {
         // Sleep until the next due entry, a wake-up, or a second (for other processes).
         let next = schedule
             .iter()
-            .filter(|(_, id)| !in_flight.contains(id))
+            .filter(|(_, id)| !in_flight.contains_key(id) && !held.contains_key(id))
             .map(|(at, _)| *at)
             .min();
         let wait = if blocked {
@@ -141,14 +165,22 @@ pub async fn run(shared: Arc<Shared>) {
         };
         tokio::select! {
             _ = shared.relay_wake.notified() => {}
-            Some((route, ids)) = done_rx.recv() => {
-                for id in ids {
-                    in_flight.remove(&id);
+            Some(done) = done_rx.recv() => {
+                for id in done.ids {
+                    if let Some(n) = in_flight.get_mut(&id) {
+                        *n -= 1;
+                        if *n == 0 {
+                            in_flight.remove(&id);
+                        }
+                    }
                 }
-                if let Some(n) = busy.get_mut(&route) {
+                for id in done.unrecorded {
+                    held.insert(id, unix_now() + HOLD_AFTER_RECORD_FAILURE);
+                }
+                if let Some(n) = busy.get_mut(&done.route) {
                     *n -= 1;
                     if *n == 0 {
-                        busy.remove(&route);
+                        busy.remove(&done.route);
                     }
                 }
                 // The entries changed: make sure the next round rereads them.
@@ -221,7 +253,9 @@ struct Delivery {
 }
 
 impl Delivery {
-    async fn run(&self, batch: Vec<Item>) {
+    /// Delivers the batch; returns the ids whose outcome could not be recorded.
+    async fn run(&self, batch: Vec<Item>) -> Vec<u64> {
+        let mut unrecorded = Vec::new();
         let mut resolver = self.resolver.clone();
         let name = self.route.name(&self.config.relay);
         let hops = match hops(&self.route, &self.config.relay, &mut resolver).await {
@@ -229,37 +263,49 @@ impl Delivery {
             Err(failure) => {
                 log::info!("relay {name}: {}", failure.diagnostic);
                 for item in &batch {
-                    self.fail_item(item, None, &failure).await;
+                    if !self.fail_item(item, None, &failure).await {
+                        unrecorded.push(item.id);
+                    }
                 }
-                return;
+                return unrecorded;
             }
         };
         let mut client: Option<Client> = None;
-        for item in &batch {
+        for (position, item) in batch.iter().enumerate() {
             if client.is_none() {
                 client = match self.connect(&hops).await {
                     Ok(c) => Some(c),
                     Err(failure) => {
-                        // Nobody answered: every message of this batch waits.
+                        // Nobody answered: the rest of the batch waits.
                         log::info!("relay {name}: {}", failure.diagnostic);
-                        for item in &batch {
-                            self.fail_item(item, None, &failure).await;
+                        for item in &batch[position..] {
+                            if !self.fail_item(item, None, &failure).await {
+                                unrecorded.push(item.id);
+                            }
                         }
-                        return;
+                        return unrecorded;
                     }
                 };
             }
             let Some(c) = client.as_mut() else { break };
             let remote = c.hop.host.clone();
             match self.send_item(c, item).await {
-                Ok(()) => {
+                Ok(true) => {
+                    if c.reset().await.is_err() {
+                        client = None;
+                    }
+                }
+                Ok(false) => {
+                    unrecorded.push(item.id);
                     if c.reset().await.is_err() {
                         client = None;
                     }
                 }
                 Err(failure) => {
                     log::info!("relay {name}: queue id {}: {}", item.id, failure.diagnostic);
-                    self.fail_item(item, Some(remote), &failure).await;
+                    if !self.fail_item(item, Some(remote), &failure).await {
+                        unrecorded.push(item.id);
+                    }
                     // The connection may be in any state now: start afresh.
                     client = None;
                 }
@@ -268,6 +314,7 @@ impl Delivery {
         if let Some(c) = client {
             c.quit().await;
         }
+        unrecorded
     }
 
     /// Tries the hops in order; the first that greets us and says EHLO wins.
@@ -287,19 +334,29 @@ impl Delivery {
         Err(last)
     }
 
-    async fn send_item(&self, client: &mut Client, item: &Item) -> Result<(), Failure> {
+    /// Sends one queued message; Ok(false) when its outcome could not be recorded.
+    async fn send_item(&self, client: &mut Client, item: &Item) -> Result<bool, Failure> {
         let store = self.shared.store.clone();
         let id = item.id;
         let Ok(Ok(Some(entry))) = tokio::task::spawn_blocking(move || store.queued(id)).await
         else {
-            return Ok(()); // gone meanwhile (deleted by the administrator)
+            return Ok(true); // gone meanwhile (deleted by the administrator)
         };
+        // Only recipients still waiting in the stored entry (never one that is done).
+        let wanted: Vec<usize> = item
+            .recipients
+            .iter()
+            .copied()
+            .filter(|&i| entry.recipients.get(i).is_some_and(|r| !r.state.is_final()))
+            .collect();
+        if wanted.is_empty() {
+            return Ok(true);
+        }
         let signature = super::dkim::sign_queued(&self.shared.store, &entry).await;
         let size = entry.size - entry.skip + signature.len() as u64;
         let envelope = Envelope {
             sender: &entry.sender,
-            recipients: item
-                .recipients
+            recipients: wanted
                 .iter()
                 .filter_map(|&i| entry.recipients.get(i))
                 .map(|r| (r.address.as_str(), r.orcpt.as_deref(), r.notify))
@@ -318,8 +375,7 @@ impl Delivery {
         };
         let outcomes = client.send(&envelope, body).await?;
         let remote = client.hop.host.clone();
-        let results: Vec<(usize, Attempt)> = item
-            .recipients
+        let results: Vec<(usize, Attempt)> = wanted
             .iter()
             .zip(outcomes)
             .map(|(&i, outcome)| {
@@ -348,11 +404,11 @@ impl Delivery {
                 ),
             }
         }
-        self.record(id, results).await;
-        Ok(())
+        Ok(self.record(id, results).await)
     }
 
-    async fn fail_item(&self, item: &Item, remote: Option<String>, failure: &Failure) {
+    /// Records a failure for the item's recipients; false when that could not be written.
+    async fn fail_item(&self, item: &Item, remote: Option<String>, failure: &Failure) -> bool {
         let results = item
             .recipients
             .iter()
@@ -366,10 +422,11 @@ impl Delivery {
                 )
             })
             .collect();
-        self.record(item.id, results).await;
+        self.record(item.id, results).await
     }
 
-    async fn record(&self, id: u64, results: Vec<(usize, Attempt)>) {
+    /// Writes an attempt's outcome; false when the store refused.
+    async fn record(&self, id: u64, results: Vec<(usize, Attempt)>) -> bool {
         let store = self.shared.store.clone();
         let config = self.config.clone();
         let outcome = tokio::task::spawn_blocking(move || {
@@ -387,9 +444,16 @@ impl Delivery {
             Ok(Ok(_)) => {
                 // Bounces may have landed in local mailboxes.
                 self.shared.committer.notify();
+                true
             }
-            Ok(Err(e)) => log::error!("relay: recording queue id {id}: {e}"),
-            Err(e) => log::error!("relay: recording queue id {id}: {e}"),
+            Ok(Err(e)) => {
+                log::error!("relay: recording queue id {id}: {e}");
+                false
+            }
+            Err(e) => {
+                log::error!("relay: recording queue id {id}: {e}");
+                false
+            }
         }
     }
 }

@@ -162,6 +162,8 @@ impl DataDecoder {
 pub struct DotStuffer {
     at_line_start: bool,
     last: u8,
+    /// Turn a bare LF into CRLF (SMTP must never send one; POP3 keeps the stored bytes).
+    crlf: bool,
 }
 
 impl Default for DotStuffer {
@@ -175,6 +177,16 @@ impl DotStuffer {
         DotStuffer {
             at_line_start: true,
             last: b'\n',
+            crlf: false,
+        }
+    }
+
+    /// For SMTP DATA: also writes every bare LF as CRLF, so the data always ends with
+    /// CRLF.CRLF (a message stored from BDAT may hold bare LFs).
+    pub fn for_smtp() -> DotStuffer {
+        DotStuffer {
+            crlf: true,
+            ..DotStuffer::new()
         }
     }
 
@@ -182,6 +194,9 @@ impl DotStuffer {
         for &byte in piece {
             if self.at_line_start && byte == b'.' {
                 out.push(b'.');
+            }
+            if self.crlf && byte == b'\n' && self.last != b'\r' {
+                out.push(b'\r');
             }
             out.push(byte);
             self.at_line_start = byte == b'\n';
@@ -195,13 +210,31 @@ impl DotStuffer {
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b".\r\n");
-        *self = DotStuffer::new();
+        *self = DotStuffer {
+            crlf: self.crlf,
+            ..DotStuffer::new()
+        };
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn smtp_stuffing_never_sends_a_bare_lf() {
+        let mut out = Vec::new();
+        let mut s = DotStuffer::for_smtp();
+        s.push(b"a\n.b\r", &mut out);
+        s.push(b"\nend\n", &mut out);
+        s.finish(&mut out);
+        assert_eq!(out, b"a\r\n..b\r\nend\r\n.\r\n");
+        let mut out = Vec::new();
+        let mut s = DotStuffer::new();
+        s.push(b"a\nb\n", &mut out);
+        s.finish(&mut out);
+        assert_eq!(out, b"a\nb\n.\r\n", "POP3 keeps the stored bytes");
+    }
 
     /// Feeds `input` in pieces of `step` bytes; returns (message, leftover, done).
     fn decode(input: &[u8], step: usize) -> (Vec<u8>, Vec<u8>, bool) {

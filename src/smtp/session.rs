@@ -221,8 +221,10 @@ impl Session {
                 envid,
                 ret_full,
             } => {
+                let had_transaction = self.tx.is_some();
                 let stop = self.mail(from, size, body, smtputf8);
-                if let Some(tx) = &mut self.tx {
+                // Only a transaction this MAIL opened takes its DSN parameters.
+                if let (false, Some(tx)) = (had_transaction, &mut self.tx) {
                     tx.envid = envid;
                     tx.ret_full = ret_full;
                 }
@@ -512,7 +514,9 @@ impl Session {
                 }
                 if let Some(tx) = &mut self.tx {
                     tx.recipients.push((to.to_string(), accounts));
-                    if notify::wants(notify, notify::SUCCESS) {
+                    // Only for our own users: on the MX port a forged sender would turn
+                    // success notices into backscatter.
+                    if authenticated && notify::wants(notify, notify::SUCCESS) {
                         tx.success_notices.push((to.to_string(), orcpt));
                     }
                 }
@@ -721,20 +725,28 @@ impl Session {
         };
         let prefix = trace.headers();
         let skip = crate::smtp::return_path_len(&prefix);
-        let outbound = (!tx.outbound.is_empty()).then(|| Outbound {
-            sender: tx.from.clone().unwrap_or_default(),
-            envid: tx.envid.clone(),
-            ret_full: tx.ret_full,
-            eight_bit: tx.eight_bit,
-            smtputf8: tx.smtputf8,
-            recipients: tx.outbound.clone(),
-            skip,
-        });
         let mut message = Incoming {
             prefix,
             body: spool.finish(),
             internal_date: now,
         };
+        // SMTPUTF8 is needed on the way out only when something is not ASCII (RFC 6531
+        // §3.2): a client that always says SMTPUTF8 must not get ASCII mail bounced by
+        // next hops without it.
+        let needs_utf8 = tx.smtputf8
+            && (tx.from.as_deref().is_some_and(|f| !f.is_ascii())
+                || tx.outbound.iter().any(|(r, _, _)| !r.is_ascii())
+                || !crate::relay::dsn::header_of(&message.body.head().unwrap_or_default())
+                    .is_ascii());
+        let outbound = (!tx.outbound.is_empty()).then(|| Outbound {
+            sender: tx.from.clone().unwrap_or_default(),
+            envid: tx.envid.clone(),
+            ret_full: tx.ret_full,
+            eight_bit: tx.eight_bit,
+            smtputf8: needs_utf8,
+            recipients: tx.outbound.clone(),
+            skip,
+        });
         let head = if tx.success_notices.is_empty() || tx.from.is_none() {
             Vec::new()
         } else {

@@ -373,8 +373,12 @@ impl Store {
         Ok((used, account.quota_bytes))
     }
 
-    /// Whether an account is at or over its quota.
+    /// Whether an account is at or over its quota. Accounts without a quota cost one
+    /// lookup, not a scan of their messages.
     pub fn over_quota(&self, address: &str, adding: u64) -> Result<bool> {
+        if self.account(address)?.is_none_or(|a| a.quota_bytes == 0) {
+            return Ok(false);
+        }
         let (used, quota) = self.usage(address)?;
         Ok(quota > 0 && used.saturating_add(adding) > quota)
     }
