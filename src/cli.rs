@@ -16,7 +16,7 @@ use std::sync::Arc;
 #[command(
     name = "letterbox",
     version,
-    about = "A small mail server: SMTP in, POP3 out"
+    about = "A small mail appliance: SMTP in and out, POP3 and IMAP, one static binary"
 )]
 pub struct Cli {
     /// Configuration file [default: /etc/letterbox/letterbox.toml if it exists,
