@@ -263,6 +263,10 @@ mod tests {
     }
 
     fn search(query: &str, record: &MessageRecord) -> bool {
+        search_in(query, record, MSG)
+    }
+
+    fn search_in(query: &str, record: &MessageRecord, message: &[u8]) -> bool {
         let c = parse_command(format!("a SEARCH {query}").as_bytes()).unwrap();
         let key = search_keys(&c.args).unwrap();
         let cand = Candidate {
@@ -272,7 +276,7 @@ mod tests {
             max_uid: 5,
             record,
         };
-        matches(&key, &cand, &mut || Some(Rc::new(MSG.to_vec())))
+        matches(&key, &cand, &mut || Some(Rc::new(message.to_vec())))
     }
 
     #[test]
@@ -286,18 +290,7 @@ mod tests {
             keywords: vec![],
             modseq: 1,
         };
-        let check = |query: &str, message: &[u8]| {
-            let c = parse_command(format!("a SEARCH {query}").as_bytes()).unwrap();
-            let key = search_keys(&c.args).unwrap();
-            let cand = Candidate {
-                seq: 1,
-                max_seq: 1,
-                uid: 1,
-                max_uid: 1,
-                record: &record,
-            };
-            matches(&key, &cand, &mut || Some(Rc::new(message.to_vec())))
-        };
+        let check = |query: &str, message: &[u8]| search_in(query, &record, message);
         // 23:30 at -0800 is already 2 January in UTC: the zone is disregarded.
         assert!(check("SENTON 1-Jan-2024", dated));
         assert!(!check("SENTON 2-Jan-2024", dated));
