@@ -2320,7 +2320,7 @@ fn store_error_text(e: &StoreError) -> String {
         StoreError::NotFound(_) => format!("[NONEXISTENT] {e}"),
         StoreError::Exists(_) => format!("[ALREADYEXISTS] {e}"),
         StoreError::Invalid(_) => format!("[CANNOT] {e}"),
-        StoreError::OverQuota | StoreError::Lmdb(heed::Error::Mdb(heed::MdbError::MapFull)) => {
+        StoreError::OverQuota | StoreError::Full => {
             format!("[OVERQUOTA] {e}")
         }
         _ => format!("[SERVERBUG] {e}"),

@@ -60,6 +60,8 @@ pub enum StoreError {
     Invalid(String),
     /// The account's quota would be exceeded.
     OverQuota,
+    /// The store cannot grow: the LMDB map is full or the disk is.
+    Full,
     SchemaTooNew {
         found: u32,
         supported: u32,
@@ -69,8 +71,8 @@ pub enum StoreError {
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StoreError::Lmdb(heed::Error::Mdb(heed::MdbError::MapFull)) => {
-                write!(f, "the store is full (raise map_size_mib)")
+            StoreError::Full => {
+                write!(f, "the store is full (free disk space or raise map_size_mib)")
             }
             StoreError::Lmdb(e) => write!(f, "store: {e}"),
             StoreError::Io(e) => write!(f, "store: {e}"),
@@ -91,12 +93,19 @@ impl std::error::Error for StoreError {}
 
 impl From<heed::Error> for StoreError {
     fn from(e: heed::Error) -> Self {
-        StoreError::Lmdb(e)
+        match e {
+            heed::Error::Mdb(heed::MdbError::MapFull) => StoreError::Full,
+            heed::Error::Io(e) => StoreError::from(e),
+            e => StoreError::Lmdb(e),
+        }
     }
 }
 
 impl From<std::io::Error> for StoreError {
     fn from(e: std::io::Error) -> Self {
+        if e.raw_os_error() == Some(libc::ENOSPC) || e.raw_os_error() == Some(libc::EDQUOT) {
+            return StoreError::Full;
+        }
         StoreError::Io(e)
     }
 }
