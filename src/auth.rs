@@ -161,16 +161,24 @@ impl Authenticator {
     /// Returns the account's canonical address when the credentials are right.
     pub async fn login(&self, user: &str, password: Secret) -> Option<String> {
         let (address, _) = crate::address::normalize_address(user)?;
+        let lookup = address.clone();
+        let account = match self.store.call(move |s| s.account(&lookup)).await {
+            Ok(account) => account,
+            Err(e) => {
+                log::error!("auth: reading account {address}: {e}");
+                return None;
+            }
+        };
         // A cache hit needs no argon2, hence no permit and no blocking thread.
-        if let Some(account) = self.store.account(&address).ok().flatten() {
+        if let Some(account) = &account {
             if self.cache.hit(&address, &account.password_hash, &password) {
                 return Some(address);
             }
         }
         let _permit = self.permits.acquire().await.ok()?;
-        let store = self.store.clone();
         let cache = self.cache.clone();
-        tokio::task::spawn_blocking(move || match store.account(&address).ok().flatten() {
+        // argon2 is CPU work, not store work: it runs on the blocking pool directly.
+        tokio::task::spawn_blocking(move || match account {
             Some(account) => {
                 let ok = verify_password(&password, &account.password_hash);
                 if ok {

@@ -4,7 +4,8 @@
 
 use crate::auth::{hash_password, Secret};
 use crate::config::{Config, DEFAULT_CONFIG_PATH, DEFAULT_DATA_DIR};
-use crate::server::{self, Shared};
+use crate::floor::Shared;
+use crate::server;
 use crate::store::Store;
 use crate::{privilege, signals, tls};
 use clap::{Parser, Subcommand};
@@ -253,7 +254,7 @@ fn run(cli: Cli) -> Result<(), String> {
             action: DkimAction::Verify { dns },
         } => {
             let servers = match dns {
-                Some(d) => vec![crate::relay::route::parse_dns_server(d)
+                Some(d) => vec![crate::config::parse_dns_server(d)
                     .ok_or(format!("{d:?} is not ip or ip:port"))?],
                 None => Vec::new(),
             };
@@ -540,7 +541,7 @@ fn queue_command(cli: &Cli, action: &QueueAction) -> Result<(), String> {
             println!();
             print!(
                 "{}",
-                String::from_utf8_lossy(crate::relay::dsn::header_of(&first[start..]))
+                String::from_utf8_lossy(crate::mail::header_of(&first[start..]))
             );
         }
         QueueAction::Retry { id } => {

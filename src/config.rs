@@ -9,7 +9,7 @@
 
 use serde::Deserialize;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -262,6 +262,24 @@ impl Default for Relay {
     }
 }
 
+impl Relay {
+    /// `dns_servers` as socket addresses (checked when the config was read).
+    pub fn dns_server_addrs(&self) -> Vec<SocketAddr> {
+        self.dns_servers
+            .iter()
+            .filter_map(|s| parse_dns_server(s))
+            .collect()
+    }
+}
+
+/// A DNS server address: `ip` or `ip:port` (IPv6 with a port as `[ip]:port`).
+pub fn parse_dns_server(text: &str) -> Option<SocketAddr> {
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Some(SocketAddr::new(ip, 53));
+    }
+    text.parse::<SocketAddr>().ok()
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MxTls {
@@ -412,7 +430,7 @@ impl Config {
             );
         }
         for server in &r.dns_servers {
-            if crate::relay::route::parse_dns_server(server).is_none() {
+            if parse_dns_server(server).is_none() {
                 return bad(
                     "relay.dns_servers",
                     &format!("{server:?} is not an IP address or ip:port"),
@@ -473,6 +491,23 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dns_server_forms() {
+        assert_eq!(
+            parse_dns_server("127.0.0.1"),
+            Some("127.0.0.1:53".parse().unwrap())
+        );
+        assert_eq!(
+            parse_dns_server("127.0.0.1:5353"),
+            Some("127.0.0.1:5353".parse().unwrap())
+        );
+        assert_eq!(
+            parse_dns_server("[::1]:5353"),
+            Some("[::1]:5353".parse().unwrap())
+        );
+        assert_eq!(parse_dns_server("ns.example"), None);
+    }
 
     #[test]
     fn full_example_parses() {

@@ -11,8 +11,10 @@
 
 use crate::clock::unix_now;
 use crate::config::Config;
-use crate::smtp::{rfc5322_date, Trace};
-use crate::store::{Incoming, Outbound, Recipient, Spooled, Store};
+use crate::delivery::{self, Resolution};
+use crate::mail::{self, rfc5322_date};
+use crate::smtp::Trace;
+use crate::store::{Delivery, Incoming, Outbound, Spooled, Store};
 use std::io::Read;
 
 pub const EX_USAGE: i32 = 64;
@@ -88,41 +90,6 @@ pub fn read_message(input: impl Read, ignore_dots: bool, max: u64) -> Result<Vec
     Ok(out)
 }
 
-/// Header and body of a CRLF message.
-fn split(message: &[u8]) -> (&[u8], &[u8]) {
-    if message.starts_with(b"\r\n") {
-        return (&[], &message[2..]);
-    }
-    match message.windows(4).position(|w| w == b"\r\n\r\n") {
-        Some(p) => (&message[..p + 2], &message[p + 4..]),
-        None => (message, &[]),
-    }
-}
-
-/// Header fields with their raw bytes (continuation lines included).
-fn fields(header: &[u8]) -> Vec<&[u8]> {
-    let mut out: Vec<&[u8]> = Vec::new();
-    let mut start = 0;
-    for (i, w) in header.windows(2).enumerate() {
-        let end = i + 2;
-        if w == b"\r\n" && !matches!(header.get(end), Some(b' ' | b'\t')) {
-            out.push(&header[start..end]);
-            start = end;
-        }
-    }
-    if start < header.len() {
-        out.push(&header[start..]);
-    }
-    out
-}
-
-fn field_name(field: &[u8]) -> String {
-    let colon = field.iter().position(|&b| b == b':').unwrap_or(0);
-    String::from_utf8_lossy(&field[..colon])
-        .trim()
-        .to_ascii_lowercase()
-}
-
 /// The prepared message and its recipients.
 pub struct Prepared {
     pub message: Vec<u8>,
@@ -139,7 +106,8 @@ pub fn prepare(
     now: i64,
     unique: &str,
 ) -> Prepared {
-    let (header, body) = split(message);
+    let parts = mail::split(message);
+    let (header, body) = (parts.header(message), parts.body(message));
     let mut recipients = options.recipients.clone();
     if options.extract_recipients {
         if let Some(parsed) = mail_parser::MessageParser::new().parse_headers(header) {
@@ -157,13 +125,13 @@ pub fn prepare(
     recipients.retain(|r| seen.insert(r.to_ascii_lowercase()));
     let mut out = Vec::with_capacity(message.len() + 256);
     let mut names = std::collections::HashSet::new();
-    for field in fields(header) {
-        let name = field_name(field);
+    for field in mail::fields(header) {
+        let name = field.name().to_ascii_lowercase();
         if name == "bcc" {
             continue;
         }
         names.insert(name);
-        out.extend_from_slice(field);
+        out.extend_from_slice(field.raw);
     }
     if !names.contains("from") {
         let from = match &options.full_name {
@@ -235,25 +203,19 @@ pub fn run(args: &[String], config: &Config, store: &Store) -> i32 {
         eprintln!("sendmail: no recipients (give them as arguments or use -t)");
         return EX_USAGE;
     }
-    let mut accounts: Vec<String> = Vec::new();
+    let mut targets = Vec::new();
     let mut remote = Vec::new();
     for r in &prepared.recipients {
-        match store.resolve_recipient(r) {
-            Ok(Recipient::Local(a)) => {
-                for account in a {
-                    if !accounts.contains(&account) {
-                        accounts.push(account);
-                    }
-                }
-            }
-            Ok(Recipient::NotLocal) if crate::address::normalize_address(r).is_some() => {
+        match delivery::resolve(store, r) {
+            Ok(Resolution::Local(resolved)) => delivery::merge_targets(&mut targets, &resolved),
+            Ok(Resolution::NotLocal) if crate::address::normalize_address(r).is_some() => {
                 remote.push((r.clone(), None, 0));
             }
-            Ok(Recipient::NotLocal) => {
+            Ok(Resolution::NotLocal) => {
                 eprintln!("sendmail: {r:?} is not a mail address");
                 return EX_NOUSER;
             }
-            Ok(Recipient::UnknownUser) => {
+            Ok(Resolution::UnknownUser) => {
                 eprintln!("sendmail: {r}: no such user here");
                 return EX_NOUSER;
             }
@@ -285,12 +247,12 @@ pub fn run(args: &[String], config: &Config, store: &Store) -> i32 {
         skip,
         ..Outbound::default()
     });
-    let mut incoming = Incoming {
-        prefix,
-        body: Spooled::Memory(prepared.message),
-        internal_date: now,
+    let delivery = Delivery {
+        message: Incoming::new(prefix, Spooled::Memory(prepared.message), now),
+        targets,
+        outbound,
     };
-    match store.accept(&mut incoming, &accounts, outbound.as_ref()) {
+    match delivery::deliver_now(store, delivery) {
         Ok(_) => {
             // Tell a running server (another process) to look: local copies and queue.
             if let Err(e) = store.touch_queue() {

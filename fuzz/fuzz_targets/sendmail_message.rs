@@ -1,7 +1,8 @@
 //! `letterbox sendmail`'s handling of an arbitrary message (line endings, dot handling,
 //! header extraction with -t) and a DSN quoting its header must never panic.
 #![no_main]
-use letterbox::relay::dsn::{build, header_of, Action, RecipientReport, Report};
+use letterbox::mail::dsn::{build, Action, RecipientReport, Report};
+use letterbox::mail::header_of;
 use letterbox::sendmail::{prepare, read_message, Options};
 use libfuzzer_sys::fuzz_target;
 

@@ -1,7 +1,7 @@
 //! DATA decoding must not panic, must give the same result however the input is split,
 //! and dot-stuffing what it decoded must decode back to the same message.
 #![no_main]
-use letterbox::smtp::data::{DataDecoder, DotStuffer};
+use letterbox::net::dot::{DataDecoder, DotStuffer};
 use libfuzzer_sys::fuzz_target;
 
 fn decode(input: &[u8], step: usize) -> (Vec<u8>, usize, bool) {

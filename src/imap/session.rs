@@ -16,9 +16,9 @@ use super::parse::{
 use crate::auth::{decode_sasl_line, parse_plain, SaslError, Secret};
 use crate::clock::unix_now;
 use crate::config::Config;
+use crate::floor::Shared;
 use crate::limits::{MAX_IMAP_COMMAND, MAX_IMAP_LINE, MAX_IMAP_NONSYNC_LITERAL, MAX_SASL_LINE};
 use crate::net::{Connection, Line};
-use crate::server::Shared;
 use crate::store::{
     chunk_count, flags, FlagOp, Incoming, Mailbox, MessageRecord, SpecialUse, SpoolWriter, Store,
     StoreError,
@@ -1132,11 +1132,7 @@ impl Session {
                 return Ok(stop.then_some(End::TooManyErrors));
             }
         }
-        let mut message = Incoming {
-            prefix: Vec::new(),
-            body: spool.finish(),
-            internal_date: date.unwrap_or_else(unix_now),
-        };
+        let mut message = Incoming::new(Vec::new(), spool.finish(), date.unwrap_or_else(unix_now));
         let account = self.account();
         let result = self
             .blocking(move |s| s.append(&account, &name, &mut message, system, &keywords))
@@ -1210,7 +1206,11 @@ impl Session {
                 .collect();
             if !uids.is_empty() {
                 let id = sel.id;
-                if let Err(e) = self.blocking(move |s| s.expunge(id, &uids)).await? {
+                let account = self.account();
+                if let Err(e) = self
+                    .blocking(move |s| s.expunge(&account, id, &uids))
+                    .await?
+                {
                     return Ok(Reply::No(store_error_text(&e)));
                 }
                 self.shared.committer.notify();
@@ -1257,7 +1257,11 @@ impl Session {
         let id = sel.id;
         if !uids.is_empty() {
             let removed = uids.clone();
-            if let Err(e) = self.blocking(move |s| s.expunge(id, &removed)).await? {
+            let account = self.account();
+            if let Err(e) = self
+                .blocking(move |s| s.expunge(&account, id, &removed))
+                .await?
+            {
                 return Ok(Reply::No(store_error_text(&e)));
             }
             self.shared.committer.notify();

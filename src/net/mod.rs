@@ -1,9 +1,12 @@
-//! A client connection: plain or TLS, with bounded line reads and batched writes.
+//! A client connection: plain or TLS, with bounded line reads and batched writes; and
+//! [`dot`], the dot-terminated data codec of SMTP DATA and POP3 multi-line responses.
 //!
 //! Output is buffered and flushed just before the connection would block on a read, so
 //! pipelined commands (SMTP PIPELINING, POP3 PIPELINING) get their replies in one write.
 //! Every read and flush carries a timeout; no read ever grows a buffer past the caller's
 //! line limit.
+
+pub mod dot;
 
 use std::io;
 use std::net::SocketAddr;

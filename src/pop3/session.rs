@@ -6,46 +6,19 @@
 use super::parse::{parse_command, Command, ParseError};
 use crate::auth::{decode_sasl_line, parse_plain, SaslError, Secret};
 use crate::config::Config;
+use crate::floor::locks::MaildropGuard;
+use crate::floor::session::{login_allowed, read_or_shutdown, End, ErrorBudget};
+use crate::floor::Shared;
 use crate::limits::{MAX_POP3_COMMAND_LINE, MAX_SASL_LINE};
+use crate::net::dot::DotStuffer;
 use crate::net::{Connection, Line};
-use crate::server::Shared;
-use crate::smtp::data::DotStuffer;
-use crate::store::{chunk_count, MessageRecord};
-use std::collections::HashSet;
+use crate::store::{chunk_count, MessageRecord, StoreError};
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// RFC 1939 §3: the inactivity timer must be at least 10 minutes.
 const MIN_AUTOLOGOUT: Duration = Duration::from_secs(600);
-
-/// Accounts whose maildrop is open in a session.
-#[derive(Default)]
-pub struct MaildropLocks(Mutex<HashSet<String>>);
-
-/// Holds a maildrop lock; releases it when dropped.
-struct MaildropGuard {
-    shared: Arc<Shared>,
-    account: String,
-}
-
-impl Drop for MaildropGuard {
-    fn drop(&mut self) {
-        if let Ok(mut set) = self.shared.pop3_locks.0.lock() {
-            set.remove(&self.account);
-        }
-    }
-}
-
-impl MaildropLocks {
-    fn try_lock(shared: &Arc<Shared>, account: &str) -> Option<MaildropGuard> {
-        let mut set = shared.pop3_locks.0.lock().ok()?;
-        set.insert(account.to_string()).then(|| MaildropGuard {
-            shared: shared.clone(),
-            account: account.to_string(),
-        })
-    }
-}
 
 struct Message {
     uid: u32,
@@ -61,17 +34,6 @@ struct Maildrop {
     messages: Vec<Message>,
 }
 
-/// How a session ended (for the log line).
-#[derive(Debug)]
-pub enum End {
-    Quit,
-    Closed,
-    Timeout,
-    TooManyErrors,
-    Shutdown,
-    Error(io::Error),
-}
-
 pub struct Session {
     shared: Arc<Shared>,
     config: Arc<Config>,
@@ -80,7 +42,7 @@ pub struct Session {
     pending_user: Option<String>,
     maildrop: Option<Maildrop>,
     logged_in: Option<String>,
-    errors: u32,
+    errors: ErrorBudget,
 }
 
 impl Session {
@@ -90,13 +52,13 @@ impl Session {
         conn.read_timeout = timeout;
         conn.write_timeout = timeout;
         Session {
+            errors: ErrorBudget::new(&config),
             shared,
             config,
             conn,
             pending_user: None,
             maildrop: None,
             logged_in: None,
-            errors: 0,
         }
     }
 
@@ -112,8 +74,7 @@ impl Session {
     /// Sends `-ERR`, counts the error; true when the session must end.
     fn err(&mut self, text: &str) -> bool {
         self.conn.send(format!("-ERR {text}\r\n").as_bytes());
-        self.errors += 1;
-        if self.errors >= self.config.limits.max_errors {
+        if self.errors.spend() {
             self.conn
                 .send(b"-ERR [SYS/PERM] Too many errors, closing connection\r\n");
             return true;
@@ -122,19 +83,15 @@ impl Session {
     }
 
     fn login_allowed(&self) -> bool {
-        self.conn.is_tls()
-            || (self.config.auth.allow_plaintext_on_loopback && self.conn.peer.ip().is_loopback())
+        login_allowed(&self.conn, &self.config)
     }
 
     pub async fn run(&mut self) -> End {
         self.ok("letterbox POP3 server ready");
         let mut shutdown = self.shared.shutdown.clone();
         loop {
-            let line = tokio::select! {
-                line = self.conn.read_line(MAX_POP3_COMMAND_LINE) => Some(line),
-                _ = shutdown.wait_for(|stop| *stop) => None,
-            };
-            let Some(line) = line else {
+            let read = self.conn.read_line(MAX_POP3_COMMAND_LINE);
+            let Some(line) = read_or_shutdown(&mut shutdown, read).await else {
                 self.conn.send(b"-ERR [SYS/TEMP] Server shutting down\r\n");
                 self.conn.close().await;
                 return End::Shutdown;
@@ -142,11 +99,11 @@ impl Session {
             let end = match line {
                 Ok(Line::Complete(line)) => match self.command(&line).await {
                     Ok(end) => end,
-                    Err(e) => Some(io_end(e)),
+                    Err(e) => Some(End::from_io(e)),
                 },
                 Ok(Line::TooLong) => self.err("Line too long").then_some(End::TooManyErrors),
                 Ok(Line::Closed) => Some(End::Closed),
-                Err(e) => Some(io_end(e)),
+                Err(e) => Some(End::from_io(e)),
             };
             if let Some(end) = end {
                 if matches!(end, End::Timeout) {
@@ -273,20 +230,21 @@ impl Session {
             log::info!("pop3 {}: authentication failed", self.conn.peer);
             return Ok(self.err("[AUTH] Invalid credentials"));
         };
-        let Some(guard) = MaildropLocks::try_lock(&self.shared, &account) else {
+        let Some(guard) = self.shared.maildrop_locks.try_lock(&account) else {
             return Ok(self.err("[IN-USE] Maildrop is already locked by another session"));
         };
-        let store = self.shared.store.clone();
         let owner = account.clone();
-        let loaded = tokio::task::spawn_blocking(move || {
-            let inbox = store
-                .mailbox(&owner, "INBOX")?
-                .ok_or_else(|| crate::store::StoreError::NotFound("INBOX".into()))?;
-            let messages = store.messages(inbox.id)?;
-            Ok::<_, crate::store::StoreError>((inbox, messages))
-        })
-        .await
-        .map_err(io::Error::other)?;
+        let loaded = self
+            .shared
+            .store
+            .call(move |store| {
+                let inbox = store
+                    .mailbox(&owner, "INBOX")?
+                    .ok_or_else(|| StoreError::NotFound("INBOX".into()))?;
+                let messages = store.messages(inbox.id)?;
+                Ok((inbox, messages))
+            })
+            .await;
         let (inbox, messages) = match loaded {
             Ok(x) => x,
             Err(e) => {
@@ -437,10 +395,11 @@ impl Session {
         let removed = if uids.is_empty() {
             Ok(0)
         } else {
-            let store = self.shared.store.clone();
-            tokio::task::spawn_blocking(move || store.expunge(mailbox, &uids))
+            let owner = account.clone();
+            self.shared
+                .store
+                .call(move |store| store.expunge(&owner, mailbox, &uids))
                 .await
-                .map_err(io::Error::other)?
         };
         std::mem::drop(maildrop);
         match removed {
@@ -470,12 +429,21 @@ impl Session {
         let mut out = Vec::new();
         let mut body_lines = Limit::new(top);
         for index in 0..chunk_count(record.size) {
-            let store = self.shared.store.clone();
             let blob = record.blob;
-            let chunk = tokio::task::spawn_blocking(move || store.read_chunk(blob, index))
+            let chunk = match self
+                .shared
+                .store
+                .call(move |s| s.read_chunk(blob, index))
                 .await
-                .map_err(io::Error::other)?
-                .map_err(io::Error::other)?;
+            {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    // A cut message must not look complete: end the session without the
+                    // terminating dot.
+                    log::error!("pop3 {}: reading message data: {e}", self.conn.peer);
+                    return Err(io::Error::other(e));
+                }
+            };
             let (piece, done) = body_lines.cut(&chunk);
             stuffer.push(piece, &mut out);
             self.conn.send(&out);
@@ -541,14 +509,6 @@ impl Limit {
         }
         self.lines = Some(left);
         (chunk, false)
-    }
-}
-
-fn io_end(e: io::Error) -> End {
-    if e.kind() == io::ErrorKind::TimedOut {
-        End::Timeout
-    } else {
-        End::Error(e)
     }
 }
 

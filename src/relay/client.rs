@@ -7,8 +7,8 @@
 //! smtp-proto. Replies are read with bounded lines; every read and write has a timeout.
 
 use crate::auth::{encode_base64, Secret};
+use crate::net::dot::DotStuffer;
 use crate::net::{Connection, Line};
-use crate::smtp::data::DotStuffer;
 use crate::store::notify;
 use rustls::pki_types::ServerName;
 use smtp_proto::{

@@ -252,27 +252,29 @@ pub async fn sign_queued(store: &Arc<Store>, entry: &QueuedMessage) -> Vec<u8> {
     let Ok(_turn) = SIGNING.acquire().await else {
         return Vec::new();
     };
-    let store = store.clone();
     let entry = entry.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut message = Vec::with_capacity(entry.size as usize);
-        for index in 0..chunk_count(entry.size) {
-            match store.read_chunk(entry.blob, index) {
-                Ok(chunk) => message.extend_from_slice(&chunk),
-                Err(_) => return Vec::new(),
+    let signed = store
+        .call(move |store| {
+            let mut message = Vec::with_capacity(entry.size as usize);
+            for index in 0..chunk_count(entry.size) {
+                message.extend_from_slice(&store.read_chunk(entry.blob, index)?);
             }
-        }
-        message.drain(..(entry.skip as usize).min(message.len()));
-        for domain in signing_domains(&message, &entry.sender) {
-            let keys = load_keys(store.data_dir(), &domain);
-            if !keys.is_empty() {
-                return sign(&message, &domain, keys);
+            message.drain(..(entry.skip as usize).min(message.len()));
+            for domain in signing_domains(&message, &entry.sender) {
+                let keys = load_keys(store.data_dir(), &domain);
+                if !keys.is_empty() {
+                    return Ok(sign(&message, &domain, keys));
+                }
             }
-        }
+            Ok(Vec::new())
+        })
+        .await;
+    signed.unwrap_or_else(|e| {
+        // The attempt goes on unsigned rather than not at all; the read error will show
+        // again when the message itself is streamed.
+        log::error!("dkim: reading the message to sign: {e}");
         Vec::new()
     })
-    .await
-    .unwrap_or_default()
 }
 
 /// Checks the DKIM signatures of `message` with mail-auth, looking keys up through
@@ -282,9 +284,9 @@ pub async fn verify(
     message: &[u8],
     dns_servers: &[std::net::SocketAddr],
 ) -> Result<(Vec<String>, bool), String> {
-    let (_, client_tls) = super::route::connectors(&crate::config::Relay::default())?;
-    let resolver = super::route::build_resolver(dns_servers, &client_tls)?;
-    let authenticator = mail_auth::MessageAuthenticator(resolver);
+    let client = crate::tls::client::ClientConfigs::new(None)?;
+    let authenticator =
+        crate::dns::Resolver::new(dns_servers.to_vec(), client.verified).authenticator()?;
     let parsed =
         mail_auth::AuthenticatedMessage::parse(message).ok_or("not an RFC 5322 message")?;
     let outputs = authenticator

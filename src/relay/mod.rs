@@ -6,12 +6,11 @@
 //! - [`runner`]: the scheduler: picks due queue entries, groups their recipients by route,
 //!   delivers each group over one connection, within the connection limits.
 //! - [`retry`]: the backoff schedule (pure).
-//! - [`dsn`]: delivery status notifications, RFC 3464 (pure).
 //! - [`dkim`]: DKIM keys (`letterbox dkim generate`) and signing with mail-auth.
 //!
 //! This module ties them together: [`record`] applies the outcome of an attempt to a queue
-//! entry and writes any DSN in the same transaction, so that a crash never loses a bounce
-//! nor sends one twice.
+//! entry and writes any DSN (built by [`crate::delivery::notice`]) in the same
+//! transaction, so that a crash never loses a bounce nor sends one twice.
 //!
 //! # Decisions
 //! - A queue entry is a blob reference plus per-recipient state (see
@@ -33,17 +32,15 @@
 
 pub mod client;
 pub mod dkim;
-pub mod dsn;
 pub mod retry;
 pub mod route;
 pub mod runner;
 
 use crate::config::Relay;
-use crate::store::{
-    notify, Incoming, Notice, Outbound, QueuedMessage, Recipient, RecipientState, Spooled, Store,
-};
+use crate::delivery::notice::{self, About, Original};
+use crate::mail::dsn::{Action, RecipientReport};
+use crate::store::{notify, QueuedMessage, RecipientState, Store};
 use client::Failure;
-use dsn::{Action, RecipientReport, Report};
 
 /// The largest original message a RET=FULL failure notice carries whole.
 pub const MAX_RETURNED_MESSAGE: u64 = 1 << 20;
@@ -74,7 +71,7 @@ pub fn record(
         return Ok(None);
     };
     let original = original_for_report(store, &current)?;
-    let routing = notice_routing(store, &current.sender)?;
+    let routing = notice::routing(store, &current.sender)?;
     store.update_queued(id, |entry| {
         let mut reports = Vec::new();
         let mut delays = Vec::new();
@@ -138,7 +135,7 @@ pub fn record(
             return notices; // never bounce a bounce
         }
         if !reports.is_empty() {
-            notices.push(notice(
+            notices.push(notice::build(
                 About::from(&*entry),
                 hostname,
                 reports,
@@ -152,10 +149,10 @@ pub fn record(
         if late && !entry.delay_notified && !delays.is_empty() {
             entry.delay_notified = true;
             let headers = Original {
-                bytes: dsn::header_of(&original.bytes).to_vec(),
+                bytes: crate::mail::header_of(&original.bytes).to_vec(),
                 full: false,
             };
-            notices.push(notice(
+            notices.push(notice::build(
                 About::from(&*entry),
                 hostname,
                 delays,
@@ -223,12 +220,6 @@ fn rand_jitter() -> u64 {
     rand_core::OsRng.next_u64()
 }
 
-/// The original message as a DSN quotes it.
-struct Original {
-    bytes: Vec<u8>,
-    full: bool,
-}
-
 /// The header of the queued message, or all of it for RET=FULL when small enough.
 fn original_for_report(store: &Store, entry: &QueuedMessage) -> crate::store::Result<Original> {
     let full = entry.ret_full == Some(true) && entry.size - entry.skip <= MAX_RETURNED_MESSAGE;
@@ -251,142 +242,9 @@ fn original_for_report(store: &Store, entry: &QueuedMessage) -> crate::store::Re
         Ok(Original { bytes, full })
     } else {
         Ok(Original {
-            bytes: dsn::header_of(&bytes).to_vec(),
+            bytes: crate::mail::header_of(&bytes).to_vec(),
             full: false,
         })
-    }
-}
-
-/// Where a notice to `sender` goes: local accounts, or the queue.
-enum Routing {
-    Local(Vec<String>),
-    Remote,
-    Nowhere,
-}
-
-fn notice_routing(store: &Store, sender: &str) -> crate::store::Result<Routing> {
-    if sender.is_empty() {
-        return Ok(Routing::Nowhere);
-    }
-    Ok(match store.resolve_recipient(sender)? {
-        Recipient::Local(accounts) => Routing::Local(accounts),
-        Recipient::NotLocal => Routing::Remote,
-        // A local sender that no longer exists: nobody to tell.
-        Recipient::UnknownUser => Routing::Nowhere,
-    })
-}
-
-/// The envelope facts a notice repeats.
-struct About<'a> {
-    sender: &'a str,
-    envid: Option<&'a str>,
-    arrival: i64,
-}
-
-impl<'a> From<&'a QueuedMessage> for About<'a> {
-    fn from(entry: &'a QueuedMessage) -> About<'a> {
-        About {
-            sender: &entry.sender,
-            envid: entry.envid.as_deref(),
-            arrival: entry.arrival,
-        }
-    }
-}
-
-/// The "delivered" notice owed for local recipients that asked for NOTIFY=SUCCESS
-/// (RFC 3461 §4.1), or None when the sender is null or unknown here.
-#[allow(clippy::too_many_arguments)]
-pub fn delivered_notice(
-    store: &Store,
-    hostname: &str,
-    sender: &str,
-    envid: Option<&str>,
-    arrival: i64,
-    recipients: &[(String, Option<String>)],
-    header: &[u8],
-    now: i64,
-) -> crate::store::Result<Option<Notice>> {
-    let routing = notice_routing(store, sender)?;
-    if matches!(routing, Routing::Nowhere) || recipients.is_empty() {
-        return Ok(None);
-    }
-    let reports = recipients
-        .iter()
-        .map(|(address, orcpt)| RecipientReport {
-            address: address.clone(),
-            orcpt: orcpt.clone(),
-            action: Action::Delivered,
-            status: "2.0.0".into(),
-            remote: None,
-            diagnostic: None,
-            last_attempt: Some(now),
-            retry_until: None,
-        })
-        .collect();
-    let original = Original {
-        bytes: dsn::header_of(header).to_vec(),
-        full: false,
-    };
-    let about = About {
-        sender,
-        envid,
-        arrival,
-    };
-    Ok(Some(notice(
-        about, hostname, reports, &original, &routing, now,
-    )))
-}
-
-fn notice(
-    about: About,
-    hostname: &str,
-    recipients: Vec<RecipientReport>,
-    original: &Original,
-    routing: &Routing,
-    now: i64,
-) -> Notice {
-    let id = format!("{:016x}", rand_jitter());
-    let body = dsn::build(&Report {
-        reporting_mta: hostname,
-        to: about.sender,
-        envid: about.envid,
-        arrival: about.arrival,
-        now,
-        recipients,
-        original: &original.bytes,
-        original_full: original.full,
-        id: &id,
-    });
-    let eight_bit = !body.is_ascii();
-    let prefix = b"Return-Path: <>\r\n".to_vec();
-    let skip = prefix.len() as u64;
-    let message = Incoming {
-        prefix,
-        body: Spooled::Memory(body),
-        internal_date: now,
-    };
-    match routing {
-        Routing::Local(accounts) => Notice {
-            message,
-            accounts: accounts.clone(),
-            outbound: None,
-        },
-        Routing::Remote => Notice {
-            message,
-            accounts: Vec::new(),
-            outbound: Some(Outbound {
-                sender: String::new(),
-                recipients: vec![(about.sender.to_string(), None, notify::NEVER)],
-                skip,
-                eight_bit,
-                ..Outbound::default()
-            }),
-        },
-        Routing::Nowhere => Notice {
-            message,
-            accounts: Vec::new(),
-            outbound: None,
-        },
     }
 }
 
@@ -394,22 +252,29 @@ fn notice(
 mod tests {
     use super::*;
     use crate::store::tests::with_users;
+    use crate::store::{Delivery, Incoming, Outbound, Spooled};
 
     const ARRIVAL: i64 = 1_700_000_000;
 
     fn queue_one(store: &Store, sender: &str, notify_bits: u8) -> u64 {
-        let mut message = Incoming {
-            prefix: b"Return-Path: <x>\r\n".to_vec(),
-            body: Spooled::Memory(b"Subject: original\r\n\r\nbody\r\n".to_vec()),
-            internal_date: ARRIVAL,
-        };
+        let message = Incoming::new(
+            b"Return-Path: <x>\r\n".to_vec(),
+            Spooled::Memory(b"Subject: original\r\n\r\nbody\r\n".to_vec()),
+            ARRIVAL,
+        );
         let outbound = Outbound {
             sender: sender.into(),
             recipients: vec![("bob@remote.test".into(), None, notify_bits)],
             skip: 18,
             ..Outbound::default()
         };
-        store.enqueue(&mut message, &outbound).unwrap()
+        store
+            .enqueue(&mut Delivery {
+                message,
+                targets: Vec::new(),
+                outbound: Some(outbound),
+            })
+            .unwrap()
     }
 
     fn failed(permanent: bool) -> Vec<(usize, Attempt)> {

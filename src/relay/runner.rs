@@ -12,7 +12,7 @@ use super::route::{hops, Resolver, Route};
 use super::{record, Attempt};
 use crate::clock::unix_now;
 use crate::config::Config;
-use crate::server::Shared;
+use crate::floor::Shared;
 use crate::store::{chunk_count, QueuedMessage, Store};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -83,21 +83,19 @@ pub async fn run(shared: Arc<Shared>) {
                 }
             }
         }
-        let store = shared.store.clone();
-        match tokio::task::spawn_blocking(move || store.queue_generation()).await {
-            Ok(Ok(g)) if Some(g) != generation => {
-                let store = shared.store.clone();
-                if let Ok(Ok(fresh)) =
-                    tokio::task::spawn_blocking(move || store.queue_schedule()).await
-                {
+        match shared.store.call(|s| s.queue_generation()).await {
+            Ok(g) if Some(g) != generation => match shared.store.call(|s| s.queue_schedule()).await
+            {
+                Ok(fresh) => {
                     schedule = fresh;
                     generation = Some(g);
                     // `letterbox sendmail` may also have filled local mailboxes.
                     shared.committer.notify();
                 }
-            }
-            Ok(Err(e)) => log::error!("relay: reading the queue: {e}"),
-            _ => {}
+                Err(e) => log::error!("relay: reading the queue schedule: {e}"),
+            },
+            Ok(_) => {}
+            Err(e) => log::error!("relay: reading the queue: {e}"),
         }
         let now = unix_now();
         // Due work that could not start (its routes are at their connection limit) waits
@@ -198,15 +196,23 @@ async fn group_by_route(
     due: &[u64],
     now: i64,
 ) -> BTreeMap<Route, Vec<Item>> {
-    let store = store.clone();
     let ids = due.to_vec();
-    let entries = tokio::task::spawn_blocking(move || {
-        ids.into_iter()
-            .filter_map(|id| Some((id, store.queued(id).ok()??)))
-            .collect::<Vec<_>>()
-    })
-    .await
-    .unwrap_or_default();
+    let entries = store
+        .call(move |store| {
+            let mut entries = Vec::with_capacity(ids.len());
+            for id in ids {
+                // An entry gone meanwhile (delivered, or deleted by the administrator).
+                if let Some(entry) = store.queued(id)? {
+                    entries.push((id, entry));
+                }
+            }
+            Ok(entries)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            log::error!("relay: reading due queue entries: {e}");
+            Vec::new()
+        });
     let mut groups: BTreeMap<Route, Vec<Item>> = BTreeMap::new();
     for (id, entry) in entries {
         let mut by_route: BTreeMap<Route, Vec<usize>> = BTreeMap::new();
@@ -336,11 +342,14 @@ impl Delivery {
 
     /// Sends one queued message; Ok(false) when its outcome could not be recorded.
     async fn send_item(&self, client: &mut Client, item: &Item) -> Result<bool, Failure> {
-        let store = self.shared.store.clone();
         let id = item.id;
-        let Ok(Ok(Some(entry))) = tokio::task::spawn_blocking(move || store.queued(id)).await
-        else {
-            return Ok(true); // gone meanwhile (deleted by the administrator)
+        let entry = match self.shared.store.call(move |s| s.queued(id)).await {
+            Ok(Some(entry)) => entry,
+            Ok(None) => return Ok(true), // gone meanwhile (deleted by the administrator)
+            Err(e) => {
+                log::error!("relay: reading queue id {id}: {e}");
+                return Ok(false);
+            }
         };
         // Only recipients still waiting in the stored entry (never one that is done).
         let wanted: Vec<usize> = item
@@ -427,28 +436,26 @@ impl Delivery {
 
     /// Writes an attempt's outcome; false when the store refused.
     async fn record(&self, id: u64, results: Vec<(usize, Attempt)>) -> bool {
-        let store = self.shared.store.clone();
         let config = self.config.clone();
-        let outcome = tokio::task::spawn_blocking(move || {
-            record(
-                &store,
-                &config.relay,
-                &config.hostname,
-                id,
-                &results,
-                unix_now(),
-            )
-        })
-        .await;
+        let outcome = self
+            .shared
+            .store
+            .call(move |store| {
+                record(
+                    store,
+                    &config.relay,
+                    &config.hostname,
+                    id,
+                    &results,
+                    unix_now(),
+                )
+            })
+            .await;
         match outcome {
-            Ok(Ok(_)) => {
+            Ok(_) => {
                 // Bounces may have landed in local mailboxes.
                 self.shared.committer.notify();
                 true
-            }
-            Ok(Err(e)) => {
-                log::error!("relay: recording queue id {id}: {e}");
-                false
             }
             Err(e) => {
                 log::error!("relay: recording queue id {id}: {e}");
@@ -477,11 +484,11 @@ impl AsyncPieces for BlobPieces {
         }
         let index = self.next;
         self.next += 1;
-        let store = self.store.clone();
         let blob = self.entry.blob;
-        let chunk = tokio::task::spawn_blocking(move || store.read_chunk(blob, index))
+        let chunk = self
+            .store
+            .call(move |s| s.read_chunk(blob, index))
             .await
-            .map_err(std::io::Error::other)?
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         // Drop the skipped prefix (it lies in the first chunk).
         let start = if index == 0 {

@@ -1,11 +1,11 @@
 //! SMTP receiving (RFC 5321, submission RFC 6409/8314).
 //!
 //! - [`parse`]: command lines to typed [`parse::Command`]s (pure).
-//! - [`data`]: the DATA decoder and dot-stuffer (pure).
+//! - the DATA decoder and dot-stuffer live in [`crate::net::dot`] (POP3 and the relay use
+//!   them too).
 //! - [`session`]: one connection's state machine: greeting, EHLO, STARTTLS, AUTH, the mail
-//!   transaction, and delivery through the store's group committer.
+//!   transaction, and delivery through [`crate::delivery`].
 
-pub mod data;
 pub mod parse;
 pub mod session;
 
@@ -27,36 +27,6 @@ pub fn format_reply(code: u16, enhanced: Option<&str>, lines: &[&str]) -> Vec<u8
         }
     }
     out.into_bytes()
-}
-
-/// The date in RFC 5322 §3.3 form, in UTC: `Mon, 23 Nov 2026 22:51:08 +0000`.
-pub fn rfc5322_date(unix: i64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{}, {} {} {} {:02}:{:02}:{:02} +0000",
-        DAYS[days.rem_euclid(7) as usize],
-        day,
-        MONTHS[(month - 1) as usize],
-        year,
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
 }
 
 /// Inputs for the trace headers added at final delivery (RFC 5321 §4.4).
@@ -101,7 +71,7 @@ impl Trace<'_> {
         if let Some(rcpt) = self.recipient {
             let _ = write!(h, "\r\n\tfor <{}>", sanitize(rcpt));
         }
-        let _ = write!(h, ";\r\n\t{}\r\n", rfc5322_date(self.date));
+        let _ = write!(h, ";\r\n\t{}\r\n", crate::mail::rfc5322_date(self.date));
         h.into_bytes()
     }
 }
@@ -134,16 +104,6 @@ mod tests {
             format_reply(250, None, &["mx", "PIPELINING", "SIZE 10"]),
             b"250-mx\r\n250-PIPELINING\r\n250 SIZE 10\r\n"
         );
-    }
-
-    #[test]
-    fn dates() {
-        assert_eq!(rfc5322_date(0), "Thu, 1 Jan 1970 00:00:00 +0000");
-        assert_eq!(
-            rfc5322_date(1_795_474_268),
-            "Mon, 23 Nov 2026 22:51:08 +0000"
-        );
-        assert_eq!(rfc5322_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
     }
 
     #[test]

@@ -9,29 +9,20 @@
 //! The 250 after DATA or BDAT LAST is sent only once the message is committed for every
 //! recipient. Each protocol error counts; at `max_errors` the session ends with 421.
 
-use super::data::DataDecoder;
 use super::parse::{parse_command, Body, Command, Mechanism, ParseError};
 use super::{format_reply, Trace};
 use crate::auth::{decode_sasl_line, parse_plain, SaslError, Secret};
 use crate::clock::unix_now;
 use crate::config::{Config, ListenerKind};
+use crate::delivery::{self, notice, Resolution};
+use crate::floor::session::{read_or_shutdown, End, ErrorBudget};
+use crate::floor::Shared;
 use crate::limits::{MAX_DATA_LINE, MAX_SASL_LINE, MAX_SMTP_COMMAND_LINE};
+use crate::net::dot::DataDecoder;
 use crate::net::{Connection, Line};
-use crate::server::Shared;
-use crate::store::{notify, Incoming, Outbound, Recipient, SpoolWriter};
+use crate::store::{notify, Delivery, Incoming, Outbound, SpoolWriter, Target};
 use std::io;
 use std::sync::Arc;
-
-/// How a session ended (for the log line).
-#[derive(Debug)]
-pub enum End {
-    Quit,
-    Closed,
-    Timeout,
-    TooManyErrors,
-    Shutdown,
-    Error(io::Error),
-}
 
 struct Transaction {
     from: Option<String>,
@@ -39,9 +30,8 @@ struct Transaction {
     eight_bit: bool,
     envid: Option<String>,
     ret_full: Option<bool>,
-    declared_size: Option<u64>,
-    /// Local recipients as given, and the accounts each resolves to.
-    recipients: Vec<(String, Vec<String>)>,
+    /// Local recipients as given, and the mailboxes their copies go to.
+    recipients: Vec<(String, Vec<Target>)>,
     /// Remote recipients (submission only) with their ORCPT and NOTIFY: they are queued.
     outbound: Vec<(String, Option<String>, u8)>,
     /// Local recipients that asked for NOTIFY=SUCCESS, with their ORCPT.
@@ -65,7 +55,7 @@ pub struct Session {
     esmtp: bool,
     user: Option<String>,
     tx: Option<Transaction>,
-    errors: u32,
+    errors: ErrorBudget,
 }
 
 const REPLY_TOO_MANY_ERRORS: &[u8] = b"421 4.7.0 Too many errors, closing connection\r\n";
@@ -76,6 +66,7 @@ impl Session {
         conn.read_timeout = config.limits.command_timeout();
         conn.write_timeout = config.limits.command_timeout();
         Session {
+            errors: ErrorBudget::new(&config),
             shared,
             config,
             kind,
@@ -84,7 +75,6 @@ impl Session {
             esmtp: false,
             user: None,
             tx: None,
-            errors: 0,
         }
     }
 
@@ -101,26 +91,27 @@ impl Session {
     /// Counts a protocol error; true when the session must end.
     fn error(&mut self, code: u16, esc: &str, text: &str) -> bool {
         self.reply(code, esc, text);
-        self.errors += 1;
-        if self.errors >= self.config.limits.max_errors {
+        self.count_error()
+    }
+
+    /// Counts an error already answered; true (after a 421) when the session must end.
+    fn count_error(&mut self) -> bool {
+        if self.errors.spend() {
             self.conn.send(REPLY_TOO_MANY_ERRORS);
             return true;
         }
         false
     }
 
-    /// Runs the session to its end. `tls_on_connect` is set for implicit-TLS listeners
-    /// after the handshake.
+    /// Runs the session to its end: greeting, then one command at a time until QUIT, a
+    /// protocol or I/O end, or the server's shutdown (answered with 421 between commands).
     pub async fn run(&mut self) -> End {
         let greeting = format!("220 {} ESMTP letterbox ready\r\n", self.config.hostname);
         self.conn.send(greeting.as_bytes());
         let mut shutdown = self.shared.shutdown.clone();
         loop {
-            let line = tokio::select! {
-                line = self.conn.read_line(MAX_SMTP_COMMAND_LINE) => Some(line),
-                _ = shutdown.wait_for(|stop| *stop) => None,
-            };
-            let Some(line) = line else {
+            let read = self.conn.read_line(MAX_SMTP_COMMAND_LINE);
+            let Some(line) = read_or_shutdown(&mut shutdown, read).await else {
                 let text = format!(
                     "421 4.3.2 {} Service shutting down\r\n",
                     self.config.hostname
@@ -128,37 +119,30 @@ impl Session {
                 self.conn.send(text.as_bytes());
                 return self.finish(End::Shutdown).await;
             };
-            let line = match line {
-                Ok(Line::Complete(line)) => line,
-                Ok(Line::TooLong) => {
-                    if self.error(500, "5.5.2", "Line too long") {
-                        return self.finish(End::TooManyErrors).await;
-                    }
-                    continue;
-                }
+            let end = match line {
+                Ok(Line::Complete(line)) => match self.command(&line).await {
+                    Ok(end) => end,
+                    Err(e) => Some(End::from_io(e)),
+                },
+                Ok(Line::TooLong) => self
+                    .error(500, "5.5.2", "Line too long")
+                    .then_some(End::TooManyErrors),
                 Ok(Line::Closed) => return End::Closed,
-                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                    let text = format!(
-                        "421 4.4.2 {} Timeout, closing connection\r\n",
-                        self.config.hostname
-                    );
-                    self.conn.send(text.as_bytes());
-                    return self.finish(End::Timeout).await;
-                }
-                Err(e) => return End::Error(e),
+                Err(e) => Some(End::from_io(e)),
             };
-            match self.command(&line).await {
-                Ok(None) => {}
-                Ok(Some(end)) => return self.finish(end).await,
-                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                    let text = format!(
-                        "421 4.4.2 {} Timeout, closing connection\r\n",
-                        self.config.hostname
-                    );
-                    self.conn.send(text.as_bytes());
-                    return self.finish(End::Timeout).await;
+            match end {
+                None => {}
+                Some(End::Error(e)) => return End::Error(e),
+                Some(end) => {
+                    if matches!(end, End::Timeout) {
+                        let text = format!(
+                            "421 4.4.2 {} Timeout, closing connection\r\n",
+                            self.config.hostname
+                        );
+                        self.conn.send(text.as_bytes());
+                    }
+                    return self.finish(end).await;
                 }
-                Err(e) => return End::Error(e),
             }
         }
     }
@@ -222,7 +206,7 @@ impl Session {
                 ret_full,
             } => {
                 let had_transaction = self.tx.is_some();
-                let stop = self.mail(from, size, body, smtputf8);
+                let stop = self.mail(from, size, body, smtputf8).await;
                 // Only a transaction this MAIL opened takes its DSN parameters.
                 if let (false, Some(tx)) = (had_transaction, &mut self.tx) {
                     tx.envid = envid;
@@ -231,7 +215,8 @@ impl Session {
                 return Ok(stop.then_some(End::TooManyErrors));
             }
             Command::Rcpt { to, orcpt, notify } => {
-                return Ok(self.rcpt(&to, orcpt, notify).then_some(End::TooManyErrors))
+                let stop = self.rcpt(&to, orcpt, notify).await;
+                return Ok(stop.then_some(End::TooManyErrors));
             }
             Command::Data => return self.data().await,
             Command::Bdat { size, last } => return self.bdat(size, last).await,
@@ -423,7 +408,7 @@ impl Session {
     }
 
     /// Returns true when the session must end.
-    fn mail(
+    async fn mail(
         &mut self,
         from: Option<String>,
         size: Option<u64>,
@@ -448,7 +433,7 @@ impl Session {
         } else if !smtputf8 && from.as_deref().is_some_and(|f| !f.is_ascii()) {
             Some((553, "5.6.7", "Non-ASCII address requires SMTPUTF8".into()))
         } else {
-            self.sender_refusal(from.as_deref())
+            self.sender_refusal(from.as_deref()).await
         };
         if let Some((code, esc, text)) = refusal {
             return self.error(code, esc, &text);
@@ -459,7 +444,6 @@ impl Session {
             eight_bit: body == Body::EightBitMime,
             envid: None,
             ret_full: None,
-            declared_size: size,
             recipients: Vec::new(),
             outbound: Vec::new(),
             success_notices: Vec::new(),
@@ -470,7 +454,7 @@ impl Session {
     }
 
     /// On submission, the sender must be the user's own address or an alias leading to it.
-    fn sender_refusal(&self, from: Option<&str>) -> Option<(u16, &'static str, String)> {
+    async fn sender_refusal(&mut self, from: Option<&str>) -> Option<(u16, &'static str, String)> {
         let user = self.user.as_deref()?;
         let denied = Some((
             553,
@@ -484,14 +468,19 @@ impl Session {
         if address == user {
             return None;
         }
-        match self.shared.store.resolve_recipient(&address) {
-            Ok(Recipient::Local(accounts)) if accounts.iter().any(|a| a == user) => None,
+        let resolved = self
+            .shared
+            .store
+            .call(move |store| delivery::resolve(store, &address))
+            .await;
+        match resolved {
+            Ok(Resolution::Local(targets)) if targets.iter().any(|t| t.account == user) => None,
             Ok(_) => denied,
             Err(e) => Some((451, "4.3.0", format!("Temporary lookup failure: {e}"))),
         }
     }
 
-    fn rcpt(&mut self, to: &str, orcpt: Option<String>, notify: u8) -> bool {
+    async fn rcpt(&mut self, to: &str, orcpt: Option<String>, notify: u8) -> bool {
         let max = self.config.limits.max_recipients;
         let authenticated = self.user.is_some();
         let Some(tx) = &self.tx else {
@@ -503,17 +492,29 @@ impl Session {
         if !tx.smtputf8 && !to.is_ascii() {
             return self.error(553, "5.6.7", "Non-ASCII address requires SMTPUTF8");
         }
-        match self.shared.store.resolve_recipient(to) {
-            Ok(Recipient::Local(accounts)) => {
-                let full = accounts
-                    .iter()
-                    .any(|a| self.shared.store.over_quota(a, 0).unwrap_or(false));
-                if full {
-                    // Temporary: the owner may make room before the sender gives up.
-                    return self.error(452, "4.2.2", "Mailbox full");
+        let address = to.to_string();
+        let resolved = self
+            .shared
+            .store
+            .call(move |store| {
+                let resolution = delivery::resolve(store, &address)?;
+                let mut full = false;
+                if let Resolution::Local(targets) = &resolution {
+                    for target in targets {
+                        full |= store.over_quota(&target.account, 0)?;
+                    }
                 }
+                Ok((resolution, full))
+            })
+            .await;
+        match resolved {
+            Ok((Resolution::Local(_), true)) => {
+                // Temporary: the owner may make room before the sender gives up.
+                self.error(452, "4.2.2", "Mailbox full")
+            }
+            Ok((Resolution::Local(targets), false)) => {
                 if let Some(tx) = &mut self.tx {
-                    tx.recipients.push((to.to_string(), accounts));
+                    tx.recipients.push((to.to_string(), targets));
                     // Only for our own users: on the MX port a forged sender would turn
                     // success notices into backscatter.
                     if authenticated && notify::wants(notify, notify::SUCCESS) {
@@ -523,8 +524,8 @@ impl Session {
                 self.reply(250, "2.1.5", "Recipient OK");
                 false
             }
-            Ok(Recipient::UnknownUser) => self.error(550, "5.1.1", "No such user here"),
-            Ok(Recipient::NotLocal) if authenticated => {
+            Ok((Resolution::UnknownUser, _)) => self.error(550, "5.1.1", "No such user here"),
+            Ok((Resolution::NotLocal, _)) if authenticated => {
                 // Submission: remote recipients go to the outbound queue.
                 if crate::address::normalize_address(to).is_none() {
                     return self.error(501, "5.1.3", "Invalid recipient address");
@@ -539,7 +540,7 @@ impl Session {
                 self.reply(250, "2.1.5", "Recipient OK, will be relayed");
                 false
             }
-            Ok(Recipient::NotLocal) => self.error(554, "5.7.1", "Relay access denied"),
+            Ok((Resolution::NotLocal, _)) => self.error(554, "5.7.1", "Relay access denied"),
             Err(e) => {
                 log::error!("recipient lookup failed: {e}");
                 self.reply(451, "4.3.0", "Temporary lookup failure, try again later");
@@ -666,7 +667,9 @@ impl Session {
             if last || self.tx.is_none() {
                 self.tx = None;
                 self.conn.send(reply);
-                self.errors += 1;
+                if self.count_error() {
+                    return Ok(Some(End::TooManyErrors));
+                }
             } else {
                 let text =
                     format!("250 2.0.0 {size} octets received (message will be refused)\r\n");
@@ -692,13 +695,9 @@ impl Session {
     /// Commits the message for all recipients, then replies.
     async fn deliver(&mut self, spool: SpoolWriter) {
         let Some(tx) = self.tx.take() else { return };
-        let mut accounts: Vec<String> = Vec::new();
-        for (_, targets) in &tx.recipients {
-            for account in targets {
-                if !accounts.contains(account) {
-                    accounts.push(account.clone());
-                }
-            }
+        let mut targets: Vec<Target> = Vec::new();
+        for (_, resolved) in &tx.recipients {
+            delivery::merge_targets(&mut targets, resolved);
         }
         let id = message_id();
         let protocol = protocol_name(
@@ -725,19 +724,14 @@ impl Session {
         };
         let prefix = trace.headers();
         let skip = crate::smtp::return_path_len(&prefix);
-        let mut message = Incoming {
-            prefix,
-            body: spool.finish(),
-            internal_date: now,
-        };
+        let mut message = Incoming::new(prefix, spool.finish(), now);
         // SMTPUTF8 is needed on the way out only when something is not ASCII (RFC 6531
         // §3.2): a client that always says SMTPUTF8 must not get ASCII mail bounced by
         // next hops without it.
         let needs_utf8 = tx.smtputf8
             && (tx.from.as_deref().is_some_and(|f| !f.is_ascii())
                 || tx.outbound.iter().any(|(r, _, _)| !r.is_ascii())
-                || !crate::relay::dsn::header_of(&message.body.head().unwrap_or_default())
-                    .is_ascii());
+                || !crate::mail::header_of(&message.body.head().unwrap_or_default()).is_ascii());
         let outbound = (!tx.outbound.is_empty()).then(|| Outbound {
             sender: tx.from.clone().unwrap_or_default(),
             envid: tx.envid.clone(),
@@ -753,13 +747,12 @@ impl Session {
             message.body.head().unwrap_or_default()
         };
         let size = message.size();
-        let _ = tx.declared_size;
-        match self
-            .shared
-            .committer
-            .deliver(message, accounts, outbound)
-            .await
-        {
+        let delivery = Delivery {
+            message,
+            targets,
+            outbound,
+        };
+        match delivery::deliver(&self.shared.committer, delivery).await {
             Ok(accepted) => {
                 let recipients: Vec<&str> = tx
                     .recipients
@@ -803,25 +796,26 @@ impl Session {
         let Some(sender) = tx.from.as_deref() else {
             return;
         };
-        let notice = crate::relay::delivered_notice(
-            &self.shared.store,
-            &self.config.hostname,
-            sender,
-            tx.envid.as_deref(),
-            now,
-            &tx.success_notices,
-            head,
-            now,
-        );
-        match notice {
+        let hostname = self.config.hostname.clone();
+        let (about_sender, about_envid) = (sender.to_string(), tx.envid.clone());
+        let recipients = tx.success_notices.clone();
+        let header = head.to_vec();
+        let built = self
+            .shared
+            .store
+            .call(move |store| {
+                let about = notice::About {
+                    sender: &about_sender,
+                    envid: about_envid.as_deref(),
+                    arrival: now,
+                };
+                notice::delivered(store, &hostname, about, &recipients, &header, now)
+            })
+            .await;
+        match built {
             Ok(Some(n)) => {
                 let queued = n.outbound.is_some();
-                if let Err(e) = self
-                    .shared
-                    .committer
-                    .deliver(n.message, n.accounts, n.outbound)
-                    .await
-                {
+                if let Err(e) = delivery::deliver(&self.shared.committer, n).await {
                     log::error!(
                         "smtp {}: storing a success notice failed: {e}",
                         self.conn.peer

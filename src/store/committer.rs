@@ -3,16 +3,14 @@
 //! reply arrives only after the transaction holding its message committed, so the SMTP 250
 //! is never sent before the message is durable, and never waits for later messages.
 
-use super::{Accepted, Incoming, Outbound, Result, Store, StoreError};
+use super::{Accepted, Delivery, Result, Store, StoreError};
 use crate::limits::MAX_GROUP_COMMIT;
 use std::sync::mpsc;
 use std::sync::Arc;
 use tokio::sync::{oneshot, watch};
 
 struct Job {
-    message: Incoming,
-    accounts: Vec<String>,
-    outbound: Option<Outbound>,
+    delivery: Delivery,
     reply: oneshot::Sender<Result<Accepted>>,
 }
 
@@ -47,22 +45,12 @@ impl Committer {
         self.changes.subscribe()
     }
 
-    /// Delivers `message` to the INBOX of every account and queues it for the remote
-    /// recipients in `outbound`; returns once all of it is durable.
-    pub async fn deliver(
-        &self,
-        message: Incoming,
-        accounts: Vec<String>,
-        outbound: Option<Outbound>,
-    ) -> Result<Accepted> {
+    /// Stores `delivery` (see [`Store::accept`]); returns once all of it is durable. Callers
+    /// go through [`crate::delivery`], which decides the targets.
+    pub async fn commit(&self, delivery: Delivery) -> Result<Accepted> {
         let (reply, answer) = oneshot::channel();
-        let job = Job {
-            message,
-            accounts,
-            outbound,
-            reply,
-        };
-        let gone = || StoreError::Invalid("delivery thread is gone".into());
+        let job = Job { delivery, reply };
+        let gone = || StoreError::Gone;
         match self.jobs.try_send(job) {
             Ok(()) => {}
             Err(mpsc::TrySendError::Full(job)) => {
@@ -89,16 +77,7 @@ fn run(store: &Store, queue: &mpsc::Receiver<Job>, changes: &watch::Sender<u64>)
             }
         }
         let outcome = {
-            let mut jobs: Vec<(&mut Incoming, &[String], Option<&Outbound>)> = batch
-                .iter_mut()
-                .map(|job| {
-                    (
-                        &mut job.message,
-                        job.accounts.as_slice(),
-                        job.outbound.as_ref(),
-                    )
-                })
-                .collect();
+            let mut jobs: Vec<&mut Delivery> = batch.iter_mut().map(|j| &mut j.delivery).collect();
             store.deliver_group(&mut jobs)
         };
         match outcome {

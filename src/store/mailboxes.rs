@@ -60,7 +60,7 @@ impl Store {
             )));
         }
         let uids = self.uids_txn(&txn, mailbox.id)?;
-        self.expunge_txn(&mut txn, mailbox.id, &uids)?;
+        self.expunge_txn(&mut txn, account, mailbox.id, &uids)?;
         self.db
             .mailboxes
             .delete(&mut txn, &mailbox_key(account, name))?;
@@ -226,7 +226,7 @@ impl Store {
             keywords: keywords.to_vec(),
             modseq: 0,
         };
-        let uid = self.place_record(&mut txn, &mut mailbox, record)?;
+        let uid = self.place_record(&mut txn, account, &mut mailbox, record)?;
         self.db
             .mailboxes
             .put(&mut txn, &mailbox_key(account, name), &mailbox)?;
@@ -274,11 +274,13 @@ impl Store {
             };
             if remove {
                 self.db.messages.delete(txn, &key)?;
+                // The copy below counts it again.
+                self.adjust_usage(txn, account, -(record.size as i64))?;
             } else {
                 let refs = self.db.blob_refs.get(txn, &record.blob)?.unwrap_or(1);
                 self.db.blob_refs.put(txn, &record.blob, &(refs + 1))?;
             }
-            let new_uid = self.place_record(txn, &mut target, record)?;
+            let new_uid = self.place_record(txn, account, &mut target, record)?;
             pairs.push((uid, new_uid));
         }
         self.db.mailboxes.put(txn, &target_key, &target)?;
@@ -324,11 +326,7 @@ mod tests {
     }
 
     fn msg(body: &[u8]) -> Incoming {
-        Incoming {
-            prefix: Vec::new(),
-            body: Spooled::Memory(body.to_vec()),
-            internal_date: 7,
-        }
+        Incoming::new(Vec::new(), Spooled::Memory(body.to_vec()), 7)
     }
 
     const A: &str = "a@example.org";
@@ -361,7 +359,7 @@ mod tests {
         assert!(s.messages(inbox.id).unwrap().is_empty());
         assert_eq!(s.blob_refcount(record.blob).unwrap(), 2);
         let trash = s.mailbox(A, "Trash").unwrap().unwrap();
-        s.expunge(trash.id, &[1]).unwrap();
+        s.expunge(A, trash.id, &[1]).unwrap();
         assert_eq!(s.blob_refcount(record.blob).unwrap(), 1);
         assert!(s.copy_messages(A, "INBOX", &[1], "Nope", false).is_err());
     }

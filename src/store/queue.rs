@@ -4,7 +4,7 @@
 use super::schema::{
     QueuedMessage, QueuedRecipient, RecipientState, META_NEXT_QUEUE_ID, META_QUEUE_GENERATION,
 };
-use super::{next_counter, read_u64, write_u64, Incoming, Placed, Result, Store, StoreError};
+use super::{next_counter, read_u64, write_u64, Delivery, Placed, Result, Store, StoreError};
 use heed::RwTxn;
 
 /// The envelope of a message's remote recipients, as the queue records it.
@@ -80,9 +80,9 @@ impl Store {
         )
     }
 
-    /// Queues a message for remote recipients only (sendmail, bounces).
-    pub fn enqueue(&self, message: &mut Incoming, outbound: &Outbound) -> Result<u64> {
-        let accepted = self.accept(message, &[], Some(outbound))?;
+    /// Stores a delivery that has remote recipients only; returns its queue id.
+    pub fn enqueue(&self, delivery: &mut Delivery) -> Result<u64> {
+        let accepted = self.accept(delivery)?;
         accepted
             .queued
             .ok_or_else(|| StoreError::Invalid("nothing to queue".into()))
@@ -144,7 +144,7 @@ impl Store {
     /// reference. Returns the updated entry (None once it left the queue or never was).
     pub fn update_queued<F>(&self, id: u64, change: F) -> Result<Option<QueuedMessage>>
     where
-        F: FnOnce(&mut QueuedMessage) -> Vec<Notice>,
+        F: FnOnce(&mut QueuedMessage) -> Vec<Delivery>,
     {
         let mut txn = self.env.write_txn()?;
         let Some(mut entry) = self.db.queue.get(&txn, &id)? else {
@@ -152,12 +152,7 @@ impl Store {
         };
         let notices = change(&mut entry);
         for mut notice in notices {
-            self.accept_txn(
-                &mut txn,
-                &mut notice.message,
-                &notice.accounts,
-                notice.outbound.as_ref(),
-            )?;
+            self.accept_txn(&mut txn, &mut notice)?;
         }
         let done = entry.recipients.iter().all(|r| r.state.is_final());
         if done {
@@ -213,13 +208,4 @@ impl Store {
         txn.commit()?;
         Ok(true)
     }
-}
-
-/// A message made while updating the queue (a DSN): where it goes.
-pub struct Notice {
-    pub message: Incoming,
-    /// Local accounts that get it in their INBOX.
-    pub accounts: Vec<String>,
-    /// Remote recipients it is queued for.
-    pub outbound: Option<Outbound>,
 }

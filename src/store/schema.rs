@@ -7,7 +7,7 @@ use heed::{Database, Env, RwTxn};
 use serde::{Deserialize, Serialize};
 
 /// Version of the layout below. Bump it, and add a migration, whenever a record changes.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 pub(crate) const META_SCHEMA_VERSION: &str = "schema_version";
 pub(crate) const META_NEXT_MAILBOX_ID: &str = "next_mailbox_id";
@@ -33,10 +33,13 @@ pub(crate) struct Databases {
     pub message_meta: Database<U64<BigEndian>, SerdeBincode<MessageMeta>>,
     /// Since schema 3: the outbound queue, by queue id.
     pub queue: Database<U64<BigEndian>, SerdeBincode<QueuedMessage>>,
+    /// Since schema 4: bytes stored in all mailboxes of an account, kept up to date by
+    /// every transaction that adds or removes a message record.
+    pub usage: Database<Str, U64<BigEndian>>,
 }
 
 /// Number of named databases (LMDB needs an upper bound at open time).
-pub(crate) const DATABASE_COUNT: u32 = 10;
+pub(crate) const DATABASE_COUNT: u32 = 11;
 
 impl Databases {
     pub fn create(env: &Env, txn: &mut RwTxn) -> heed::Result<Databases> {
@@ -51,6 +54,7 @@ impl Databases {
             blob_refs: env.create_database(txn, Some("blob_refs"))?,
             message_meta: env.create_database(txn, Some("message_meta"))?,
             queue: env.create_database(txn, Some("queue"))?,
+            usage: env.create_database(txn, Some("usage"))?,
         })
     }
 }
@@ -110,7 +114,7 @@ pub mod flags {
 }
 
 /// What IMAP FETCH ENVELOPE / BODY / BODYSTRUCTURE return for a message, computed once
-/// from its bytes (see [`crate::imap::structure`]).
+/// from its bytes before it is stored (the store only keeps it).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct MessageMeta {
     pub envelope: String,

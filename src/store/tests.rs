@@ -25,11 +25,21 @@ pub(crate) fn temp_store() -> TempStore {
 }
 
 fn incoming(body: &[u8]) -> Incoming {
-    Incoming {
-        prefix: b"Return-Path: <a@b.c>\r\n".to_vec(),
-        body: Spooled::Memory(body.to_vec()),
-        internal_date: 1,
-    }
+    Incoming::new(
+        b"Return-Path: <a@b.c>\r\n".to_vec(),
+        Spooled::Memory(body.to_vec()),
+        1,
+    )
+}
+
+/// Delivers `message` to the INBOX of each account, in one transaction.
+fn deliver(s: &Store, message: Incoming, accounts: &[String]) -> Result<Vec<Placed>> {
+    let mut delivery = Delivery {
+        message,
+        targets: accounts.iter().map(|a| Target::inbox(a)).collect(),
+        outbound: None,
+    };
+    Ok(s.accept(&mut delivery)?.placed)
 }
 
 pub(crate) fn with_users() -> TempStore {
@@ -138,7 +148,7 @@ fn delivery_shares_one_blob_and_expunge_frees_it() {
         "alice@example.org".to_string(),
         "bob@example.org".to_string(),
     ];
-    let placed = s.deliver(&mut incoming(&body), &accounts).unwrap();
+    let placed = deliver(s, incoming(&body), &accounts).unwrap();
     assert_eq!(placed.len(), 2);
     assert_eq!(placed[0].uid, 1);
 
@@ -155,18 +165,18 @@ fn delivery_shares_one_blob_and_expunge_frees_it() {
     assert_eq!(&stored[22..], &body[..]);
     assert_eq!(stored.len() as u64, msgs[0].1.size);
 
-    assert_eq!(s.expunge(inbox.id, &[1]).unwrap(), 1);
+    assert_eq!(s.expunge("alice@example.org", inbox.id, &[1]).unwrap(), 1);
     assert!(s.messages(inbox.id).unwrap().is_empty());
     assert_eq!(
         s.read_message(&bob_msgs[0].1).unwrap(),
         stored,
         "bob keeps it"
     );
-    s.expunge(bob_inbox.id, &[1]).unwrap();
+    s.expunge("bob@example.org", bob_inbox.id, &[1]).unwrap();
     assert!(s.read_chunk(bob_msgs[0].1.blob, 0).is_err(), "blob freed");
 
     // UIDs are never reused.
-    s.deliver(&mut incoming(b"x"), &accounts[..1]).unwrap();
+    deliver(s, incoming(b"x"), &accounts[..1]).unwrap();
     assert_eq!(s.messages(inbox.id).unwrap()[0].0, 2);
 }
 
@@ -174,8 +184,7 @@ fn delivery_shares_one_blob_and_expunge_frees_it() {
 fn remove_account_removes_its_mail() {
     let t = with_users();
     let s = &t.store;
-    s.deliver(&mut incoming(b"hi"), &["alice@example.org".to_string()])
-        .unwrap();
+    deliver(s, incoming(b"hi"), &["alice@example.org".to_string()]).unwrap();
     s.remove_account("alice@example.org").unwrap();
     assert!(s.account("alice@example.org").unwrap().is_none());
     assert!(s.mailboxes("alice@example.org").unwrap().is_empty());
@@ -186,13 +195,14 @@ fn remove_account_removes_its_mail() {
 fn group_commit_isolates_failures() {
     let t = with_users();
     let s = &t.store;
-    let mut a = incoming(b"one");
-    let mut b = incoming(b"two");
-    let good = ["alice@example.org".to_string()];
-    let bad = ["ghost@example.org".to_string()];
-    let results = s
-        .deliver_group(&mut [(&mut a, &good[..], None), (&mut b, &bad[..], None)])
-        .unwrap();
+    let job = |body: &[u8], account: &str| Delivery {
+        message: incoming(body),
+        targets: vec![Target::inbox(account)],
+        outbound: None,
+    };
+    let mut a = job(b"one", "alice@example.org");
+    let mut b = job(b"two", "ghost@example.org");
+    let results = s.deliver_group(&mut [&mut a, &mut b]).unwrap();
     assert!(results[0].is_ok());
     assert!(results[1].is_err());
     let inbox = s.mailbox("alice@example.org", "INBOX").unwrap().unwrap();
@@ -218,7 +228,7 @@ fn newer_schema_is_refused() {
 }
 
 #[test]
-fn schema_1_is_upgraded_and_meta_is_kept_per_blob() {
+fn schema_1_is_upgraded_and_given_meta_is_kept_per_blob() {
     let dir = std::env::temp_dir().join(format!("lb-schema-up-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     {
@@ -232,15 +242,85 @@ fn schema_1_is_upgraded_and_meta_is_kept_per_blob() {
     store.add_domain("example.org").unwrap();
     store.add_account("alice@example.org", "h").unwrap();
     let mut message = incoming(b"Subject: meta\r\n\r\nhi\r\n");
-    let placed = store
-        .deliver(&mut message, &["alice@example.org".to_string()])
-        .unwrap();
+    let given = MessageMeta {
+        envelope: "(envelope)".into(),
+        body: "(body)".into(),
+        bodystructure: "(bodystructure)".into(),
+    };
+    message.meta = Some(given.clone());
+    let placed = deliver(&store, message, &["alice@example.org".to_string()]).unwrap();
     let record = store.messages(placed[0].mailbox).unwrap()[0].1.clone();
-    let meta = store.message_meta(record.blob).unwrap().unwrap();
-    assert!(meta.envelope.contains("\"meta\""), "{meta:?}");
-    assert!(meta.bodystructure.starts_with("(\"text\" \"plain\""));
-    store.expunge(placed[0].mailbox, &[placed[0].uid]).unwrap();
+    assert_eq!(store.message_meta(record.blob).unwrap(), Some(given));
+    // Without a description, the store computes none: that is the first FETCH's job.
+    let plain = deliver(&store, incoming(b"x"), &["alice@example.org".to_string()]).unwrap();
+    let other = store.messages(plain[0].mailbox).unwrap()[1].1.clone();
+    assert_eq!(store.message_meta(other.blob).unwrap(), None);
+    store
+        .expunge("alice@example.org", placed[0].mailbox, &[placed[0].uid])
+        .unwrap();
     assert!(store.message_meta(record.blob).unwrap().is_none());
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn usage_counter_follows_every_change() {
+    let t = with_users();
+    let s = &t.store;
+    let alice = "alice@example.org";
+    let both = [
+        "alice@example.org".to_string(),
+        "bob@example.org".to_string(),
+    ];
+    let placed = deliver(s, incoming(b"0123456789"), &both).unwrap();
+    let size = 22 + 10;
+    assert_eq!(s.usage(alice).unwrap(), (size, 0));
+    assert_eq!(s.usage("bob@example.org").unwrap(), (size, 0));
+    // A copy counts again; a move does not.
+    s.copy_messages(alice, "INBOX", &[1], "Archive", false)
+        .unwrap();
+    assert_eq!(s.usage(alice).unwrap().0, 2 * size);
+    s.copy_messages(alice, "Archive", &[1], "Trash", true)
+        .unwrap();
+    assert_eq!(s.usage(alice).unwrap().0, 2 * size);
+    s.expunge(alice, placed[0].mailbox, &[placed[0].uid])
+        .unwrap();
+    assert_eq!(s.usage(alice).unwrap().0, size);
+    s.set_quota(alice, size).unwrap();
+    assert!(!s.over_quota(alice, 0).unwrap());
+    assert!(s.over_quota(alice, 1).unwrap());
+    s.delete_mailbox(alice, "Trash").unwrap();
+    assert_eq!(s.usage(alice).unwrap(), (0, size));
+    deliver(s, incoming(b"again"), &both[..1]).unwrap();
+    s.remove_account(alice).unwrap();
+    assert_eq!(s.usage(alice).unwrap(), (0, 0));
+    assert_eq!(s.usage("bob@example.org").unwrap(), (size, 0));
+}
+
+#[test]
+fn schema_3_upgrade_computes_usage() {
+    let dir = std::env::temp_dir().join(format!("lb-schema-usage-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    {
+        let store = Store::open(&dir, 64 << 20).unwrap();
+        store.add_domain("example.org").unwrap();
+        store.add_account("alice@example.org", "h").unwrap();
+        deliver(
+            &store,
+            incoming(b"hello"),
+            &["alice@example.org".to_string()],
+        )
+        .unwrap();
+        // Back to schema 3: no counters.
+        let mut txn = store.env.write_txn().unwrap();
+        store.db.usage.clear(&mut txn).unwrap();
+        write_u64(&store.db, &mut txn, META_SCHEMA_VERSION, 3).unwrap();
+        txn.commit().unwrap();
+        assert_eq!(store.usage("alice@example.org").unwrap().0, 0);
+    }
+    let store = Store::open(&dir, 64 << 20).unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    assert_eq!(store.usage("alice@example.org").unwrap().0, 22 + 5);
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,5 +1,6 @@
-//! The DATA stream (RFC 5321 §4.1.1.4, §4.5.2): a pure decoder that removes dot-stuffing
-//! and finds the end of the message, and the matching encoder for sending stored mail.
+//! Dot-terminated data (SMTP DATA, RFC 5321 §4.1.1.4 and §4.5.2; POP3 multi-line
+//! responses, RFC 1939 §3): a pure decoder that removes dot-stuffing and finds the end of
+//! the message, and the matching encoder for sending stored mail.
 //!
 //! Only `<CRLF>.<CRLF>` ends a message. A bare LF or bare CR never ends one, so a message
 //! cannot smuggle a second SMTP transaction past a server that reads line endings

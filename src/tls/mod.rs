@@ -5,6 +5,8 @@
 //! so clients that pin it keep working across restarts. SIGHUP swaps in a fresh
 //! configuration; sessions already running keep the one they started with.
 
+pub mod client;
+
 use crate::config::Config;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};

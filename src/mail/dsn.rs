@@ -3,7 +3,7 @@
 //! sender. Sent for failures, delays and (when NOTIFY=SUCCESS asked) deliveries; never to
 //! the null reverse-path, so a bounce is never bounced.
 
-use crate::smtp::rfc5322_date;
+use super::rfc5322_date;
 
 /// RFC 3464 §2.3.3 action values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,15 +197,6 @@ fn one_line(text: &str) -> String {
         .collect()
 }
 
-/// The header of a message (up to and including the empty line), or all of it when it has
-/// no body.
-pub fn header_of(message: &[u8]) -> &[u8] {
-    match message.windows(4).position(|w| w == b"\r\n\r\n") {
-        Some(p) => &message[..p + 2],
-        None => message,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,6 +265,5 @@ mod tests {
         assert!(delayed.contains("(Delay)") && delayed.contains("Action: delayed"));
         let delivered = String::from_utf8(report(Action::Delivered)).unwrap();
         assert!(delivered.contains("(Success)"));
-        assert_eq!(header_of(b"A: b\r\n\r\nbody"), b"A: b\r\n");
     }
 }

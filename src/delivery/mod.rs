@@ -1,0 +1,84 @@
+//! The one path from "recipient accepted" to "stored". SMTP, `letterbox sendmail`, the
+//! relay's bounces and success notices all come through here:
+//!
+//! 1. [`resolve`] turns an envelope recipient into targets: (account, mailbox, flags).
+//!    INBOX with no flags is the default; this is the single place where filters (Sieve,
+//!    the junk classifier) will choose another mailbox or add flags.
+//! 2. [`prepare`] computes what the store keeps beside the bytes (the IMAP ENVELOPE and
+//!    BODYSTRUCTURE) before the write transaction, so the single LMDB writer only copies.
+//! 3. [`deliver`] hands the result to the group committer and returns once it is durable;
+//!    [`deliver_now`] does the same in one transaction of its own, for commands that run
+//!    without a server (sendmail).
+//!
+//! [`notice`] builds the DSNs (RFC 3461/3464) that the relay and SMTP owe a sender.
+//! IMAP APPEND is not a delivery: the client chose the mailbox and flags itself.
+
+pub mod notice;
+
+use crate::store::{Accepted, Committer, Delivery, Recipient, Result, Spooled, Store, Target};
+
+/// Where a recipient address leads, as delivery sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    /// Local copies (an alias may name several accounts).
+    Local(Vec<Target>),
+    /// The domain is ours but nobody is called that.
+    UnknownUser,
+    /// Not one of our domains.
+    NotLocal,
+}
+
+/// Resolves an envelope recipient to the mailboxes its copies go to.
+pub fn resolve(store: &Store, address: &str) -> Result<Resolution> {
+    Ok(match store.resolve_recipient(address)? {
+        Recipient::Local(accounts) => {
+            Resolution::Local(accounts.iter().map(|a| Target::inbox(a)).collect())
+        }
+        Recipient::UnknownUser => Resolution::UnknownUser,
+        Recipient::NotLocal => Resolution::NotLocal,
+    })
+}
+
+/// Adds `targets` to `into`, once each (two aliases leading to one account make one copy).
+pub fn merge_targets(into: &mut Vec<Target>, targets: &[Target]) {
+    for target in targets {
+        if !into
+            .iter()
+            .any(|t| t.account == target.account && t.mailbox == target.mailbox)
+        {
+            into.push(target.clone());
+        }
+    }
+}
+
+/// Computes the IMAP description of a message held in memory, outside any transaction.
+/// Spooled (large) messages get it at their first FETCH instead.
+pub fn prepare(delivery: &mut Delivery) {
+    let message = &mut delivery.message;
+    if delivery.targets.is_empty() || message.meta.is_some() {
+        return;
+    }
+    if let Spooled::Memory(bytes) = &message.body {
+        let mut raw = Vec::with_capacity(message.prefix.len() + bytes.len());
+        raw.extend_from_slice(&message.prefix);
+        raw.extend_from_slice(bytes);
+        message.meta = Some(crate::imap::structure::meta(&raw));
+    }
+}
+
+/// Prepares and stores a delivery through the group committer; returns once durable.
+pub async fn deliver(committer: &Committer, mut delivery: Delivery) -> Result<Accepted> {
+    let delivery = tokio::task::spawn_blocking(move || {
+        prepare(&mut delivery);
+        delivery
+    })
+    .await
+    .map_err(|_| crate::store::StoreError::Gone)?;
+    committer.commit(delivery).await
+}
+
+/// Prepares and stores a delivery in a transaction of its own (no server running).
+pub fn deliver_now(store: &Store, mut delivery: Delivery) -> Result<Accepted> {
+    prepare(&mut delivery);
+    store.accept(&mut delivery)
+}

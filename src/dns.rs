@@ -1,0 +1,235 @@
+//! DNS for everything that asks: the relay (MX, A/AAAA), DKIM verification, and next SPF,
+//! DMARC and DNSBL checks. One resolver type built on hickory-resolver, typed lookups, and
+//! one error type that tells a name that does not exist from trouble worth retrying.
+//!
+//! The servers are `[relay] dns_servers` (tests point it at their own server on loopback)
+//! or, when empty, /etc/resolv.conf. On the appliance resolv.conf appears only with the
+//! DHCP lease, so without configured servers the system configuration is read lazily and
+//! re-read after a failure.
+
+use hickory_resolver::config::{
+    ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig,
+    ResolverOpts,
+};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::proto::rr::RData;
+use hickory_resolver::TokioResolver;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why a lookup gave no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DnsError {
+    /// No servers configured and no usable /etc/resolv.conf.
+    NoConfig,
+    /// The name does not exist (NXDOMAIN): a permanent answer.
+    NxDomain,
+    /// SERVFAIL, timeouts, refused connections: worth trying again later.
+    Temporary(String),
+}
+
+impl fmt::Display for DnsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DnsError::NoConfig => f.write_str("no DNS configuration (/etc/resolv.conf)"),
+            DnsError::NxDomain => f.write_str("the name does not exist"),
+            DnsError::Temporary(e) => f.write_str(e),
+        }
+    }
+}
+
+/// One MX record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mx {
+    pub preference: u16,
+    /// The exchange without its trailing dot; empty for the null MX (RFC 7505, `0 .`).
+    pub exchange: String,
+}
+
+impl Mx {
+    pub fn is_null(&self) -> bool {
+        self.exchange.is_empty()
+    }
+}
+
+/// A resolver; cheap to clone.
+#[derive(Clone)]
+pub struct Resolver {
+    inner: Option<Arc<TokioResolver>>,
+    servers: Vec<SocketAddr>,
+    client_tls: Arc<rustls::ClientConfig>,
+}
+
+impl Resolver {
+    /// Asks `servers`, or those of /etc/resolv.conf when the list is empty. `client_tls`
+    /// serves hickory's DNS-over-TLS support, whose default would load the OS
+    /// certificate store (absent on the appliance).
+    pub fn new(servers: Vec<SocketAddr>, client_tls: Arc<rustls::ClientConfig>) -> Resolver {
+        let mut resolver = Resolver {
+            inner: None,
+            servers,
+            client_tls,
+        };
+        resolver.inner = resolver.build().map(Arc::new).ok();
+        resolver
+    }
+
+    fn build(&self) -> Result<TokioResolver, String> {
+        build_resolver(&self.servers, &self.client_tls)
+    }
+
+    fn resolver(&mut self) -> Result<Arc<TokioResolver>, DnsError> {
+        if self.inner.is_none() {
+            self.inner = self.build().map(Arc::new).ok();
+        }
+        self.inner.clone().ok_or(DnsError::NoConfig)
+    }
+
+    /// A mail-auth authenticator (DKIM, SPF, DMARC) asking the same servers.
+    pub fn authenticator(&self) -> Result<mail_auth::MessageAuthenticator, String> {
+        Ok(mail_auth::MessageAuthenticator(self.build()?))
+    }
+
+    /// The MX records of `domain`; an empty list when it has none (RFC 5321 §5.1 then
+    /// makes the domain its own implicit MX).
+    pub async fn mx(&mut self, domain: &str) -> Result<Vec<Mx>, DnsError> {
+        let resolver = self.resolver()?;
+        match resolver.mx_lookup(fqdn(domain).as_str()).await {
+            Ok(lookup) => Ok(lookup
+                .answers()
+                .iter()
+                .filter_map(|record| match &record.data {
+                    RData::MX(mx) => Some(Mx {
+                        preference: mx.preference,
+                        exchange: if mx.exchange.is_root() {
+                            String::new()
+                        } else {
+                            mx.exchange.to_ascii().trim_end_matches('.').to_string()
+                        },
+                    }),
+                    _ => None,
+                })
+                .collect()),
+            Err(e) => self.failure(e, "MX", domain).map(|()| Vec::new()),
+        }
+    }
+
+    /// The IPv4 and IPv6 addresses of `host`; an empty list when it has none. An IP
+    /// literal (bracketed or not) is its own answer.
+    pub async fn ip(&mut self, host: &str) -> Result<Vec<IpAddr>, DnsError> {
+        if let Ok(ip) = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+        {
+            return Ok(vec![ip]);
+        }
+        let resolver = self.resolver()?;
+        match resolver.lookup_ip(fqdn(host).as_str()).await {
+            Ok(lookup) => Ok(lookup.iter().collect()),
+            Err(e) => self.failure(e, "address", host).map(|()| Vec::new()),
+        }
+    }
+
+    /// The TXT records of `name`, each one's strings joined (RFC 7208 §3.3).
+    pub async fn txt(&mut self, name: &str) -> Result<Vec<String>, DnsError> {
+        let resolver = self.resolver()?;
+        match resolver.txt_lookup(fqdn(name).as_str()).await {
+            Ok(lookup) => Ok(lookup
+                .answers()
+                .iter()
+                .filter_map(|record| match &record.data {
+                    RData::TXT(txt) => Some(
+                        txt.txt_data
+                            .iter()
+                            .map(|part| String::from_utf8_lossy(part))
+                            .collect::<String>(),
+                    ),
+                    _ => None,
+                })
+                .collect()),
+            Err(e) => self.failure(e, "TXT", name).map(|()| Vec::new()),
+        }
+    }
+
+    /// The PTR names of `ip`, without trailing dots.
+    pub async fn ptr(&mut self, ip: IpAddr) -> Result<Vec<String>, DnsError> {
+        let resolver = self.resolver()?;
+        match resolver
+            .reverse_lookup(hickory_resolver::proto::rr::Name::from(ip))
+            .await
+        {
+            Ok(lookup) => Ok(lookup
+                .answers()
+                .iter()
+                .filter_map(|record| match &record.data {
+                    RData::PTR(name) => Some(name.0.to_ascii().trim_end_matches('.').to_string()),
+                    _ => None,
+                })
+                .collect()),
+            Err(e) => self.failure(e, "PTR", &ip.to_string()).map(|()| Vec::new()),
+        }
+    }
+
+    /// Sorts a failed lookup: Ok(()) for "no records", NXDOMAIN, or a temporary error
+    /// (after which the system configuration is re-read: the DHCP lease may have
+    /// changed it).
+    fn failure(
+        &mut self,
+        e: hickory_resolver::net::NetError,
+        kind: &str,
+        name: &str,
+    ) -> Result<(), DnsError> {
+        if e.is_nx_domain() {
+            return Err(DnsError::NxDomain);
+        }
+        if e.is_no_records_found() {
+            return Ok(());
+        }
+        if self.servers.is_empty() {
+            self.inner = None;
+        }
+        Err(DnsError::Temporary(format!(
+            "{kind} lookup for {name}: {e}"
+        )))
+    }
+}
+
+fn fqdn(name: &str) -> String {
+    format!("{}.", name.trim_end_matches('.'))
+}
+
+/// A resolver asking `servers`, or those of /etc/resolv.conf when the list is empty.
+pub fn build_resolver(
+    servers: &[SocketAddr],
+    client_tls: &rustls::ClientConfig,
+) -> Result<TokioResolver, String> {
+    let config = if servers.is_empty() {
+        let (config, _) = hickory_resolver::system_conf::read_system_conf()
+            .map_err(|e| format!("no DNS configuration: {e}"))?;
+        config
+    } else {
+        let servers = servers
+            .iter()
+            .map(|addr| {
+                let (mut udp, mut tcp) = (ConnectionConfig::udp(), ConnectionConfig::tcp());
+                udp.port = addr.port();
+                tcp.port = addr.port();
+                NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
+            })
+            .collect();
+        ResolverConfig::from_name_servers(servers)
+    };
+    let mut options = ResolverOpts::default();
+    options.use_hosts_file = ResolveHosts::Never;
+    options.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
+    options.timeout = Duration::from_secs(5);
+    options.attempts = 2;
+    TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
+        .with_options(options)
+        .with_tls_config(client_tls.clone())
+        .build()
+        .map_err(|e| format!("DNS resolver: {e}"))
+}

@@ -1,0 +1,116 @@
+//! The floor beneath the protocols: what every session stands on.
+//!
+//! - [`Shared`]: the state every session and the relay can reach (store, committer,
+//!   authenticator, TLS, configuration, shutdown signal, connection counts).
+//! - [`session`]: the session kernel shared by SMTP, POP3 and IMAP: how a session ends,
+//!   the error budget, the login policy and the read-or-shutdown wait.
+//! - [`locks`]: maildrop locks (one POP3 session per account at a time).
+//!
+//! Protocols build on this module; it imports none of them.
+
+pub mod locks;
+pub mod session;
+
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::store::{Committer, Store};
+use crate::tls::TlsContext;
+pub use locks::MaildropLocks;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// State every session can reach.
+pub struct Shared {
+    pub store: Arc<Store>,
+    pub committer: Committer,
+    pub auth: Authenticator,
+    pub tls: TlsContext,
+    pub maildrop_locks: MaildropLocks,
+    /// Becomes true when the server is shutting down.
+    pub shutdown: watch::Receiver<bool>,
+    /// Wakes the relay scheduler when something was queued.
+    pub relay_wake: tokio::sync::Notify,
+    config: RwLock<Arc<Config>>,
+    connections: Mutex<Connections>,
+}
+
+#[derive(Default)]
+struct Connections {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+impl Shared {
+    pub fn new(
+        store: Arc<Store>,
+        config: Config,
+        tls: TlsContext,
+        shutdown: watch::Receiver<bool>,
+    ) -> Shared {
+        let auth = Authenticator::new(store.clone());
+        auth.set_cache_ttl(Duration::from_secs(config.auth.credential_cache_secs));
+        Shared {
+            committer: Committer::start(store.clone()),
+            auth,
+            store,
+            tls,
+            maildrop_locks: MaildropLocks::default(),
+            shutdown,
+            relay_wake: tokio::sync::Notify::new(),
+            config: RwLock::new(Arc::new(config)),
+            connections: Mutex::new(Connections::default()),
+        }
+    }
+
+    /// The configuration in force; a session keeps the one it started with.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.read().expect("config lock").clone()
+    }
+
+    pub fn set_config(&self, config: Config) {
+        self.auth
+            .set_cache_ttl(Duration::from_secs(config.auth.credential_cache_secs));
+        *self.config.write().expect("config lock") = Arc::new(config);
+    }
+
+    /// Counts a new connection, or says why it must be refused.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionSlot, &'static str> {
+        let config = self.config();
+        let mut c = self.connections.lock().expect("connections lock");
+        if c.total >= config.limits.max_connections {
+            return Err("too many connections");
+        }
+        let from_ip = c.per_ip.entry(ip).or_insert(0);
+        if *from_ip >= config.limits.max_connections_per_ip {
+            return Err("too many connections from your address");
+        }
+        *from_ip += 1;
+        c.total += 1;
+        Ok(ConnectionSlot {
+            shared: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// One admitted connection; frees its slot when dropped.
+pub struct ConnectionSlot {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut c = self.shared.connections.lock().expect("connections lock");
+        c.total -= 1;
+        if let Some(n) = c.per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                c.per_ip.remove(&self.ip);
+            }
+        }
+    }
+}

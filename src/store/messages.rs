@@ -1,0 +1,311 @@
+//! Mailboxes' messages and their bytes: records, refcounted blobs, delivery of accepted
+//! mail (one transaction for every copy and the queue entry) and group commit.
+
+use super::schema::*;
+use super::{
+    chunk_count, next_counter, read_u64, write_u64, Accepted, Delivery, Incoming, Placed, Result,
+    Store, StoreError, Target,
+};
+use crate::clock::unix_now as now;
+use crate::limits::BLOB_CHUNK;
+use heed::{RoTxn, RwTxn};
+
+impl Store {
+    // ---- mailboxes ----
+
+    pub(super) fn create_mailbox_txn(
+        &self,
+        txn: &mut RwTxn,
+        account: &str,
+        name: &str,
+        special_use: Option<SpecialUse>,
+    ) -> Result<Mailbox> {
+        let key = mailbox_key(account, name);
+        if self.db.mailboxes.get(txn, &key)?.is_some() {
+            return Err(StoreError::Exists(format!("mailbox {name}")));
+        }
+        let id = next_counter(&self.db, txn, META_NEXT_MAILBOX_ID)?;
+        // UIDVALIDITY must change if a mailbox is ever recreated under the same name.
+        let last = read_u64(&self.db, txn, META_LAST_UIDVALIDITY)?.unwrap_or(0);
+        let uid_validity = (now() as u64).max(last + 1) & 0xffff_ffff;
+        write_u64(&self.db, txn, META_LAST_UIDVALIDITY, uid_validity)?;
+        let mailbox = Mailbox {
+            id,
+            name: name.to_string(),
+            uid_validity: uid_validity as u32,
+            uid_next: 1,
+            highest_modseq: 1,
+            subscribed: true,
+            special_use,
+        };
+        self.db.mailboxes.put(txn, &key, &mailbox)?;
+        Ok(mailbox)
+    }
+
+    pub fn mailbox(&self, account: &str, name: &str) -> Result<Option<Mailbox>> {
+        let txn = self.env.read_txn()?;
+        Ok(self.db.mailboxes.get(&txn, &mailbox_key(account, name))?)
+    }
+
+    pub fn mailboxes(&self, account: &str) -> Result<Vec<Mailbox>> {
+        let txn = self.env.read_txn()?;
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .mailboxes
+            .prefix_iter(&txn, &mailbox_prefix(account))?
+        {
+            out.push(item?.1);
+        }
+        Ok(out)
+    }
+
+    /// All messages of a mailbox in UID order.
+    pub fn messages(&self, mailbox_id: u64) -> Result<Vec<(u32, MessageRecord)>> {
+        let txn = self.env.read_txn()?;
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .messages
+            .prefix_iter(&txn, &mailbox_id.to_be_bytes())?
+        {
+            let (key, record) = item?;
+            out.push((uid_of_message_key(key), record));
+        }
+        Ok(out)
+    }
+
+    pub(super) fn uids_txn(&self, txn: &RoTxn, mailbox_id: u64) -> Result<Vec<u32>> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .messages
+            .lazily_decode_data()
+            .prefix_iter(txn, &mailbox_id.to_be_bytes())?
+        {
+            out.push(uid_of_message_key(item?.0));
+        }
+        Ok(out)
+    }
+
+    /// Removes messages from a mailbox in one transaction, freeing blobs nobody else holds.
+    /// Returns how many were removed.
+    pub fn expunge(&self, account: &str, mailbox_id: u64, uids: &[u32]) -> Result<usize> {
+        let mut txn = self.env.write_txn()?;
+        let removed = self.expunge_txn(&mut txn, account, mailbox_id, uids)?;
+        txn.commit()?;
+        Ok(removed)
+    }
+
+    pub(super) fn expunge_txn(
+        &self,
+        txn: &mut RwTxn,
+        account: &str,
+        mailbox_id: u64,
+        uids: &[u32],
+    ) -> Result<usize> {
+        let mut removed = 0;
+        let mut freed = 0u64;
+        for &uid in uids {
+            let key = message_key(mailbox_id, uid);
+            let Some(record) = self.db.messages.get(txn, &key)? else {
+                continue;
+            };
+            self.db.messages.delete(txn, &key)?;
+            self.release_blob(txn, record.blob, record.size)?;
+            freed += record.size;
+            removed += 1;
+        }
+        self.adjust_usage(txn, account, -(freed as i64))?;
+        Ok(removed)
+    }
+
+    // ---- blobs ----
+
+    pub(super) fn release_blob(&self, txn: &mut RwTxn, blob: u64, size: u64) -> Result<()> {
+        let refs = self.db.blob_refs.get(txn, &blob)?.unwrap_or(1);
+        if refs > 1 {
+            self.db.blob_refs.put(txn, &blob, &(refs - 1))?;
+            return Ok(());
+        }
+        self.db.blob_refs.delete(txn, &blob)?;
+        self.db.message_meta.delete(txn, &blob)?;
+        for chunk in 0..chunk_count(size) {
+            self.db.blobs.delete(txn, &blob_chunk_key(blob, chunk))?;
+        }
+        Ok(())
+    }
+
+    /// Reads chunk `index` (of [`BLOB_CHUNK`] bytes) of a stored message. Reading a message
+    /// chunk by chunk keeps memory flat and never holds a read transaction across I/O.
+    pub fn read_chunk(&self, blob: u64, index: u32) -> Result<Vec<u8>> {
+        let txn = self.env.read_txn()?;
+        self.db
+            .blobs
+            .get(&txn, &blob_chunk_key(blob, index))?
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| StoreError::NotFound(format!("message data {blob}/{index}")))
+    }
+
+    /// The stored IMAP description of a blob, if it was computed at delivery.
+    pub fn message_meta(&self, blob: u64) -> Result<Option<MessageMeta>> {
+        let txn = self.env.read_txn()?;
+        Ok(self.db.message_meta.get(&txn, &blob)?)
+    }
+
+    /// Stores a description computed later (large or pre-schema-2 messages), if the blob
+    /// still exists.
+    pub fn put_message_meta(&self, blob: u64, meta: &MessageMeta) -> Result<()> {
+        let mut txn = self.env.write_txn()?;
+        if self.db.blob_refs.get(&txn, &blob)?.is_some() {
+            self.db.message_meta.put(&mut txn, &blob, meta)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Reads a whole stored message (tests and small messages only).
+    pub fn read_message(&self, record: &MessageRecord) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(record.size as usize);
+        for index in 0..chunk_count(record.size) {
+            out.extend_from_slice(&self.read_chunk(record.blob, index)?);
+        }
+        Ok(out)
+    }
+
+    // ---- delivery ----
+
+    /// Stores one accepted message in one transaction: a copy in each target mailbox and,
+    /// for remote recipients, a queue entry. All of it or nothing.
+    pub fn accept(&self, delivery: &mut Delivery) -> Result<Accepted> {
+        let mut txn = self.env.write_txn()?;
+        let accepted = self.accept_txn(&mut txn, delivery)?;
+        txn.commit()?;
+        Ok(accepted)
+    }
+
+    pub(super) fn accept_txn(&self, txn: &mut RwTxn, delivery: &mut Delivery) -> Result<Accepted> {
+        let mut mailboxes: Vec<(Vec<u8>, Mailbox, &Target)> = Vec::new();
+        for target in &delivery.targets {
+            let key = mailbox_key(&target.account, &target.mailbox);
+            if mailboxes.iter().any(|(k, _, _)| *k == key) {
+                continue;
+            }
+            let mailbox = self.db.mailboxes.get(txn, &key)?.ok_or_else(|| {
+                StoreError::NotFound(format!("{} of {}", target.mailbox, target.account))
+            })?;
+            mailboxes.push((key, mailbox, target));
+        }
+        let outbound = delivery.outbound.as_ref();
+        let holders = mailboxes.len() + usize::from(outbound.is_some());
+        if holders == 0 {
+            return Ok(Accepted::default());
+        }
+        let message = &mut delivery.message;
+        let size = message.size();
+        let blob = self.write_blob(txn, message)?;
+        self.db.blob_refs.put(txn, &blob, &(holders as u32))?;
+        let mut placed = Vec::with_capacity(mailboxes.len());
+        for (key, mut mailbox, target) in mailboxes {
+            let record = MessageRecord {
+                blob,
+                size,
+                internal_date: message.internal_date,
+                flags: target.flags,
+                keywords: target.keywords.clone(),
+                modseq: 0,
+            };
+            let uid = self.place_record(txn, &target.account, &mut mailbox, record)?;
+            self.db.mailboxes.put(txn, &key, &mailbox)?;
+            placed.push(Placed {
+                mailbox: mailbox.id,
+                uid,
+            });
+        }
+        let queued = match outbound {
+            Some(o) => Some(self.enqueue_txn(txn, blob, size, o, message.internal_date)?),
+            None => None,
+        };
+        Ok(Accepted { placed, queued })
+    }
+
+    /// Adds `record` to `mailbox` under the next UID with a new modseq, and returns the UID.
+    /// The caller saves the updated `mailbox`.
+    pub(super) fn place_record(
+        &self,
+        txn: &mut RwTxn,
+        account: &str,
+        mailbox: &mut Mailbox,
+        mut record: MessageRecord,
+    ) -> Result<u32> {
+        self.adjust_usage(txn, account, record.size as i64)?;
+        let uid = mailbox.uid_next;
+        mailbox.uid_next += 1;
+        mailbox.highest_modseq += 1;
+        record.modseq = mailbox.highest_modseq;
+        self.db
+            .messages
+            .put(txn, &message_key(mailbox.id, uid), &record)?;
+        Ok(uid)
+    }
+
+    pub(super) fn write_blob(&self, txn: &mut RwTxn, message: &mut Incoming) -> Result<u64> {
+        let blob = next_counter(&self.db, txn, META_NEXT_BLOB_ID)?;
+        let mut chunk = Vec::with_capacity(BLOB_CHUNK);
+        let mut index = 0u32;
+        let mut put = |txn: &mut RwTxn, chunk: &mut Vec<u8>, piece: &[u8]| -> Result<()> {
+            let mut piece = piece;
+            while !piece.is_empty() {
+                let take = (BLOB_CHUNK - chunk.len()).min(piece.len());
+                chunk.extend_from_slice(&piece[..take]);
+                piece = &piece[take..];
+                if chunk.len() == BLOB_CHUNK {
+                    self.db
+                        .blobs
+                        .put(txn, &blob_chunk_key(blob, index), chunk)?;
+                    index += 1;
+                    chunk.clear();
+                }
+            }
+            Ok(())
+        };
+        put(txn, &mut chunk, &message.prefix)?;
+        message
+            .body
+            .for_each_piece(|piece| put(txn, &mut chunk, piece))?;
+        if !chunk.is_empty() {
+            self.db
+                .blobs
+                .put(txn, &blob_chunk_key(blob, index), &chunk)?;
+        }
+        if let Some(meta) = &message.meta {
+            self.db.message_meta.put(txn, &blob, meta)?;
+        }
+        Ok(blob)
+    }
+
+    /// Runs several deliveries in one write transaction (group commit), each in a nested
+    /// transaction so that one failure does not sink the others.
+    pub(crate) fn deliver_group(
+        &self,
+        jobs: &mut [&mut Delivery],
+    ) -> Result<Vec<Result<Accepted>>> {
+        let mut txn = self.env.write_txn()?;
+        let mut results = Vec::with_capacity(jobs.len());
+        for delivery in jobs.iter_mut() {
+            let mut nested = self.env.nested_write_txn(&mut txn)?;
+            match self.accept_txn(&mut nested, delivery) {
+                Ok(placed) => {
+                    nested.commit()?;
+                    results.push(Ok(placed));
+                }
+                Err(e) => {
+                    nested.abort();
+                    results.push(Err(e));
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(results)
+    }
+}
