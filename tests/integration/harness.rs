@@ -11,6 +11,27 @@ use std::time::{Duration, Instant};
 
 pub const PASSWORD: &str = "correct horse";
 
+/// How often [`wait_for`] probes its condition.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Probes `condition` until it yields a value, and returns it; panics naming `what` if
+/// that has not happened within `timeout`.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut condition: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = condition() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
+/// [`wait_for`] a condition that is simply true or false.
+pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    wait_for(timeout, what, || condition().then_some(()))
+}
+
 pub struct Server {
     child: Option<Child>,
     pub ports: HashMap<String, u16>,
@@ -136,14 +157,26 @@ impl Server {
     pub fn stop(&mut self) -> ExitStatus {
         self.signal(libc::SIGTERM);
         let mut child = self.child.take().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "letterbox did not stop");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for(
+            Duration::from_secs(20),
+            "letterbox exits after SIGTERM",
+            || child.try_wait().unwrap(),
+        )
+    }
+
+    /// Waits until the `kind` listener refuses connections: the server has begun to shut
+    /// down and no longer accepts (a connection that is still accepted is closed again).
+    pub fn wait_until_refusing(&self, kind: &str) {
+        let port = self.port(kind);
+        wait_until(
+            Duration::from_secs(10),
+            &format!("the {kind} port refuses connections"),
+            || match TcpStream::connect(("127.0.0.1", port)) {
+                Ok(_) => false,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => true,
+                Err(e) => panic!("connecting to the {kind} port: {e}"),
+            },
+        );
     }
 
     pub fn restart(&mut self) {
@@ -287,4 +320,25 @@ pub fn pop3_login(port: u16, user: &str) -> Client {
     c.command(&format!("USER {user}"), "+OK");
     c.command(&format!("PASS {PASSWORD}"), "+OK");
     c
+}
+
+/// Like [`pop3_login`], but while the maildrop is still locked by a session that is
+/// ending (`-ERR [IN-USE]`), tries again on a new connection, for at most 10 s.
+pub fn pop3_login_when_unlocked(port: u16, user: &str) -> Client {
+    wait_for(
+        Duration::from_secs(10),
+        &format!("the maildrop of {user} is unlocked"),
+        || {
+            let mut c = Client::connect(port);
+            assert!(c.line().unwrap().starts_with("+OK"));
+            c.command(&format!("USER {user}"), "+OK");
+            c.send(format!("PASS {PASSWORD}\r\n").as_bytes());
+            let reply = c.line().expect("connection closed after PASS");
+            if reply.starts_with("-ERR [IN-USE]") {
+                return None;
+            }
+            assert!(reply.starts_with("+OK"), "PASS got {reply:?}");
+            Some(c)
+        },
+    )
 }

@@ -1,4 +1,4 @@
-use crate::harness::{pop3_login, send_mail, Client, Server, PASSWORD};
+use crate::harness::{pop3_login, pop3_login_when_unlocked, send_mail, Client, Server, PASSWORD};
 
 const PLAINTEXT_POP3: &str = "[auth]\nallow_plaintext_on_loopback = true";
 
@@ -47,9 +47,9 @@ fn dele_quit_removes_rset_and_drop_keep() {
     c.command("STAT", "+OK 3 ");
     c.command("DELE 2", "+OK");
     drop(c); // connection lost: nothing is removed
-    std::thread::sleep(std::time::Duration::from_millis(200));
 
-    let mut c = pop3_login(server.port("pop3"), "alice@example.org");
+    // The lock goes once the server has seen the hang-up; then the session is over.
+    let mut c = pop3_login_when_unlocked(server.port("pop3"), "alice@example.org");
     c.command("STAT", "+OK 3 ");
     let uidl_before = list_body(&mut c, "UIDL");
     c.command("DELE 2", "+OK");
@@ -101,8 +101,8 @@ fn second_session_gets_in_use() {
     second.line();
     second.command("USER alice@example.org", "+OK");
     second.command(&format!("PASS {PASSWORD}"), "-ERR [IN-USE]");
+    // QUIT releases the lock before its +OK goes out: no waiting needed.
     first.command("QUIT", "+OK");
-    std::thread::sleep(std::time::Duration::from_millis(100));
     second.command("USER alice@example.org", "+OK");
     second.command(&format!("PASS {PASSWORD}"), "+OK");
 }

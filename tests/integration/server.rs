@@ -1,4 +1,4 @@
-use crate::harness::{send_mail, smtp_transaction, Client, Server};
+use crate::harness::{send_mail, smtp_transaction, wait_for, Client, Server};
 use std::time::Duration;
 
 #[test]
@@ -8,7 +8,8 @@ fn sigterm_lets_the_current_transaction_finish_and_exits_zero() {
     c.command("DATA", "354");
     c.send(b"Subject: in flight\r\n\r\n");
     server.signal(libc::SIGTERM);
-    std::thread::sleep(Duration::from_millis(300));
+    // The rest of the message arrives only once the shutdown is under way.
+    server.wait_until_refusing("smtp");
     c.send(b"still coming\r\n.\r\n");
     assert!(c.reply().starts_with("250 2.0.0"));
     assert!(c.reply().starts_with("421 4.3.2"));
@@ -28,13 +29,29 @@ fn connections_per_ip_are_limited() {
     assert!(refused.reply().starts_with("421 4.7.0"));
     assert!(refused.closed());
     drop(held.pop());
-    std::thread::sleep(Duration::from_millis(200));
-    send_mail(
-        server.port("smtp"),
-        "a@remote.test",
-        "alice@example.org",
-        "Subject: x\r\n\r\ny\r\n",
+    // The slot is free once the server has seen the hang-up: until then a new
+    // connection is still refused.
+    let mut c = wait_for(
+        Duration::from_secs(10),
+        "a connection is admitted again",
+        || {
+            let mut c = Client::connect(server.port("smtp"));
+            let greeting = c.reply();
+            if greeting.starts_with("220") {
+                return Some(c);
+            }
+            assert!(greeting.starts_with("421 4.7.0"), "{greeting:?}");
+            assert!(c.closed());
+            None
+        },
     );
+    c.command("EHLO client.test", "250");
+    c.command("MAIL FROM:<a@remote.test>", "250");
+    c.command("RCPT TO:<alice@example.org>", "250");
+    c.command("DATA", "354");
+    c.send(b"Subject: x\r\n\r\ny\r\n");
+    c.command(".", "250");
+    c.command("QUIT", "221");
 }
 
 #[test]

@@ -318,6 +318,14 @@ class Server:
     def stderr_tail(self, lines: int = 40) -> str:
         return "\n".join(self.stderr_text().splitlines()[-lines:])
 
+    def wait_for_log(self, text: str, timeout: float = IO_TIMEOUT) -> None:
+        """Waits until the server's stderr contains `text`; fails after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while text not in self.stderr_text():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no log line with {text!r} within {timeout}s:\n{self.stderr_tail()}")
+            time.sleep(0.05)
+
     def assert_no_panic(self) -> None:
         text = self.stderr_text()
         assert "panicked" not in text, f"server panicked:\n{text[-4000:]}"
@@ -584,6 +592,12 @@ class LineClient:
             self.buffer += chunk
         line, _, self.buffer = self.buffer.partition(b"\n")
         return line + b"\n"
+
+    @property
+    def local_address(self) -> str:
+        """This end's "ip:port", as the server's log lines name the peer."""
+        ip, port = self.sock.getsockname()[:2]
+        return f"{ip}:{port}"
 
     def at_eof(self) -> bool:
         """True if the server closed the connection (nothing more to read)."""

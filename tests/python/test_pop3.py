@@ -1,6 +1,7 @@
 """POP3: pop3 (STLS) and pop3s (implicit TLS), maildrop semantics, real clients."""
 
 import poplib
+import re
 import subprocess
 
 import pytest
@@ -71,7 +72,7 @@ def test_pop3s_auth_plain_with_initial_response(server):
 def test_pop3s_auth_plain_with_continuation(server):
     with Pop3Client(server.port("pop3s"), tls=True) as pop:
         assert pop.status().startswith(b"+OK")
-        assert pop.command("AUTH PLAIN").startswith(b"+")
+        assert pop.command("AUTH PLAIN") == b"+ "
         assert pop.command(sasl_plain(BOB, PASSWORDS[BOB])).startswith(b"+OK")
         assert pop.command("STAT") == b"+OK 0 0"
 
@@ -82,7 +83,7 @@ def test_wrong_password_gets_auth_response_code(server):
         pop.user(ALICE)
         with pytest.raises(poplib.error_proto) as failure:
             pop.pass_("wrong-password")
-        assert b"[AUTH]" in error_text(failure.value)
+        assert error_text(failure.value) == b"-ERR [AUTH] Invalid credentials"
     finally:
         pop.close()
 
@@ -90,11 +91,12 @@ def test_wrong_password_gets_auth_response_code(server):
 def test_plaintext_login_refused_by_default(server):
     with Pop3Client(server.port("pop3")) as pop:
         assert pop.status().startswith(b"+OK")
-        pop.command(f"USER {ALICE}")
-        assert not pop.command(f"PASS {PASSWORDS[ALICE]}").startswith(b"+OK"), "PASS accepted without TLS"
-        assert not pop.command(b"AUTH PLAIN " + sasl_plain(ALICE, PASSWORDS[ALICE])).startswith(b"+OK")
-        stat = pop.command("STAT")
-        assert not stat.startswith(b"+OK"), "session is authenticated without TLS"
+        needs_tls = b"-ERR [SYS/PERM] Authentication requires TLS: use STLS"
+        assert pop.command(f"USER {ALICE}") == needs_tls
+        # USER was refused, so no user is pending for PASS.
+        assert pop.command(f"PASS {PASSWORDS[ALICE]}") == b"-ERR Send USER first", "PASS accepted without TLS"
+        assert pop.command(b"AUTH PLAIN " + sasl_plain(ALICE, PASSWORDS[ALICE])) == needs_tls
+        assert pop.command("STAT") == b"-ERR Not allowed before login", "session is authenticated without TLS"
 
 
 def test_plaintext_login_allowed_on_loopback_when_configured(make_server):
@@ -112,8 +114,9 @@ def test_plaintext_login_allowed_on_loopback_when_configured(make_server):
 
 def test_changed_password_takes_effect(server):
     server.cli("user", "passwd", ALICE, "--password-stdin", stdin_text="brand-New-pass-77\n")
-    with pytest.raises(poplib.error_proto):
+    with pytest.raises(poplib.error_proto) as failure:
         pop3s_login(server, ALICE)
+    assert error_text(failure.value) == b"-ERR [AUTH] Invalid credentials"
     pop = pop3s_login(server, ALICE, "brand-New-pass-77")
     pop.quit()
 
@@ -150,8 +153,9 @@ def test_dele_then_quit_removes(server):
     uids = uidl_map(pop)
     pop.dele(1)
     assert pop.stat()[0] == 1, "STAT still counts a message marked deleted"
-    with pytest.raises(poplib.error_proto):
+    with pytest.raises(poplib.error_proto) as failure:
         pop.retr(1)
+    assert error_text(failure.value) == b"-ERR No such message"
     assert pop.quit().startswith(b"+OK")
 
     pop = pop3s_login(server, ALICE)
@@ -224,7 +228,7 @@ def test_second_session_gets_in_use(server):
             second.user(ALICE)
             with pytest.raises(poplib.error_proto) as failure:
                 second.pass_(PASSWORDS[ALICE])
-            assert b"[IN-USE]" in error_text(failure.value)
+            assert error_text(failure.value) == b"-ERR [IN-USE] Maildrop is already locked by another session"
         finally:
             second.close()
         # Another maildrop is not affected.
@@ -238,12 +242,15 @@ def test_second_session_gets_in_use(server):
 
 def test_pipelined_commands(server):
     deliver(server, ALICE)
+    [stored] = fetch_inbox(server, ALICE)
     with Pop3Client(server.port("pop3s"), tls=True) as pop:
         pop.login(ALICE)
         assert pop.send(b"STAT\r\nLIST 1\r\nUIDL 1\r\nNOOP\r\n")
-        responses = [pop.status() for _ in range(4)]
-        assert all(response.startswith(b"+OK") for response in responses), responses
-        assert responses[0].split()[1] == b"1"
+        stat, listing, uidl, noop = [pop.status() for _ in range(4)]
+        assert stat == f"+OK 1 {len(stored)}".encode()
+        assert listing == f"+OK 1 {len(stored)}".encode()
+        assert re.fullmatch(rb"\+OK 1 [0-9a-f]{16}", uidl), uidl
+        assert noop == b"+OK "
 
 
 # -- real clients -------------------------------------------------------------

@@ -13,6 +13,7 @@ from conftest import (
     HOST,
     PASSWORDS,
     Pop3Client,
+    Reply,
     SmtpClient,
     dot_stuff,
     fetch_inbox,
@@ -150,13 +151,11 @@ def test_smtputf8_header(server):
 
 
 def test_mx_refuses_relaying(server):
-    code, text = rcpt_reply(server, "victim@elsewhere.test")
-    assert code in (550, 554) and b"5.7.1" in text, (code, text)
+    assert rcpt_reply(server, "victim@elsewhere.test") == (554, b"5.7.1 Relay access denied")
 
 
 def test_mx_refuses_unknown_local_user(server):
-    code, text = rcpt_reply(server, "nobody-here@example.org")
-    assert code == 550 and b"5.1.1" in text, (code, text)
+    assert rcpt_reply(server, "nobody-here@example.org") == (550, b"5.1.1 No such user here")
 
 
 def test_recipient_domain_is_case_insensitive(server):
@@ -186,8 +185,7 @@ def test_pipelined_commands_get_replies_in_order(server):
 def test_deleted_user_becomes_unknown(server):
     assert rcpt_reply(server, BOB)[0] == 250
     server.cli("user", "del", BOB)
-    code, text = rcpt_reply(server, BOB)
-    assert code == 550 and b"5.1.1" in text, (code, text)
+    assert rcpt_reply(server, BOB) == (550, b"5.1.1 No such user here")
 
 
 # -- submission (587) and submissions (465) ---------------------------------
@@ -224,6 +222,7 @@ def test_submission_wrong_password_is_535(server):
         with pytest.raises(smtplib.SMTPAuthenticationError) as failure:
             smtp.login(ALICE, "not-the-password")
     assert failure.value.smtp_code == 535
+    assert failure.value.smtp_error == b"5.7.8 Authentication credentials invalid"
 
 
 def test_submissions_implicit_tls(server):
@@ -246,13 +245,9 @@ def test_submissions_implicit_tls(server):
 def test_submission_auth_before_tls_is_refused(server, auth_command):
     with SmtpClient(server.port("submission")) as smtp:
         smtp.greet()
-        reply = smtp.command(auth_command)
-        assert reply is not None and 500 <= reply.code < 600, reply
+        assert smtp.command(auth_command) == Reply(538, [b"5.7.11 Encryption required: use STARTTLS first"])
         # And nothing was authenticated: a submission is not accepted.
-        mail = smtp.command(f"MAIL FROM:<{ALICE}>")
-        if mail is not None and mail.code == 250:
-            rcpt = smtp.command(f"RCPT TO:<{BOB}>")
-            assert rcpt is None or rcpt.code >= 500, rcpt
+        assert smtp.command(f"MAIL FROM:<{ALICE}>") == Reply(530, [b"5.7.0 Authentication required"])
 
 
 def test_submission_requires_auth(server):
@@ -260,20 +255,15 @@ def test_submission_requires_auth(server):
         smtp.ehlo()
         smtp.starttls(context=insecure_tls_context())
         smtp.ehlo()
-        mail_code, _ = smtp.docmd("MAIL", f"FROM:<{ALICE}>")
-        if mail_code == 250:
-            rcpt_code, _ = smtp.docmd("RCPT", f"TO:<{BOB}>")
-            assert rcpt_code >= 500
-        else:
-            assert mail_code >= 500
+        assert smtp.docmd("MAIL", f"FROM:<{ALICE}>") == (530, b"5.7.0 Authentication required")
+        # No transaction was opened.
+        assert smtp.docmd("RCPT", f"TO:<{BOB}>") == (503, b"5.5.1 Send MAIL first")
     assert fetch_inbox(server, BOB) == []
 
 
 def test_submission_mail_from_must_be_owned(server):
     with smtp_login(server, ALICE) as smtp:
-        code, text = smtp.docmd("MAIL", f"FROM:<{BOB}>")
-        assert code == 553, (code, text)
-        assert b"5.7.1" in text
+        assert smtp.docmd("MAIL", f"FROM:<{BOB}>") == (553, b"5.7.1 Sender address not owned by authenticated user")
         assert smtp.docmd("MAIL", f"FROM:<{ALICE}>")[0] == 250
 
 
@@ -306,8 +296,7 @@ def test_deleted_alias_becomes_unknown(server):
     server.add_alias("sales@example.org", ALICE)
     assert rcpt_reply(server, "sales@example.org")[0] == 250
     server.cli("alias", "del", "sales@example.org")
-    code, text = rcpt_reply(server, "sales@example.org")
-    assert code == 550 and b"5.1.1" in text, (code, text)
+    assert rcpt_reply(server, "sales@example.org") == (550, b"5.1.1 No such user here")
 
 
 def test_catch_all_alias(server):
@@ -326,7 +315,7 @@ def test_declared_size_over_limit_is_552(make_server):
         smtp.ehlo()
         assert smtp.esmtp_features.get("size") == "4096"
         code, text = smtp.docmd("MAIL", f"FROM:<{EXTERNAL_SENDER}> SIZE=100000")
-    assert code == 552, (code, text)
+    assert (code, text) == (552, b"5.3.4 Message size exceeds fixed maximum of 4096 bytes")
 
 
 def test_actual_size_over_limit_is_552(make_server):
@@ -338,8 +327,7 @@ def test_actual_size_over_limit_is_552(make_server):
         smtp.expect(f"RCPT TO:<{ALICE}>", 250)
         smtp.expect("DATA", 354)
         assert smtp.send(make_message(new_token(), body=body) + b".\r\n")
-        reply = smtp.reply()
-        assert reply is not None and reply.code == 552, reply
+        assert smtp.reply() == Reply(552, [b"5.3.4 Message size exceeds fixed maximum of 4096 bytes"])
         # The session survives and still accepts a small message.
         small = make_message(new_token())
         smtp.expect("RSET", 250)
@@ -359,8 +347,7 @@ def test_too_many_recipients(make_server):
         assert smtp.docmd("MAIL", f"FROM:<{EXTERNAL_SENDER}>")[0] == 250
         assert smtp.docmd("RCPT", f"TO:<{ALICE}>")[0] == 250
         assert smtp.docmd("RCPT", f"TO:<{BOB}>")[0] == 250
-        code, text = smtp.docmd("RCPT", "TO:<carol@example.org>")
-        assert code in (452, 552), (code, text)
+        assert smtp.docmd("RCPT", "TO:<carol@example.org>") == (452, b"4.5.3 Too many recipients")
         message = make_message(new_token())
         code, _ = smtp.data(message)
         assert code == 250

@@ -1,0 +1,285 @@
+//! DATA (RFC 5321 §4.1.1.4) and BDAT (RFC 3030): receiving the message into the spool,
+//! then one delivery for every recipient, and the 250 only once it is durable. NOTIFY=SUCCESS
+//! notices (RFC 3461) follow the delivery.
+
+use super::*;
+
+impl Session {
+    pub(super) async fn data(&mut self) -> io::Result<Option<End>> {
+        let refusal = match &self.tx {
+            None => Some((503, "5.5.1", "Send MAIL first")),
+            Some(tx) if tx.recipients.is_empty() && tx.outbound.is_empty() => {
+                Some((554, "5.5.1", "No valid recipients"))
+            }
+            _ => None,
+        };
+        if let Some((code, esc, text)) = refusal {
+            let stop = self.error(code, esc, text);
+            return Ok(stop.then_some(End::TooManyErrors));
+        }
+        self.reply(354, "2.0.0", "End data with <CR><LF>.<CR><LF>");
+        let max = self.config.limits.max_message_size;
+        let mut spool = SpoolWriter::new(self.shared.store.spool_dir());
+        let mut decoder = DataDecoder::new();
+        let mut decoded = Vec::new();
+        let mut too_big = false;
+        self.conn.read_timeout = self.config.limits.data_timeout();
+        let outcome = loop {
+            if !self.conn.has_buffered_input() {
+                match self.conn.fill().await {
+                    Ok(0) => break Ok(false),
+                    Ok(_) => {}
+                    Err(e) => break Err(e),
+                }
+            }
+            let fed = decoder.feed(self.conn.buffered(), &mut decoded);
+            self.conn.consume(fed.consumed);
+            if !too_big {
+                if spool.len() + decoded.len() as u64 > max {
+                    too_big = true;
+                } else {
+                    spool.write(&decoded)?;
+                }
+            }
+            decoded.clear();
+            if fed.done {
+                break Ok(true);
+            }
+        };
+        self.conn.read_timeout = self.config.limits.command_timeout();
+        if !outcome? {
+            log::info!(
+                "smtp {}: connection lost during DATA; nothing delivered",
+                self.conn.peer
+            );
+            return Ok(Some(End::Closed));
+        }
+        if too_big {
+            self.tx = None;
+            let text = format!("Message size exceeds fixed maximum of {max} bytes");
+            self.reply(552, "5.3.4", &text);
+            return Ok(None);
+        }
+        if decoder.longest_line() > MAX_DATA_LINE {
+            self.tx = None;
+            self.reply(500, "5.5.2", "Message has a line longer than 64 KiB");
+            return Ok(None);
+        }
+        self.deliver(spool).await;
+        Ok(None)
+    }
+
+    pub(super) async fn bdat(&mut self, size: u64, last: bool) -> io::Result<Option<End>> {
+        let max = self.config.limits.max_message_size;
+        let failure: Option<&'static [u8]> = match &self.tx {
+            None => Some(b"503 5.5.1 Send MAIL first\r\n"),
+            Some(tx) if tx.recipients.is_empty() && tx.outbound.is_empty() => {
+                Some(b"554 5.5.1 No valid recipients\r\n")
+            }
+            _ => None,
+        };
+        // A chunk larger than any acceptable message cannot be worth reading: close.
+        if size > max.saturating_mul(2) {
+            self.conn
+                .send(b"552 5.3.4 Chunk too large, closing connection\r\n");
+            return Ok(Some(End::Closed));
+        }
+        let spool_dir = self.shared.store.spool_dir().to_path_buf();
+        let mut chunks = match self.tx.as_mut().and_then(|tx| tx.chunks.take()) {
+            Some(c) => c,
+            None => Chunking {
+                spool: SpoolWriter::new(&spool_dir),
+                received: 0,
+                failure,
+            },
+        };
+        self.conn.read_timeout = self.config.limits.data_timeout();
+        let mut left = size;
+        let read = async {
+            while left > 0 {
+                if !self.conn.has_buffered_input() && self.conn.fill().await? == 0 {
+                    return Ok::<bool, io::Error>(false);
+                }
+                let take = (self.conn.buffered().len() as u64).min(left) as usize;
+                if chunks.failure.is_none() {
+                    if chunks.received + take as u64 > max {
+                        chunks.failure = Some(b"552 5.3.4 Message size exceeds fixed maximum\r\n");
+                    } else {
+                        chunks.spool.write(&self.conn.buffered()[..take])?;
+                    }
+                }
+                chunks.received += take as u64;
+                self.conn.consume(take);
+                left -= take as u64;
+            }
+            Ok(true)
+        };
+        let complete = read.await;
+        self.conn.read_timeout = self.config.limits.command_timeout();
+        if !complete? {
+            return Ok(Some(End::Closed));
+        }
+        if let Some(reply) = chunks.failure {
+            if last || self.tx.is_none() {
+                self.tx = None;
+                self.conn.send(reply);
+                if self.count_error() {
+                    return Ok(Some(End::TooManyErrors));
+                }
+            } else {
+                let text =
+                    format!("250 2.0.0 {size} octets received (message will be refused)\r\n");
+                self.conn.send(text.as_bytes());
+                if let Some(tx) = &mut self.tx {
+                    tx.chunks = Some(chunks);
+                }
+            }
+            return Ok(None);
+        }
+        if last {
+            self.deliver(chunks.spool).await;
+        } else {
+            let text = format!("250 2.0.0 {size} octets received\r\n");
+            self.conn.send(text.as_bytes());
+            if let Some(tx) = &mut self.tx {
+                tx.chunks = Some(chunks);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Commits the message for all recipients, then replies.
+    pub(super) async fn deliver(&mut self, spool: SpoolWriter) {
+        let Some(tx) = self.tx.take() else { return };
+        let mut targets: Vec<Target> = Vec::new();
+        for (_, resolved) in &tx.recipients {
+            delivery::merge_targets(&mut targets, resolved);
+        }
+        let id = message_id();
+        let protocol = protocol_name(
+            self.esmtp,
+            tx.smtputf8,
+            self.conn.is_tls(),
+            self.user.is_some(),
+        );
+        let now = unix_now();
+        let single = match (tx.recipients.as_slice(), tx.outbound.as_slice()) {
+            ([(only, _)], []) | ([], [(only, _, _)]) => Some(only.as_str()),
+            _ => None,
+        };
+        let trace = Trace {
+            reverse_path: tx.from.as_deref(),
+            helo: self.helo.as_deref().unwrap_or("unknown"),
+            peer_ip: self.conn.peer.ip(),
+            hostname: &self.config.hostname,
+            protocol,
+            tls: self.conn.tls_description(),
+            id: &id,
+            recipient: single,
+            date: now,
+        };
+        let prefix = trace.headers();
+        let skip = crate::smtp::return_path_len(&prefix);
+        let mut message = Incoming::new(prefix, spool.finish(), now);
+        // SMTPUTF8 is needed on the way out only when something is not ASCII (RFC 6531
+        // §3.2): a client that always says SMTPUTF8 must not get ASCII mail bounced by
+        // next hops without it.
+        let needs_utf8 = tx.smtputf8
+            && (tx.from.as_deref().is_some_and(|f| !f.is_ascii())
+                || tx.outbound.iter().any(|(r, _, _)| !r.is_ascii())
+                || !crate::mail::header_of(&message.body.head().unwrap_or_default()).is_ascii());
+        let outbound = (!tx.outbound.is_empty()).then(|| Outbound {
+            sender: tx.from.clone().unwrap_or_default(),
+            envid: tx.envid.clone(),
+            ret_full: tx.ret_full,
+            eight_bit: tx.eight_bit,
+            smtputf8: needs_utf8,
+            recipients: tx.outbound.clone(),
+            skip,
+        });
+        let head = if tx.success_notices.is_empty() || tx.from.is_none() {
+            Vec::new()
+        } else {
+            message.body.head().unwrap_or_default()
+        };
+        let size = message.size();
+        let delivery = Delivery {
+            message,
+            targets,
+            outbound,
+        };
+        match delivery::deliver(&self.shared.committer, delivery).await {
+            Ok(accepted) => {
+                let recipients: Vec<&str> = tx
+                    .recipients
+                    .iter()
+                    .map(|(r, _)| r.as_str())
+                    .chain(tx.outbound.iter().map(|(r, _, _)| r.as_str()))
+                    .collect();
+                log::info!(
+                    "smtp {}: accepted id={id} from=<{}> to={} size={size} copies={}{}",
+                    self.conn.peer,
+                    tx.from.as_deref().unwrap_or(""),
+                    recipients.join(","),
+                    accepted.placed.len(),
+                    accepted
+                        .queued
+                        .map(|q| format!(" queued={q}"))
+                        .unwrap_or_default()
+                );
+                if accepted.queued.is_some() {
+                    self.shared.relay_wake.notify_one();
+                }
+                if !head.is_empty() {
+                    self.send_success_notice(&tx, &head, now).await;
+                }
+                let text = format!("OK id={id}");
+                self.reply(250, "2.0.0", &text);
+            }
+            Err(e) => {
+                log::error!("smtp {}: delivery of id={id} failed: {e}", self.conn.peer);
+                self.reply(451, "4.3.0", "Could not store the message, try again later");
+            }
+        }
+    }
+
+    /// RFC 3461: local recipients that asked for NOTIFY=SUCCESS get the sender a
+    /// "delivered" notice. Stored after the message itself; a crash in between loses the
+    /// notice, never the mail.
+    pub(super) async fn send_success_notice(&mut self, tx: &Transaction, head: &[u8], now: i64) {
+        let Some(sender) = tx.from.as_deref() else {
+            return;
+        };
+        let hostname = self.config.hostname.clone();
+        let (about_sender, about_envid) = (sender.to_string(), tx.envid.clone());
+        let recipients = tx.success_notices.clone();
+        let header = head.to_vec();
+        let built = self
+            .shared
+            .store
+            .call(move |store| {
+                let about = notice::About {
+                    sender: &about_sender,
+                    envid: about_envid.as_deref(),
+                    arrival: now,
+                };
+                notice::delivered(store, &hostname, about, &recipients, &header, now)
+            })
+            .await;
+        match built {
+            Ok(Some(n)) => {
+                let queued = n.outbound.is_some();
+                if let Err(e) = delivery::deliver(&self.shared.committer, n).await {
+                    log::error!(
+                        "smtp {}: storing a success notice failed: {e}",
+                        self.conn.peer
+                    );
+                } else if queued {
+                    self.shared.relay_wake.notify_one();
+                }
+            }
+            Ok(None) => {}
+            Err(e) => log::error!("smtp {}: success notice: {e}", self.conn.peer),
+        }
+    }
+}

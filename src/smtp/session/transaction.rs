@@ -1,0 +1,152 @@
+//! MAIL and RCPT (RFC 5321 §4.1.1.2-3): opening a transaction and resolving recipients
+//! through [`crate::delivery`]. Both are async: lookups run on the store's blocking pool,
+//! and DNS checks (SPF) can join them here.
+
+use super::*;
+
+impl Session {
+    /// Returns true when the session must end.
+    pub(super) async fn mail(
+        &mut self,
+        from: Option<String>,
+        size: Option<u64>,
+        body: Body,
+        smtputf8: bool,
+    ) -> bool {
+        let max = self.config.limits.max_message_size;
+        let refusal = if self.helo.is_none() {
+            Some((503, "5.5.1", "Send EHLO or HELO first".to_string()))
+        } else if self.tx.is_some() {
+            Some((503, "5.5.1", "Nested MAIL command".into()))
+        } else if self.kind != ListenerKind::Smtp && self.user.is_none() {
+            Some((530, "5.7.0", "Authentication required".into()))
+        } else if size.is_some_and(|s| s > max) {
+            Some((
+                552,
+                "5.3.4",
+                format!("Message size exceeds fixed maximum of {max} bytes"),
+            ))
+        } else if body == Body::BinaryMime {
+            Some((555, "5.5.4", "BODY=BINARYMIME is not supported".into()))
+        } else if !smtputf8 && from.as_deref().is_some_and(|f| !f.is_ascii()) {
+            Some((553, "5.6.7", "Non-ASCII address requires SMTPUTF8".into()))
+        } else {
+            self.sender_refusal(from.as_deref()).await
+        };
+        if let Some((code, esc, text)) = refusal {
+            return self.error(code, esc, &text);
+        }
+        self.tx = Some(Transaction {
+            from,
+            smtputf8,
+            eight_bit: body == Body::EightBitMime,
+            envid: None,
+            ret_full: None,
+            recipients: Vec::new(),
+            outbound: Vec::new(),
+            success_notices: Vec::new(),
+            chunks: None,
+        });
+        self.reply(250, "2.1.0", "Sender OK");
+        false
+    }
+
+    /// On submission, the sender must be the user's own address or an alias leading to it.
+    pub(super) async fn sender_refusal(
+        &mut self,
+        from: Option<&str>,
+    ) -> Option<(u16, &'static str, String)> {
+        let user = self.user.as_deref()?;
+        let denied = Some((
+            553,
+            "5.7.1",
+            "Sender address not owned by authenticated user".to_string(),
+        ));
+        let from = from?;
+        let Some((address, _)) = crate::address::normalize_address(from) else {
+            return denied;
+        };
+        if address == user {
+            return None;
+        }
+        let resolved = self
+            .shared
+            .store
+            .call(move |store| delivery::resolve(store, &address))
+            .await;
+        match resolved {
+            Ok(Resolution::Local(targets)) if targets.iter().any(|t| t.account == user) => None,
+            Ok(_) => denied,
+            Err(e) => Some((451, "4.3.0", format!("Temporary lookup failure: {e}"))),
+        }
+    }
+
+    pub(super) async fn rcpt(&mut self, to: &str, orcpt: Option<String>, notify: u8) -> bool {
+        let max = self.config.limits.max_recipients;
+        let authenticated = self.user.is_some();
+        let Some(tx) = &self.tx else {
+            return self.error(503, "5.5.1", "Send MAIL first");
+        };
+        if tx.recipients.len() + tx.outbound.len() >= max {
+            return self.error(452, "4.5.3", "Too many recipients");
+        }
+        if !tx.smtputf8 && !to.is_ascii() {
+            return self.error(553, "5.6.7", "Non-ASCII address requires SMTPUTF8");
+        }
+        let address = to.to_string();
+        let resolved = self
+            .shared
+            .store
+            .call(move |store| {
+                let resolution = delivery::resolve(store, &address)?;
+                let mut full = false;
+                if let Resolution::Local(targets) = &resolution {
+                    for target in targets {
+                        full |= store.over_quota(&target.account, 0)?;
+                    }
+                }
+                Ok((resolution, full))
+            })
+            .await;
+        match resolved {
+            Ok((Resolution::Local(_), true)) => {
+                // Temporary: the owner may make room before the sender gives up.
+                self.error(452, "4.2.2", "Mailbox full")
+            }
+            Ok((Resolution::Local(targets), false)) => {
+                if let Some(tx) = &mut self.tx {
+                    tx.recipients.push((to.to_string(), targets));
+                    // Only for our own users: on the MX port a forged sender would turn
+                    // success notices into backscatter.
+                    if authenticated && notify::wants(notify, notify::SUCCESS) {
+                        tx.success_notices.push((to.to_string(), orcpt));
+                    }
+                }
+                self.reply(250, "2.1.5", "Recipient OK");
+                false
+            }
+            Ok((Resolution::UnknownUser, _)) => self.error(550, "5.1.1", "No such user here"),
+            Ok((Resolution::NotLocal, _)) if authenticated => {
+                // Submission: remote recipients go to the outbound queue.
+                if crate::address::normalize_address(to).is_none() {
+                    return self.error(501, "5.1.3", "Invalid recipient address");
+                }
+                // The local part is kept as given: only the remote host may fold its case.
+                let address = to.to_string();
+                if let Some(tx) = &mut self.tx {
+                    if !tx.outbound.iter().any(|(a, _, _)| *a == address) {
+                        tx.outbound.push((address, orcpt, notify));
+                    }
+                }
+                self.reply(250, "2.1.5", "Recipient OK, will be relayed");
+                false
+            }
+            Ok((Resolution::NotLocal, _)) => self.error(554, "5.7.1", "Relay access denied"),
+            Err(e) => {
+                log::error!("recipient lookup failed: {e}");
+                self.reply(451, "4.3.0", "Temporary lookup failure, try again later");
+                false
+            }
+        }
+    }
+}
