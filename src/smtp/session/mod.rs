@@ -48,6 +48,8 @@ struct Chunking {
 
 mod auth;
 mod data;
+#[cfg(test)]
+mod tests;
 mod transaction;
 
 pub struct Session {
