@@ -3,25 +3,29 @@
 //! Mail arrives over SMTP, is committed durably to LMDB, and is read back over POP3 and IMAP.
 //!
 //! # Layout
-//! - [`cli`]: command-line interface (`serve`, `user`, `domain`, `alias`, `queue`, `dkim`,
-//!   `sendmail`, `config check`).
-//! - [`config`]: typed TOML configuration with the embedded default.
-//! - [`limits`]: the fixed protocol-level caps.
-//! - [`clock`]: Unix time.
-//! - [`address`]: address and domain normalisation.
-//! - [`store`]: the LMDB store (accounts, mailboxes, messages, outbound queue); its module
-//!   doc is the schema.
-//! - [`auth`]: password hashing and SASL PLAIN/LOGIN decoding.
-//! - [`tls`]: rustls server configuration and the self-signed certificate.
-//! - [`net`]: the connection type (plain or TLS) with bounded line reading.
-//! - [`smtp`]: SMTP receiving: `parse` (pure), `data` (pure DATA decoder), `session`.
-//! - [`pop3`]: POP3: `parse` (pure) and `session`.
-//! - [`imap`]: IMAP4rev1/rev2: `parse` (pure), `message` (pure), `session`.
-//! - [`relay`]: outbound delivery: `route` (MX, smarthost), `client` (SMTP client),
-//!   `runner` (scheduler), `retry` and `dsn` (pure), `dkim`.
-//! - [`server`]: listeners, connection limits, shutdown fan-out.
-//! - [`privilege`]: dropping root after binding.
-//! - [`signals`]: SIGHUP / SIGTERM / SIGINT handling.
+//! Lowest layer first; a module uses only modules of lower layers (`scripts/check-layers`
+//! enforces it, with the same table).
+//! 1. Foundations, pure: [`clock`] (Unix time), [`address`] (address and domain
+//!    normalisation), [`mail`] (header/body split, header fields, dates, DSNs).
+//! 2. [`config`]: typed TOML configuration with the embedded default; then [`limits`],
+//!    the fixed protocol-level caps.
+//! 3. Platform: [`tls`] (rustls server and client configurations, the self-signed
+//!    certificate), [`dns`] (one resolver, typed lookups), [`net`] (the connection type
+//!    with bounded line reading; dot-stuffing), [`privilege`] (dropping root),
+//!    [`signals`] (SIGHUP / SIGTERM / SIGINT).
+//! 4. [`store`]: the LMDB store (accounts, mailboxes, messages, outbound queue, quota
+//!    counters); its module doc is the schema. Imports no protocol.
+//! 5. [`auth`]: password hashing, the credential cache, SASL PLAIN/LOGIN decoding.
+//! 6. [`delivery`]: the one path from "recipient accepted" to "stored"; DSN notices.
+//! 7. [`floor`]: what every session stands on: `Shared`, the session kernel, locks.
+//! 8. [`relay`]: outbound delivery: `route` (MX, smarthost), `client` (SMTP client),
+//!    `runner` and `schedule` (the scheduler), `retry` (pure), `dkim`.
+//! 9. Protocol servers: [`smtp`], [`pop3`], [`imap`], each a pure `parse` under a
+//!    `session` state machine.
+//! 10. [`sendmail`] (local injection) and [`server`] (listeners, connection limits,
+//!     shutdown fan-out).
+//! 11. [`cli`]: the command line (`serve`, `user`, `domain`, `alias`, `queue`, `dkim`,
+//!     `sendmail`, `config check`).
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod address;

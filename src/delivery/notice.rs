@@ -52,15 +52,16 @@ impl<'a> From<&'a QueuedMessage> for About<'a> {
 }
 
 /// The "delivered" notice owed for local recipients that asked for NOTIFY=SUCCESS, or
-/// None when the sender is null or unknown here. `recipients` are (address, ORCPT).
+/// None when the sender is null or unknown here. `recipients` are (address, ORCPT). A
+/// local delivery happens as the message arrives, so the notice is dated at its arrival.
 pub fn delivered(
     store: &Store,
     hostname: &str,
     about: About,
     recipients: &[(String, Option<String>)],
     header: &[u8],
-    now: i64,
 ) -> Result<Option<Delivery>> {
+    let now = about.arrival;
     let routing = routing(store, about.sender)?;
     if matches!(routing, Routing::Nowhere) || recipients.is_empty() {
         return Ok(None);

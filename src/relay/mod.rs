@@ -5,6 +5,7 @@
 //! - [`client`]: the SMTP client that talks to a next hop.
 //! - [`runner`]: the scheduler: picks due queue entries, groups their recipients by route,
 //!   delivers each group over one connection, within the connection limits.
+//! - [`schedule`]: the scheduler's bookkeeping: due entries, per-route limits (pure).
 //! - [`retry`]: the backoff schedule (pure).
 //! - [`dkim`]: DKIM keys (`letterbox dkim generate`) and signing with mail-auth.
 //!
@@ -35,6 +36,7 @@ pub mod dkim;
 pub mod retry;
 pub mod route;
 pub mod runner;
+pub mod schedule;
 
 use crate::config::Relay;
 use crate::delivery::notice::{self, About, Original};

@@ -9,14 +9,14 @@
 
 use super::client::{AsyncPieces, Client, Connectors, Envelope, Failure, Outcome};
 use super::route::{hops, Resolver, Route};
+use super::schedule::Scheduler;
 use super::{record, Attempt};
 use crate::clock::unix_now;
 use crate::config::Config;
 use crate::floor::Shared;
 use crate::store::{chunk_count, QueuedMessage, Store};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Most messages sent over one connection before it is closed and the scheduler looks again.
@@ -27,10 +27,6 @@ struct Item {
     id: u64,
     recipients: Vec<usize>,
 }
-
-/// How long an entry whose outcome could not be recorded is left alone: it must not be
-/// sent again at once while the store refuses writes (a full map, say).
-const HOLD_AFTER_RECORD_FAILURE: i64 = 60;
 
 /// What a finished delivery task reports.
 struct Done {
@@ -45,13 +41,8 @@ struct Done {
 pub async fn run(shared: Arc<Shared>) {
     let mut shutdown = shared.shutdown.clone();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
-    let mut schedule: Vec<(i64, u64)> = Vec::new();
+    let mut scheduler = Scheduler::default();
     let mut generation = None;
-    // Tasks working on each entry: one entry with recipients on several routes is in
-    // several tasks, and stays untouchable until the last one ends.
-    let mut in_flight: HashMap<u64, usize> = HashMap::new();
-    let mut held: HashMap<u64, i64> = HashMap::new();
-    let mut busy: HashMap<Route, usize> = HashMap::new();
     let mut tools: Option<(Arc<Config>, Connectors, Resolver)> = None;
     let connections = Arc::new(tokio::sync::Semaphore::new(0));
     let mut permits = 0usize;
@@ -87,7 +78,7 @@ pub async fn run(shared: Arc<Shared>) {
             Ok(g) if Some(g) != generation => match shared.store.call(|s| s.queue_schedule()).await
             {
                 Ok(fresh) => {
-                    schedule = fresh;
+                    scheduler.set_schedule(fresh);
                     generation = Some(g);
                     // `letterbox sendmail` may also have filled local mailboxes.
                     shared.committer.notify();
@@ -102,32 +93,18 @@ pub async fn run(shared: Arc<Shared>) {
         // for a delivery to finish instead of being looked at again right away.
         let mut blocked = false;
         if let Some((config, connectors, resolver)) = &tools {
-            held.retain(|_, until| *until > now);
-            let due: Vec<u64> = schedule
-                .iter()
-                .filter(|(at, id)| {
-                    *at <= now && !in_flight.contains_key(id) && !held.contains_key(id)
-                })
-                .map(|(_, id)| *id)
-                .collect();
+            let due = scheduler.due(now);
             if !due.is_empty() {
                 let groups = group_by_route(&shared.store, config, &due, now).await;
                 for (route, items) in groups {
-                    let running = busy.get(&route).copied().unwrap_or(0);
-                    let free = config
-                        .relay
-                        .max_connections_per_domain
-                        .saturating_sub(running);
+                    let free = scheduler.free(&route, config.relay.max_connections_per_domain);
                     if free == 0 {
                         blocked = true;
                         continue;
                     }
                     for batch in split(items, free) {
                         let ids: Vec<u64> = batch.iter().map(|i| i.id).collect();
-                        for id in &ids {
-                            *in_flight.entry(*id).or_default() += 1;
-                        }
-                        *busy.entry(route.clone()).or_default() += 1;
+                        scheduler.start(&route, &ids);
                         let task = Delivery {
                             shared: shared.clone(),
                             config: config.clone(),
@@ -150,41 +127,15 @@ pub async fn run(shared: Arc<Shared>) {
                 }
             }
         }
-        // Sleep until the next due entry, a wake-up, or a second (for other processes).
-        let next = schedule
-            .iter()
-            .filter(|(_, id)| !in_flight.contains_key(id) && !held.contains_key(id))
-            .map(|(at, _)| *at)
-            .min();
-        let wait = if blocked {
-            1
-        } else {
-            next.map_or(1, |at| (at - now).clamp(0, 1)) as u64
-        };
+        let wait = scheduler.wait(now, blocked);
         tokio::select! {
             _ = shared.relay_wake.notified() => {}
             Some(done) = done_rx.recv() => {
-                for id in done.ids {
-                    if let Some(n) = in_flight.get_mut(&id) {
-                        *n -= 1;
-                        if *n == 0 {
-                            in_flight.remove(&id);
-                        }
-                    }
-                }
-                for id in done.unrecorded {
-                    held.insert(id, unix_now() + HOLD_AFTER_RECORD_FAILURE);
-                }
-                if let Some(n) = busy.get_mut(&done.route) {
-                    *n -= 1;
-                    if *n == 0 {
-                        busy.remove(&done.route);
-                    }
-                }
+                scheduler.finish(&done.route, &done.ids, &done.unrecorded, unix_now());
                 // The entries changed: make sure the next round rereads them.
                 generation = None;
             }
-            _ = tokio::time::sleep(Duration::from_millis(if wait == 0 { 50 } else { 1000 })) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
     }

@@ -263,7 +263,7 @@ impl Session {
                     envid: about_envid.as_deref(),
                     arrival: now,
                 };
-                notice::delivered(store, &hostname, about, &recipients, &header, now)
+                notice::delivered(store, &hostname, about, &recipients, &header)
             })
             .await;
         match built {
