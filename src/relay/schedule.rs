@@ -116,7 +116,8 @@ mod tests {
         s.finish(&mx("b.test"), &[1, 2], &[2], 100);
         assert_eq!(s.due(100), [1, 3], "2 is held after a failed record");
         assert_eq!(s.due(100 + HOLD_AFTER_RECORD_FAILURE - 1), [1, 3]);
-        assert_eq!(s.due(100 + HOLD_AFTER_RECORD_FAILURE), [1, 2, 3, 4]);
+        assert_eq!(s.due(100 + HOLD_AFTER_RECORD_FAILURE), [1, 2, 3]);
+        assert_eq!(s.due(200), [1, 2, 3, 4]);
     }
 
     #[test]
