@@ -80,10 +80,18 @@ pub async fn run(
             Signal::Reload => match reload() {
                 Ok((config, acceptor)) => {
                     shared.tls.replace(acceptor);
-                    for domain in &config.domains {
-                        if let Err(e) = shared.store.ensure_domain(domain) {
-                            log::error!("reload: domain {domain}: {e}");
-                        }
+                    let domains = config.domains.clone();
+                    let added = shared
+                        .store
+                        .call(move |store| {
+                            for domain in &domains {
+                                store.ensure_domain(domain)?;
+                            }
+                            Ok(())
+                        })
+                        .await;
+                    if let Err(e) = added {
+                        log::error!("reload: adding the configured domains: {e}");
                     }
                     shared.set_config(config);
                     log::info!("reloaded configuration and certificates");
