@@ -193,10 +193,11 @@ def test_graceful_stop_with_open_sessions_exits_zero(make_server, signum):
         started = time.monotonic()
         server.stop(signum, timeout=grace + 10)  # asserts exit status 0
         assert time.monotonic() - started < grace + 5, "shutdown ignored the grace period"
-        # The idle SMTP client is told (421) or simply disconnected.
+        # The idle SMTP client is told, then disconnected.
         reply = smtp.reply()
-        assert reply is None or reply.code == 421, reply
-        assert reply is None or smtp.at_eof()
+        assert reply is not None, "no goodbye before the close"
+        assert (reply.code, reply.text) == (421, b"4.3.2 mx.test Service shutting down"), reply
+        assert smtp.at_eof()
     finally:
         smtp.close()
         pop.close()
