@@ -449,9 +449,12 @@ fn serve(cli: &Cli) -> Result<(), String> {
     }
     let acceptor = tls::load(&config, &data)?;
     let signals = signals::listen().map_err(|e| format!("signals: {e}"))?;
+    // The blocking pool runs store calls (microseconds each), argon2 (at most two at once)
+    // and message descriptions. Each thread costs its touched stack: 16 threads measured
+    // 1.2 MiB more anonymous memory under bench-smtp than 4, at the same throughput.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .max_blocking_threads(16)
+        .max_blocking_threads(4)
         .build()
         .map_err(|e| format!("runtime: {e}"))?;
     let reload_data = data.clone();
