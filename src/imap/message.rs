@@ -1,5 +1,6 @@
 //! Pure helpers over a stored message's bytes: header/body split, header fields, FETCH
-//! sections and SEARCH evaluation. Messages are stored CRLF-terminated.
+//! sections and SEARCH evaluation; and over a mailbox's UIDs: resolving a sequence set,
+//! finding the UIDs that are gone. Messages are stored CRLF-terminated.
 
 use super::parse::{in_set, Range, SearchKey, Section};
 use crate::store::MessageRecord;
@@ -218,6 +219,41 @@ pub fn resolve(set: &[Range], uids: &[u32], by_uid: bool) -> Vec<usize> {
         .collect()
 }
 
+/// UIDs in `set` (up to `max`) that are not in `present` (sorted), as ranges. Works on
+/// ranges, so `1:*` over a mailbox with large UIDs costs nothing extra.
+pub fn missing_uids(set: &[Range], present: &[u32], max: u32) -> Vec<Range> {
+    let mut ranges: Vec<Range> = set
+        .iter()
+        .map(|&(a, b)| {
+            let b = if b == u32::MAX { max } else { b.min(max) };
+            let a = if a == u32::MAX { max } else { a };
+            (a.min(b), a.max(b))
+        })
+        .filter(|&(a, _)| a >= 1 && a <= max)
+        .collect();
+    ranges.sort_unstable();
+    let mut out = Vec::new();
+    let mut covered = 0u32; // everything up to here is done (ranges may overlap)
+    for (a, b) in ranges {
+        let mut next = a.max(covered.saturating_add(1));
+        if next > b {
+            continue;
+        }
+        let start = present.partition_point(|&u| u < next);
+        for &u in present[start..].iter().take_while(|&&u| u <= b) {
+            if u > next {
+                out.push((next, u - 1));
+            }
+            next = u.saturating_add(1);
+        }
+        if next <= b {
+            out.push((next, b));
+        }
+        covered = covered.max(b);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::parse::{parse_command, search_keys, sequence_set};
@@ -361,5 +397,19 @@ mod tests {
             vec![3]
         );
         assert!(resolve(&sequence_set("1:*").unwrap(), &[], true).is_empty());
+    }
+
+    #[test]
+    fn gone_uids() {
+        assert_eq!(
+            missing_uids(&[(1, u32::MAX)], &[2, 3, 7], 9),
+            [(1, 1), (4, 6), (8, 9)]
+        );
+        assert_eq!(
+            missing_uids(&[(1, 5), (3, 8)], &[4], 6),
+            [(1, 3), (5, 5), (6, 6)]
+        );
+        assert_eq!(missing_uids(&[(1, 3)], &[1, 2, 3], 3), []);
+        assert_eq!(missing_uids(&[(u32::MAX, u32::MAX)], &[], 0), []);
     }
 }

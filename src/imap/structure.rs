@@ -3,8 +3,9 @@
 //! Computed once per stored message ([`meta`], called by the store when it writes the
 //! bytes) and kept in the `message_meta` database.
 
+use super::encode::quote;
 use super::message::section_bytes;
-use super::parse::{quote, Section};
+use super::parse::Section;
 use crate::store::MessageMeta;
 use mail_parser::{Address, HeaderName, Message, MessageParser, MimeHeaders, PartType};
 
