@@ -2,14 +2,23 @@
 //! (RFC 7162 §3.1.4) and VANISHED (RFC 7162 §3.2.6).
 //!
 //! For each message, what the response needs from the store (ENVELOPE/BODYSTRUCTURE, the
-//! bytes of sections, decoded BINARY parts) is read before anything of it is sent;
-//! BODY[] and RFC822 are streamed chunk by chunk after their literal is announced.
+//! bytes of sections, decoded BINARY parts, the first chunk of a whole message) is read
+//! before anything of it is sent; BODY[] and RFC822 are streamed chunk by chunk after
+//! their literal is announced.
+//!
+//! Store failures: a message whose record or data is missing (`StoreError::NotFound`)
+//! was expunged by another session since the snapshot, and is left out. Any other store
+//! error is logged and ends the FETCH with `NO [SERVERBUG]`. Once a literal's length has
+//! been announced, nothing can stand in for its bytes: a chunk that cannot be read (for
+//! any reason) ends the session with `* BYE`, without another byte of the literal.
 
-use super::{Reply, Session};
+use super::{End, Reply, Session};
 use crate::imap::encode::{self, FetchLiteral, FetchValue};
 use crate::imap::message::{binary_section, missing_uids, partial, section_bytes, BinaryError};
 use crate::imap::parse::{Fetch, FetchItem, FetchModifiers, Section, SequenceSet};
-use crate::store::{chunk_count, flags, FlagOp, MessageMeta, MessageRecord};
+use crate::store::{
+    chunk_count, flags, FlagOp, MessageMeta, MessageRecord, Result as StoreResult, StoreError,
+};
 use std::io;
 
 /// What one message's FETCH response needs, read before it is sent.
@@ -19,12 +28,17 @@ struct Loaded {
     content: Option<Vec<u8>>,
     /// The BINARY and BINARY.SIZE parts, decoded, in the order of the items.
     decoded: Vec<Vec<u8>>,
+    /// The first chunk of the message, read before a whole-message literal is announced
+    /// so that a message gone meanwhile is left out rather than cut short.
+    first_chunk: Option<Vec<u8>>,
 }
 
 /// Why a FETCH stops before its tagged OK.
 enum Stop {
     /// Answer NO with this text; nothing of the message has been sent.
     No(String),
+    /// A literal was announced and cannot be completed: the session must end.
+    Broken,
 }
 
 /// One FETCH data item, ready to be sent.
@@ -78,7 +92,9 @@ impl Session {
         let sets_seen =
             !self.selected.as_ref().is_some_and(|s| s.read_only) && items.iter().any(sets_seen);
         if sets_seen {
-            self.mark_seen(&indices).await?;
+            if let Err(no) = self.mark_seen(&indices).await? {
+                return Ok(no);
+            }
         }
         for i in indices {
             let Some(sel) = &self.selected else { break };
@@ -93,6 +109,12 @@ impl Session {
             {
                 Ok(()) => {}
                 Err(Stop::No(text)) => return Ok(Reply::No(text)),
+                Err(Stop::Broken) => {
+                    self.conn
+                        .send(b"* BYE [SERVERBUG] Cannot read the message data\r\n");
+                    let error = format!("FETCH of UID {msg_uid} cut short by a store error");
+                    return Ok(Reply::End(End::Error(io::Error::other(error))));
+                }
             }
         }
         self.finish(tag, "OK FETCH completed", uid).await
@@ -109,10 +131,11 @@ impl Session {
         }
     }
 
-    /// Sets \Seen on the messages that lack it (FETCH of a body without PEEK).
-    async fn mark_seen(&mut self, indices: &[usize]) -> io::Result<()> {
+    /// Sets \Seen on the messages that lack it (FETCH of a body without PEEK). A mailbox
+    /// deleted meanwhile is not an error here; the FETCH reports what is left.
+    async fn mark_seen(&mut self, indices: &[usize]) -> io::Result<Result<(), Reply>> {
         let Some(sel) = &self.selected else {
-            return Ok(());
+            return Ok(Ok(()));
         };
         let uids: Vec<u32> = indices
             .iter()
@@ -121,19 +144,26 @@ impl Session {
             .map(|m| m.uid)
             .collect();
         if uids.is_empty() {
-            return Ok(());
+            return Ok(Ok(()));
         }
         let (account, name) = (self.account(), sel.name.clone());
         let result = self
             .blocking(move |s| s.store_flags(&account, &name, &uids, FlagOp::Add, flags::SEEN, &[]))
             .await?;
-        if let Ok(updated) = result {
-            self.apply_records(&updated);
-            self.shared.committer.notify();
-            // Our own change: do not report it again as someone else's.
-            self.changes.borrow_and_update();
+        match result {
+            Ok(updated) => {
+                self.apply_records(&updated);
+                self.shared.committer.notify();
+                // Our own change: do not report it again as someone else's.
+                self.changes.borrow_and_update();
+                Ok(Ok(()))
+            }
+            Err(StoreError::NotFound(_)) => Ok(Ok(())),
+            Err(e) => {
+                log::error!("imap {}: setting \\Seen failed: {e}", self.conn.peer);
+                Ok(Err(Reply::No(format!("[SERVERBUG] {e}"))))
+            }
         }
-        Ok(())
     }
 
     /// One message's FETCH response; a message expunged meanwhile is left out.
@@ -164,7 +194,10 @@ impl Session {
                 }
                 Data::Message(announcement) => {
                     self.conn.send(announcement.as_bytes());
-                    self.stream_message(record).await?;
+                    let first = loaded.first_chunk.as_deref();
+                    if let Err(stop) = self.stream_message(uid, record, first).await? {
+                        return Ok(Err(stop));
+                    }
                 }
             }
         }
@@ -186,7 +219,7 @@ impl Session {
     ) -> io::Result<Result<Option<Loaded>, Stop>> {
         let mut loaded = Loaded::default();
         if items.iter().any(needs_meta) {
-            let r = record.clone();
+            let (r, peer) = (record.clone(), self.conn.peer);
             let meta = self
                 .blocking(move |s| {
                     if let Some(meta) = s.message_meta(r.blob)? {
@@ -194,20 +227,31 @@ impl Session {
                     }
                     // Large or pre-schema-2 message: compute once, keep it.
                     let meta = crate::imap::structure::meta(&s.read_message(&r)?);
-                    s.put_message_meta(r.blob, &meta)?;
+                    if let Err(e) = s.put_message_meta(r.blob, &meta) {
+                        log::warn!("imap {peer}: keeping the structure of UID {uid} failed: {e}");
+                    }
                     Ok(meta)
                 })
                 .await?;
-            match meta {
-                Ok(meta) => loaded.meta = Some(meta),
-                Err(_) => return Ok(Ok(None)), // expunged meanwhile
+            match self.present(uid, meta) {
+                Ok(Some(meta)) => loaded.meta = Some(meta),
+                other => return Ok(other.map(|_| None)),
             }
         }
         if items.iter().any(needs_bytes) {
             let r = record.clone();
-            match self.blocking(move |s| s.read_message(&r)).await? {
-                Ok(bytes) => loaded.content = Some(bytes),
-                Err(_) => return Ok(Ok(None)), // expunged meanwhile
+            let content = self.blocking(move |s| s.read_message(&r)).await?;
+            match self.present(uid, content) {
+                Ok(Some(bytes)) => loaded.content = Some(bytes),
+                other => return Ok(other.map(|_| None)),
+            }
+        }
+        if items.iter().any(is_whole_message) && chunk_count(record.size) > 0 {
+            let blob = record.blob;
+            let chunk = self.blocking(move |s| s.read_chunk(blob, 0)).await?;
+            match self.present(uid, chunk) {
+                Ok(Some(chunk)) => loaded.first_chunk = Some(chunk),
+                other => return Ok(other.map(|_| None)),
             }
         }
         // Decode BINARY parts first: an unknown encoding fails the FETCH (RFC 3516 §4.1).
@@ -216,9 +260,10 @@ impl Session {
                 match binary_section(loaded.content.as_deref().unwrap_or_default(), path) {
                     Ok(bytes) => loaded.decoded.push(bytes),
                     Err(BinaryError::UnknownEncoding) => {
-                        return Ok(Err(Stop::No(format!(
+                        let text = format!(
                             "[UNKNOWN-CTE] Cannot decode a part of message UID {uid} for BINARY"
-                        ))))
+                        );
+                        return Ok(Err(Stop::No(text)));
                     }
                 }
             }
@@ -226,25 +271,66 @@ impl Session {
         Ok(Ok(Some(loaded)))
     }
 
-    /// Streams a stored message chunk by chunk (the literal header is already queued).
-    async fn stream_message(&mut self, record: &MessageRecord) -> io::Result<()> {
+    /// A store result for one message: `None` when the message is gone (expunged by
+    /// another session since the snapshot); any other error is logged and stops the
+    /// FETCH before anything of the message is sent.
+    fn present<T>(&self, uid: u32, result: StoreResult<T>) -> Result<Option<T>, Stop> {
+        match result {
+            Ok(value) => Ok(Some(value)),
+            Err(StoreError::NotFound(_)) => Ok(None),
+            Err(e) => {
+                log::error!(
+                    "imap {}: reading message UID {uid} failed: {e}",
+                    self.conn.peer
+                );
+                Err(Stop::No(format!("[SERVERBUG] {e}")))
+            }
+        }
+    }
+
+    /// Streams a stored message chunk by chunk (the literal's announcement is already
+    /// queued; `first` is chunk 0, read beforehand). A chunk that cannot be read, or data
+    /// shorter than the record says, breaks the literal: logged, and [`Stop::Broken`].
+    async fn stream_message(
+        &mut self,
+        uid: u32,
+        record: &MessageRecord,
+        first: Option<&[u8]>,
+    ) -> io::Result<Result<(), Stop>> {
         let mut sent = 0u64;
         for index in 0..chunk_count(record.size) {
-            let blob = record.blob;
-            let chunk: Vec<u8> = self
-                .blocking(move |s| s.read_chunk(blob, index))
-                .await?
-                .unwrap_or_default();
+            let read;
+            let chunk = match (index, first) {
+                (0, Some(chunk)) => chunk,
+                _ => {
+                    let blob = record.blob;
+                    match self.blocking(move |s| s.read_chunk(blob, index)).await? {
+                        Ok(chunk) => {
+                            read = chunk;
+                            &read[..]
+                        }
+                        Err(e) => {
+                            let peer = self.conn.peer;
+                            log::error!("imap {peer}: reading message UID {uid} failed while sending it: {e}");
+                            return Ok(Err(Stop::Broken));
+                        }
+                    }
+                }
+            };
             let take = (chunk.len() as u64).min(record.size - sent) as usize;
             self.conn.send(&chunk[..take]);
             sent += take as u64;
             self.conn.flush().await?;
         }
-        // The literal length was announced: pad if the message vanished meanwhile.
         if sent < record.size {
-            self.conn.send(&vec![b' '; (record.size - sent) as usize]);
+            let peer = self.conn.peer;
+            log::error!(
+                "imap {peer}: message UID {uid} has {sent} of its {} bytes",
+                record.size
+            );
+            return Ok(Err(Stop::Broken));
         }
-        Ok(())
+        Ok(Ok(()))
     }
 }
 
@@ -256,6 +342,19 @@ fn sets_seen(item: &FetchItem) -> bool {
             | FetchItem::Rfc822Text
             | FetchItem::Body { peek: false, .. }
             | FetchItem::Binary { peek: false, .. }
+    )
+}
+
+/// Whether the item is the whole message, streamed from the store.
+fn is_whole_message(item: &FetchItem) -> bool {
+    matches!(
+        item,
+        FetchItem::Rfc822
+            | FetchItem::Body {
+                section: Section::Full,
+                partial: None,
+                ..
+            }
     )
 }
 
