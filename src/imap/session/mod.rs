@@ -613,3 +613,82 @@ fn store_error_text(e: &StoreError) -> String {
         _ => format!("[SERVERBUG] {e}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::flags;
+
+    fn record(flags: u8, modseq: u64) -> MessageRecord {
+        MessageRecord {
+            blob: 1,
+            size: 10,
+            internal_date: 0,
+            flags,
+            keywords: Vec::new(),
+            modseq,
+        }
+    }
+
+    fn snapshot(uids: &[u32]) -> Selected {
+        Selected {
+            name: "INBOX".into(),
+            id: 1,
+            read_only: false,
+            uid_next: uids.last().map_or(1, |u| u + 1),
+            messages: uids
+                .iter()
+                .map(|&uid| Msg {
+                    uid,
+                    record: record(0, 1),
+                    gone: false,
+                })
+                .collect(),
+            saved: Vec::new(),
+        }
+    }
+
+    fn uids(sel: &Selected) -> Vec<u32> {
+        sel.messages.iter().map(|m| m.uid).collect()
+    }
+
+    #[test]
+    fn expunges_are_reported_highest_first_or_as_vanished() {
+        let mut sel = snapshot(&[3, 5, 7, 9]);
+        assert_eq!(
+            sel.expunge(&[9, 3, 5], false),
+            "* 4 EXPUNGE\r\n* 2 EXPUNGE\r\n* 1 EXPUNGE\r\n"
+        );
+        assert_eq!(uids(&sel), [7]);
+        let mut sel = snapshot(&[3, 4, 5, 9]);
+        assert_eq!(sel.expunge(&[9, 3, 4, 8], true), "* VANISHED 3:4,9\r\n");
+        assert_eq!(uids(&sel), [5]);
+        assert_eq!(sel.expunge(&[1], true), "");
+    }
+
+    #[test]
+    fn refresh_reports_expunges_flag_changes_and_new_messages() {
+        let mut sel = snapshot(&[1, 2, 3]);
+        let fresh = vec![
+            (1, record(0, 1)),
+            (3, record(flags::SEEN, 4)),
+            (4, record(0, 5)),
+        ];
+        // Expunges wait (during FETCH, STORE, SEARCH); the message stays addressable.
+        assert_eq!(
+            sel.refresh(fresh.clone(), false, true, false),
+            "* 3 FETCH (UID 3 FLAGS (\\Seen) MODSEQ (4))\r\n* 4 EXISTS\r\n"
+        );
+        assert_eq!(uids(&sel), [1, 2, 3, 4]);
+        assert!(sel.messages[1].gone);
+        assert_eq!(sel.uid_next, 5);
+        // Then they are reported, with nothing else changed.
+        assert_eq!(sel.refresh(fresh, true, true, false), "* 2 EXPUNGE\r\n");
+        assert_eq!(uids(&sel), [1, 3, 4]);
+        let fresh = vec![(1, record(flags::DELETED, 6))];
+        assert_eq!(
+            sel.refresh(fresh, true, false, true),
+            "* VANISHED 3:4\r\n* 1 FETCH (UID 1 FLAGS (\\Deleted))\r\n"
+        );
+    }
+}
