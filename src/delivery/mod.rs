@@ -15,7 +15,7 @@
 
 pub mod notice;
 
-use crate::store::{Accepted, Committer, Delivery, Recipient, Result, Spooled, Store, Target};
+use crate::store::{Accepted, Committer, Delivery, Recipient, Result, Store, Target};
 
 /// Where a recipient address leads, as delivery sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,15 +54,9 @@ pub fn merge_targets(into: &mut Vec<Target>, targets: &[Target]) {
 /// Computes the IMAP description of a message held in memory, outside any transaction.
 /// Spooled (large) messages get it at their first FETCH instead.
 pub fn prepare(delivery: &mut Delivery) {
-    let message = &mut delivery.message;
-    if delivery.targets.is_empty() || message.meta.is_some() {
-        return;
-    }
-    if let Spooled::Memory(bytes) = &message.body {
-        let mut raw = Vec::with_capacity(message.prefix.len() + bytes.len());
-        raw.extend_from_slice(&message.prefix);
-        raw.extend_from_slice(bytes);
-        message.meta = Some(crate::imap::structure::meta(&raw));
+    // A queue-only message is never FETCHed: no description.
+    if !delivery.targets.is_empty() {
+        delivery.message.describe();
     }
 }
 

@@ -1,64 +1,28 @@
-//! Pure helpers over a stored message's bytes: header/body split, header fields, FETCH
-//! sections and SEARCH evaluation. Messages are stored CRLF-terminated.
+//! Pure helpers over a stored message's bytes: FETCH sections and SEARCH evaluation (the
+//! header/body split and header fields are [`crate::mail`]'s); and over a mailbox's UIDs: resolving a sequence set,
+//! finding the UIDs that are gone. Messages are stored CRLF-terminated.
 
 use super::parse::{in_set, Range, SearchKey, Section};
+use crate::mail;
 use crate::store::MessageRecord;
-
-/// Offset where the body starts (after the empty line), or the length if there is none.
-pub fn body_offset(message: &[u8]) -> usize {
-    if message.starts_with(b"\r\n") {
-        return 2;
-    }
-    match message.windows(4).position(|w| w == b"\r\n\r\n") {
-        Some(p) => p + 4,
-        None => match message.windows(2).position(|w| w == b"\n\n") {
-            Some(p) => p + 2,
-            None => message.len(),
-        },
-    }
-}
-
-/// Header fields as (name, raw bytes of the whole field including continuation lines).
-pub fn header_fields(header: &[u8]) -> Vec<(&str, &[u8])> {
-    let mut out: Vec<(&str, &[u8])> = Vec::new();
-    let mut start = 0;
-    let mut i = 0;
-    while i < header.len() {
-        let end = header[i..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(header.len(), |p| i + p + 1);
-        let continuation = matches!(header.get(end), Some(b' ' | b'\t'));
-        if !continuation {
-            let field = &header[start..end];
-            if let Some(colon) = field.iter().position(|&b| b == b':') {
-                if let Ok(name) = std::str::from_utf8(&field[..colon]) {
-                    let name = name.trim();
-                    if !name.is_empty() {
-                        out.push((name, field));
-                    }
-                }
-            }
-            start = end;
-        }
-        i = end;
-    }
-    out
-}
 
 /// The bytes of a `BODY[section]` (before any partial).
 pub fn section_bytes(message: &[u8], section: &Section) -> Vec<u8> {
-    let split = body_offset(message);
+    let split = mail::split(message);
     match section {
         Section::Full => message.to_vec(),
-        Section::Header => message[..split].to_vec(),
-        Section::Text => message[split..].to_vec(),
+        Section::Header => split.header_block(message).to_vec(),
+        Section::Text => split.body(message).to_vec(),
         Section::Fields(not, names) => {
             let mut out = Vec::new();
-            for (name, raw) in header_fields(&message[..split]) {
+            for field in mail::fields(split.header(message)) {
+                let name = field.name();
+                if name.is_empty() {
+                    continue;
+                }
                 let listed = names.iter().any(|n| n.eq_ignore_ascii_case(name));
                 if listed != *not {
-                    out.extend_from_slice(raw);
+                    out.extend_from_slice(field.raw);
                 }
             }
             out.extend_from_slice(b"\r\n");
@@ -91,16 +55,9 @@ pub fn binary_section(message: &[u8], path: &[u32]) -> Result<Vec<u8>, BinaryErr
         message,
         &Section::Part(path.to_vec(), Box::new(Section::Mime)),
     );
-    let encoding = header_fields(&header)
-        .into_iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case("Content-Transfer-Encoding"))
-        .map(|(_, raw)| {
-            let value = raw
-                .iter()
-                .position(|&b| b == b':')
-                .map_or(raw, |p| &raw[p + 1..]);
-            String::from_utf8_lossy(value).trim().to_ascii_lowercase()
-        })
+    let encoding = mail::fields(&header)
+        .find(|f| f.is("Content-Transfer-Encoding"))
+        .map(|f| String::from_utf8_lossy(&f.value()).to_ascii_lowercase())
         .unwrap_or_default();
     match encoding.as_str() {
         "" | "7bit" | "8bit" | "binary" => Ok(body),
@@ -159,16 +116,10 @@ pub fn matches(
         Flag(bit, on) => (c.record.flags & bit != 0) == *on,
         Keyword(k, on) => c.record.keywords.iter().any(|x| x.eq_ignore_ascii_case(k)) == *on,
         Header(field, needle) => content().is_some_and(|m| {
-            let split = body_offset(&m);
-            header_fields(&m[..split]).iter().any(|(name, raw)| {
-                let value = raw
-                    .iter()
-                    .position(|&b| b == b':')
-                    .map_or(*raw, |p| &raw[p + 1..]);
-                name.eq_ignore_ascii_case(field) && contains_ci(value, needle)
-            })
+            mail::fields(mail::header_of(&m))
+                .any(|f| f.is(field) && contains_ci(&f.value(), needle))
         }),
-        Body(needle) => content().is_some_and(|m| contains_ci(&m[body_offset(&m)..], needle)),
+        Body(needle) => content().is_some_and(|m| contains_ci(mail::split(&m).body(&m), needle)),
         Text(needle) => content().is_some_and(|m| contains_ci(&m, needle)),
         Before(d) => day < *d,
         On(d) => day == *d,
@@ -190,11 +141,11 @@ pub fn matches(
 /// The calendar day of the Date: header as written (days since 1970), if it has one.
 fn sent_day(content: &mut dyn FnMut() -> Option<std::rc::Rc<Vec<u8>>>) -> Option<i64> {
     let message = content()?;
-    let header = &message[..body_offset(&message)];
+    let header = mail::split(&message).header_block(&message);
     let date = *mail_parser::MessageParser::new()
         .parse_headers(header)?
         .date()?;
-    Some(super::parse::days_from_civil(
+    Some(mail::date::days_from_civil(
         date.year as i64,
         date.month as u32,
         date.day as u32,
@@ -216,6 +167,41 @@ pub fn resolve(set: &[Range], uids: &[u32], by_uid: bool) -> Vec<usize> {
         })
         .map(|(i, _)| i)
         .collect()
+}
+
+/// UIDs in `set` (up to `max`) that are not in `present` (sorted), as ranges. Works on
+/// ranges, so `1:*` over a mailbox with large UIDs costs nothing extra.
+pub fn missing_uids(set: &[Range], present: &[u32], max: u32) -> Vec<Range> {
+    let mut ranges: Vec<Range> = set
+        .iter()
+        .map(|&(a, b)| {
+            let b = if b == u32::MAX { max } else { b.min(max) };
+            let a = if a == u32::MAX { max } else { a };
+            (a.min(b), a.max(b))
+        })
+        .filter(|&(a, _)| a >= 1 && a <= max)
+        .collect();
+    ranges.sort_unstable();
+    let mut out = Vec::new();
+    let mut covered = 0u32; // everything up to here is done (ranges may overlap)
+    for (a, b) in ranges {
+        let mut next = a.max(covered.saturating_add(1));
+        if next > b {
+            continue;
+        }
+        let start = present.partition_point(|&u| u < next);
+        for &u in present[start..].iter().take_while(|&&u| u <= b) {
+            if u > next {
+                out.push((next, u - 1));
+            }
+            next = u.saturating_add(1);
+        }
+        if next <= b {
+            out.push((next, b));
+        }
+        covered = covered.max(b);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -361,5 +347,19 @@ mod tests {
             vec![3]
         );
         assert!(resolve(&sequence_set("1:*").unwrap(), &[], true).is_empty());
+    }
+
+    #[test]
+    fn gone_uids() {
+        assert_eq!(
+            missing_uids(&[(1, u32::MAX)], &[2, 3, 7], 9),
+            [(1, 1), (4, 6), (8, 9)]
+        );
+        assert_eq!(
+            missing_uids(&[(1, 5), (3, 8)], &[4], 6),
+            [(1, 3), (5, 5), (6, 6)]
+        );
+        assert_eq!(missing_uids(&[(1, 3)], &[1, 2, 3], 3), []);
+        assert_eq!(missing_uids(&[(u32::MAX, u32::MAX)], &[], 0), []);
     }
 }

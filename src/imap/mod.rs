@@ -1,11 +1,26 @@
 //! IMAP server: IMAP4rev1 (RFC 3501) and IMAP4rev2 (RFC 9051).
 //!
-//! - [`parse`]: command syntax (pure): values, sequence sets, flags, FETCH items, SEARCH
-//!   keys, dates.
+//! # Layout
+//! Calls go downward only: session → parse / encode / message / structure.
+//!
+//! - [`parse`]: command syntax (pure). `parse/mod.rs` turns bytes into tokens
+//!   ([`parse::Value`]) and holds the argument parsers shared by all commands (sequence
+//!   sets, flags, dates, literal detection for the reader); `parse/command.rs` turns
+//!   tokens into a typed
+//!   [`parse::Command`] (the state each command needs, the one arity check, one parse
+//!   function per command; tables of tests in `parse/command_tests.rs`);
+//!   `parse/fetch.rs` FETCH items, sections and modifiers; `parse/search.rs` SEARCH keys
+//!   and RETURN options; `parse/mailbox.rs` mailbox names, LIST, STATUS items, QRESYNC.
+//! - [`encode`]: response formatting (pure): strings and literals, sets, dates, flag
+//!   lists, FETCH items, SEARCH/ESEARCH, LIST, STATUS, QUOTA, EXPUNGE/VANISHED.
 //! - [`mutf7`]: modified UTF-7 mailbox names for IMAP4rev1 clients.
-//! - [`message`]: pure helpers over stored bytes: sections, header fields, SEARCH matching.
+//! - [`message`]: pure helpers over stored bytes (sections, header fields, SEARCH
+//!   matching) and over a mailbox's UIDs (resolving sets, finding gone UIDs).
 //! - [`structure`]: ENVELOPE and BODYSTRUCTURE from mail-parser.
-//! - [`session`]: the not-authenticated → authenticated → selected → logout state machine.
+//! - [`session`]: the not-authenticated → authenticated → selected → logout state
+//!   machine; `session/mod.rs` owns the loop, reader, state check, dispatch and snapshot,
+//!   and one file per command group holds its handlers (`auth`, `mailbox`, `append`,
+//!   `fetch`, `modify`, `search`, `idle`).
 //!
 //! # Parser decision: hand-written, not imap-codec
 //! imap-codec / imap-types were weighed first. On 2026-11-23 the current release on
@@ -58,6 +73,7 @@
 //!   (RFC 5258), LIST-STATUS (RFC 5819), QUOTA (RFC 9208, STORAGE only, one root `""` per
 //!   account; SETQUOTA is refused: quotas are the administrator's).
 
+pub mod encode;
 pub mod message;
 pub mod mutf7;
 pub mod parse;

@@ -163,6 +163,21 @@ impl Incoming {
     pub fn size(&self) -> u64 {
         self.prefix.len() as u64 + self.body.len()
     }
+
+    /// Computes the IMAP description of a message held in memory. Call it before the
+    /// write transaction: the single LMDB writer should only copy bytes. Spooled (large)
+    /// messages are described at their first FETCH instead.
+    pub fn describe(&mut self) {
+        if self.meta.is_some() {
+            return;
+        }
+        if let Spooled::Memory(bytes) = &self.body {
+            let mut raw = Vec::with_capacity(self.prefix.len() + bytes.len());
+            raw.extend_from_slice(&self.prefix);
+            raw.extend_from_slice(bytes);
+            self.meta = Some(crate::mail::structure::meta(&raw));
+        }
+    }
 }
 
 /// One copy of a message: the mailbox it goes to and the flags it starts with.

@@ -115,12 +115,7 @@ pub mod flags {
 
 /// What IMAP FETCH ENVELOPE / BODY / BODYSTRUCTURE return for a message, computed once
 /// from its bytes before it is stored (the store only keeps it).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct MessageMeta {
-    pub envelope: String,
-    pub body: String,
-    pub bodystructure: String,
-}
+pub use crate::mail::structure::MessageMeta;
 
 /// One message in one mailbox. The bytes live in a shared, refcounted blob.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -172,3 +172,159 @@ fn bad_input_gets_tagged_errors_and_the_session_continues() {
     let reply = command(&mut c, "n", "NOOP");
     assert_eq!(reply, vec!["n OK NOOP completed"]);
 }
+
+/// The top-level config keys of the store tests; the map size is the one the test's own
+/// LMDB handle uses too.
+const STORE_TEST_CONFIG: &str = "map_size_mib = 64\n[auth]\nallow_plaintext_on_loopback = true";
+
+/// The server's LMDB environment, opened from the test process as a second process would
+/// (LMDB is safe across processes), to damage the store the way a failing disk or a bug
+/// would.
+fn store_env(server: &Server) -> heed::Env {
+    let mut options = heed::EnvOpenOptions::new();
+    options.map_size(64 * 1024 * 1024).max_dbs(10);
+    // SAFETY: the files are only touched through LMDB, by the server and by this test.
+    unsafe { options.open(server.dir.join("data").join("mail")) }.unwrap()
+}
+
+/// Deletes stored chunks of the first (lowest-numbered) message blob: those for which
+/// `lose` says so, given the chunk index.
+fn lose_chunks(server: &Server, lose: impl Fn(u32) -> bool) {
+    use heed::types::Bytes;
+    let env = store_env(server);
+    let mut wtxn = env.write_txn().unwrap();
+    let blobs = env
+        .open_database::<Bytes, Bytes>(&wtxn, Some("blobs"))
+        .unwrap()
+        .unwrap();
+    let keys: Vec<Vec<u8>> = blobs
+        .iter(&wtxn)
+        .unwrap()
+        .map(|entry| entry.unwrap().0.to_vec())
+        .collect();
+    let first = keys[0][..8].to_vec();
+    for key in keys.iter().filter(|k| k[..8] == first[..]) {
+        let chunk = u32::from_be_bytes(key[8..12].try_into().unwrap());
+        if lose(chunk) {
+            assert!(blobs.delete(&mut wtxn, key).unwrap());
+        }
+    }
+    wtxn.commit().unwrap();
+}
+
+/// Appends a message over IMAP and returns the tagged reply.
+fn append(c: &mut Client, tag: &str, message: &[u8]) -> String {
+    c.send(format!("{tag} APPEND INBOX {{{}}}\r\n", message.len()).as_bytes());
+    assert!(c.line().unwrap().starts_with('+'));
+    c.send(message);
+    c.send(b"\r\n");
+    tagged(c, tag).pop().unwrap()
+}
+
+/// A message of three store chunks (64 KiB each, see `limits::BLOB_CHUNK`).
+fn large_message() -> Vec<u8> {
+    let mut message = b"Subject: large\r\n\r\n".to_vec();
+    for i in 0..3000 {
+        message.extend_from_slice(
+            format!("line {i:06} of a message over three chunks\r\n").as_bytes(),
+        );
+    }
+    assert!(message.len() > 2 * 64 * 1024);
+    message
+}
+
+#[test]
+fn fetch_leaves_out_a_message_whose_data_is_gone_and_never_pads() {
+    let server = Server::start(STORE_TEST_CONFIG);
+    let mut c = login(&server);
+    assert!(append(&mut c, "a1", b"Subject: one\r\n\r\nfirst\r\n").starts_with("a1 OK"));
+    assert!(append(&mut c, "a2", b"Subject: two\r\n\r\nsecond\r\n").starts_with("a2 OK"));
+    command(&mut c, "s", "SELECT INBOX");
+    // The first message's bytes disappear (as when another session expunges it): it is
+    // left out, the second one is sent, and nothing pretends to be message data.
+    lose_chunks(&server, |_| true);
+    let reply = command(&mut c, "f", "FETCH 1:2 (UID BODY.PEEK[])");
+    assert_eq!(
+        reply,
+        [
+            "* 2 FETCH (UID 2 BODY[] {24}",
+            "Subject: two",
+            "",
+            "second",
+            ")",
+            "f OK FETCH completed"
+        ]
+    );
+    let reply = command(&mut c, "h", "FETCH 1 BODY.PEEK[HEADER]");
+    assert_eq!(reply, ["h OK FETCH completed"]);
+}
+
+#[test]
+fn a_chunk_lost_while_streaming_ends_the_session_with_bye() {
+    let server = Server::start(STORE_TEST_CONFIG);
+    let mut c = login(&server);
+    let message = large_message();
+    assert!(append(&mut c, "a", &message).starts_with("a OK"));
+    command(&mut c, "s", "SELECT INBOX");
+    lose_chunks(&server, |chunk| chunk == 1);
+    c.send(b"f FETCH 1 BODY.PEEK[]\r\n");
+    let announced = format!("* 1 FETCH (BODY[] {{{}}}", message.len());
+    assert_eq!(c.line().unwrap(), announced);
+    // The literal's length was announced, so the connection cannot go on: what follows the
+    // first chunk is a BYE and the end of the connection, never padding or a tagged OK.
+    let mut rest = String::new();
+    while let Some(line) = c.line() {
+        assert!(
+            !line.starts_with("f "),
+            "tagged reply after a broken literal"
+        );
+        rest.push_str(&line);
+        rest.push('\n');
+    }
+    assert!(
+        rest.contains("* BYE"),
+        "{}",
+        &rest[rest.len().saturating_sub(200)..]
+    );
+    assert!(!rest.contains(&" ".repeat(64)), "the literal was padded");
+    assert!(
+        rest.len() < message.len(),
+        "more than the first chunk was sent"
+    );
+    assert!(
+        server.stderr().contains("ERROR"),
+        "the failure is not logged"
+    );
+}
+
+#[test]
+fn a_store_error_in_fetch_is_a_serverbug_not_an_expunge() {
+    use heed::types::{Bytes, U64};
+    let server = Server::start(STORE_TEST_CONFIG);
+    let mut c = login(&server);
+    assert!(append(&mut c, "a", b"Subject: meta\r\n\r\nbody\r\n").starts_with("a OK"));
+    command(&mut c, "s", "SELECT INBOX");
+    // The stored ENVELOPE/BODYSTRUCTURE of the message can no longer be decoded.
+    let env = store_env(&server);
+    let mut wtxn = env.write_txn().unwrap();
+    let meta = env
+        .open_database::<U64<heed::byteorder::BigEndian>, Bytes>(&wtxn, Some("message_meta"))
+        .unwrap()
+        .unwrap();
+    let blob = meta.first(&wtxn).unwrap().unwrap().0;
+    meta.put(&mut wtxn, &blob, b"\x01").unwrap();
+    wtxn.commit().unwrap();
+    let reply = command(&mut c, "f", "FETCH 1 (UID ENVELOPE)");
+    assert_eq!(reply.len(), 1, "{reply:?}");
+    assert!(reply[0].starts_with("f NO [SERVERBUG] "), "{reply:?}");
+    assert!(
+        server.stderr().contains("ERROR"),
+        "the failure is not logged"
+    );
+    // What needs no ENVELOPE is still served, and the session goes on.
+    let reply = command(&mut c, "g", "FETCH 1 (UID FLAGS)");
+    assert_eq!(
+        reply,
+        ["* 1 FETCH (UID 1 FLAGS ())", "g OK FETCH completed"]
+    );
+}

@@ -1,0 +1,291 @@
+//! SEARCH syntax (RFC 9051 §6.4.4, RFC 7162 MODSEQ, RFC 4731 ESEARCH and RFC 5182
+//! SEARCHRES result options): keys and `RETURN (...)`.
+
+use super::{parse_date, parse_number, ranges_of, sequence_set, Range, Value};
+use crate::store::flags;
+
+/// A SEARCH key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SearchKey {
+    All,
+    Seq(Vec<Range>),
+    Uid(Vec<Range>),
+    Flag(u8, bool),
+    Keyword(String, bool),
+    Header(String, String),
+    Body(String),
+    Text(String),
+    /// Internal date (arrival), in days since 1970.
+    Before(i64),
+    On(i64),
+    Since(i64),
+    /// The Date: header's calendar day, time and zone disregarded (RFC 3501 §6.4.4).
+    SentBefore(i64),
+    SentOn(i64),
+    SentSince(i64),
+    Larger(u64),
+    Smaller(u64),
+    /// CONDSTORE: modseq at least this.
+    ModSeq(u64),
+    /// SEARCHRES `$`: the result saved by an earlier `SEARCH RETURN (SAVE)`.
+    Saved,
+    Not(Box<SearchKey>),
+    Or(Box<SearchKey>, Box<SearchKey>),
+    And(Vec<SearchKey>),
+}
+
+impl SearchKey {
+    /// Replaces `$` with the saved UIDs (an empty set when nothing was saved).
+    pub fn with_saved(self, saved: &[u32]) -> SearchKey {
+        use SearchKey::*;
+        match self {
+            Saved => Uid(ranges_of(saved)),
+            Not(k) => Not(Box::new(k.with_saved(saved))),
+            Or(a, b) => Or(Box::new(a.with_saved(saved)), Box::new(b.with_saved(saved))),
+            And(keys) => And(keys.into_iter().map(|k| k.with_saved(saved)).collect()),
+            other => other,
+        }
+    }
+
+    /// Whether the key contains MODSEQ (the reply then carries the highest modseq).
+    pub fn uses_modseq(&self) -> bool {
+        match self {
+            SearchKey::ModSeq(_) => true,
+            SearchKey::Not(k) => k.uses_modseq(),
+            SearchKey::Or(a, b) => a.uses_modseq() || b.uses_modseq(),
+            SearchKey::And(keys) => keys.iter().any(SearchKey::uses_modseq),
+            _ => false,
+        }
+    }
+}
+
+/// ESEARCH (RFC 4731) and SEARCHRES (RFC 5182) result options of `SEARCH RETURN (...)`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SearchReturn {
+    pub min: bool,
+    pub max: bool,
+    pub all: bool,
+    pub count: bool,
+    pub save: bool,
+}
+
+impl SearchReturn {
+    /// `RETURN ()` means ALL (RFC 4731 §3.1); IMAP4rev2 answers a plain SEARCH so too.
+    pub fn all() -> SearchReturn {
+        SearchReturn {
+            all: true,
+            ..SearchReturn::default()
+        }
+    }
+}
+
+/// Splits off `RETURN (options)` from SEARCH arguments. `None` means a plain
+/// (IMAP4rev1) SEARCH.
+pub fn search_return(args: &[Value]) -> Result<(Option<SearchReturn>, &[Value]), String> {
+    match args {
+        [Value::Atom(a), Value::List(options), rest @ ..] if a.eq_ignore_ascii_case("RETURN") => {
+            if options.is_empty() {
+                return Ok((Some(SearchReturn::all()), rest));
+            }
+            let mut r = SearchReturn::default();
+            for option in options {
+                match option.atom().map(str::to_ascii_uppercase).as_deref() {
+                    Some("MIN") => r.min = true,
+                    Some("MAX") => r.max = true,
+                    Some("ALL") => r.all = true,
+                    Some("COUNT") => r.count = true,
+                    Some("SAVE") => r.save = true,
+                    _ => return Err("Unknown SEARCH return option".into()),
+                }
+            }
+            Ok((Some(r), rest))
+        }
+        [Value::Atom(a), ..] if a.eq_ignore_ascii_case("RETURN") => {
+            Err("RETURN needs a list of options".into())
+        }
+        _ => Ok((None, args)),
+    }
+}
+
+/// Parses SEARCH arguments (after an optional CHARSET, which must be UTF-8 or US-ASCII).
+pub fn search_keys(args: &[Value]) -> Result<SearchKey, String> {
+    let mut args = args;
+    if let Some(Value::Atom(a)) = args.first() {
+        if a.eq_ignore_ascii_case("CHARSET") {
+            let charset = args.get(1).ok_or("CHARSET needs a name")?.text()?;
+            if !charset.eq_ignore_ascii_case("UTF-8") && !charset.eq_ignore_ascii_case("US-ASCII") {
+                return Err("[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset".into());
+            }
+            args = &args[2..];
+        }
+    }
+    let mut it = args.iter();
+    let mut keys = Vec::new();
+    while let Some(v) = it.next() {
+        keys.push(search_key(v, &mut it)?);
+    }
+    if keys.is_empty() {
+        return Err("SEARCH needs a key".into());
+    }
+    Ok(if keys.len() == 1 {
+        keys.remove(0)
+    } else {
+        SearchKey::And(keys)
+    })
+}
+
+/// Flag keys: name, flag bit, whether the flag must be set.
+const FLAG_KEYS: [(&str, u8, bool); 10] = [
+    ("SEEN", flags::SEEN, true),
+    ("UNSEEN", flags::SEEN, false),
+    ("FLAGGED", flags::FLAGGED, true),
+    ("UNFLAGGED", flags::FLAGGED, false),
+    ("DELETED", flags::DELETED, true),
+    ("UNDELETED", flags::DELETED, false),
+    ("ANSWERED", flags::ANSWERED, true),
+    ("UNANSWERED", flags::ANSWERED, false),
+    ("DRAFT", flags::DRAFT, true),
+    ("UNDRAFT", flags::DRAFT, false),
+];
+
+fn search_key<'a>(
+    first: &Value,
+    rest: &mut impl Iterator<Item = &'a Value>,
+) -> Result<SearchKey, String> {
+    use SearchKey::*;
+    let atom = match first {
+        Value::List(items) => return search_list(items),
+        Value::Str(_) => return Err("Unexpected string in SEARCH".into()),
+        Value::Atom(a) => a.to_ascii_uppercase(),
+    };
+    if let Some(&(_, bit, set)) = FLAG_KEYS.iter().find(|(name, ..)| *name == atom) {
+        return Ok(Flag(bit, set));
+    }
+    let mut next = |what: &str| -> Result<&'a Value, String> {
+        rest.next().ok_or(format!("{what} needs an argument"))
+    };
+    Ok(match atom.as_str() {
+        "ALL" => All,
+        // Nothing is ever \Recent in this server's sessions.
+        "RECENT" => Not(Box::new(All)),
+        "OLD" => All,
+        "NEW" => And(vec![Not(Box::new(All))]),
+        "KEYWORD" => Keyword(next(&atom)?.text()?, true),
+        "UNKEYWORD" => Keyword(next(&atom)?.text()?, false),
+        "FROM" | "TO" | "CC" | "BCC" | "SUBJECT" => Header(atom.clone(), next(&atom)?.text()?),
+        "HEADER" => {
+            let field = next(&atom)?.text()?;
+            Header(field.to_ascii_uppercase(), next(&atom)?.text()?)
+        }
+        "BODY" => Body(next(&atom)?.text()?),
+        "TEXT" => Text(next(&atom)?.text()?),
+        "BEFORE" => Before(parse_date(&next(&atom)?.text()?)?),
+        "ON" => On(parse_date(&next(&atom)?.text()?)?),
+        "SINCE" => Since(parse_date(&next(&atom)?.text()?)?),
+        "SENTBEFORE" => SentBefore(parse_date(&next(&atom)?.text()?)?),
+        "SENTON" => SentOn(parse_date(&next(&atom)?.text()?)?),
+        "SENTSINCE" => SentSince(parse_date(&next(&atom)?.text()?)?),
+        "LARGER" => Larger(number_arg(next(&atom)?)? as u64),
+        "SMALLER" => Smaller(number_arg(next(&atom)?)? as u64),
+        "UID" => Uid(sequence_set(&next(&atom)?.text()?)?),
+        "MODSEQ" => {
+            // RFC 7162 §3.1.5: MODSEQ [entry-name entry-type] mod-sequence-valzer.
+            let mut value = next(&atom)?;
+            if matches!(value, Value::Str(_)) {
+                next(&atom)?;
+                value = next(&atom)?;
+            }
+            ModSeq(modseq_value(value)?)
+        }
+        "NOT" => {
+            let v = next(&atom)?;
+            Not(Box::new(search_key(v, rest)?))
+        }
+        "OR" => {
+            let a = next(&atom)?;
+            let a = search_key(a, rest)?;
+            let b = rest.next().ok_or("OR needs two keys")?;
+            let b = search_key(b, rest)?;
+            Or(Box::new(a), Box::new(b))
+        }
+        "$" => Saved,
+        _ if atom.starts_with(|c: char| c.is_ascii_digit() || c == '*') => {
+            Seq(sequence_set(&atom)?)
+        }
+        _ => return Err(format!("Unknown search key {atom}")),
+    })
+}
+
+/// A parenthesised list of keys, all of which must match.
+fn search_list(items: &[Value]) -> Result<SearchKey, String> {
+    let mut it = items.iter();
+    let mut keys = Vec::new();
+    while let Some(v) = it.next() {
+        keys.push(search_key(v, &mut it)?);
+    }
+    if keys.is_empty() {
+        return Err("Empty search list".into());
+    }
+    Ok(SearchKey::And(keys))
+}
+
+fn modseq_value(value: &Value) -> Result<u64, String> {
+    value
+        .atom()
+        .and_then(|a| a.parse::<u64>().ok())
+        .ok_or_else(|| "Invalid MODSEQ value".into())
+}
+
+fn number_arg(v: &Value) -> Result<u32, String> {
+    v.atom()
+        .and_then(|a| parse_number(a.as_bytes()))
+        .ok_or_else(|| "Expected a number".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{parse_command, RawCommand};
+    use super::*;
+    use crate::imap::encode::number_set as format_set;
+    use crate::mail::date::days_from_civil;
+
+    fn parse(s: &str) -> RawCommand {
+        parse_command(s.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn search_return_options() {
+        let c = parse("a SEARCH RETURN (MIN COUNT save) CHARSET UTF-8 $");
+        let (options, rest) = search_return(&c.args).unwrap();
+        let options = options.unwrap();
+        assert!(options.min && options.count && options.save && !options.all && !options.max);
+        assert_eq!(search_keys(rest).unwrap(), SearchKey::Saved);
+        let c = parse("a SEARCH RETURN () ALL");
+        assert!(search_return(&c.args).unwrap().0.unwrap().all);
+        let c = parse("a SEARCH RETURN (BOGUS) ALL");
+        assert!(search_return(&c.args).is_err());
+        let c = parse("a SEARCH ALL");
+        assert_eq!(search_return(&c.args).unwrap().0, None);
+        assert_eq!(format_set(&[1, 2, 3, 7, 9, 10]), "1:3,7,9:10");
+        assert_eq!(ranges_of(&[1, 2, 3, 7, 9, 10]), [(1, 3), (7, 7), (9, 10)]);
+        assert_eq!(format_set(&[]), "");
+        assert_eq!(
+            SearchKey::Not(Box::new(SearchKey::Saved)).with_saved(&[4]),
+            SearchKey::Not(Box::new(SearchKey::Uid(vec![(4, 4)])))
+        );
+    }
+
+    #[test]
+    fn search_keys_parse() {
+        let c = parse("a SEARCH CHARSET UTF-8 OR FROM alice NOT SEEN SINCE 1-Feb-2020 1:3");
+        let key = search_keys(&c.args).unwrap();
+        let SearchKey::And(keys) = key else { panic!() };
+        assert_eq!(keys.len(), 3);
+        assert!(matches!(keys[0], SearchKey::Or(..)));
+        assert_eq!(keys[1], SearchKey::Since(days_from_civil(2020, 2, 1)));
+        assert!(search_keys(&parse("a SEARCH FROM").args).is_err());
+        assert!(search_keys(&parse("a SEARCH CHARSET KOI8-R ALL").args).is_err());
+        assert!(search_keys(&parse("a SEARCH BOGUS").args).is_err());
+        assert!(search_keys(&parse("a SEARCH 0:4").args).is_err());
+    }
+}

@@ -1,0 +1,169 @@
+//! APPEND (RFC 9051 §6.3.12) with APPENDUID (RFC 4315 §3), APPENDLIMIT (RFC 7889),
+//! LITERAL- (RFC 7888) and BINARY's literal8 (RFC 3516 §4.4).
+//!
+//! The reader hands over the command up to the message literal; the message itself is
+//! streamed into the spool ([`crate::store::SpoolWriter`]), never held in memory whole.
+//! Refusals come before the literal is read; the literal's size is checked first, since
+//! a non-synchronising literal that is refused cannot be skipped and ends the session.
+
+use super::{store_error_text, End, Flow, Reply, Session};
+use crate::clock::unix_now;
+use crate::imap::parse::{append_request, needs, trim_crlf, Append};
+use crate::limits::{MAX_IMAP_LINE, MAX_IMAP_NONSYNC_LITERAL};
+use crate::net::Line;
+use crate::store::{Incoming, SpoolWriter, Spooled};
+use std::io;
+
+impl Session {
+    /// The largest message APPEND takes (advertised as APPENDLIMIT).
+    pub(super) fn append_limit(&self) -> u64 {
+        self.config.limits.max_message_size.min(u32::MAX as u64)
+    }
+
+    /// APPEND of `length` bytes announced after `head`; `sync`: the client waits for a
+    /// continuation before it sends them.
+    pub(super) async fn append(&mut self, head: &[u8], length: u64, sync: bool) -> Flow {
+        let (tag, append) = match append_request(head, self.utf8) {
+            Ok(parsed) => parsed,
+            Err((tag, text)) => {
+                // Without a parsable head we cannot tell what the literal is: refuse it.
+                self.bad(tag.as_deref(), &text);
+                return Ok((!sync).then_some(End::Closed));
+            }
+        };
+        if let Some(refusal) = self.refusal("APPEND", needs("APPEND")) {
+            return Ok(self.refuse(&tag, refusal, sync));
+        }
+        if length > self.append_limit() {
+            let no = Reply::No("[TOOBIG] Message exceeds APPENDLIMIT".into());
+            return Ok(self.refuse(&tag, no, sync));
+        }
+        if !sync && length > MAX_IMAP_NONSYNC_LITERAL {
+            let text = "[TOOBIG] Non-synchronising literal too large (LITERAL-)";
+            return Ok(self.refuse(&tag, Reply::Bad(text.into()), sync));
+        }
+        let append = match append {
+            Ok(a) => a,
+            Err(text) => return Ok(self.refuse(&tag, Reply::Bad(text), sync)),
+        };
+        if let Err(no) = self.append_allowed(&append.mailbox, length).await? {
+            return Ok(self.refuse(&tag, no, sync));
+        }
+        if sync {
+            self.conn.send(b"+ Ready for literal data\r\n");
+        }
+        let Some(body) = self.receive_message(length).await? else {
+            return Ok(Some(End::Closed));
+        };
+        // The rest of the command line must be empty (no MULTIAPPEND).
+        match self.conn.read_line(MAX_IMAP_LINE).await? {
+            Line::Complete(rest) if trim_crlf(&rest).iter().all(|&b| b == b' ') => {}
+            Line::Closed => return Ok(Some(End::Closed)),
+            _ => {
+                let stop = self.bad(Some(&tag), "Unexpected data after the APPEND literal");
+                return Ok(stop.then_some(End::TooManyErrors));
+            }
+        }
+        self.store_appended(&tag, append, body).await
+    }
+
+    /// Answers a refused APPEND. A non-synchronising literal's bytes are already on the
+    /// way and cannot be told from commands, so the session ends.
+    fn refuse(&mut self, tag: &str, reply: Reply, sync: bool) -> Option<End> {
+        match reply {
+            Reply::Bad(text) => {
+                self.bad(Some(tag), &text);
+            }
+            Reply::No(text) => {
+                self.no(tag, &text);
+            }
+            Reply::Done | Reply::End(_) => {}
+        }
+        if sync {
+            None
+        } else {
+            self.conn
+                .send(b"* BYE Cannot skip a non-synchronising literal\r\n");
+            Some(End::Closed)
+        }
+    }
+
+    /// Whether the mailbox exists and the message fits the account's quota.
+    async fn append_allowed(
+        &mut self,
+        mailbox: &str,
+        length: u64,
+    ) -> io::Result<Result<(), Reply>> {
+        let account = self.account();
+        let lookup = mailbox.to_string();
+        let checked = self
+            .blocking(move |s| {
+                let exists = s.mailbox(&account, &lookup)?.is_some();
+                Ok((exists, s.over_quota(&account, length)?))
+            })
+            .await?;
+        Ok(match checked {
+            Ok((true, false)) => Ok(()),
+            Ok((true, true)) => Err(Reply::No(
+                "[OVERQUOTA] The account's quota is used up".into(),
+            )),
+            Ok((false, _)) => Err(Reply::No("[TRYCREATE] No such mailbox".into())),
+            Err(e) => Err(Reply::No(format!("[SERVERBUG] {e}"))),
+        })
+    }
+
+    /// Streams the message literal into the spool; `None` if the client left.
+    async fn receive_message(&mut self, length: u64) -> io::Result<Option<Spooled>> {
+        let saved = self.conn.read_timeout;
+        self.conn.read_timeout = self.config.limits.data_timeout();
+        let mut spool = SpoolWriter::new(self.shared.store.spool_dir());
+        let mut left = length;
+        while left > 0 {
+            if !self.conn.has_buffered_input() && self.conn.fill().await? == 0 {
+                return Ok(None);
+            }
+            let buffered = self.conn.buffered();
+            let take = (buffered.len() as u64).min(left) as usize;
+            spool.write(&buffered[..take])?;
+            self.conn.consume(take);
+            left -= take as u64;
+        }
+        self.conn.read_timeout = saved;
+        Ok(Some(spool.finish()))
+    }
+
+    /// Stores the received message and answers with APPENDUID.
+    async fn store_appended(&mut self, tag: &str, append: Append, body: Spooled) -> Flow {
+        let Append {
+            mailbox,
+            flags,
+            date,
+        } = append;
+        let mut message = Incoming::new(Vec::new(), body, date.unwrap_or_else(unix_now));
+        let account = self.account();
+        let result = self
+            .blocking(move |s| {
+                // Described here, on the blocking pool, before the write transaction.
+                message.describe();
+                s.append(
+                    &account,
+                    &mailbox,
+                    &mut message,
+                    flags.system,
+                    &flags.keywords,
+                )
+            })
+            .await?;
+        match result {
+            Ok((validity, uid)) => {
+                self.shared.committer.notify();
+                let text = format!("OK [APPENDUID {validity} {uid}] APPEND completed");
+                self.finish(tag, &text, true).await?;
+                Ok(None)
+            }
+            Err(e) => Ok(self
+                .no(tag, &store_error_text(&e))
+                .then_some(End::TooManyErrors)),
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! Commands of any state and of the not-authenticated state: CAPABILITY, NOOP/CHECK (in
+//! `dispatch`), LOGOUT, ID (RFC 2971), ENABLE (RFC 5161), STARTTLS, LOGIN and
+//! AUTHENTICATE PLAIN with SASL-IR (RFC 9051 §6.1, §6.2; RFC 4959, RFC 4616).
+
+use super::{Reply, Session};
+use crate::auth::{decode_sasl_line, parse_plain, SaslError, Secret};
+use crate::imap::encode;
+use crate::imap::parse::{Capability, Mechanism};
+use crate::limits::MAX_SASL_LINE;
+use crate::net::Line;
+use std::io;
+
+/// Advertised before and after login (AUTH=, STARTTLS and APPENDLIMIT are added).
+const CAPABILITIES: &str = "IMAP4rev1 IMAP4rev2 LITERAL- SASL-IR ID ENABLE IDLE NAMESPACE \
+    UNSELECT CHILDREN MOVE UIDPLUS SPECIAL-USE LIST-EXTENDED LIST-STATUS STATUS=SIZE CONDSTORE \
+    QRESYNC ESEARCH SEARCHRES BINARY UTF8=ACCEPT QUOTA QUOTA=RES-STORAGE";
+
+impl Session {
+    pub(super) fn capabilities(&self) -> String {
+        let mut caps = String::from(CAPABILITIES);
+        caps.push_str(&format!(" APPENDLIMIT={}", self.append_limit()));
+        if self.user.is_none() {
+            if !self.conn.is_tls() {
+                caps.push_str(" STARTTLS");
+            }
+            if self.login_allowed() {
+                caps.push_str(" AUTH=PLAIN");
+            } else {
+                caps.push_str(" LOGINDISABLED");
+            }
+        }
+        caps
+    }
+
+    /// CAPABILITY (RFC 9051 §6.1.1).
+    pub(super) async fn capability(&mut self, tag: &str) -> io::Result<Reply> {
+        let caps = self.capabilities();
+        self.untagged(&format!("CAPABILITY {caps}"));
+        self.finish(tag, "OK CAPABILITY completed", true).await
+    }
+
+    /// LOGOUT (RFC 9051 §6.1.3).
+    pub(super) fn logout(&mut self, tag: &str) -> Reply {
+        self.untagged("BYE letterbox logging out");
+        self.tagged(tag, "OK LOGOUT completed");
+        Reply::End(super::End::Quit)
+    }
+
+    /// ID (RFC 2971 §3.1): the client's parameters are not looked at.
+    pub(super) async fn id(&mut self, tag: &str) -> io::Result<Reply> {
+        self.untagged("ID (\"name\" \"letterbox\")");
+        self.finish(tag, "OK ID completed", true).await
+    }
+
+    /// ENABLE (RFC 5161 §3.1); QRESYNC implies CONDSTORE (RFC 7162 §3.2.3) and IMAP4rev2
+    /// UTF-8 mailbox names (RFC 9051 §5.1).
+    pub(super) async fn enable(
+        &mut self,
+        tag: &str,
+        capabilities: &[Capability],
+    ) -> io::Result<Reply> {
+        for capability in capabilities {
+            match capability {
+                Capability::CondStore => self.condstore = true,
+                Capability::QResync => {
+                    self.condstore = true;
+                    self.qresync = true;
+                }
+                Capability::Utf8Accept => self.utf8 = true,
+                Capability::Imap4rev2 => {
+                    self.rev2 = true;
+                    self.utf8 = true;
+                }
+            }
+        }
+        self.conn.send(encode::enabled(capabilities).as_bytes());
+        self.finish(tag, "OK ENABLE completed", true).await
+    }
+
+    /// STARTTLS (RFC 9051 §6.2.1).
+    pub(super) async fn starttls(&mut self, tag: &str) -> io::Result<Reply> {
+        if self.conn.is_tls() {
+            return Ok(Reply::Bad("TLS is already active".into()));
+        }
+        self.tagged(tag, "OK Begin TLS negotiation now");
+        let acceptor = self.shared.tls.acceptor();
+        if let Err(e) = self.conn.start_tls(&acceptor).await {
+            log::info!("imap {}: TLS handshake failed: {e}", self.conn.peer);
+            return Ok(Reply::End(super::End::Closed));
+        }
+        Ok(Reply::Done)
+    }
+
+    /// LOGIN (RFC 9051 §6.2.3): only over TLS, unless plaintext is allowed on loopback.
+    pub(super) async fn login_command(
+        &mut self,
+        tag: &str,
+        user: String,
+        password: Secret,
+    ) -> io::Result<Reply> {
+        if !self.login_allowed() {
+            return Ok(Reply::No(
+                "[PRIVACYREQUIRED] LOGIN requires TLS: use STARTTLS".into(),
+            ));
+        }
+        self.login(tag, &user, password).await
+    }
+
+    /// AUTHENTICATE PLAIN (RFC 9051 §6.2.2, RFC 4616), with SASL-IR (RFC 4959).
+    pub(super) async fn authenticate(
+        &mut self,
+        tag: &str,
+        mechanism: Mechanism,
+    ) -> io::Result<Reply> {
+        let Mechanism::Plain(initial_response) = mechanism else {
+            return Ok(Reply::No("Unsupported authentication mechanism".into()));
+        };
+        if !self.login_allowed() {
+            return Ok(Reply::No(
+                "[PRIVACYREQUIRED] Authentication requires TLS: use STARTTLS".into(),
+            ));
+        }
+        let response = match initial_response {
+            Some(response) => response,
+            None => {
+                self.conn.send(b"+ \r\n");
+                match self.conn.read_line(MAX_SASL_LINE).await? {
+                    Line::Complete(l) => String::from_utf8_lossy(&l).trim().to_string(),
+                    Line::TooLong => return Ok(Reply::Bad("Line too long".into())),
+                    Line::Closed => return Ok(Reply::End(super::End::Closed)),
+                }
+            }
+        };
+        match decode_sasl_line(&response).and_then(|b| parse_plain(&b)) {
+            Ok((user, password)) => self.login(tag, &user, password).await,
+            Err(SaslError::Cancelled) => Ok(Reply::Bad("Authentication cancelled".into())),
+            Err(SaslError::Malformed) => Ok(Reply::Bad("Malformed authentication data".into())),
+        }
+    }
+
+    async fn login(&mut self, tag: &str, user: &str, password: Secret) -> io::Result<Reply> {
+        let Some(account) = self.shared.auth.login(user, password).await else {
+            log::info!("imap {}: authentication failed", self.conn.peer);
+            return Ok(Reply::No(
+                "[AUTHENTICATIONFAILED] Invalid credentials".into(),
+            ));
+        };
+        log::info!("imap {}: logged in as {account}", self.conn.peer);
+        self.user = Some(account);
+        let caps = self.capabilities();
+        self.tagged(tag, &format!("OK [CAPABILITY {caps}] Logged in"));
+        Ok(Reply::Done)
+    }
+}

@@ -1,0 +1,239 @@
+//! Commands that change the selected mailbox (RFC 9051 §6.4): STORE with UNCHANGEDSINCE
+//! (RFC 7162 §3.1.3), COPY and MOVE (RFC 6851) with COPYUID (RFC 4315), EXPUNGE and UID
+//! EXPUNGE (RFC 4315 §2.1), CLOSE and UNSELECT (RFC 3691). A read-only mailbox has
+//! already been refused for STORE, EXPUNGE and MOVE (see [`super::Session::refusal`]).
+
+use super::{store_error_text, Reply, Session};
+use crate::imap::encode;
+use crate::imap::message::resolve;
+use crate::imap::parse::{CopyMove, SequenceSet, StoreFlags};
+use crate::store::{flags, MessageRecord, StoreError};
+use std::io;
+
+impl Session {
+    /// STORE and UID STORE (RFC 9051 §6.4.6), with UNCHANGEDSINCE (RFC 7162 §3.1.3).
+    pub(super) async fn store_command(
+        &mut self,
+        tag: &str,
+        store: StoreFlags,
+    ) -> io::Result<Reply> {
+        let StoreFlags {
+            set,
+            unchanged_since,
+            op,
+            silent,
+            flags,
+            uid,
+        } = store;
+        if unchanged_since.is_some() {
+            self.condstore = true;
+        }
+        self.sync(uid).await?;
+        let indices = match self.indices(&set, uid) {
+            Ok(i) => i,
+            Err(reply) => return Ok(reply),
+        };
+        let Some(sel) = &self.selected else {
+            return Ok(Reply::Bad("No mailbox selected".into()));
+        };
+        let uids: Vec<u32> = indices
+            .iter()
+            .filter_map(|&i| sel.messages.get(i))
+            .filter(|m| !m.gone)
+            .map(|m| m.uid)
+            .collect();
+        let (account, name) = (self.account(), sel.name.clone());
+        let result = self
+            .blocking(move |s| {
+                let (system, keywords) = (flags.system, &flags.keywords);
+                s.store_flags_conditional(
+                    &account,
+                    &name,
+                    &uids,
+                    op,
+                    system,
+                    keywords,
+                    unchanged_since,
+                )
+            })
+            .await?;
+        let (updated, modified) = match result {
+            Ok(u) => u,
+            Err(e) => return Ok(Reply::No(store_error_text(&e))),
+        };
+        self.apply_records(&updated);
+        self.shared.committer.notify();
+        self.changes.borrow_and_update();
+        if !silent {
+            let out = self.flag_updates(&updated, uid);
+            self.conn.send(out.as_bytes());
+        }
+        if modified.is_empty() {
+            return self.finish(tag, "OK STORE completed", uid).await;
+        }
+        let text = format!(
+            "OK [MODIFIED {}] Conditional STORE failed",
+            self.numbers(&modified, uid).join(",")
+        );
+        self.finish(tag, &text, uid).await
+    }
+
+    /// The FETCH responses of a STORE: with the UID for UID STORE, with MODSEQ once
+    /// CONDSTORE is on.
+    fn flag_updates(&self, updated: &[(u32, MessageRecord)], uid: bool) -> String {
+        let mut out = String::new();
+        let Some(sel) = &self.selected else {
+            return out;
+        };
+        for (u, record) in updated {
+            if let Ok(pos) = sel.messages.binary_search_by_key(u, |m| m.uid) {
+                let modseq = self.condstore.then_some(record.modseq);
+                let uid = uid.then_some(*u);
+                let (system, keywords) = (record.flags, &record.keywords);
+                out.push_str(&encode::fetch_flags(pos + 1, uid, system, keywords, modseq));
+            }
+        }
+        out
+    }
+
+    /// UIDs for a UID command, sequence numbers otherwise, of messages in the snapshot.
+    fn numbers(&self, uids: &[u32], uid: bool) -> Vec<String> {
+        let Some(sel) = &self.selected else {
+            return Vec::new();
+        };
+        uids.iter()
+            .filter_map(|u| {
+                let pos = sel.messages.binary_search_by_key(u, |m| m.uid).ok()?;
+                Some(if uid {
+                    u.to_string()
+                } else {
+                    (pos + 1).to_string()
+                })
+            })
+            .collect()
+    }
+
+    /// COPY, MOVE and their UID forms (RFC 9051 §6.4.7, §6.4.8, RFC 6851), answered with
+    /// COPYUID (RFC 4315 §3). A copy must fit the account's quota; a move does not grow it.
+    pub(super) async fn copy(&mut self, tag: &str, copy: CopyMove) -> io::Result<Reply> {
+        let CopyMove {
+            set,
+            mailbox: target,
+            uid,
+            remove,
+        } = copy;
+        self.sync(true).await?;
+        let indices = match self.indices(&set, uid) {
+            Ok(i) => i,
+            Err(reply) => return Ok(reply),
+        };
+        let Some(sel) = &self.selected else {
+            return Ok(Reply::Bad("No mailbox selected".into()));
+        };
+        let uids: Vec<u32> = indices.iter().map(|&i| sel.messages[i].uid).collect();
+        let adding: u64 = indices.iter().map(|&i| sel.messages[i].record.size).sum();
+        let (account, name) = (self.account(), sel.name.clone());
+        let result = self
+            .blocking(move |s| {
+                if s.mailbox(&account, &target)?.is_none() {
+                    return Ok(None);
+                }
+                if !remove && s.over_quota(&account, adding)? {
+                    return Err(StoreError::OverQuota);
+                }
+                s.copy_messages(&account, &name, &uids, &target, remove)
+                    .map(Some)
+            })
+            .await?;
+        let copied = match result {
+            Ok(Some(c)) => c,
+            Ok(None) => return Ok(Reply::No("[TRYCREATE] No such mailbox".into())),
+            Err(e) => return Ok(Reply::No(store_error_text(&e))),
+        };
+        self.shared.committer.notify();
+        let code = if copied.uids.is_empty() {
+            String::new()
+        } else {
+            format!("{} ", encode::copyuid(copied.uid_validity, &copied.uids))
+        };
+        if !remove {
+            return self
+                .finish(tag, &format!("OK {code}COPY completed"), true)
+                .await;
+        }
+        if !code.is_empty() {
+            self.untagged(&format!("OK {code}Moved"));
+        }
+        let moved: Vec<u32> = copied.uids.iter().map(|(a, _)| *a).collect();
+        self.report_expunged(&moved);
+        self.finish(tag, "OK MOVE completed", true).await
+    }
+
+    /// EXPUNGE (RFC 9051 §6.4.3) and UID EXPUNGE (RFC 4315 §2.1): removes the messages
+    /// marked \Deleted (of the set, for UID EXPUNGE).
+    pub(super) async fn expunge(
+        &mut self,
+        tag: &str,
+        set: Option<SequenceSet>,
+    ) -> io::Result<Reply> {
+        let set = set.map(|s| self.uid_ranges(&s));
+        self.sync(true).await?;
+        let Some(sel) = &self.selected else {
+            return Ok(Reply::Bad("No mailbox selected".into()));
+        };
+        let all: Vec<u32> = sel.messages.iter().map(|m| m.uid).collect();
+        let in_range: Vec<usize> = match &set {
+            Some(set) => resolve(set, &all, true),
+            None => (0..all.len()).collect(),
+        };
+        let uids: Vec<u32> = in_range
+            .into_iter()
+            .filter(|&i| sel.messages[i].record.flags & flags::DELETED != 0)
+            .map(|i| sel.messages[i].uid)
+            .collect();
+        let id = sel.id;
+        if !uids.is_empty() {
+            let removed = uids.clone();
+            let account = self.account();
+            if let Err(e) = self
+                .blocking(move |s| s.expunge(&account, id, &removed))
+                .await?
+            {
+                return Ok(Reply::No(store_error_text(&e)));
+            }
+            self.shared.committer.notify();
+            self.report_expunged(&uids);
+        }
+        self.finish(tag, "OK EXPUNGE completed", true).await
+    }
+
+    /// CLOSE (RFC 9051 §6.4.1), which silently expunges a writable mailbox, and UNSELECT
+    /// (RFC 3691), which does not.
+    pub(super) async fn close(&mut self, tag: &str, expunge: bool) -> io::Result<Reply> {
+        let Some(sel) = self.selected.take() else {
+            return Ok(Reply::Bad("No mailbox selected".into()));
+        };
+        if expunge && !sel.read_only {
+            let uids: Vec<u32> = sel
+                .messages
+                .iter()
+                .filter(|m| m.record.flags & flags::DELETED != 0)
+                .map(|m| m.uid)
+                .collect();
+            if !uids.is_empty() {
+                let id = sel.id;
+                let account = self.account();
+                if let Err(e) = self
+                    .blocking(move |s| s.expunge(&account, id, &uids))
+                    .await?
+                {
+                    return Ok(Reply::No(store_error_text(&e)));
+                }
+                self.shared.committer.notify();
+            }
+        }
+        let verb = if expunge { "CLOSE" } else { "UNSELECT" };
+        self.tagged(tag, &format!("OK {verb} completed"));
+        Ok(Reply::Done)
+    }
+}

@@ -1,0 +1,153 @@
+//! SEARCH and UID SEARCH (RFC 9051 §6.4.4), with MODSEQ (RFC 7162 §3.1.5), ESEARCH
+//! results (RFC 4731, always once IMAP4rev2 is enabled) and SEARCHRES's saved result
+//! (RFC 5182).
+
+use super::{store_error_text, Reply, Session};
+use crate::imap::encode;
+use crate::imap::message::{matches, Candidate};
+use crate::imap::parse::{Search, SearchKey, SearchReturn};
+use crate::store::{MessageRecord, Store};
+use std::io;
+use std::rc::Rc;
+
+/// A snapshot message as SEARCH sees it: UID, record, expunged elsewhere.
+type Snapshot = Vec<(u32, MessageRecord, bool)>;
+
+impl Session {
+    /// SEARCH and UID SEARCH (RFC 9051 §6.4.4).
+    pub(super) async fn search(&mut self, tag: &str, search: Search) -> io::Result<Reply> {
+        let Search { options, key, uid } = search;
+        // IMAP4rev2 answers every SEARCH with ESEARCH (RFC 9051 §6.4.4).
+        let options = options.or(self.rev2.then(SearchReturn::all));
+        let Some(sel) = &self.selected else {
+            return Ok(Reply::Bad("No mailbox selected".into()));
+        };
+        let key = key.with_saved(&sel.saved);
+        let uses_modseq = key.uses_modseq();
+        if uses_modseq {
+            self.condstore = true;
+        }
+        self.sync(uid).await?;
+        let Some(sel) = &self.selected else {
+            return Ok(Reply::Bad("No mailbox selected".into()));
+        };
+        let snapshot: Snapshot = sel
+            .messages
+            .iter()
+            .map(|m| (m.uid, m.record.clone(), m.gone))
+            .collect();
+        let found = self
+            .blocking(move |s| Ok(matching(s, &key, &snapshot)))
+            .await?;
+        let (found, highest) = match found {
+            Ok(f) => f,
+            Err(e) => return Ok(Reply::No(store_error_text(&e))),
+        };
+        let numbers: Vec<u32> = found
+            .iter()
+            .map(|&(seq, u)| if uid { u } else { seq })
+            .collect();
+        let modseq = (!found.is_empty() && uses_modseq).then_some(highest);
+        let Some(options) = options else {
+            self.conn.send(encode::search(&numbers, modseq).as_bytes());
+            return self.finish(tag, "OK SEARCH completed", uid).await;
+        };
+        if options.save {
+            let uids: Vec<u32> = found.iter().map(|&(_, u)| u).collect();
+            if let Some(sel) = self.selected.as_mut() {
+                sel.saved = saved_result(&options, uids);
+            }
+        }
+        let only_save =
+            options.save && !(options.min || options.max || options.all || options.count);
+        if !only_save {
+            let line = encode::esearch(tag, uid, &options, &numbers, modseq);
+            self.conn.send(line.as_bytes());
+        }
+        self.finish(tag, "OK SEARCH completed", uid).await
+    }
+}
+
+/// (sequence number, UID) of the messages that match, and their highest modseq. Runs in
+/// the store thread; a message's bytes are read only when a key needs them.
+fn matching(store: &Store, key: &SearchKey, snapshot: &Snapshot) -> (Vec<(u32, u32)>, u64) {
+    let max_seq = snapshot.len() as u32;
+    let max_uid = snapshot.last().map_or(0, |m| m.0);
+    let mut out = Vec::new();
+    let mut highest = 0u64;
+    for (i, (uid, record, gone)) in snapshot.iter().enumerate() {
+        if *gone {
+            continue;
+        }
+        let candidate = Candidate {
+            seq: i as u32 + 1,
+            max_seq,
+            uid: *uid,
+            max_uid,
+            record,
+        };
+        let mut cache: Option<Rc<Vec<u8>>> = None;
+        let mut content = || {
+            if cache.is_none() {
+                cache = store.read_message(record).ok().map(Rc::new);
+            }
+            cache.clone()
+        };
+        if matches(key, &candidate, &mut content) {
+            out.push((i as u32 + 1, *uid));
+            highest = highest.max(record.modseq);
+        }
+    }
+    (out, highest)
+}
+
+/// What SAVE keeps: with MIN/MAX but neither ALL nor COUNT, only those (RFC 5182 §2.4).
+fn saved_result(options: &SearchReturn, uids: Vec<u32>) -> Vec<u32> {
+    if !((options.min || options.max) && !(options.all || options.count)) {
+        return uids;
+    }
+    let mut ends = Vec::new();
+    if options.min {
+        ends.extend(uids.first());
+    }
+    if options.max {
+        ends.extend(uids.last());
+    }
+    ends.dedup();
+    ends
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saved_results() {
+        let with = |min, max, all, count| SearchReturn {
+            min,
+            max,
+            all,
+            count,
+            save: true,
+        };
+        let uids = vec![3, 5, 9];
+        assert_eq!(
+            saved_result(&with(false, false, false, false), uids.clone()),
+            uids
+        );
+        assert_eq!(
+            saved_result(&with(true, false, false, false), uids.clone()),
+            [3]
+        );
+        assert_eq!(
+            saved_result(&with(true, true, false, false), uids.clone()),
+            [3, 9]
+        );
+        assert_eq!(
+            saved_result(&with(true, false, true, false), uids.clone()),
+            uids
+        );
+        assert_eq!(saved_result(&with(true, true, false, false), vec![4]), [4]);
+        assert!(saved_result(&with(true, true, false, false), vec![]).is_empty());
+    }
+}

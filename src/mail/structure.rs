@@ -1,0 +1,262 @@
+//! The IMAP description of a message: ENVELOPE, BODY and BODYSTRUCTURE (RFC 3501
+//! §7.4.2, RFC 9051 §7.5.2) from mail-parser's MIME tree.
+//!
+//! Computed once per stored message, before the store's write transaction (by
+//! [`crate::delivery`] and IMAP APPEND through `Incoming::describe`, or at the first
+//! FETCH for large messages), and kept in the `message_meta` database. It lives here, not
+//! in IMAP, because delivery computes it: the format is IMAP's, the work is the message's.
+
+use mail_parser::{Address, HeaderName, Message, MessageParser, MimeHeaders, PartType};
+use serde::{Deserialize, Serialize};
+
+/// What IMAP FETCH ENVELOPE / BODY / BODYSTRUCTURE return for a message.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MessageMeta {
+    pub envelope: String,
+    pub body: String,
+    pub bodystructure: String,
+}
+
+/// A string as an IMAP quoted string when that is safe, else as a literal (RFC 9051
+/// §4.3): CR, LF and 8-bit bytes cannot be quoted. The IMAP encoder uses this one too.
+pub fn quote(s: &str) -> String {
+    if s.bytes().any(|b| b == b'\r' || b == b'\n' || b >= 0x80) {
+        format!("{{{}}}\r\n{s}", s.len())
+    } else {
+        format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+}
+
+/// Deepest MIME nesting described; deeper parts are shown as application/octet-stream.
+const MAX_DEPTH: usize = 16;
+
+fn nstring(s: Option<&str>) -> String {
+    match s {
+        Some(s) => quote(s.trim()),
+        None => "NIL".into(),
+    }
+}
+
+/// ENVELOPE, BODY and BODYSTRUCTURE of a message, parsed once.
+pub fn meta(raw: &[u8]) -> MessageMeta {
+    let (envelope, body, bodystructure) = match MessageParser::default().parse(raw) {
+        Some(message) => (
+            envelope(&message),
+            structure(&message, 0, false, 0),
+            structure(&message, 0, true, 0),
+        ),
+        None => {
+            let (e, b) = describe(raw, false);
+            (e, b.clone(), b)
+        }
+    };
+    MessageMeta {
+        envelope,
+        body,
+        bodystructure,
+    }
+}
+
+/// The ENVELOPE and BODYSTRUCTURE of a message; `extended` false gives the BODY form.
+pub fn describe(raw: &[u8], extended: bool) -> (String, String) {
+    match MessageParser::default().parse(raw) {
+        Some(message) => (envelope(&message), structure(&message, 0, extended, 0)),
+        None => (
+            "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)".into(),
+            format!(
+                "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" {} {})",
+                raw.len(),
+                line_count(raw)
+            ),
+        ),
+    }
+}
+
+/// Lines of a body: its LFs, plus an unterminated last line (a part's final CRLF belongs
+/// to the following boundary).
+fn line_count(raw: &[u8]) -> usize {
+    let lfs = raw.iter().filter(|&&b| b == b'\n').count();
+    lfs + usize::from(!raw.is_empty() && !raw.ends_with(b"\n"))
+}
+
+fn addresses(address: Option<&Address>) -> String {
+    let mut out = Vec::new();
+    let push = |out: &mut Vec<String>, name: Option<&str>, address: Option<&str>| {
+        let address = address.unwrap_or("");
+        let (local, host) = match address.rsplit_once('@') {
+            Some((l, h)) => (Some(l), Some(h)),
+            None => (Some(address), None),
+        };
+        out.push(format!(
+            "({} NIL {} {})",
+            nstring(name),
+            nstring(local),
+            nstring(host)
+        ));
+    };
+    match address {
+        None => return "NIL".into(),
+        Some(Address::List(list)) => {
+            for a in list {
+                push(&mut out, a.name.as_deref(), a.address.as_deref());
+            }
+        }
+        Some(Address::Group(groups)) => {
+            for g in groups {
+                if let Some(name) = g.name.as_deref() {
+                    out.push(format!("(NIL NIL {} NIL)", quote(name)));
+                }
+                for a in &g.addresses {
+                    push(&mut out, a.name.as_deref(), a.address.as_deref());
+                }
+                if g.name.is_some() {
+                    out.push("(NIL NIL NIL NIL)".into());
+                }
+            }
+        }
+    }
+    if out.is_empty() {
+        "NIL".into()
+    } else {
+        format!("({})", out.concat())
+    }
+}
+
+fn envelope(m: &Message) -> String {
+    let from = addresses(m.from());
+    let sender = m
+        .sender()
+        .map_or_else(|| from.clone(), |a| addresses(Some(a)));
+    let reply_to = m
+        .reply_to()
+        .map_or_else(|| from.clone(), |a| addresses(Some(a)));
+    format!(
+        "({} {} {} {} {} {} {} {} {} {})",
+        nstring(m.header_raw(HeaderName::Date)),
+        nstring(m.header_raw(HeaderName::Subject)),
+        from,
+        sender,
+        reply_to,
+        addresses(m.to()),
+        addresses(m.cc()),
+        addresses(m.bcc()),
+        nstring(m.header_raw(HeaderName::InReplyTo)),
+        nstring(m.header_raw(HeaderName::MessageId)),
+    )
+}
+
+fn structure(m: &Message, id: usize, extended: bool, depth: usize) -> String {
+    let Some(part) = m.parts.get(id) else {
+        return "(\"text\" \"plain\" NIL NIL NIL \"7bit\" 0 0)".into();
+    };
+    let content_type = part.content_type();
+    let (ctype, subtype) = match content_type {
+        Some(ct) => (
+            ct.ctype().to_ascii_lowercase(),
+            ct.subtype().map(str::to_ascii_lowercase),
+        ),
+        None if part.is_multipart() => ("multipart".into(), Some("mixed".into())),
+        None => ("text".into(), Some("plain".into())),
+    };
+    let params = match content_type.and_then(|ct| ct.attributes()) {
+        Some(attrs) if !attrs.is_empty() => format!(
+            "({})",
+            attrs
+                .iter()
+                .map(|a| format!("{} {}", quote(&a.name), quote(&a.value)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        _ if ctype == "text" => "(\"charset\" \"us-ascii\")".into(),
+        _ => "NIL".into(),
+    };
+    if let PartType::Multipart(children) = &part.body {
+        if depth < MAX_DEPTH {
+            let mut out = String::from("(");
+            for child in children {
+                out.push_str(&structure(m, *child as usize, extended, depth + 1));
+            }
+            if children.is_empty() {
+                out.push_str("(\"text\" \"plain\" NIL NIL NIL \"7bit\" 0 0)");
+            }
+            out.push(' ');
+            out.push_str(&quote(subtype.as_deref().unwrap_or("mixed")));
+            if extended {
+                out.push(' ');
+                out.push_str(&params);
+            }
+            out.push(')');
+            return out;
+        }
+    }
+    let raw = m
+        .raw_message
+        .get(part.offset_body as usize..part.offset_end as usize)
+        .unwrap_or_default();
+    let lines = line_count(raw);
+    let encoding = part
+        .content_transfer_encoding()
+        .map_or_else(|| "7bit".to_string(), str::to_ascii_lowercase);
+    let mut out = format!(
+        "({} {} {} {} {} {} {}",
+        quote(&ctype),
+        quote(subtype.as_deref().unwrap_or("plain")),
+        params,
+        nstring(part.content_id()),
+        nstring(part.content_description()),
+        quote(&encoding),
+        raw.len()
+    );
+    match &part.body {
+        PartType::Message(inner) if ctype == "message" && depth < MAX_DEPTH => {
+            out.push_str(&format!(
+                " {} {} {lines}",
+                envelope(inner),
+                structure(inner, 0, extended, depth + 1)
+            ));
+        }
+        _ if ctype == "text" => out.push_str(&format!(" {lines}")),
+        _ => {}
+    }
+    out.push(')');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn simple_message() {
+        let raw = b"From: Alice <alice@example.org>\r\nTo: bob@example.org, \"Carol C\" <carol@example.net>\r\nSubject: Hi there\r\nMessage-ID: <1@x>\r\nDate: Mon, 01 Jan 2024 00:00:00 +0000\r\n\r\nline 1\r\nline 2\r\n";
+        let (env, body) = describe(raw, true);
+        assert_eq!(
+            env,
+            "(\"Mon, 01 Jan 2024 00:00:00 +0000\" \"Hi there\" ((\"Alice\" NIL \"alice\" \"example.org\")) ((\"Alice\" NIL \"alice\" \"example.org\")) ((\"Alice\" NIL \"alice\" \"example.org\")) ((NIL NIL \"bob\" \"example.org\")(\"Carol C\" NIL \"carol\" \"example.net\")) NIL NIL NIL \"<1@x>\")"
+        );
+        assert_eq!(
+            body,
+            "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 16 2)"
+        );
+    }
+
+    #[test]
+    fn multipart_message() {
+        let raw = b"From: a@b.c\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=XX\r\n\r\n--XX\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nhello\r\n--XX\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\nAAAA\r\n--XX--\r\n";
+        let (_, body) = describe(raw, true);
+        assert!(
+            body.starts_with("((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\""),
+            "{body}"
+        );
+        assert!(
+            body.contains("(\"application\" \"pdf\" NIL NIL NIL \"base64\""),
+            "{body}"
+        );
+        assert!(
+            body.ends_with(" \"mixed\" (\"boundary\" \"XX\"))"),
+            "{body}"
+        );
+        let (_, plain) = describe(raw, false);
+        assert!(plain.ends_with(" \"mixed\")"), "{plain}");
+    }
+}
