@@ -14,9 +14,11 @@
 //! - [`encode`]: response formatting (pure): strings and literals, sets, dates, flag
 //!   lists, FETCH items, SEARCH/ESEARCH, LIST, STATUS, QUOTA, EXPUNGE/VANISHED.
 //! - [`mutf7`]: modified UTF-7 mailbox names for IMAP4rev1 clients.
-//! - [`message`]: pure helpers over stored bytes (sections, header fields, SEARCH
-//!   matching) and over a mailbox's UIDs (resolving sets, finding gone UIDs).
-//! - [`structure`]: ENVELOPE and BODYSTRUCTURE from mail-parser.
+//! - [`message`]: pure helpers over stored bytes (sections, SEARCH matching, on top of
+//!   [`crate::mail`]'s header split) and over a mailbox's UIDs (resolving sets, finding
+//!   gone UIDs).
+//! - [`structure`]: MIME part sections (`BODY[1.2]`, `BODY[2.MIME]`). ENVELOPE and
+//!   BODYSTRUCTURE are [`crate::mail::structure`]'s: delivery computes them.
 //! - [`session`]: the not-authenticated → authenticated → selected → logout state
 //!   machine; `session/mod.rs` owns the loop, reader, state check, dispatch and snapshot,
 //!   and one file per command group holds its handlers (`auth`, `mailbox`, `append`,
