@@ -206,7 +206,7 @@ pub fn run(args: &[String], config: &Config, store: &Store) -> i32 {
     let mut targets = Vec::new();
     let mut remote = Vec::new();
     for r in &prepared.recipients {
-        match delivery::resolve(store, r) {
+        match delivery::resolve(&store.reader(), r) {
             Ok(Resolution::Local(resolved)) => delivery::merge_targets(&mut targets, &resolved),
             Ok(Resolution::NotLocal) if crate::address::normalize_address(r).is_some() => {
                 remote.push((r.clone(), None, 0));

@@ -15,7 +15,7 @@
 
 pub mod notice;
 
-use crate::store::{Accepted, Committer, Delivery, Recipient, Result, Store, Target};
+use crate::store::{Accepted, Committer, Delivery, Reader, Recipient, Result, Store, Target};
 
 /// Where a recipient address leads, as delivery sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,8 +28,9 @@ pub enum Resolution {
     NotLocal,
 }
 
-/// Resolves an envelope recipient to the mailboxes its copies go to.
-pub fn resolve(store: &Store, address: &str) -> Result<Resolution> {
+/// Resolves an envelope recipient to the mailboxes its copies go to. A few point lookups:
+/// async code may call it inline (see [`Store::reader`]).
+pub fn resolve(store: &Reader, address: &str) -> Result<Resolution> {
     Ok(match store.resolve_recipient(address)? {
         Recipient::Local(accounts) => {
             Resolution::Local(accounts.iter().map(|a| Target::inbox(a)).collect())
@@ -60,14 +61,23 @@ pub fn prepare(delivery: &mut Delivery) {
     }
 }
 
+/// Messages up to this size are described on the session's own task: for them the hop
+/// to the blocking pool costs more than the work (about 30 µs for 4 KiB; measured with
+/// bench-smtp, the hop cost 10 % of the throughput).
+const DESCRIBE_INLINE: u64 = 32 * 1024;
+
 /// Prepares and stores a delivery through the group committer; returns once durable.
 pub async fn deliver(committer: &Committer, mut delivery: Delivery) -> Result<Accepted> {
-    let delivery = tokio::task::spawn_blocking(move || {
+    if delivery.message.size() <= DESCRIBE_INLINE {
         prepare(&mut delivery);
-        delivery
-    })
-    .await
-    .map_err(|_| crate::store::StoreError::Gone)?;
+    } else {
+        delivery = tokio::task::spawn_blocking(move || {
+            prepare(&mut delivery);
+            delivery
+        })
+        .await
+        .map_err(|_| crate::store::StoreError::Gone)?;
+    }
     committer.commit(delivery).await
 }
 

@@ -26,7 +26,7 @@ pub fn routing(store: &Store, sender: &str) -> Result<Routing> {
     if sender.is_empty() {
         return Ok(Routing::Nowhere);
     }
-    Ok(match super::resolve(store, sender)? {
+    Ok(match super::resolve(&store.reader(), sender)? {
         super::Resolution::Local(targets) => Routing::Local(targets),
         super::Resolution::NotLocal => Routing::Remote,
         // A local sender that no longer exists: nobody to tell.

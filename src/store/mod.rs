@@ -33,8 +33,13 @@
 //! adjusts it, so a quota check is one lookup. Opening a schema-3 store computes it once.
 //!
 //! This module imports no protocol: what it stores is data its callers prepared. Async
-//! code reaches it in one way, [`Store::call`], which runs a closure on tokio's blocking
-//! pool (or through the [`Committer`] for deliveries).
+//! code reaches it through [`Store::call`], which runs a closure on tokio's blocking pool
+//! (deliveries go through the [`Committer`]). The one exception is [`Store::reader`], a
+//! read-only view with the point lookups of the SMTP command path (recipient resolution,
+//! quota): LMDB readers take no lock and never wait for the writer, so a lookup of a few
+//! keys costs microseconds, less than the hop to the blocking pool (measured: that hop
+//! on every RCPT cost bench-smtp 10 to 15 % of its throughput). Nothing that writes,
+//! scans or reads message bytes is on the view.
 
 mod accounts;
 mod committer;
@@ -210,6 +215,21 @@ pub struct Delivery {
     pub outbound: Option<Outbound>,
 }
 
+/// Point lookups that never wait (see the module doc): safe on a runtime thread.
+pub struct Reader<'a>(&'a Store);
+
+impl Reader<'_> {
+    /// See [`Store::resolve_recipient`].
+    pub fn resolve_recipient(&self, address: &str) -> Result<Recipient> {
+        self.0.resolve_recipient(address)
+    }
+
+    /// See [`Store::over_quota`].
+    pub fn over_quota(&self, address: &str, adding: u64) -> Result<bool> {
+        self.0.over_quota(address, adding)
+    }
+}
+
 /// Where a delivered copy landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Placed {
@@ -279,6 +299,11 @@ impl Store {
         tokio::task::spawn_blocking(move || f(&store))
             .await
             .map_err(|_| StoreError::Gone)?
+    }
+
+    /// The read-only point lookups that async code may run inline (see the module doc).
+    pub fn reader(&self) -> Reader<'_> {
+        Reader(self)
     }
 
     /// The data directory the store lives in (DKIM keys sit next to it).

@@ -69,11 +69,7 @@ impl Session {
         if address == user {
             return None;
         }
-        let resolved = self
-            .shared
-            .store
-            .call(move |store| delivery::resolve(store, &address))
-            .await;
+        let resolved = delivery::resolve(&self.shared.store.reader(), &address);
         match resolved {
             Ok(Resolution::Local(targets)) if targets.iter().any(|t| t.account == user) => None,
             Ok(_) => denied,
@@ -93,21 +89,17 @@ impl Session {
         if !tx.smtputf8 && !to.is_ascii() {
             return self.error(553, "5.6.7", "Non-ASCII address requires SMTPUTF8");
         }
-        let address = to.to_string();
-        let resolved = self
-            .shared
-            .store
-            .call(move |store| {
-                let resolution = delivery::resolve(store, &address)?;
-                let mut full = false;
-                if let Resolution::Local(targets) = &resolution {
-                    for target in targets {
-                        full |= store.over_quota(&target.account, 0)?;
-                    }
+        // Point lookups, inline (see `Store::reader`).
+        let store = self.shared.store.reader();
+        let resolved = delivery::resolve(&store, to).and_then(|resolution| {
+            let mut full = false;
+            if let Resolution::Local(targets) = &resolution {
+                for target in targets {
+                    full |= store.over_quota(&target.account, 0)?;
                 }
-                Ok((resolution, full))
-            })
-            .await;
+            }
+            Ok((resolution, full))
+        });
         match resolved {
             Ok((Resolution::Local(_), true)) => {
                 // Temporary: the owner may make room before the sender gives up.
