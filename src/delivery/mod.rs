@@ -30,14 +30,47 @@ pub enum Resolution {
 
 /// Resolves an envelope recipient to the mailboxes its copies go to. A few point lookups:
 /// async code may call it inline (see [`Store::reader`]).
+///
+/// `postmaster@` a local domain (any case, RFC 5321 §4.5.1) always resolves: to the
+/// account or alias of that name when there is one, else to the domain's oldest account,
+/// else to the server's.
 pub fn resolve(store: &Reader, address: &str) -> Result<Resolution> {
     Ok(match store.resolve_recipient(address)? {
         Recipient::Local(accounts) => {
             Resolution::Local(accounts.iter().map(|a| Target::inbox(a)).collect())
         }
-        Recipient::UnknownUser => Resolution::UnknownUser,
+        Recipient::UnknownUser => match address.rsplit_once('@') {
+            Some((local, domain)) if local.eq_ignore_ascii_case("postmaster") => {
+                let owner = match store.oldest_account(Some(domain))? {
+                    Some(account) => Some(account),
+                    None => store.oldest_account(None)?,
+                };
+                match owner {
+                    Some(account) => Resolution::Local(vec![Target::inbox(&account)]),
+                    None => Resolution::UnknownUser,
+                }
+            }
+            _ => Resolution::UnknownUser,
+        },
         Recipient::NotLocal => Resolution::NotLocal,
     })
+}
+
+/// The domain a bare `postmaster` recipient (no domain, RFC 5321 §4.5.1) belongs to: the
+/// host name or the nearest parent of it that is a local domain, else the first local
+/// domain. None when there are no domains.
+pub fn postmaster_domain(store: &Reader, hostname: &str) -> Result<Option<String>> {
+    let mut name = hostname.trim_end_matches('.');
+    loop {
+        if store.is_local_domain(name)? {
+            return Ok(Some(name.to_ascii_lowercase()));
+        }
+        match name.split_once('.') {
+            Some((_, parent)) if parent.contains('.') => name = parent,
+            _ => break,
+        }
+    }
+    Ok(store.domains()?.into_iter().next())
 }
 
 /// Adds `targets` to `into`, once each (two aliases leading to one account make one copy).
@@ -85,4 +118,51 @@ pub async fn deliver(committer: &Committer, mut delivery: Delivery) -> Result<Ac
 pub fn deliver_now(store: &Store, mut delivery: Delivery) -> Result<Accepted> {
     prepare(&mut delivery);
     store.accept(&mut delivery)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tests::with_users;
+
+    fn accounts(r: Resolution) -> Vec<String> {
+        match r {
+            Resolution::Local(targets) => targets.into_iter().map(|t| t.account).collect(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn postmaster_always_resolves() {
+        let t = with_users();
+        let reader = t.store.reader();
+        // Same creation second: the smaller address is the older account.
+        let to = |a: &str| accounts(resolve(&reader, a).unwrap());
+        assert_eq!(to("PostMaster@example.org"), ["alice@example.org"]);
+        assert_eq!(to("bob@example.org"), ["bob@example.org"]);
+        assert_eq!(
+            resolve(&reader, "webmaster@example.org").unwrap(),
+            Resolution::UnknownUser
+        );
+        assert_eq!(
+            resolve(&reader, "postmaster@elsewhere.test").unwrap(),
+            Resolution::NotLocal
+        );
+        t.store
+            .add_alias("postmaster@example.org", &["bob@example.org".into()])
+            .unwrap();
+        assert_eq!(to("postmaster@example.org"), ["bob@example.org"]);
+    }
+
+    #[test]
+    fn bare_postmaster_domain() {
+        let t = with_users();
+        let reader = t.store.reader();
+        let domain = |h: &str| postmaster_domain(&reader, h).unwrap();
+        assert_eq!(domain("mx.example.org"), Some("example.org".into()));
+        assert_eq!(domain("Example.org"), Some("example.org".into()));
+        t.store.add_domain("b.test").unwrap();
+        assert_eq!(domain("mx.b.test"), Some("b.test".into()));
+        assert_eq!(domain("mx.other.test"), Some("b.test".into()), "the first domain");
+    }
 }

@@ -91,6 +91,9 @@ pub fn parse_command(line: &[u8]) -> Result<Command, ParseError> {
         owned.extend_from_slice(b"\r\n");
         &owned
     };
+    if let Some(command) = bare_postmaster(line) {
+        return command;
+    }
     let request = Request::parse(&mut line.iter()).map_err(map_error)?;
     Ok(match request {
         Request::Ehlo { host } => Command::Ehlo(host.into_owned()),
@@ -178,6 +181,36 @@ pub fn parse_command(line: &[u8]) -> Result<Command, ParseError> {
     })
 }
 
+/// RFC 5321 §4.5.1: `RCPT TO:<Postmaster>` (any case, no domain) must be accepted. The
+/// grammar wants a domain, so the line is parsed again with a placeholder one, which is
+/// then dropped: parameters are still checked the same way.
+/// None when the line is anything else.
+fn bare_postmaster(line: &[u8]) -> Option<Result<Command, ParseError>> {
+    let text = std::str::from_utf8(line).ok()?;
+    if !text.get(..8)?.eq_ignore_ascii_case("RCPT TO:") {
+        return None;
+    }
+    let open = 8 + text[8..].find(|c: char| c != ' ')?;
+    let path = text.get(open..open + 12)?;
+    if !path.eq_ignore_ascii_case("<postmaster>") {
+        return None;
+    }
+    let retried = format!(
+        "{}<postmaster@postmaster.invalid>{}",
+        &text[..open],
+        &text[open + 12..]
+    );
+    Some(match parse_command(retried.as_bytes()) {
+        Ok(Command::Rcpt { orcpt, notify, .. }) => Ok(Command::Rcpt {
+            to: "postmaster".into(),
+            orcpt,
+            notify,
+        }),
+        Ok(_) => Err(ParseError::BadRecipient),
+        Err(e) => Err(e),
+    })
+}
+
 fn map_error(e: smtp_proto::Error) -> ParseError {
     use smtp_proto::Error as E;
     match e {
@@ -246,6 +279,29 @@ mod tests {
             p("MAIL FROM:<a@b.org> SIZE=x\r\n"),
             Err(ParseError::BadParameter(_))
         ));
+    }
+
+    #[test]
+    fn bare_postmaster_is_a_recipient() {
+        for line in [
+            "RCPT TO:<Postmaster>\r\n",
+            "rcpt to:<POSTMASTER> NOTIFY=NEVER\r\n",
+        ] {
+            let Ok(Command::Rcpt { to, .. }) = p(line) else {
+                panic!("{line:?}: {:?}", p(line));
+            };
+            assert_eq!(to, "postmaster");
+        }
+        assert_eq!(
+            p("RCPT TO:<Postmaster> NOTIFY=NEVER\r\n"),
+            Ok(Command::Rcpt {
+                to: "postmaster".into(),
+                orcpt: None,
+                notify: crate::store::notify::NEVER
+            })
+        );
+        assert_eq!(p("RCPT TO:<webmaster>\r\n"), Err(ParseError::BadRecipient));
+        assert_eq!(p("RCPT TO:<postmaster\r\n"), Err(ParseError::BadRecipient));
     }
 
     #[test]

@@ -189,6 +189,25 @@ impl Store {
         Ok(self.db.accounts.get(&txn, &address)?)
     }
 
+    /// The account created first (ties: the smaller address), among those of `domain`
+    /// when given: who reads postmaster mail when no account or alias has that name.
+    pub fn oldest_account(&self, domain: Option<&str>) -> Result<Option<String>> {
+        let suffix = domain.map(|d| format!("@{}", d.to_ascii_lowercase()));
+        let txn = self.env.read_txn()?;
+        let mut best: Option<(i64, String)> = None;
+        for item in self.db.accounts.iter(&txn)? {
+            let (address, account) = item?;
+            if suffix.as_deref().is_some_and(|s| !address.ends_with(s)) {
+                continue;
+            }
+            let candidate = (account.created, address.to_string());
+            if best.as_ref().is_none_or(|b| candidate < *b) {
+                best = Some(candidate);
+            }
+        }
+        Ok(best.map(|(_, address)| address))
+    }
+
     pub fn accounts(&self) -> Result<Vec<String>> {
         let txn = self.env.read_txn()?;
         let mut out = Vec::new();

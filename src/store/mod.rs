@@ -228,6 +228,22 @@ impl Reader<'_> {
     pub fn over_quota(&self, address: &str, adding: u64) -> Result<bool> {
         self.0.over_quota(address, adding)
     }
+
+    /// See [`Store::is_local_domain`].
+    pub fn is_local_domain(&self, domain: &str) -> Result<bool> {
+        self.0.is_local_domain(domain)
+    }
+
+    /// See [`Store::domains`] (a handful of keys).
+    pub fn domains(&self) -> Result<Vec<String>> {
+        self.0.domains()
+    }
+
+    /// See [`Store::oldest_account`]: a scan of the accounts, reached only for postmaster
+    /// mail when nobody has that name.
+    pub fn oldest_account(&self, domain: Option<&str>) -> Result<Option<String>> {
+        self.0.oldest_account(domain)
+    }
 }
 
 /// Where a delivered copy landed.

@@ -307,6 +307,29 @@ def test_catch_all_alias(server):
     assert contents(server, ALICE) == [message]
 
 
+def test_postmaster_is_always_accepted(server):
+    """RFC 5321 §4.5.1: <Postmaster> without a domain and postmaster@ each local domain,
+    in any case, with no account of that name: the domain's oldest account reads it."""
+    assert rcpt_reply(server, "Postmaster") == (250, b"2.1.5 Recipient OK")
+    assert rcpt_reply(server, "POSTMASTER@Example.org") == (250, b"2.1.5 Recipient OK")
+    bare = make_message(new_token(), to="postmaster")
+    assert send_mail(server, EXTERNAL_SENDER, ["Postmaster"], bare) == {}
+    full = make_message(new_token(), to="postmaster@example.org")
+    assert send_mail(server, EXTERNAL_SENDER, ["postmaster@EXAMPLE.ORG"], full) == {}
+    assert contents(server, ALICE) == [bare, full]
+    assert contents(server, BOB) == []
+    # Other local parts still need an account.
+    assert rcpt_reply(server, "webmaster") == (553, b"5.1.3 Bad recipient address syntax")
+
+
+def test_postmaster_alias_wins(server):
+    server.add_alias("postmaster@example.org", BOB)
+    message = make_message(new_token(), to="postmaster")
+    assert send_mail(server, EXTERNAL_SENDER, ["postmaster"], message) == {}
+    assert contents(server, BOB) == [message]
+    assert contents(server, ALICE) == []
+
+
 # -- limits ---------------------------------------------------------------
 
 def test_declared_size_over_limit_is_552(make_server):

@@ -91,6 +91,20 @@ impl Session {
         }
         // Point lookups, inline (see `Store::reader`).
         let store = self.shared.store.reader();
+        let mut to = to.to_string();
+        if to.eq_ignore_ascii_case("postmaster") {
+            // The parser accepts a bare <Postmaster> (RFC 5321 §4.5.1).
+            match delivery::postmaster_domain(&store, &self.config.hostname) {
+                Ok(Some(domain)) => to = format!("postmaster@{domain}"),
+                Ok(None) => return self.error(550, "5.1.1", "No such user here"),
+                Err(e) => {
+                    log::error!("recipient lookup failed: {e}");
+                    self.reply(451, "4.3.0", "Temporary lookup failure, try again later");
+                    return false;
+                }
+            }
+        }
+        let to = to.as_str();
         let resolved = delivery::resolve(&store, to).and_then(|resolution| {
             let mut full = false;
             if let Resolution::Local(targets) = &resolution {
