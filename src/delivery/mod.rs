@@ -163,6 +163,10 @@ mod tests {
         assert_eq!(domain("Example.org"), Some("example.org".into()));
         t.store.add_domain("b.test").unwrap();
         assert_eq!(domain("mx.b.test"), Some("b.test".into()));
-        assert_eq!(domain("mx.other.test"), Some("b.test".into()), "the first domain");
+        assert_eq!(
+            domain("mx.other.test"),
+            Some("b.test".into()),
+            "the first domain"
+        );
     }
 }
