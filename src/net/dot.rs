@@ -4,9 +4,13 @@
 //!
 //! Only `<CRLF>.<CRLF>` ends a message. A bare LF or bare CR never ends one, so a message
 //! cannot smuggle a second SMTP transaction past a server that reads line endings
-//! differently (the "SMTP smuggling" class). Bare LF is stored as CRLF, so stored mail is
-//! always RFC 5322 line-terminated; a bare CR is kept as it came. A line starting with a
-//! dot has that dot removed, whatever ended the line before it.
+//! differently (the "SMTP smuggling" class). A bare LF and a bare CR both end a line and
+//! are stored as CRLF, so stored mail is always RFC 5322 line-terminated and a relayed
+//! message can never carry `<CR>.<CR>` to a next hop that reads CR as a line end (Postfix's
+//! `smtpd_forbid_bare_newline = normalize` does the same for LF). A line starting with a
+//! dot has that dot removed, whatever ended the line before it. The encoder for SMTP
+//! ([`DotStuffer::for_smtp`]) also writes bare LF and bare CR as CRLF, for stored mail
+//! that did not come through DATA (BDAT, APPEND, sendmail).
 
 /// Where the decoder is within the current line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,19 +90,15 @@ impl DataDecoder {
                         self.end_line(out, false);
                     }
                 }
-                State::Cr => match byte {
-                    b'\n' => self.end_line(out, true),
-                    b'\r' => {
-                        out.push(b'\r');
-                        self.line_length += 1;
-                    }
-                    _ => {
-                        out.push(b'\r');
-                        self.line_length += 1;
-                        self.state = State::Text;
+                State::Cr => {
+                    if byte == b'\n' {
+                        self.end_line(out, true);
+                    } else {
+                        // A bare CR ends the line; this byte starts the next one.
+                        self.end_line(out, false);
                         continue;
                     }
-                },
+                }
                 State::LineStart { after_crlf } => {
                     if byte == b'.' {
                         self.state = State::Dot { after_crlf };
@@ -135,9 +135,10 @@ impl DataDecoder {
                         self.end_line(out, true);
                     }
                     _ => {
-                        out.push(b'\r');
+                        // A lone dot ended by a bare CR: text, not the end of data.
+                        out.push(b'.');
                         self.line_length += 1;
-                        self.state = State::Text;
+                        self.end_line(out, false);
                         continue;
                     }
                 },
@@ -163,8 +164,11 @@ impl DataDecoder {
 pub struct DotStuffer {
     at_line_start: bool,
     last: u8,
-    /// Turn a bare LF into CRLF (SMTP must never send one; POP3 keeps the stored bytes).
+    /// Turn a bare LF or bare CR into CRLF (SMTP must never send one; POP3 keeps the
+    /// stored bytes).
     crlf: bool,
+    /// A CR whose LF may come with the next piece (SMTP only).
+    held_cr: bool,
 }
 
 impl Default for DotStuffer {
@@ -179,11 +183,13 @@ impl DotStuffer {
             at_line_start: true,
             last: b'\n',
             crlf: false,
+            held_cr: false,
         }
     }
 
-    /// For SMTP DATA: also writes every bare LF as CRLF, so the data always ends with
-    /// CRLF.CRLF (a message stored from BDAT may hold bare LFs).
+    /// For SMTP DATA: also writes every bare LF and bare CR as CRLF, so the data holds
+    /// only CRLF line ends and always ends with CRLF.CRLF (a message stored from BDAT or
+    /// APPEND may hold either).
     pub fn for_smtp() -> DotStuffer {
         DotStuffer {
             crlf: true,
@@ -193,20 +199,40 @@ impl DotStuffer {
 
     pub fn push(&mut self, piece: &[u8], out: &mut Vec<u8>) {
         for &byte in piece {
-            if self.at_line_start && byte == b'.' {
-                out.push(b'.');
+            if self.held_cr {
+                self.held_cr = false;
+                self.emit(b'\r', out);
+                if byte != b'\n' {
+                    self.emit(b'\n', out); // a bare CR
+                }
+            }
+            if self.crlf && byte == b'\r' {
+                self.held_cr = true;
+                continue;
             }
             if self.crlf && byte == b'\n' && self.last != b'\r' {
-                out.push(b'\r');
+                self.emit(b'\r', out);
             }
-            out.push(byte);
-            self.at_line_start = byte == b'\n';
-            self.last = byte;
+            self.emit(byte, out);
         }
+    }
+
+    fn emit(&mut self, byte: u8, out: &mut Vec<u8>) {
+        if self.at_line_start && byte == b'.' {
+            out.push(b'.');
+        }
+        out.push(byte);
+        self.at_line_start = byte == b'\n';
+        self.last = byte;
     }
 
     /// Ends the data: adds a CRLF if the content did not end with one, then `.CRLF`.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.held_cr {
+            self.held_cr = false;
+            self.emit(b'\r', out);
+            self.emit(b'\n', out);
+        }
         if self.last != b'\n' {
             out.extend_from_slice(b"\r\n");
         }
@@ -230,6 +256,16 @@ mod tests {
         s.push(b"\nend\n", &mut out);
         s.finish(&mut out);
         assert_eq!(out, b"a\r\n..b\r\nend\r\n.\r\n");
+        let mut out = Vec::new();
+        let mut s = DotStuffer::for_smtp();
+        s.push(b"hello\r.\rMAIL FROM:<x@y>\r", &mut out);
+        s.push(b"\nbye\r", &mut out);
+        s.finish(&mut out);
+        assert_eq!(
+            out,
+            b"hello\r\n..\r\nMAIL FROM:<x@y>\r\nbye\r\n.\r\n",
+            "no bare CR ever goes out, even split across pieces"
+        );
         let mut out = Vec::new();
         let mut s = DotStuffer::new();
         s.push(b"a\nb\n", &mut out);
@@ -303,10 +339,18 @@ mod tests {
     }
 
     #[test]
-    fn bare_lf_becomes_crlf_bare_cr_kept() {
+    fn bare_lf_and_bare_cr_become_crlf() {
         let (msg, _, done) = all_steps(b"one\ntwo\rthree\r\r\n.\r\n");
         assert!(done);
-        assert_eq!(msg, b"one\r\ntwo\rthree\r\r\n");
+        assert_eq!(msg, b"one\r\ntwo\r\nthree\r\n\r\n");
+        // The smuggling attempt of issue 10 stays one message, with no bare CR in it.
+        let (msg, rest, done) =
+            all_steps(b"hello\r.\rMAIL FROM:<admin@x.test>\r\n.\r\nQUIT\r\n");
+        assert!(done);
+        assert_eq!(msg, b"hello\r\n.\r\nMAIL FROM:<admin@x.test>\r\n");
+        assert_eq!(rest, b"QUIT\r\n");
+        let (msg, _, _) = all_steps(b"a\r..b\r\n.\r\n");
+        assert_eq!(msg, b"a\r\n.b\r\n", "a dot-stuffed line after a bare CR");
     }
 
     #[test]

@@ -181,6 +181,46 @@ def test_submission_relays_over_verified_starttls_with_dsn_parameters(relay):
     wait_for_empty_queue(server)
 
 
+def raw_submission(server, payload: bytes, chunked: bool) -> tuple[int, bytes]:
+    """Submits `payload` byte for byte (smtplib's sendmail would fix the line ends):
+    through DATA, or as one BDAT LAST chunk."""
+    with smtp_login(server, ALICE) as smtp:
+        assert smtp.mail(ALICE)[0] == 250
+        assert smtp.rcpt("bob@remote.test")[0] == 250
+        if chunked:
+            smtp.send(b"BDAT %d LAST\r\n" % len(payload) + payload)
+        else:
+            assert smtp.docmd("DATA")[0] == 354
+            smtp.send(payload + b".\r\n")  # the payload ends with CRLF
+        return smtp.getreply()
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["DATA", "BDAT"])
+def test_bare_cr_never_leaves_and_smuggles_nothing(relay, chunked):
+    """Issue 10: `hello<CR>.<CR>MAIL FROM:...` must not reach a next hop that ends DATA at
+    <CR>.<CR>. DATA stores it as CRLF lines; BDAT stores the bytes as sent, and the relay
+    writes every bare CR as CRLF (dot-stuffing the line that starts with a dot)."""
+    r = relay()
+    sink = r.sink(MX1)
+    server = r.start()
+    payload = (
+        b"Subject: bare cr\r\n\r\nhello\r.\rMAIL FROM:<admin@example.org>\r"
+        b"RCPT TO:<victim@remote.test>\rline\r\n"
+    )
+    code, text = raw_submission(server, payload, chunked)
+    assert code == 250, text
+    (received,) = sink.wait_for(1)
+    assert re.search(rb"\r(?!\n)", received.data) is None, received.data
+    assert received.data.endswith(
+        b"hello\r\n.\r\nMAIL FROM:<admin@example.org>\r\nRCPT TO:<victim@remote.test>\r\n"
+        b"line\r\n"
+    ), received.data
+    assert received.rcpt_tos == ["bob@remote.test"]
+    assert not sink.sessions[0].violations
+    wait_for_empty_queue(server)
+    assert len(sink.wait_for(1)) == 1, "one message, nothing smuggled"
+
+
 def test_mx_preference_order_and_fallback(relay):
     r = relay()
     # mx1 (preference 10) is a closed port; mx2 (20) answers.
