@@ -262,8 +262,7 @@ mod tests {
         s.push(b"\nbye\r", &mut out);
         s.finish(&mut out);
         assert_eq!(
-            out,
-            b"hello\r\n..\r\nMAIL FROM:<x@y>\r\nbye\r\n.\r\n",
+            out, b"hello\r\n..\r\nMAIL FROM:<x@y>\r\nbye\r\n.\r\n",
             "no bare CR ever goes out, even split across pieces"
         );
         let mut out = Vec::new();
@@ -344,8 +343,7 @@ mod tests {
         assert!(done);
         assert_eq!(msg, b"one\r\ntwo\r\nthree\r\n\r\n");
         // The smuggling attempt of issue 10 stays one message, with no bare CR in it.
-        let (msg, rest, done) =
-            all_steps(b"hello\r.\rMAIL FROM:<admin@x.test>\r\n.\r\nQUIT\r\n");
+        let (msg, rest, done) = all_steps(b"hello\r.\rMAIL FROM:<admin@x.test>\r\n.\r\nQUIT\r\n");
         assert!(done);
         assert_eq!(msg, b"hello\r\n.\r\nMAIL FROM:<admin@x.test>\r\n");
         assert_eq!(rest, b"QUIT\r\n");

@@ -91,7 +91,11 @@ fn run(store: &Store, queue: &mpsc::Receiver<Job>, changes: &watch::Sender<u64>)
                 log::error!("group commit of {} deliveries failed: {e}", batch.len());
                 let text = e.to_string();
                 for job in batch {
-                    let _ = job.reply.send(Err(StoreError::Invalid(text.clone())));
+                    let error = match e {
+                        StoreError::Full => StoreError::Full,
+                        _ => StoreError::Invalid(text.clone()),
+                    };
+                    let _ = job.reply.send(Err(error));
                 }
             }
         }

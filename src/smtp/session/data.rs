@@ -3,6 +3,10 @@
 //! notices (RFC 3461) follow the delivery.
 
 use super::*;
+use crate::store::StoreError;
+
+/// RFC 3463 4.3.1: the disk or the store is full; the client may try again later.
+const REPLY_NO_ROOM: &[u8] = b"452 4.3.1 Insufficient system storage, try again later\r\n";
 
 impl Session {
     pub(super) async fn data(&mut self) -> io::Result<Option<End>> {
@@ -23,6 +27,8 @@ impl Session {
         let mut decoder = DataDecoder::new();
         let mut decoded = Vec::new();
         let mut too_big = false;
+        // A spool write that failed (disk full): the rest is read and thrown away.
+        let mut no_room = false;
         self.conn.read_timeout = self.config.limits.data_timeout();
         let outcome = loop {
             if !self.conn.has_buffered_input() {
@@ -34,11 +40,12 @@ impl Session {
             }
             let fed = decoder.feed(self.conn.buffered(), &mut decoded);
             self.conn.consume(fed.consumed);
-            if !too_big {
+            if !too_big && !no_room {
                 if spool.len() + decoded.len() as u64 > max {
                     too_big = true;
-                } else {
-                    spool.write(&decoded)?;
+                } else if let Err(e) = spool.write(&decoded) {
+                    log::error!("smtp {}: spooling the message: {e}", self.conn.peer);
+                    no_room = true;
                 }
             }
             decoded.clear();
@@ -58,6 +65,12 @@ impl Session {
             self.tx = None;
             let text = format!("Message size exceeds fixed maximum of {max} bytes");
             self.reply(552, "5.3.4", &text);
+            return Ok(None);
+        }
+        if no_room {
+            // Our trouble, not the client's: no error is counted.
+            self.tx = None;
+            self.conn.send(REPLY_NO_ROOM);
             return Ok(None);
         }
         if decoder.longest_line() > MAX_DATA_LINE {
@@ -104,8 +117,9 @@ impl Session {
                 if chunks.failure.is_none() {
                     if chunks.received + take as u64 > max {
                         chunks.failure = Some(b"552 5.3.4 Message size exceeds fixed maximum\r\n");
-                    } else {
-                        chunks.spool.write(&self.conn.buffered()[..take])?;
+                    } else if let Err(e) = chunks.spool.write(&self.conn.buffered()[..take]) {
+                        log::error!("smtp {}: spooling the message: {e}", self.conn.peer);
+                        chunks.failure = Some(REPLY_NO_ROOM);
                     }
                 }
                 chunks.received += take as u64;
@@ -123,7 +137,8 @@ impl Session {
             if last || self.tx.is_none() {
                 self.tx = None;
                 self.conn.send(reply);
-                if self.count_error() {
+                // A full disk is our trouble, not the client's.
+                if reply != REPLY_NO_ROOM && self.count_error() {
                     return Ok(Some(End::TooManyErrors));
                 }
             } else {
@@ -235,6 +250,13 @@ impl Session {
                 }
                 let text = format!("OK id={id}");
                 self.reply(250, "2.0.0", &text);
+            }
+            Err(StoreError::Full) => {
+                log::error!(
+                    "smtp {}: delivery of id={id}: the store is full",
+                    self.conn.peer
+                );
+                self.conn.send(REPLY_NO_ROOM);
             }
             Err(e) => {
                 log::error!("smtp {}: delivery of id={id} failed: {e}", self.conn.peer);

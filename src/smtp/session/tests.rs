@@ -31,8 +31,12 @@ fn temp_dir() -> TempDir {
 }
 
 async fn start(kind: ListenerKind, max_errors: u32) -> Harness {
+    start_with_map(kind, max_errors, 64 << 20).await
+}
+
+async fn start_with_map(kind: ListenerKind, max_errors: u32, map_size: usize) -> Harness {
     let t = temp_dir();
-    let store = Arc::new(Store::open(&t.0, 64 << 20).unwrap());
+    let store = Arc::new(Store::open(&t.0, map_size).unwrap());
     store.add_domain("example.org").unwrap();
     store.add_account("alice@example.org", "h").unwrap();
     let mut config = Config::embedded_default();
@@ -206,4 +210,40 @@ fn h_ehlo() -> String {
     "250-mx.test greets 127.0.0.1|250-PIPELINING|250-SIZE 26214400|250-8BITMIME|\
      250-SMTPUTF8|250-ENHANCEDSTATUSCODES|250-CHUNKING|250-DSN|250 STARTTLS"
         .into()
+}
+
+#[tokio::test]
+async fn a_full_store_is_452_and_the_session_goes_on() {
+    let mut h = start_with_map(ListenerKind::Smtp, 2, 1 << 20).await;
+    h.says("EHLO client.test", &h_ehlo()).await;
+    // Three times, with a budget of two errors: a full store is not the client's fault.
+    for _ in 0..3 {
+        h.says("MAIL FROM:<a@remote.test>", "250 2.1.0 Sender OK")
+            .await;
+        h.says("RCPT TO:<alice@example.org>", "250 2.1.5 Recipient OK")
+            .await;
+        h.says("DATA", "354 2.0.0 End data with <CR><LF>.<CR><LF>")
+            .await;
+        let line = format!("{}\r\n", "x".repeat(998));
+        h.send("Subject: big\r\n\r\n").await;
+        for _ in 0..2100 {
+            h.send(&line).await;
+        }
+        h.says(
+            ".",
+            "452 4.3.1 Insufficient system storage, try again later",
+        )
+        .await;
+    }
+    h.says("MAIL FROM:<a@remote.test>", "250 2.1.0 Sender OK")
+        .await;
+    h.says("RCPT TO:<alice@example.org>", "250 2.1.5 Recipient OK")
+        .await;
+    h.says("DATA", "354 2.0.0 End data with <CR><LF>.<CR><LF>")
+        .await;
+    h.send("Subject: small\r\n\r\nfits\r\n.\r\n").await;
+    let ok = h.reply().await;
+    assert!(ok.starts_with("250 2.0.0 OK id="), "{ok}");
+    assert_eq!(h.inbox("alice@example.org").len(), 1);
+    h.says("QUIT", "221 2.0.0 mx.test closing connection").await;
 }
