@@ -15,6 +15,11 @@ pub const MAX_DATA_LINE: usize = 64 * 1024;
 /// Longest POP3 command line (RFC 2449 §4: 255 octets; we allow more for AUTH PLAIN).
 pub const MAX_POP3_COMMAND_LINE: usize = 1024;
 
+/// The slowest message data accepted, in bytes per second, after the `data_timeout_secs`
+/// grace (see [`crate::net::Pace`]): 25 MB take at most 7 hours at this rate, while a
+/// client trickling a byte every few seconds is cut off after the grace.
+pub const MIN_DATA_RATE: u64 = 1024;
+
 /// Size of the in-memory part of an incoming message; beyond it the message spills to a
 /// spool file so a large message costs disk, not RAM.
 pub const SPOOL_MEMORY_THRESHOLD: usize = 128 * 1024;

@@ -14,6 +14,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
@@ -103,8 +104,37 @@ pub struct Connection {
     skipping: bool,
     output: Vec<u8>,
     pub peer: SocketAddr,
+    /// Longest wait for any input (the idle or autologout timer).
     pub read_timeout: Duration,
+    /// Once a line has begun, the longest it may take to arrive whole: a client that
+    /// trickles a byte at a time cannot hold a connection past it (slowloris).
+    pub line_timeout: Duration,
     pub write_timeout: Duration,
+}
+
+/// A minimum transfer rate for message data (DATA, BDAT, APPEND): `grace`, plus one
+/// second for every `min_rate` bytes. A client that sends slower than that is cut off,
+/// however often it sends a byte.
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    start: Instant,
+    grace: Duration,
+    min_rate: u64,
+}
+
+impl Pace {
+    pub fn new(grace: Duration, min_rate: u64) -> Pace {
+        Pace {
+            start: Instant::now(),
+            grace,
+            min_rate: min_rate.max(1),
+        }
+    }
+
+    /// When `bytes` must have arrived.
+    pub fn deadline(&self, bytes: u64) -> Instant {
+        self.start + self.grace + Duration::from_secs(bytes / self.min_rate)
+    }
 }
 
 fn timed_out() -> io::Error {
@@ -121,6 +151,7 @@ impl Connection {
             output: Vec::new(),
             peer,
             read_timeout: timeout,
+            line_timeout: timeout,
             write_timeout: timeout,
         }
     }
@@ -231,6 +262,12 @@ impl Connection {
     /// Reads more input (flushing pending output first). Returns the number of new bytes;
     /// 0 means the peer closed the connection.
     pub async fn fill(&mut self) -> io::Result<usize> {
+        self.fill_by(None).await
+    }
+
+    /// Like [`Connection::fill`], but gives up at `deadline` if that comes before the
+    /// read timeout.
+    pub async fn fill_by(&mut self, deadline: Option<Instant>) -> io::Result<usize> {
         self.flush().await?;
         if self.start > 0 {
             self.input.drain(..self.start);
@@ -245,15 +282,22 @@ impl Connection {
         if self.input.capacity() - self.input.len() < want / 2 {
             self.input.reserve(want);
         }
+        let mut wait = self.read_timeout;
+        if let Some(deadline) = deadline {
+            wait = wait.min(deadline.saturating_duration_since(Instant::now()));
+        }
         let read = self.stream.read_buf(&mut self.input);
-        tokio::time::timeout(self.read_timeout, read)
+        tokio::time::timeout(wait, read)
             .await
             .map_err(|_| timed_out())?
     }
 
     /// Reads one line of at most `max` bytes (line ending included).
+    /// The read timeout applies while nothing of the line has come; from its first byte
+    /// on, the whole line must arrive within `line_timeout`.
     pub async fn read_line(&mut self, max: usize) -> io::Result<Line> {
         let mut scanned = 0;
+        let mut deadline: Option<Instant> = None;
         loop {
             let pending = &self.input[self.start..];
             if let Some(pos) = pending[scanned..].iter().position(|&b| b == b'\n') {
@@ -262,6 +306,7 @@ impl Connection {
                     self.skipping = false;
                     self.consume(end);
                     scanned = 0;
+                    deadline = None;
                     continue;
                 }
                 if end > max {
@@ -285,7 +330,10 @@ impl Connection {
             } else {
                 scanned = pending.len();
             }
-            if self.fill().await? == 0 {
+            if deadline.is_none() && (self.skipping || self.start < self.input.len()) {
+                deadline = Some(Instant::now() + self.line_timeout);
+            }
+            if self.fill_by(deadline).await? == 0 {
                 return Ok(Line::Closed);
             }
         }

@@ -50,6 +50,9 @@ impl Session {
         let config = shared.config();
         let timeout = config.limits.command_timeout().max(MIN_AUTOLOGOUT);
         conn.read_timeout = timeout;
+        // The autologout timer is for idle clients; a command line once begun must be
+        // complete within the command timeout.
+        conn.line_timeout = config.limits.command_timeout();
         conn.write_timeout = timeout;
         Session {
             errors: ErrorBudget::new(&config),

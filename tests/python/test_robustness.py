@@ -4,6 +4,7 @@ import random
 import resource
 import selectors
 import socket
+import threading
 import time
 
 import pytest
@@ -12,6 +13,7 @@ from conftest import (
     ALICE,
     EXTERNAL_SENDER,
     HOST,
+    LineClient,
     PASSWORDS,
     Pop3Client,
     Reply,
@@ -247,4 +249,77 @@ def test_too_many_errors_pop3(make_server):
         # The error that reaches the limit is followed, unasked, by the closing notice.
         assert pop.status() == b"-ERR [SYS/PERM] Too many errors, closing connection"
         assert pop.at_eof(), "connection still open after the closing notice"
+    assert_healthy(server)
+
+
+# -- slow clients (slowloris) ---------------------------------------------------
+
+SLOW_TIMEOUT = 3  # command_timeout_secs and data_timeout_secs of the slow-client server
+
+SLOW_GOODBYE = {
+    "smtp": b"421 4.4.2 mx.test Timeout, closing connection\r\n",
+    "data": b"421 4.4.2 mx.test Timeout, closing connection\r\n",
+    "pop3": b"-ERR [SYS/TEMP] Autologout: idle too long\r\n",
+    "imap": b"* BYE Autologout: idle too long\r\n",
+}
+
+
+def trickle(server, kind: str) -> tuple[float, bytes]:
+    """Opens a session, then sends one byte every 0.5 s of a line that never ends.
+    Returns how long the server took to hang up and the last line it sent."""
+    port = server.port("smtp" if kind == "data" else kind)
+    with LineClient(port, timeout=30) as client:
+        assert client.readline()  # greeting
+        if kind == "data":
+            for command in ("EHLO client.test", f"MAIL FROM:<{EXTERNAL_SENDER}>", f"RCPT TO:<{ALICE}>", "DATA"):
+                assert client.send(command.encode() + b"\r\n")
+                while True:
+                    line = client.readline()
+                    if line[3:4] != b"-":
+                        break
+            assert line.startswith(b"354"), line
+        started = time.monotonic()
+        stop = threading.Event()
+
+        def send_slowly():
+            while not stop.is_set():
+                try:
+                    if not client.send(b"x"):
+                        return
+                except OSError:
+                    return
+                stop.wait(0.5)
+
+        sender = threading.Thread(target=send_slowly, daemon=True)
+        sender.start()
+        last = b""
+        while True:
+            line = client.readline()
+            if not line:
+                elapsed = time.monotonic() - started
+                stop.set()
+                sender.join()
+                return elapsed, last
+            last = line
+
+
+def test_slow_clients_are_cut_off_while_others_are_served(make_server):
+    """Issue 10: a client trickling one byte every half second kept a connection for as
+    long as it liked (the timeouts applied to each read). Now a started command line must
+    be complete within command_timeout_secs, and DATA must keep a minimum rate after
+    data_timeout_secs."""
+    server = make_server(limits={"command_timeout_secs": SLOW_TIMEOUT, "data_timeout_secs": SLOW_TIMEOUT})
+    kinds = ["smtp", "data", "pop3", "imap"]
+    results: dict[str, tuple[float, bytes]] = {}
+    threads = [threading.Thread(target=lambda k=k: results.__setitem__(k, trickle(server, k))) for k in kinds]
+    for t in threads:
+        t.start()
+    time.sleep(1)
+    assert_delivery_works(server)  # served while the slow clients hold their slots
+    for t in threads:
+        t.join(timeout=30)
+    for kind in kinds:
+        elapsed, last = results[kind]
+        assert last == SLOW_GOODBYE[kind], (kind, last)
+        assert SLOW_TIMEOUT - 0.5 <= elapsed < SLOW_TIMEOUT + 5, (kind, elapsed)
     assert_healthy(server)

@@ -116,10 +116,15 @@ impl Session {
     async fn receive_message(&mut self, length: u64) -> io::Result<Option<Spooled>> {
         let saved = self.conn.read_timeout;
         self.conn.read_timeout = self.config.limits.data_timeout();
+        let pace = crate::net::Pace::new(
+            self.config.limits.data_timeout(),
+            crate::limits::MIN_DATA_RATE,
+        );
+        let deadline = pace.deadline(length);
         let mut spool = SpoolWriter::new(self.shared.store.spool_dir());
         let mut left = length;
         while left > 0 {
-            if !self.conn.has_buffered_input() && self.conn.fill().await? == 0 {
+            if !self.conn.has_buffered_input() && self.conn.fill_by(Some(deadline)).await? == 0 {
                 return Ok(None);
             }
             let buffered = self.conn.buffered();

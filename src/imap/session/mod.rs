@@ -160,6 +160,9 @@ impl Session {
         let config = shared.config();
         let timeout = config.limits.command_timeout().max(MIN_AUTOLOGOUT);
         conn.read_timeout = timeout;
+        // The autologout timer is for idle clients; a command once begun must be complete
+        // within the command timeout.
+        conn.line_timeout = config.limits.command_timeout();
         conn.write_timeout = config.limits.command_timeout();
         let changes = shared.committer.subscribe();
         Session {
@@ -287,9 +290,11 @@ impl Session {
 
     /// Appends `length` bytes of literal data to `command`; false if the client left.
     async fn read_literal(&mut self, command: &mut Vec<u8>, length: usize) -> io::Result<bool> {
+        // Part of the command: it shares the command's deadline.
+        let deadline = tokio::time::Instant::now() + self.conn.line_timeout;
         let mut left = length;
         while left > 0 {
-            if !self.conn.has_buffered_input() && self.conn.fill().await? == 0 {
+            if !self.conn.has_buffered_input() && self.conn.fill_by(Some(deadline)).await? == 0 {
                 return Ok(false);
             }
             let buffered = self.conn.buffered();

@@ -3,6 +3,8 @@
 //! notices (RFC 3461) follow the delivery.
 
 use super::*;
+use crate::limits::MIN_DATA_RATE;
+use crate::net::Pace;
 use crate::store::StoreError;
 
 /// RFC 3463 4.3.1: the disk or the store is full; the client may try again later.
@@ -30,9 +32,11 @@ impl Session {
         // A spool write that failed (disk full): the rest is read and thrown away.
         let mut no_room = false;
         self.conn.read_timeout = self.config.limits.data_timeout();
+        let pace = Pace::new(self.config.limits.data_timeout(), MIN_DATA_RATE);
+        let mut received = 0u64;
         let outcome = loop {
             if !self.conn.has_buffered_input() {
-                match self.conn.fill().await {
+                match self.conn.fill_by(Some(pace.deadline(received))).await {
                     Ok(0) => break Ok(false),
                     Ok(_) => {}
                     Err(e) => break Err(e),
@@ -40,6 +44,7 @@ impl Session {
             }
             let fed = decoder.feed(self.conn.buffered(), &mut decoded);
             self.conn.consume(fed.consumed);
+            received += fed.consumed as u64;
             if !too_big && !no_room {
                 if spool.len() + decoded.len() as u64 > max {
                     too_big = true;
@@ -107,10 +112,12 @@ impl Session {
             },
         };
         self.conn.read_timeout = self.config.limits.data_timeout();
+        let deadline = Pace::new(self.config.limits.data_timeout(), MIN_DATA_RATE).deadline(size);
         let mut left = size;
         let read = async {
             while left > 0 {
-                if !self.conn.has_buffered_input() && self.conn.fill().await? == 0 {
+                if !self.conn.has_buffered_input() && self.conn.fill_by(Some(deadline)).await? == 0
+                {
                     return Ok::<bool, io::Error>(false);
                 }
                 let take = (self.conn.buffered().len() as u64).min(left) as usize;
