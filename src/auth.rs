@@ -161,8 +161,8 @@ impl Authenticator {
     /// Returns the account's canonical address when the credentials are right.
     pub async fn login(&self, user: &str, password: Secret) -> Option<String> {
         let (address, _) = crate::address::normalize_address(user)?;
-        let lookup = address.clone();
-        let account = match self.store.call(move |s| s.account(&lookup)).await {
+        // A point lookup, inline (see `Store::reader`).
+        let account = match self.store.reader().account(&address) {
             Ok(account) => account,
             Err(e) => {
                 log::error!("auth: reading account {address}: {e}");
@@ -176,6 +176,14 @@ impl Authenticator {
             }
         }
         let _permit = self.permits.acquire().await.ok()?;
+        // Read again: the password may have changed while this login waited its turn.
+        let account = match self.store.reader().account(&address) {
+            Ok(account) => account,
+            Err(e) => {
+                log::error!("auth: reading account {address}: {e}");
+                return None;
+            }
+        };
         let cache = self.cache.clone();
         // argon2 is CPU work, not store work: it runs on the blocking pool directly.
         tokio::task::spawn_blocking(move || match account {

@@ -156,6 +156,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// Open connections from one IP address.
     pub max_connections_per_ip: usize,
+    /// Open connections from one network: an IPv4 /24 or an IPv6 /64 (one home line, one
+    /// hosting customer), so that many addresses of one network cannot take every slot.
+    pub max_connections_per_network: usize,
     /// Idle time allowed between commands (RFC 5321 §4.5.3.2.7: 5 minutes).
     pub command_timeout_secs: u64,
     /// Time allowed between two reads inside DATA/BDAT (RFC 5321 §4.5.3.2.5: 3 minutes).
@@ -173,6 +176,7 @@ impl Default for Limits {
             max_recipients: 100,
             max_connections: 1000,
             max_connections_per_ip: 50,
+            max_connections_per_network: 200,
             command_timeout_secs: 300,
             data_timeout_secs: 180,
             max_errors: 10,
@@ -404,10 +408,15 @@ impl Config {
         if l.max_message_size < 1024 {
             return bad("limits.max_message_size", "must be at least 1024");
         }
-        if l.max_recipients == 0 || l.max_connections == 0 || l.max_connections_per_ip == 0 {
+        if l.max_recipients == 0
+            || l.max_connections == 0
+            || l.max_connections_per_ip == 0
+            || l.max_connections_per_network == 0
+        {
             return bad(
                 "limits",
-                "max_recipients, max_connections and max_connections_per_ip must be positive",
+                "max_recipients, max_connections, max_connections_per_ip and \
+                 max_connections_per_network must be positive",
             );
         }
         if l.command_timeout_secs == 0 || l.data_timeout_secs == 0 {

@@ -7,24 +7,24 @@
 //! enforces it, with the same table).
 //! 1. Foundations, pure: [`clock`] (Unix time), [`address`] (address and domain
 //!    normalisation), [`mail`] (header/body split, header fields, dates, DSNs).
-//! 2. [`config`]: typed TOML configuration with the embedded default; then [`limits`],
-//!    the fixed protocol-level caps.
-//! 3. Platform: [`tls`] (rustls server and client configurations, the self-signed
+//! 2. [`config`]: typed TOML configuration with the embedded default.
+//! 3. [`limits`]: the fixed protocol-level caps.
+//! 4. Platform: [`tls`] (rustls server and client configurations, the self-signed
 //!    certificate), [`dns`] (one resolver, typed lookups), [`net`] (the connection type
 //!    with bounded line reading; dot-stuffing), [`privilege`] (dropping root),
 //!    [`signals`] (SIGHUP / SIGTERM / SIGINT).
-//! 4. [`store`]: the LMDB store (accounts, mailboxes, messages, outbound queue, quota
+//! 5. [`store`]: the LMDB store (accounts, mailboxes, messages, outbound queue, quota
 //!    counters); its module doc is the schema. Imports no protocol.
-//! 5. [`auth`]: password hashing, the credential cache, SASL PLAIN/LOGIN decoding.
-//! 6. [`delivery`]: the one path from "recipient accepted" to "stored"; DSN notices.
-//! 7. [`floor`]: what every session stands on: `Shared`, the session kernel, locks.
-//! 8. [`relay`]: outbound delivery: `route` (MX, smarthost), `client` (SMTP client),
+//! 6. [`auth`]: password hashing, the credential cache, SASL PLAIN/LOGIN decoding.
+//! 7. [`delivery`]: the one path from "recipient accepted" to "stored"; DSN notices.
+//! 8. [`floor`]: what every session stands on: `Shared`, the session kernel, admission,
+//!    locks.
+//! 9. [`relay`]: outbound delivery: `route` (MX, smarthost), `client` (SMTP client),
 //!    `runner` and `schedule` (the scheduler), `retry` (pure), `dkim`.
-//! 9. Protocol servers: [`smtp`], [`pop3`], [`imap`], each a pure `parse` under a
-//!    `session` state machine.
-//! 10. [`sendmail`] (local injection) and [`server`] (listeners, connection limits,
-//!     shutdown fan-out).
-//! 11. [`cli`]: the command line (`serve`, `user`, `domain`, `alias`, `queue`, `dkim`,
+//! 10. Protocol servers: [`smtp`], [`pop3`], [`imap`], each a pure `parse` under a
+//!     `session` state machine.
+//! 11. [`sendmail`] (local injection) and [`server`] (listeners, shutdown fan-out).
+//! 12. [`cli`]: the command line (`serve`, `user`, `domain`, `alias`, `queue`, `dkim`,
 //!     `sendmail`, `config check`).
 #![forbid(unsafe_op_in_unsafe_fn)]
 

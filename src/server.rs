@@ -85,7 +85,9 @@ pub async fn run(
                         .store
                         .call(move |store| {
                             for domain in &domains {
-                                store.ensure_domain(domain)?;
+                                if let Err(e) = store.ensure_domain(domain) {
+                                    log::error!("reload: domain {domain}: {e}");
+                                }
                             }
                             Ok(())
                         })

@@ -101,7 +101,11 @@ const DESCRIBE_INLINE: u64 = 32 * 1024;
 
 /// Prepares and stores a delivery through the group committer; returns once durable.
 pub async fn deliver(committer: &Committer, mut delivery: Delivery) -> Result<Accepted> {
-    if delivery.message.size() <= DESCRIBE_INLINE {
+    let described = !delivery.targets.is_empty()
+        && matches!(delivery.message.body, crate::store::Spooled::Memory(_));
+    if !described {
+        // Nothing to describe: spooled (described at the first FETCH) or queue-only.
+    } else if delivery.message.size() <= DESCRIBE_INLINE {
         prepare(&mut delivery);
     } else {
         delivery = tokio::task::spawn_blocking(move || {

@@ -88,8 +88,9 @@ pub fn delivered(
     )))
 }
 
-/// A notice about `recipients`, as a delivery to the sender. Its IMAP description is
-/// left to the first FETCH: this runs inside the relay's queue transaction.
+/// A notice about `recipients`, as a delivery to the sender. The relay stores it inside
+/// its queue transaction, so it gets no description there (the first FETCH computes it);
+/// SMTP's success notices go through [`super::deliver`] and get one.
 pub fn build(
     about: About,
     hostname: &str,

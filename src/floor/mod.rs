@@ -4,10 +4,12 @@
 //!   authenticator, TLS, configuration, shutdown signal, connection counts).
 //! - [`session`]: the session kernel shared by SMTP, POP3 and IMAP: how a session ends,
 //!   the error budget, the login policy and the read-or-shutdown wait.
+//! - [`admission`]: the connection caps (total, per address, per network).
 //! - [`locks`]: maildrop locks (one POP3 session per account at a time).
 //!
 //! Protocols build on this module; it imports none of them.
 
+pub mod admission;
 pub mod locks;
 pub mod session;
 
@@ -15,8 +17,8 @@ use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::store::{Committer, Store};
 use crate::tls::TlsContext;
+use admission::Connections;
 pub use locks::MaildropLocks;
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -35,12 +37,6 @@ pub struct Shared {
     pub relay_wake: tokio::sync::Notify,
     config: RwLock<Arc<Config>>,
     connections: Mutex<Connections>,
-}
-
-#[derive(Default)]
-struct Connections {
-    total: usize,
-    per_ip: HashMap<IpAddr, usize>,
 }
 
 impl Shared {
@@ -76,19 +72,11 @@ impl Shared {
         *self.config.write().expect("config lock") = Arc::new(config);
     }
 
-    /// Counts a new connection, or says why it must be refused.
+    /// Counts a new connection, or says why it must be refused (see [`admission`]).
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionSlot, &'static str> {
         let config = self.config();
         let mut c = self.connections.lock().expect("connections lock");
-        if c.total >= config.limits.max_connections {
-            return Err("too many connections");
-        }
-        let from_ip = c.per_ip.entry(ip).or_insert(0);
-        if *from_ip >= config.limits.max_connections_per_ip {
-            return Err("too many connections from your address");
-        }
-        *from_ip += 1;
-        c.total += 1;
+        c.admit(ip, &config.limits)?;
         Ok(ConnectionSlot {
             shared: self.clone(),
             ip,
@@ -105,12 +93,6 @@ pub struct ConnectionSlot {
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         let mut c = self.shared.connections.lock().expect("connections lock");
-        c.total -= 1;
-        if let Some(n) = c.per_ip.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                c.per_ip.remove(&self.ip);
-            }
-        }
+        c.release(self.ip);
     }
 }

@@ -4,7 +4,7 @@
 //! whole untagged responses are returned with their `* ` and CRLF, so a handler can
 //! gather several into one buffer. RFC 9051 §4 (data formats) and §7 (responses).
 //!
-//! ENVELOPE and BODYSTRUCTURE have their own writer, [`super::structure`], since they are
+//! ENVELOPE and BODYSTRUCTURE have their own writer, [`crate::mail::structure`], since they are
 //! computed once per stored message and kept.
 
 use super::parse::{Capability, Range, SearchReturn, Section, StatusItem};

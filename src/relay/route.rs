@@ -100,10 +100,14 @@ impl Resolver {
 }
 
 fn temporary(e: DnsError) -> Failure {
-    Failure {
-        permanent: false,
-        diagnostic: e.to_string(),
-        status: "4.4.3".into(),
+    match e {
+        // No resolver at all: a routing problem of ours (4.4.1), not a DNS answer.
+        DnsError::NoConfig => Failure::temporary(e.to_string()),
+        e => Failure {
+            permanent: false,
+            diagnostic: e.to_string(),
+            status: "4.4.3".into(),
+        },
     }
 }
 

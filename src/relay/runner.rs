@@ -152,9 +152,12 @@ async fn group_by_route(
         .call(move |store| {
             let mut entries = Vec::with_capacity(ids.len());
             for id in ids {
-                // An entry gone meanwhile (delivered, or deleted by the administrator).
-                if let Some(entry) = store.queued(id)? {
-                    entries.push((id, entry));
+                match store.queued(id) {
+                    Ok(Some(entry)) => entries.push((id, entry)),
+                    // Gone meanwhile (delivered, or deleted by the administrator).
+                    Ok(None) => {}
+                    // One unreadable entry must not hold up the others.
+                    Err(e) => log::error!("relay: reading queue id {id}: {e}"),
                 }
             }
             Ok(entries)

@@ -175,6 +175,10 @@ impl Store {
 
     /// Adds `delta` bytes (negative: removes) to an account's usage counter.
     pub(super) fn adjust_usage(&self, txn: &mut RwTxn, account: &str, delta: i64) -> Result<()> {
+        // A session that outlived `user del` must not bring the counter back.
+        if delta == 0 || self.db.accounts.get(txn, account)?.is_none() {
+            return Ok(());
+        }
         let used = self.db.usage.get(txn, account)?.unwrap_or(0);
         let used = used.saturating_add_signed(delta);
         self.db.usage.put(txn, account, &used)?;

@@ -3,7 +3,7 @@
 //! One LMDB environment in `<data_dir>/mail` holds every database. Every public function
 //! here runs one transaction and returns only after it committed; LMDB's synchronous
 //! commit makes each write durable when the call returns. No transaction is ever held
-//! across an `.await`: callers in async code use `spawn_blocking` or the [`Committer`].
+//! across an `.await` (see below for how async code calls in).
 //!
 //! # Schema (version [`SCHEMA_VERSION`])
 //! | database    | key                                  | value                          |
@@ -35,11 +35,12 @@
 //! This module imports no protocol: what it stores is data its callers prepared. Async
 //! code reaches it through [`Store::call`], which runs a closure on tokio's blocking pool
 //! (deliveries go through the [`Committer`]). The one exception is [`Store::reader`], a
-//! read-only view with the point lookups of the SMTP command path (recipient resolution,
-//! quota): LMDB readers take no lock and never wait for the writer, so a lookup of a few
-//! keys costs microseconds, less than the hop to the blocking pool (measured: that hop
-//! on every RCPT cost bench-smtp 10 to 15 % of its throughput). Nothing that writes,
-//! scans or reads message bytes is on the view.
+//! read-only view with the point lookups of the command paths (recipient resolution,
+//! quota, the account at login): LMDB readers take no lock and never wait for the writer,
+//! so a lookup of a few keys costs microseconds, less than the hop to the blocking pool
+//! (measured: that hop on every RCPT cost bench-smtp 10 to 15 % of its throughput).
+//! Nothing that writes or reads message bytes is on the view; its only scan, of the
+//! accounts, serves postmaster mail when nobody has that name.
 
 mod accounts;
 mod committer;
@@ -227,6 +228,11 @@ impl Reader<'_> {
     /// See [`Store::over_quota`].
     pub fn over_quota(&self, address: &str, adding: u64) -> Result<bool> {
         self.0.over_quota(address, adding)
+    }
+
+    /// See [`Store::account`].
+    pub fn account(&self, address: &str) -> Result<Option<Account>> {
+        self.0.account(address)
     }
 
     /// See [`Store::is_local_domain`].

@@ -152,7 +152,7 @@ impl Store {
         };
         let notices = change(&mut entry);
         for mut notice in notices {
-            self.accept_txn(&mut txn, &mut notice)?;
+            self.accept_notice(&mut txn, &mut notice)?;
         }
         let done = entry.recipients.iter().all(|r| r.state.is_final());
         if done {
@@ -164,6 +164,35 @@ impl Store {
         self.bump_queue_generation(&mut txn)?;
         txn.commit()?;
         Ok((!done).then_some(entry))
+    }
+
+    /// Stores a notice inside the queue's transaction. A target mailbox that is gone
+    /// (deleted since the notice was routed) falls back to that account's INBOX, and a
+    /// notice nobody can take is dropped with a log line: the attempt itself must still
+    /// be recorded, or the message would be sent again.
+    fn accept_notice(&self, txn: &mut RwTxn, notice: &mut Delivery) -> Result<()> {
+        let mut nested = self.env.nested_write_txn(txn)?;
+        match self.accept_txn(&mut nested, notice) {
+            Ok(_) => return Ok(nested.commit()?),
+            Err(StoreError::NotFound(what)) => {
+                nested.abort();
+                log::warn!("notice: {what}; delivering to INBOX instead");
+            }
+            Err(e) => return Err(e),
+        }
+        for target in &mut notice.targets {
+            target.mailbox = "INBOX".into();
+        }
+        let mut nested = self.env.nested_write_txn(txn)?;
+        match self.accept_txn(&mut nested, notice) {
+            Ok(_) => Ok(nested.commit()?),
+            Err(StoreError::NotFound(what)) => {
+                nested.abort();
+                log::error!("notice dropped: {what}");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Makes the given entries (all when `None`) due now, in one transaction; returns how

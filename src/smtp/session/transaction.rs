@@ -1,6 +1,6 @@
 //! MAIL and RCPT (RFC 5321 §4.1.1.2-3): opening a transaction and resolving recipients
-//! through [`crate::delivery`]. Both are async: lookups run on the store's blocking pool,
-//! and DNS checks (SPF) can join them here.
+//! through [`crate::delivery`]. Both are async, so DNS checks (SPF) can join them here;
+//! the store lookups are point reads and run inline (see `Store::reader`).
 
 use super::*;
 
