@@ -226,6 +226,36 @@ def test_many_idle_connections_from_one_address(make_server):
     server.assert_no_panic()
 
 
+def test_many_addresses_of_one_network_cannot_take_every_slot(make_server):
+    """Issue 10: 1,000 idle sockets from 20 addresses used to lock everyone out. One
+    network (an IPv4 /24) now gets at most max_connections_per_network slots."""
+    per_network = 200
+    original_soft = raise_fd_limit(1000 + 200)
+    server = make_server(limits={"max_connections": 1000, "max_connections_per_network": per_network})
+    sockets = []
+    try:
+        for i in range(1000):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.settimeout(10)
+            sock.bind((f"127.0.0.{10 + i % 20}", 0))  # 50 from each of 20 addresses
+            sock.connect((HOST, server.port("smtp")))
+            sockets.append(sock)
+        first_lines = read_first_lines(sockets, timeout=30)
+        greeting = b"220 mx.test ESMTP letterbox ready\r"
+        refusal = b"421 4.7.0 too many connections from your network, try again later\r"
+        assert first_lines.count(greeting) == per_network
+        assert first_lines.count(refusal) == 1000 - per_network
+        # A client from another network is served throughout.
+        with SmtpClient(server.port("smtp"), source="127.0.1.1") as smtp:
+            assert smtp.reply() == Reply(220, [b"mx.test ESMTP letterbox ready"])
+            assert smtp.command("NOOP") == Reply(250, [b"2.0.0 OK"])
+    finally:
+        for sock in sockets:
+            sock.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (original_soft, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    assert_healthy(server)
+
+
 def test_too_many_errors_smtp(make_server):
     max_errors = 3
     server = make_server(limits={"max_errors": max_errors})
