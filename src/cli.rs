@@ -60,6 +60,11 @@ enum Command {
         #[command(subcommand)]
         action: QueueAction,
     },
+    /// Sources refused after failed logins (IPv4 addresses, IPv6 /64s); works live.
+    Block {
+        #[command(subcommand)]
+        action: BlockAction,
+    },
     /// DKIM signing keys.
     Dkim {
         #[command(subcommand)]
@@ -87,6 +92,21 @@ enum QueueAction {
     Delete { id: u64 },
     /// Give up on it and send the sender a failure notice.
     Bounce { id: u64 },
+}
+
+#[derive(Subcommand, Debug)]
+enum BlockAction {
+    /// Blocks in force, and expired ones still remembered for doubling.
+    List,
+    /// Block an address (an IPv6 address blocks its /64).
+    Add {
+        ip: std::net::IpAddr,
+        /// How long.
+        #[arg(long, default_value_t = 60)]
+        minutes: u64,
+    },
+    /// Lift a block and forget it.
+    Del { ip: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -236,6 +256,7 @@ fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Queue { action } => queue_command(&cli, action),
+        Command::Block { action } => block_command(&cli, action),
         Command::Dkim {
             action: DkimAction::Generate { domain, selector },
         } => {
@@ -486,6 +507,48 @@ fn serve(cli: &Cli) -> Result<(), String> {
     // Sessions that outlived the grace period are dropped with the runtime.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     log::info!("stopped");
+    Ok(())
+}
+
+fn block_command(cli: &Cli, action: &BlockAction) -> Result<(), String> {
+    let store = open_store(cli)?;
+    let now = crate::clock::unix_now();
+    match action {
+        BlockAction::List => {
+            let blocks = store.blocks(now).map_err(|e| e.to_string())?;
+            for (source, b) in &blocks {
+                let state = if b.until > now {
+                    format!("blocked for {}", age(b.until - now))
+                } else {
+                    format!("expired {} ago", age(now - b.until))
+                };
+                println!("{source}  {state}  level {}  {}", b.level, b.reason);
+            }
+            if blocks.is_empty() {
+                println!("nothing is blocked");
+            }
+        }
+        BlockAction::Add { ip, minutes } => {
+            let source = crate::auth::guard::source_of(*ip);
+            let block = crate::store::Block {
+                until: now + (*minutes as i64) * 60,
+                level: 1,
+                reason: "added by hand".into(),
+            };
+            store.block(&source, &block).map_err(|e| e.to_string())?;
+            println!("blocked {source} for {minutes} min");
+        }
+        BlockAction::Del { ip } => {
+            let source = match ip.parse::<std::net::IpAddr>() {
+                Ok(addr) => crate::auth::guard::source_of(addr),
+                Err(_) => ip.clone(),
+            };
+            if !store.unblock(&source).map_err(|e| e.to_string())? {
+                return Err(format!("{source} is not blocked"));
+            }
+            println!("unblocked {source}");
+        }
+    }
     Ok(())
 }
 

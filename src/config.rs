@@ -206,6 +206,12 @@ pub struct AuthPolicy {
     /// How long a verified password is remembered (as a keyed hash in memory), so that
     /// clients that log in for every check do not pay argon2 each time. 0 turns it off.
     pub credential_cache_secs: u64,
+    /// Failed logins from one source (IPv4 address, IPv6 /64) within 10 minutes before
+    /// it is blocked; 0 never blocks (failures still slow down).
+    pub block_after_failures: u32,
+    /// How long the first block lasts; each further block within a day lasts twice as
+    /// long (at most a week).
+    pub block_secs: u64,
 }
 
 impl Default for AuthPolicy {
@@ -213,6 +219,8 @@ impl Default for AuthPolicy {
         AuthPolicy {
             allow_plaintext_on_loopback: false,
             credential_cache_secs: 600,
+            block_after_failures: 10,
+            block_secs: 900,
         }
     }
 }

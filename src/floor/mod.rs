@@ -21,7 +21,6 @@ use admission::Connections;
 pub use locks::MaildropLocks;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
 use tokio::sync::watch;
 
 /// State every session can reach.
@@ -47,7 +46,7 @@ impl Shared {
         shutdown: watch::Receiver<bool>,
     ) -> Shared {
         let auth = Authenticator::new(store.clone());
-        auth.set_cache_ttl(Duration::from_secs(config.auth.credential_cache_secs));
+        auth.configure(&config.auth);
         Shared {
             committer: Committer::start(store.clone()),
             auth,
@@ -67,14 +66,21 @@ impl Shared {
     }
 
     pub fn set_config(&self, config: Config) {
-        self.auth
-            .set_cache_ttl(Duration::from_secs(config.auth.credential_cache_secs));
+        self.auth.configure(&config.auth);
         *self.config.write().expect("config lock") = Arc::new(config);
     }
 
     /// Counts a new connection, or says why it must be refused (see [`admission`]).
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionSlot, &'static str> {
         let config = self.config();
+        let source = crate::auth::guard::source_of(ip);
+        if let Ok(Some(_)) = self
+            .store
+            .reader()
+            .blocked(&source, crate::clock::unix_now())
+        {
+            return Err("your address is blocked after failed logins");
+        }
         let mut c = self.connections.lock().expect("connections lock");
         c.admit(ip, &config.limits)?;
         Ok(ConnectionSlot {

@@ -229,7 +229,8 @@ impl Session {
 
     /// Verifies credentials, locks and loads the maildrop. Returns true to end the session.
     async fn login(&mut self, user: &str, password: Secret) -> io::Result<bool> {
-        let Some(account) = self.shared.auth.login(user, password).await else {
+        let peer = self.conn.peer.ip();
+        let Some(account) = self.shared.auth.login(user, password, peer, "pop3").await else {
             log::info!("pop3 {}: authentication failed", self.conn.peer);
             return Ok(self.err("[AUTH] Invalid credentials"));
         };

@@ -19,6 +19,7 @@
 //! | `message_meta` | blob id (u64 BE)                  | [`MessageMeta`]: IMAP ENVELOPE, BODY, BODYSTRUCTURE (schema 2) |
 //! | `queue`     | queue id (u64 BE)                    | [`QueuedMessage`]: envelope, DSN parameters, per-recipient state (schema 3) |
 //! | `usage`     | account address                      | bytes in all its mailboxes (u64 BE, schema 4) |
+//! | `blocks`    | source (IPv4 address, IPv6 /64)      | [`Block`]: until, level, reason (schema 5) |
 //!
 //! A message's bytes are stored once as a blob; every mailbox entry that shows it (one per
 //! recipient, later IMAP COPY) holds a reference, and the blob is deleted with the last one.
@@ -43,6 +44,7 @@
 //! accounts, serves postmaster mail when nobody has that name.
 
 mod accounts;
+mod blocks;
 mod committer;
 mod mailboxes;
 mod messages;
@@ -50,12 +52,13 @@ mod queue;
 mod schema;
 mod spool;
 
+pub use blocks::BLOCK_MEMORY_SECS;
 pub use committer::Committer;
 pub use mailboxes::{Copied, FlagOp};
 pub use queue::{Accepted, Outbound};
 pub use schema::{
-    flags, notify, Account, Mailbox, MessageMeta, MessageRecord, QueuedMessage, QueuedRecipient,
-    RecipientState, SpecialUse, SCHEMA_VERSION,
+    flags, notify, Account, Block, Mailbox, MessageMeta, MessageRecord, QueuedMessage,
+    QueuedRecipient, RecipientState, SpecialUse, SCHEMA_VERSION,
 };
 pub use spool::{SpoolWriter, Spooled};
 
@@ -230,6 +233,11 @@ impl Reader<'_> {
         self.0.over_quota(address, adding)
     }
 
+    /// Whether `source` is blocked at `now` (see [`Store::block_entry`]).
+    pub fn blocked(&self, source: &str, now: i64) -> Result<Option<Block>> {
+        Ok(self.0.block_entry(source)?.filter(|b| b.until > now))
+    }
+
     /// See [`Store::account`].
     pub fn account(&self, address: &str) -> Result<Option<Account>> {
         self.0.account(address)
@@ -297,7 +305,10 @@ impl Store {
                 // 1 → 2: `message_meta` was created above; old messages have no entry yet.
                 // 2 → 3: the reserved, always empty `queue` database gets its records.
                 // 3 → 4: the `usage` counters are computed from the message records.
-                accounts::compute_usage(&db, &mut txn)?;
+                // 4 → 5: `blocks` was created above, empty.
+                if v < 4 {
+                    accounts::compute_usage(&db, &mut txn)?;
+                }
                 write_u64(&db, &mut txn, META_SCHEMA_VERSION, SCHEMA_VERSION as u64)?;
             }
             Some(_) => {}

@@ -7,7 +7,7 @@ use heed::{Database, Env, RwTxn};
 use serde::{Deserialize, Serialize};
 
 /// Version of the layout below. Bump it, and add a migration, whenever a record changes.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 pub(crate) const META_SCHEMA_VERSION: &str = "schema_version";
 pub(crate) const META_NEXT_MAILBOX_ID: &str = "next_mailbox_id";
@@ -36,10 +36,12 @@ pub(crate) struct Databases {
     /// Since schema 4: bytes stored in all mailboxes of an account, kept up to date by
     /// every transaction that adds or removes a message record.
     pub usage: Database<Str, U64<BigEndian>>,
+    /// Since schema 5: sources refused after failed logins (see `store::blocks`).
+    pub blocks: Database<Str, SerdeBincode<Block>>,
 }
 
 /// Number of named databases (LMDB needs an upper bound at open time).
-pub(crate) const DATABASE_COUNT: u32 = 11;
+pub(crate) const DATABASE_COUNT: u32 = 12;
 
 impl Databases {
     pub fn create(env: &Env, txn: &mut RwTxn) -> heed::Result<Databases> {
@@ -55,8 +57,20 @@ impl Databases {
             message_meta: env.create_database(txn, Some("message_meta"))?,
             queue: env.create_database(txn, Some("queue"))?,
             usage: env.create_database(txn, Some("usage"))?,
+            blocks: env.create_database(txn, Some("blocks"))?,
         })
     }
+}
+
+/// A blocked source.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Block {
+    /// Unix time the block ends.
+    pub until: i64,
+    /// How many times in a row the source was blocked (each block lasts twice the last).
+    pub level: u32,
+    /// Why, for `letterbox block list`.
+    pub reason: String,
 }
 
 /// A mail account, keyed by its full lower-cased address.

@@ -101,6 +101,7 @@ class Server:
         *,
         allow_plaintext_on_loopback: bool = False,
         limits: dict | None = None,
+        auth: dict | None = None,
         run_as: str | None = None,
         tls: tuple[Path, Path] | None = None,
         extra_config: str = "",
@@ -112,6 +113,7 @@ class Server:
         self.stderr_path = self.base_dir / "server-stderr.log"
         self.allow_plaintext_on_loopback = allow_plaintext_on_loopback
         self.limits = {**DEFAULT_LIMITS, **(limits or {})}
+        self.auth = auth or {}
         self.run_as = run_as
         self.tls = tls
         self.proc: subprocess.Popen | None = None
@@ -140,6 +142,7 @@ class Server:
         lines += ["", "[limits]"] + [f"{key} = {value}" for key, value in self.limits.items()]
         plaintext = "true" if self.allow_plaintext_on_loopback else "false"
         lines += ["", "[auth]", f"allow_plaintext_on_loopback = {plaintext}"]
+        lines += [f"{key} = {value}" for key, value in self.auth.items()]
         if "[relay]" not in self.extra_config:
             # Tests stay on loopback: a queued remote recipient must never make the relay
             # ask the machine's real resolver. Nothing answers on this port.

@@ -139,7 +139,8 @@ impl Session {
     }
 
     async fn login(&mut self, tag: &str, user: &str, password: Secret) -> io::Result<Reply> {
-        let Some(account) = self.shared.auth.login(user, password).await else {
+        let peer = self.conn.peer.ip();
+        let Some(account) = self.shared.auth.login(user, password, peer, "imap").await else {
             log::info!("imap {}: authentication failed", self.conn.peer);
             return Ok(Reply::No(
                 "[AUTHENTICATIONFAILED] Invalid credentials".into(),

@@ -60,7 +60,12 @@ impl Session {
                 return Ok(stop.then_some(End::TooManyErrors));
             }
         };
-        match self.shared.auth.login(&user, password).await {
+        match self
+            .shared
+            .auth
+            .login(&user, password, self.conn.peer.ip(), "smtp")
+            .await
+        {
             Some(account) => {
                 log::info!("smtp {}: authenticated as {account}", self.conn.peer);
                 self.user = Some(account);

@@ -12,14 +12,20 @@
 //! password) together with the account's PHC string, so changing the password ends the
 //! entry at once. Failures are never cached: every wrong guess costs a full argon2 check.
 
+pub mod guard;
+
+use crate::clock::unix_now;
+use crate::config::AuthPolicy;
 use crate::limits::MAX_CONCURRENT_PASSWORD_CHECKS;
-use crate::store::Store;
+use crate::store::{Block, Store, BLOCK_MEMORY_SECS};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use base64::Engine;
+use guard::Guard;
 use ring::hmac;
 use std::collections::HashMap;
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -68,6 +74,9 @@ pub struct Authenticator {
     store: Arc<Store>,
     permits: Arc<Semaphore>,
     cache: Arc<CredentialCache>,
+    guard: Arc<Mutex<Guard>>,
+    /// `[auth] block_after_failures` and `block_secs`.
+    blocking: Arc<Mutex<(u32, u64)>>,
 }
 
 /// Recently verified credentials; see the module doc.
@@ -143,6 +152,96 @@ impl Authenticator {
             store,
             permits: Arc::new(Semaphore::new(MAX_CONCURRENT_PASSWORD_CHECKS)),
             cache: Arc::new(CredentialCache::new()),
+            guard: Arc::new(Mutex::new(Guard::default())),
+            blocking: Arc::new(Mutex::new((10, 900))),
+        }
+    }
+
+    /// Applies `[auth]`: the credential cache's lifetime and the block policy.
+    pub fn configure(&self, policy: &AuthPolicy) {
+        self.set_cache_ttl(Duration::from_secs(policy.credential_cache_secs));
+        *self.blocking.lock().expect("auth policy lock") =
+            (policy.block_after_failures, policy.block_secs);
+    }
+
+    /// Checks a login from `peer` over `proto` (for the log), with the brute-force
+    /// defence of [`guard`] around it: a blocked source fails at once, a source or
+    /// account with recent failures waits first, and a failure is counted and logged.
+    /// Returns the account's canonical address when the credentials are right.
+    pub async fn login(
+        &self,
+        user: &str,
+        password: Secret,
+        peer: IpAddr,
+        proto: &str,
+    ) -> Option<String> {
+        let source = guard::source_of(peer);
+        let name = loggable(user);
+        let now = unix_now();
+        if let Ok(Some(block)) = self.store.reader().blocked(&source, now) {
+            log::warn!(
+                "auth refused: ip={peer} user={name} proto={proto} (blocked for {}s more)",
+                block.until - now
+            );
+            return None;
+        }
+        let delay = self
+            .guard
+            .lock()
+            .expect("guard lock")
+            .delay(&source, &name, now);
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        if let Some(account) = self.verify(user, password).await {
+            self.guard
+                .lock()
+                .expect("guard lock")
+                .succeeded(&source, &name);
+            return Some(account);
+        }
+        log::warn!("auth failure: ip={peer} user={name} proto={proto}");
+        let (block_after, block_secs) = *self.blocking.lock().expect("auth policy lock");
+        let now = unix_now();
+        let reached =
+            self.guard
+                .lock()
+                .expect("guard lock")
+                .failed(&source, &name, now, block_after);
+        if reached {
+            self.block(&source, now, block_secs, block_after).await;
+        }
+        None
+    }
+
+    /// Blocks `source`, twice as long as last time if it was blocked within a day.
+    async fn block(&self, source: &str, now: i64, block_secs: u64, failures: u32) {
+        let key = source.to_string();
+        let blocked = self
+            .store
+            .call(move |store| {
+                let level = match store.block_entry(&key)? {
+                    Some(last) if last.until + BLOCK_MEMORY_SECS >= now => last.level + 1,
+                    _ => 1,
+                };
+                let secs = guard::block_duration(block_secs, level);
+                let block = Block {
+                    until: now + secs as i64,
+                    level,
+                    reason: format!(
+                        "{failures} failed logins in {} min",
+                        guard::WINDOW_SECS / 60
+                    ),
+                };
+                store.block(&key, &block)?;
+                Ok(secs)
+            })
+            .await;
+        match blocked {
+            Ok(secs) => {
+                log::warn!("auth block: ip={source} for {secs}s ({failures} failed logins)")
+            }
+            Err(e) => log::error!("auth block: ip={source}: {e}"),
         }
     }
 
@@ -158,8 +257,8 @@ impl Authenticator {
         }
     }
 
-    /// Returns the account's canonical address when the credentials are right.
-    pub async fn login(&self, user: &str, password: Secret) -> Option<String> {
+    /// The account's canonical address when the credentials are right.
+    async fn verify(&self, user: &str, password: Secret) -> Option<String> {
         let (address, _) = crate::address::normalize_address(user)?;
         // A point lookup, inline (see `Store::reader`).
         let account = match self.store.reader().account(&address) {
@@ -203,6 +302,15 @@ impl Authenticator {
         .ok()
         .flatten()
     }
+}
+
+/// A user name as the log shows it: printable, at most 64 characters (it is
+/// attacker-controlled, and fail2ban reads these lines).
+fn loggable(user: &str) -> String {
+    user.chars()
+        .take(64)
+        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+        .collect()
 }
 
 /// Why a SASL exchange failed.
