@@ -213,6 +213,7 @@ impl Store {
         system: u8,
         keywords: &[String],
     ) -> Result<(u32, u32)> {
+        self.check_room(message.size())?;
         let mut txn = self.env.write_txn()?;
         let mut mailbox = self.mailbox_txn(&txn, account, name)?;
         let size = message.size();
@@ -244,6 +245,10 @@ impl Store {
         to: &str,
         remove: bool,
     ) -> Result<Copied> {
+        if !remove {
+            // A move (to Trash, say) must work when the store is full; a copy adds.
+            self.check_room(0)?;
+        }
         let mut txn = self.env.write_txn()?;
         let source = self.mailbox_txn(&txn, account, from)?;
         let copied = self.copy_txn(&mut txn, account, &source, uids, to, remove)?;

@@ -8,6 +8,11 @@ use super::{
 };
 use crate::clock::unix_now as now;
 use crate::limits::BLOB_CHUNK;
+
+/// New mail stops when less than a this-th of the map is left (5 %): room for deleting.
+pub const RESERVE_DIVISOR: u64 = 20;
+/// Messages removed per transaction when a large expunge ran out of room.
+pub const EXPUNGE_BATCH: usize = 64;
 use heed::{RoTxn, RwTxn};
 
 impl Store {
@@ -90,11 +95,46 @@ impl Store {
 
     /// Removes messages from a mailbox in one transaction, freeing blobs nobody else holds.
     /// Returns how many were removed.
+    ///
+    /// Deleting must stay possible when the map is full: new mail is refused before the
+    /// last [`RESERVE_DIVISOR`]th of the map is reached, and a removal that still runs out
+    /// of room is retried in batches of [`EXPUNGE_BATCH`], each its own transaction (a
+    /// smaller transaction needs fewer new pages).
     pub fn expunge(&self, account: &str, mailbox_id: u64, uids: &[u32]) -> Result<usize> {
+        match self.expunge_once(account, mailbox_id, uids) {
+            Err(StoreError::Full) if uids.len() > EXPUNGE_BATCH => {
+                log::warn!(
+                    "expunge of {} messages: the store is full; in batches",
+                    uids.len()
+                );
+                let mut removed = 0;
+                for batch in uids.chunks(EXPUNGE_BATCH) {
+                    removed += self.expunge_once(account, mailbox_id, batch)?;
+                }
+                Ok(removed)
+            }
+            other => other,
+        }
+    }
+
+    fn expunge_once(&self, account: &str, mailbox_id: u64, uids: &[u32]) -> Result<usize> {
         let mut txn = self.env.write_txn()?;
         let removed = self.expunge_txn(&mut txn, account, mailbox_id, uids)?;
         txn.commit()?;
         Ok(removed)
+    }
+
+    /// Refuses `adding` more bytes of mail when they would eat into the reserve kept for
+    /// deletions (see [`Store::expunge`]).
+    pub(super) fn check_room(&self, adding: u64) -> Result<()> {
+        let map = self.env.info().map_size as u64;
+        let used = self.db.used_bytes(&self.env.read_txn()?)?;
+        let reserve = (map / RESERVE_DIVISOR).max(64 * 1024);
+        // Message bytes take about their size in pages, plus records and tree pages.
+        if used + adding + adding / 8 + reserve > map {
+            return Err(StoreError::Full);
+        }
+        Ok(())
     }
 
     pub(super) fn expunge_txn(
@@ -178,6 +218,7 @@ impl Store {
     /// Stores one accepted message in one transaction: a copy in each target mailbox and,
     /// for remote recipients, a queue entry. All of it or nothing.
     pub fn accept(&self, delivery: &mut Delivery) -> Result<Accepted> {
+        self.check_room(delivery.message.size())?;
         let mut txn = self.env.write_txn()?;
         let accepted = self.accept_txn(&mut txn, delivery)?;
         txn.commit()?;
@@ -290,6 +331,8 @@ impl Store {
         &self,
         jobs: &mut [&mut Delivery],
     ) -> Result<Vec<Result<Accepted>>> {
+        let incoming: u64 = jobs.iter().map(|d| d.message.size()).sum();
+        self.check_room(incoming)?;
         let mut txn = self.env.write_txn()?;
         let mut results = Vec::with_capacity(jobs.len());
         for delivery in jobs.iter_mut() {

@@ -324,3 +324,51 @@ fn schema_3_upgrade_computes_usage() {
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_full_store_can_always_delete() {
+    // Issue 10: with the map full, one EXPUNGE of 100+ messages failed, and kept failing.
+    let dir = std::env::temp_dir().join(format!("lb-full-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Store::open(&dir, 16 << 20).unwrap();
+    store.add_domain("example.org").unwrap();
+    store.add_account("alice@example.org", "h").unwrap();
+    let alice = ["alice@example.org".to_string()];
+    let body = vec![b'x'; 60_000];
+    let mut stored = 0;
+    let refused = loop {
+        match deliver(&store, incoming(&body), &alice) {
+            Ok(_) => stored += 1,
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(refused, StoreError::Full), "{refused}");
+    assert!(stored > 200, "{stored} messages fit in 16 MiB");
+    let inbox = store
+        .mailbox("alice@example.org", "INBOX")
+        .unwrap()
+        .unwrap();
+    let uids: Vec<u32> = store
+        .messages(inbox.id)
+        .unwrap()
+        .iter()
+        .map(|m| m.0)
+        .collect();
+    // A move into Trash (what clients do to delete) works while new mail is refused.
+    store
+        .copy_messages("alice@example.org", "INBOX", &uids[..10], "Trash", true)
+        .unwrap();
+    assert_eq!(
+        store
+            .expunge("alice@example.org", inbox.id, &uids[10..])
+            .unwrap(),
+        uids.len() - 10
+    );
+    assert_eq!(
+        store.usage("alice@example.org").unwrap().0,
+        10 * (22 + 60_000)
+    );
+    deliver(&store, incoming(b"room again"), &alice).unwrap();
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}
