@@ -494,6 +494,11 @@ fn serve(cli: &Cli) -> Result<(), String> {
         config.hostname,
         data.display()
     );
+    // Never closed: LMDB keeps a reader slot per thread that read, and frees it from a
+    // thread-exit hook; closing the environment while runtime threads are still exiting
+    // lets that hook write to unmapped memory (seen as a SIGSEGV at shutdown). Every
+    // commit is durable already, so the process simply exits with the store open.
+    let keep_open = store.clone();
     runtime.block_on(async move {
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         let shared = Arc::new(Shared::new(
@@ -506,6 +511,7 @@ fn serve(cli: &Cli) -> Result<(), String> {
     })?;
     // Sessions that outlived the grace period are dropped with the runtime.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    std::mem::forget(keep_open);
     log::info!("stopped");
     Ok(())
 }
