@@ -498,7 +498,7 @@ fn serve(cli: &Cli) -> Result<(), String> {
     // thread-exit hook; closing the environment while runtime threads are still exiting
     // lets that hook write to unmapped memory (seen as a SIGSEGV at shutdown). Every
     // commit is durable already, so the process simply exits with the store open.
-    let keep_open = store.clone();
+    std::mem::forget(store.clone());
     runtime.block_on(async move {
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         let shared = Arc::new(Shared::new(
@@ -511,7 +511,6 @@ fn serve(cli: &Cli) -> Result<(), String> {
     })?;
     // Sessions that outlived the grace period are dropped with the runtime.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-    std::mem::forget(keep_open);
     log::info!("stopped");
     Ok(())
 }
@@ -537,11 +536,13 @@ fn block_command(cli: &Cli, action: &BlockAction) -> Result<(), String> {
         BlockAction::Add { ip, minutes } => {
             let source = crate::auth::guard::source_of(*ip);
             let block = crate::store::Block {
-                until: now + (*minutes as i64) * 60,
+                until: now.saturating_add((*minutes).min(10 * 366 * 24 * 60) as i64 * 60),
                 level: 1,
                 reason: "added by hand".into(),
             };
-            store.block(&source, &block).map_err(|e| e.to_string())?;
+            store
+                .block(&source, &block, now)
+                .map_err(|e| e.to_string())?;
             println!("blocked {source} for {minutes} min");
         }
         BlockAction::Del { ip } => {

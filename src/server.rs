@@ -137,7 +137,7 @@ async fn accept_loop(
                 continue;
             }
         };
-        let slot = match shared.admit(peer.ip()) {
+        let slot = match shared.admit(peer.ip(), kind) {
             Ok(slot) => slot,
             Err(why) => {
                 log::warn!("{kind} {peer}: refused: {why}");

@@ -11,7 +11,7 @@
 //!   `letterbox block` sees and changes it live, and new connections from the source are
 //!   refused at accept.
 //! - Every failure and every block is one log line in a fixed form for fail2ban:
-//!   `auth failure: ip=ADDRESS user=NAME proto=PROTO` and `auth block: ip=SOURCE for Ns`.
+//!   `auth failure: ip=ADDRESS user=NAME proto=PROTO` and `auth block: ip=ADDRESS source=SOURCE for Ns`.
 //!
 //! The counts live in memory, bounded ([`MAX_TRACKED`] sources and as many accounts);
 //! only blocks are stored. Written here because no crate does this for a mail server's
@@ -102,10 +102,9 @@ impl Guard {
         true
     }
 
-    /// A correct password: the source's failures are forgiven, and the account's (its
-    /// owner is here).
-    pub fn succeeded(&mut self, source: &str, account: &str) {
-        self.sources.remove(source);
+    /// A correct password: the account's failures are forgiven (its owner is here). The
+    /// source's are not: one valid login must not let a source guess on for ever.
+    pub fn succeeded(&mut self, account: &str) {
         self.accounts.remove(account);
     }
 }
@@ -174,8 +173,17 @@ mod tests {
             "counting restarts"
         );
         assert_eq!(g.delay(ip, user, 102), MAX_TARPIT);
-        g.succeeded("198.51.100.1", user);
+        g.succeeded(user);
         assert_eq!(g.delay("198.51.100.1", user, 103), Duration::ZERO);
+        // A success does not wipe the source's record.
+        for _ in 0..3 {
+            g.failed("203.0.113.9", "eve@x.test", 104, 10);
+        }
+        g.succeeded("eve@x.test");
+        assert_eq!(
+            g.delay("203.0.113.9", "eve@x.test", 104),
+            Duration::from_millis(250)
+        );
     }
 
     #[test]

@@ -177,27 +177,25 @@ impl Authenticator {
     ) -> Option<String> {
         let source = guard::source_of(peer);
         let name = loggable(user);
-        let now = unix_now();
-        if let Ok(Some(block)) = self.store.reader().blocked(&source, now) {
-            log::warn!(
-                "auth refused: ip={peer} user={name} proto={proto} (blocked for {}s more)",
-                block.until - now
-            );
+        // Counted per account, whatever case or form the name was typed in.
+        let key = crate::address::normalize_address(user).map_or_else(|| name.clone(), |a| a.0);
+        if self.refused(&source, peer, &name, proto) {
             return None;
         }
         let delay = self
             .guard
             .lock()
             .expect("guard lock")
-            .delay(&source, &name, now);
+            .delay(&source, &key, unix_now());
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
+            // Parallel attempts from one source: the block may have come meanwhile.
+            if self.refused(&source, peer, &name, proto) {
+                return None;
+            }
         }
         if let Some(account) = self.verify(user, password).await {
-            self.guard
-                .lock()
-                .expect("guard lock")
-                .succeeded(&source, &name);
+            self.guard.lock().expect("guard lock").succeeded(&key);
             return Some(account);
         }
         log::warn!("auth failure: ip={peer} user={name} proto={proto}");
@@ -207,20 +205,38 @@ impl Authenticator {
             self.guard
                 .lock()
                 .expect("guard lock")
-                .failed(&source, &name, now, block_after);
+                .failed(&source, &key, now, block_after);
         if reached {
-            self.block(&source, now, block_secs, block_after).await;
+            self.block(&source, peer, now, block_secs, block_after)
+                .await;
         }
         None
     }
 
-    /// Blocks `source`, twice as long as last time if it was blocked within a day.
-    async fn block(&self, source: &str, now: i64, block_secs: u64, failures: u32) {
+    /// Whether `source` is blocked now (logged when it is).
+    fn refused(&self, source: &str, peer: IpAddr, name: &str, proto: &str) -> bool {
+        let now = unix_now();
+        match self.store.reader().blocked(source, now) {
+            Ok(Some(block)) => {
+                log::warn!(
+                    "auth refused: ip={peer} user={name} proto={proto} (blocked for {}s more)",
+                    block.until - now
+                );
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Blocks `source`, twice as long as last time if it was blocked within a day. A
+    /// block already in force (parallel attempts that were under way) is left as it is.
+    async fn block(&self, source: &str, peer: IpAddr, now: i64, block_secs: u64, failures: u32) {
         let key = source.to_string();
         let blocked = self
             .store
             .call(move |store| {
                 let level = match store.block_entry(&key)? {
+                    Some(last) if last.until > now => return Ok(None),
                     Some(last) if last.until + BLOCK_MEMORY_SECS >= now => last.level + 1,
                     _ => 1,
                 };
@@ -233,15 +249,16 @@ impl Authenticator {
                         guard::WINDOW_SECS / 60
                     ),
                 };
-                store.block(&key, &block)?;
-                Ok(secs)
+                store.block(&key, &block, now)?;
+                Ok(Some(secs))
             })
             .await;
         match blocked {
-            Ok(secs) => {
-                log::warn!("auth block: ip={source} for {secs}s ({failures} failed logins)")
-            }
-            Err(e) => log::error!("auth block: ip={source}: {e}"),
+            Ok(Some(secs)) => log::warn!(
+                "auth block: ip={peer} source={source} for {secs}s ({failures} failed logins)"
+            ),
+            Ok(None) => {}
+            Err(e) => log::error!("auth block: ip={peer} source={source}: {e}"),
         }
     }
 

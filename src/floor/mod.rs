@@ -14,7 +14,7 @@ pub mod locks;
 pub mod session;
 
 use crate::auth::Authenticator;
-use crate::config::Config;
+use crate::config::{Config, ListenerKind};
 use crate::store::{Committer, Store};
 use crate::tls::TlsContext;
 use admission::Connections;
@@ -70,16 +70,21 @@ impl Shared {
         *self.config.write().expect("config lock") = Arc::new(config);
     }
 
-    /// Counts a new connection, or says why it must be refused (see [`admission`]).
-    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionSlot, &'static str> {
+    /// Counts a new connection, or says why it must be refused (see [`admission`]). A
+    /// source blocked after failed logins is refused where one logs in; port 25 still takes
+    /// its mail (a phone with a stale password must not cost the house its mail).
+    pub fn admit(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        kind: ListenerKind,
+    ) -> Result<ConnectionSlot, &'static str> {
         let config = self.config();
-        let source = crate::auth::guard::source_of(ip);
-        if let Ok(Some(_)) = self
-            .store
-            .reader()
-            .blocked(&source, crate::clock::unix_now())
-        {
-            return Err("your address is blocked after failed logins");
+        if kind != ListenerKind::Smtp {
+            let source = crate::auth::guard::source_of(ip);
+            let now = crate::clock::unix_now();
+            if let Ok(Some(_)) = self.store.reader().blocked(&source, now) {
+                return Err("your address is blocked after failed logins");
+            }
         }
         let mut c = self.connections.lock().expect("connections lock");
         c.admit(ip, &config.limits)?;

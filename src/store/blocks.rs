@@ -10,9 +10,20 @@ use super::{Result, Store};
 pub const BLOCK_MEMORY_SECS: i64 = 86_400;
 
 impl Store {
-    /// Blocks `source` until `until` (Unix time).
-    pub fn block(&self, source: &str, block: &Block) -> Result<()> {
+    /// Blocks `source` as `block` says; entries past their memory are dropped on the way,
+    /// so rotating sources cannot grow the table for ever.
+    pub fn block(&self, source: &str, block: &Block, now: i64) -> Result<()> {
         let mut txn = self.env.write_txn()?;
+        let mut stale = Vec::new();
+        for item in self.db.blocks.iter(&txn)? {
+            let (key, entry) = item?;
+            if entry.until + BLOCK_MEMORY_SECS < now {
+                stale.push(key.to_string());
+            }
+        }
+        for key in stale {
+            self.db.blocks.delete(&mut txn, &key)?;
+        }
         self.db.blocks.put(&mut txn, source, block)?;
         txn.commit()?;
         Ok(())

@@ -11,6 +11,12 @@ use crate::limits::BLOB_CHUNK;
 
 /// New mail stops when less than a this-th of the map is left (5 %): room for deleting.
 pub const RESERVE_DIVISOR: u64 = 20;
+/// What `size` bytes of mail take in the map: about their size in pages, plus records and
+/// tree pages.
+fn footprint(size: u64) -> u64 {
+    size + size / 8
+}
+
 /// Messages removed per transaction when a large expunge ran out of room.
 pub const EXPUNGE_BATCH: usize = 64;
 use heed::{RoTxn, RwTxn};
@@ -127,14 +133,20 @@ impl Store {
     /// Refuses `adding` more bytes of mail when they would eat into the reserve kept for
     /// deletions (see [`Store::expunge`]).
     pub(super) fn check_room(&self, adding: u64) -> Result<()> {
-        let map = self.env.info().map_size as u64;
-        let used = self.db.used_bytes(&self.env.read_txn()?)?;
-        let reserve = (map / RESERVE_DIVISOR).max(64 * 1024);
-        // Message bytes take about their size in pages, plus records and tree pages.
-        if used + adding + adding / 8 + reserve > map {
+        let room = self.room()?;
+        if room == 0 || footprint(adding) > room {
             return Err(StoreError::Full);
         }
         Ok(())
+    }
+
+    /// Bytes new mail may still take before the reserve. Best effort: LMDB's statistics
+    /// count the pages in use, not pages held for old readers or the free list's own.
+    fn room(&self) -> Result<u64> {
+        let map = self.env.info().map_size as u64;
+        let used = self.db.used_bytes(&self.env.read_txn()?)?;
+        let reserve = (map / RESERVE_DIVISOR).max(64 * 1024);
+        Ok(map.saturating_sub(used + reserve))
     }
 
     pub(super) fn expunge_txn(
@@ -331,11 +343,19 @@ impl Store {
         &self,
         jobs: &mut [&mut Delivery],
     ) -> Result<Vec<Result<Accepted>>> {
-        let incoming: u64 = jobs.iter().map(|d| d.message.size()).sum();
-        self.check_room(incoming)?;
+        // Room is judged per message, in order: near the reserve, one large message must
+        // not make the small ones beside it fail.
+        let room = self.room()?;
+        let mut admitted = 0u64;
         let mut txn = self.env.write_txn()?;
         let mut results = Vec::with_capacity(jobs.len());
         for delivery in jobs.iter_mut() {
+            let size = footprint(delivery.message.size());
+            if admitted + size > room {
+                results.push(Err(StoreError::Full));
+                continue;
+            }
+            admitted += size;
             let mut nested = self.env.nested_write_txn(&mut txn)?;
             match self.accept_txn(&mut nested, delivery) {
                 Ok(placed) => {

@@ -24,8 +24,8 @@ def imap_login(server, source: str, password: str) -> tuple[bytes, float]:
                 return line, time.monotonic() - started
 
 
-def smtp_greeting(server, source: str) -> Reply | None:
-    with SmtpClient(server.port("smtp"), source=source) as smtp:
+def smtp_greeting(server, source: str, kind: str = "submission") -> Reply | None:
+    with SmtpClient(server.port(kind), source=source) as smtp:
         return smtp.reply()
 
 
@@ -41,13 +41,15 @@ def test_guessing_is_slowed_then_blocked_and_the_owner_still_gets_in(make_server
     # The fifth failure blocked the source: new connections are refused at once.
     assert imap_login(server, ATTACKER, PASSWORDS[ALICE]) == (BLOCKED_IMAP, 0.0)
     assert smtp_greeting(server, ATTACKER) == BLOCKED_SMTP
+    # Port 25 still takes the source's mail: a stale password must not cost mail.
+    assert smtp_greeting(server, ATTACKER, "smtp") == Reply(220, [b"mx.test ESMTP letterbox ready"])
     # The owner, from another address, logs in (slowed by the attack on the account,
     # not locked out).
     reply, _ = imap_login(server, OWNER, PASSWORDS[ALICE])
     assert reply.startswith(b"a OK "), reply
     log = server.stderr_tail(400)
     assert log.count(f"auth failure: ip={ATTACKER} user={ALICE} proto=imap") == 5, log
-    assert f"auth block: ip={ATTACKER} for 60s (5 failed logins)" in log, log
+    assert f"auth block: ip={ATTACKER} source={ATTACKER} for 60s (5 failed logins)" in log, log
 
     listing = server.cli("block", "list").stdout
     assert listing.startswith(f"{ATTACKER}  blocked for "), listing

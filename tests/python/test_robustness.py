@@ -289,6 +289,7 @@ SLOW_TIMEOUT = 3  # command_timeout_secs and data_timeout_secs of the slow-clien
 SLOW_GOODBYE = {
     "smtp": b"421 4.4.2 mx.test Timeout, closing connection\r\n",
     "data": b"421 4.4.2 mx.test Timeout, closing connection\r\n",
+    "bdat": b"421 4.4.2 mx.test Timeout, closing connection\r\n",
     "pop3": b"-ERR [SYS/TEMP] Autologout: idle too long\r\n",
     "imap": b"* BYE Autologout: idle too long\r\n",
 }
@@ -297,7 +298,7 @@ SLOW_GOODBYE = {
 def trickle(server, kind: str) -> tuple[float, bytes]:
     """Opens a session, then sends one byte every 0.5 s of a line that never ends.
     Returns how long the server took to hang up and the last line it sent."""
-    port = server.port("smtp" if kind == "data" else kind)
+    port = server.port("smtp" if kind in ("data", "bdat") else kind)
     with LineClient(port, timeout=30) as client:
         assert client.readline()  # greeting
         if kind == "data":
@@ -308,6 +309,13 @@ def trickle(server, kind: str) -> tuple[float, bytes]:
                     if line[3:4] != b"-":
                         break
             assert line.startswith(b"354"), line
+        if kind == "bdat":
+            # A huge chunk announced, with no transaction even: the pace follows the bytes
+            # that arrive, not the size announced.
+            assert client.send(b"EHLO client.test\r\n")
+            while client.readline()[3:4] == b"-":
+                pass
+            assert client.send(b"BDAT 50000000\r\n")
         started = time.monotonic()
         stop = threading.Event()
 
@@ -339,7 +347,7 @@ def test_slow_clients_are_cut_off_while_others_are_served(make_server):
     be complete within command_timeout_secs, and DATA must keep a minimum rate after
     data_timeout_secs."""
     server = make_server(limits={"command_timeout_secs": SLOW_TIMEOUT, "data_timeout_secs": SLOW_TIMEOUT})
-    kinds = ["smtp", "data", "pop3", "imap"]
+    kinds = ["smtp", "data", "bdat", "pop3", "imap"]
     results: dict[str, tuple[float, bytes]] = {}
     threads = [threading.Thread(target=lambda k=k: results.__setitem__(k, trickle(server, k))) for k in kinds]
     for t in threads:

@@ -120,10 +120,11 @@ impl Session {
             self.config.limits.data_timeout(),
             crate::limits::MIN_DATA_RATE,
         );
-        let deadline = pace.deadline(length);
         let mut spool = SpoolWriter::new(self.shared.store.spool_dir());
         let mut left = length;
         while left > 0 {
+            // The pace follows the bytes received, not the length announced.
+            let deadline = pace.deadline(length - left);
             if !self.conn.has_buffered_input() && self.conn.fill_by(Some(deadline)).await? == 0 {
                 return Ok(None);
             }

@@ -199,6 +199,8 @@ impl Session {
                 .blocking(move |s| s.expunge(&account, id, &removed))
                 .await?
             {
+                // Batches may have gone before the error: every session resyncs.
+                self.shared.committer.notify();
                 return Ok(Reply::No(store_error_text(&e)));
             }
             self.shared.committer.notify();

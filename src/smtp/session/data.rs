@@ -112,10 +112,13 @@ impl Session {
             },
         };
         self.conn.read_timeout = self.config.limits.data_timeout();
-        let deadline = Pace::new(self.config.limits.data_timeout(), MIN_DATA_RATE).deadline(size);
+        // The pace follows the bytes received, not the size announced: a client may
+        // announce any size and then trickle.
+        let pace = Pace::new(self.config.limits.data_timeout(), MIN_DATA_RATE);
         let mut left = size;
         let read = async {
             while left > 0 {
+                let deadline = pace.deadline(size - left);
                 if !self.conn.has_buffered_input() && self.conn.fill_by(Some(deadline)).await? == 0
                 {
                     return Ok::<bool, io::Error>(false);
