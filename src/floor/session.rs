@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::net::Connection;
 use std::future::Future;
 use std::io;
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// How a session ended (for the log line).
@@ -60,6 +61,15 @@ impl ErrorBudget {
 /// allows plaintext there (tests, a local webmail).
 pub fn login_allowed(conn: &Connection, config: &Config) -> bool {
     conn.is_tls() || (config.auth.allow_plaintext_on_loopback && conn.peer.ip().is_loopback())
+}
+
+/// Timeouts for a protocol with an idle autologout timer (POP3: 10 min, RFC 1939 §3;
+/// IMAP: 30 min, RFC 3501 §5.4): a client may sit idle that long, but a command once begun
+/// must be complete, and a reply written, within the command timeout.
+pub fn autologout_timeouts(conn: &mut Connection, config: &Config, autologout: Duration) {
+    conn.read_timeout = config.limits.command_timeout().max(autologout);
+    conn.line_timeout = config.limits.command_timeout();
+    conn.write_timeout = config.limits.command_timeout();
 }
 
 /// Waits for `read`, unless the server starts shutting down first (None). A session

@@ -7,7 +7,9 @@ use super::parse::{parse_command, Command, ParseError};
 use crate::auth::{decode_sasl_line, parse_plain, SaslError, Secret};
 use crate::config::Config;
 use crate::floor::locks::MaildropGuard;
-use crate::floor::session::{login_allowed, read_or_shutdown, End, ErrorBudget};
+use crate::floor::session::{
+    autologout_timeouts, login_allowed, read_or_shutdown, End, ErrorBudget,
+};
 use crate::floor::Shared;
 use crate::limits::{MAX_POP3_COMMAND_LINE, MAX_SASL_LINE};
 use crate::net::dot::DotStuffer;
@@ -48,12 +50,7 @@ pub struct Session {
 impl Session {
     pub fn new(shared: Arc<Shared>, mut conn: Connection) -> Session {
         let config = shared.config();
-        let timeout = config.limits.command_timeout().max(MIN_AUTOLOGOUT);
-        conn.read_timeout = timeout;
-        // The autologout timer is for idle clients; a command line once begun must be
-        // complete within the command timeout.
-        conn.line_timeout = config.limits.command_timeout();
-        conn.write_timeout = timeout;
+        autologout_timeouts(&mut conn, &config, MIN_AUTOLOGOUT);
         Session {
             errors: ErrorBudget::new(&config),
             shared,

@@ -30,7 +30,9 @@ use super::parse::{
     Needs, Range, SequenceSet,
 };
 use crate::config::Config;
-use crate::floor::session::{login_allowed, read_or_shutdown, End, ErrorBudget};
+use crate::floor::session::{
+    autologout_timeouts, login_allowed, read_or_shutdown, End, ErrorBudget,
+};
 use crate::floor::Shared;
 use crate::limits::{MAX_IMAP_COMMAND, MAX_IMAP_LINE, MAX_IMAP_NONSYNC_LITERAL};
 use crate::net::{Connection, Line};
@@ -158,12 +160,7 @@ enum Reply {
 impl Session {
     pub fn new(shared: Arc<Shared>, mut conn: Connection) -> Session {
         let config = shared.config();
-        let timeout = config.limits.command_timeout().max(MIN_AUTOLOGOUT);
-        conn.read_timeout = timeout;
-        // The autologout timer is for idle clients; a command once begun must be complete
-        // within the command timeout.
-        conn.line_timeout = config.limits.command_timeout();
-        conn.write_timeout = config.limits.command_timeout();
+        autologout_timeouts(&mut conn, &config, MIN_AUTOLOGOUT);
         let changes = shared.committer.subscribe();
         Session {
             errors: ErrorBudget::new(&config),

@@ -100,6 +100,14 @@ impl Harness {
         self.session.await.unwrap()
     }
 
+    /// The budget is spent: 421, the close, and the session's end reason.
+    async fn ends_with_too_many_errors(mut self) {
+        let bye = self.reply().await;
+        assert_eq!(bye, "421 4.7.0 Too many errors, closing connection");
+        assert_eq!(self.reply().await, "<closed>");
+        assert!(matches!(self.end().await, End::TooManyErrors));
+    }
+
     fn inbox(&self, account: &str) -> Vec<Vec<u8>> {
         let store = &self.shared.store;
         let inbox = store.mailbox(account, "INBOX").unwrap().unwrap();
@@ -164,12 +172,7 @@ async fn errors_end_the_session_at_max_errors() {
     h.says("EXPN x", "502 5.5.1 EXPN is not available").await;
     h.says("RCPT TO:<a@b.test>", "503 5.5.1 Send MAIL first")
         .await;
-    assert_eq!(
-        h.reply().await,
-        "421 4.7.0 Too many errors, closing connection"
-    );
-    assert_eq!(h.reply().await, "<closed>");
-    assert!(matches!(h.end().await, End::TooManyErrors));
+    h.ends_with_too_many_errors().await;
 }
 
 #[tokio::test]
@@ -178,12 +181,7 @@ async fn bdat_errors_count_towards_max_errors() {
     h.says("EHLO client.test", &h_ehlo()).await;
     h.says("BDAT 0 LAST", "503 5.5.1 Send MAIL first").await;
     h.says("BDAT 0 LAST", "503 5.5.1 Send MAIL first").await;
-    assert_eq!(
-        h.reply().await,
-        "421 4.7.0 Too many errors, closing connection"
-    );
-    assert_eq!(h.reply().await, "<closed>");
-    assert!(matches!(h.end().await, End::TooManyErrors));
+    h.ends_with_too_many_errors().await;
 }
 
 #[tokio::test]
