@@ -100,6 +100,16 @@ impl Harness {
         self.session.await.unwrap()
     }
 
+    /// MAIL FROM a remote sender, RCPT TO alice, DATA: each accepted.
+    async fn open_data_to_alice(&mut self) {
+        self.says("MAIL FROM:<a@remote.test>", "250 2.1.0 Sender OK")
+            .await;
+        self.says("RCPT TO:<alice@example.org>", "250 2.1.5 Recipient OK")
+            .await;
+        self.says("DATA", "354 2.0.0 End data with <CR><LF>.<CR><LF>")
+            .await;
+    }
+
     /// The budget is spent: 421, the close, and the session's end reason.
     async fn ends_with_too_many_errors(mut self) {
         let bye = self.reply().await;
@@ -216,12 +226,7 @@ async fn a_full_store_is_452_and_the_session_goes_on() {
     h.says("EHLO client.test", &h_ehlo()).await;
     // Three times, with a budget of two errors: a full store is not the client's fault.
     for _ in 0..3 {
-        h.says("MAIL FROM:<a@remote.test>", "250 2.1.0 Sender OK")
-            .await;
-        h.says("RCPT TO:<alice@example.org>", "250 2.1.5 Recipient OK")
-            .await;
-        h.says("DATA", "354 2.0.0 End data with <CR><LF>.<CR><LF>")
-            .await;
+        h.open_data_to_alice().await;
         let line = format!("{}\r\n", "x".repeat(998));
         h.send("Subject: big\r\n\r\n").await;
         for _ in 0..2100 {
@@ -233,12 +238,7 @@ async fn a_full_store_is_452_and_the_session_goes_on() {
         )
         .await;
     }
-    h.says("MAIL FROM:<a@remote.test>", "250 2.1.0 Sender OK")
-        .await;
-    h.says("RCPT TO:<alice@example.org>", "250 2.1.5 Recipient OK")
-        .await;
-    h.says("DATA", "354 2.0.0 End data with <CR><LF>.<CR><LF>")
-        .await;
+    h.open_data_to_alice().await;
     h.send("Subject: small\r\n\r\nfits\r\n.\r\n").await;
     let ok = h.reply().await;
     assert!(ok.starts_with("250 2.0.0 OK id="), "{ok}");
