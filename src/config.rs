@@ -46,6 +46,8 @@ pub struct Config {
     pub auth: AuthPolicy,
     #[serde(default)]
     pub relay: Relay,
+    #[serde(default)]
+    pub inbound: Inbound,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -284,6 +286,75 @@ impl Relay {
     }
 }
 
+/// What a check does when it finds something wrong (see [`Inbound`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckAction {
+    /// Add to the message's junk score.
+    Score,
+    /// Refuse: 550 for a verdict, 450 for a rate limit.
+    Reject,
+    /// Do not check.
+    Off,
+}
+
+/// Checks on mail arriving on the MX listener (see [`crate::inbound`]). Submission is
+/// never checked: its users have logged in.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Inbound {
+    /// SPF, DKIM, DMARC and ARC on port 25, with an Authentication-Results: header.
+    pub enabled: bool,
+    /// A failed SPF check (`-all`): a score (default), or `reject` with 550 5.7.23.
+    pub spf_fail: CheckAction,
+    /// Apply the sender domain's DMARC policy: `p=reject` gets 550 5.7.1 after DATA,
+    /// `p=quarantine` goes to Junk. Off: DMARC is only recorded and scored.
+    pub dmarc_policy: bool,
+    /// Domains whose ARC seal is trusted: a DMARC failure of mail they forward (a
+    /// mailing list, a forwarding service) is overridden when their chain validates.
+    /// Untrusted valid chains turn a DMARC reject into Junk.
+    pub trusted_arc_sealers: Vec<String>,
+    /// Forward-confirmed reverse DNS of the client.
+    pub iprev: CheckAction,
+    /// Sanity of the HELO name: a literal that is not the client's address, a name
+    /// without a dot, or one of our own names.
+    pub helo: CheckAction,
+    /// DNS block lists asked about the client's address (e.g. "zen.spamhaus.org").
+    pub dnsbl: Vec<String>,
+    /// Domain block lists asked about the envelope sender's domain.
+    pub rhsbl: Vec<String>,
+    /// What a block-list hit does.
+    pub dnsbl_action: CheckAction,
+    /// Messages per minute one client (IPv4 address, IPv6 /64) may send to port 25; 0:
+    /// no limit. Past it, `reject` answers 450 4.7.1 and `score` scores.
+    pub max_messages_per_minute: u32,
+    pub rate_action: CheckAction,
+    /// A message whose score reaches this goes to Junk.
+    pub junk_score: f64,
+    /// A message the account's Bayesian filter judges at least this likely spam goes to Junk.
+    pub junk_probability: f64,
+}
+
+impl Default for Inbound {
+    fn default() -> Inbound {
+        Inbound {
+            enabled: true,
+            spf_fail: CheckAction::Score,
+            dmarc_policy: true,
+            trusted_arc_sealers: Vec::new(),
+            iprev: CheckAction::Score,
+            helo: CheckAction::Score,
+            dnsbl: Vec::new(),
+            rhsbl: Vec::new(),
+            dnsbl_action: CheckAction::Score,
+            max_messages_per_minute: 120,
+            rate_action: CheckAction::Reject,
+            junk_score: 5.0,
+            junk_probability: 0.95,
+        }
+    }
+}
+
 /// A DNS server address: `ip` or `ip:port` (IPv6 with a port as `[ip]:port`).
 pub fn parse_dns_server(text: &str) -> Option<SocketAddr> {
     if let Ok(ip) = text.parse::<IpAddr>() {
@@ -377,6 +448,7 @@ impl Config {
             limits: Limits::default(),
             auth: AuthPolicy::default(),
             relay: Relay::default(),
+            inbound: Inbound::default(),
         }
     }
 
@@ -452,6 +524,21 @@ impl Config {
                     "relay.dns_servers",
                     &format!("{server:?} is not an IP address or ip:port"),
                 );
+            }
+        }
+        let i = &self.inbound;
+        if i.junk_score.is_nan()
+            || i.junk_score <= 0.0
+            || !(0.5..=1.0).contains(&i.junk_probability)
+        {
+            return bad(
+                "inbound",
+                "junk_score must be positive and junk_probability between 0.5 and 1",
+            );
+        }
+        for zone in i.dnsbl.iter().chain(&i.rhsbl) {
+            if crate::address::normalize_domain(zone).is_none() {
+                return bad("inbound", &format!("{zone:?} is not a DNS zone"));
             }
         }
         for host in &r.smarthosts {

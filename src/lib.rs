@@ -37,6 +37,7 @@ pub mod delivery;
 pub mod dns;
 pub mod floor;
 pub mod imap;
+pub mod inbound;
 pub mod limits;
 pub mod mail;
 pub mod net;

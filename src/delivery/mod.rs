@@ -56,6 +56,48 @@ pub fn resolve(store: &Reader, address: &str) -> Result<Resolution> {
     })
 }
 
+/// The keyword a message judged junk carries (RFC 5788).
+pub const JUNK_KEYWORD: &str = "$Junk";
+
+/// Files `targets` as junk: each copy goes to its account's Junk mailbox (the one with
+/// the `\Junk` special use, else one named Junk, else stays where it was) and carries
+/// [`JUNK_KEYWORD`]. Blocking: a scan of each account's handful of mailboxes.
+pub fn file_as_junk(store: &Store, targets: &mut [Target]) -> Result<()> {
+    use crate::store::SpecialUse;
+    let mut junk_of: Vec<(String, Option<String>)> = Vec::new();
+    for target in targets.iter_mut() {
+        let known = junk_of.iter().find(|(a, _)| *a == target.account);
+        let junk = match known {
+            Some((_, junk)) => junk.clone(),
+            None => {
+                let mailboxes = store.mailboxes(&target.account)?;
+                let junk = mailboxes
+                    .iter()
+                    .find(|m| m.special_use == Some(SpecialUse::Junk))
+                    .or_else(|| {
+                        mailboxes
+                            .iter()
+                            .find(|m| m.name.eq_ignore_ascii_case("Junk"))
+                    })
+                    .map(|m| m.name.clone());
+                junk_of.push((target.account.clone(), junk.clone()));
+                junk
+            }
+        };
+        if let Some(junk) = junk {
+            target.mailbox = junk;
+        }
+        if !target
+            .keywords
+            .iter()
+            .any(|k| k.eq_ignore_ascii_case(JUNK_KEYWORD))
+        {
+            target.keywords.push(JUNK_KEYWORD.to_string());
+        }
+    }
+    Ok(())
+}
+
 /// The domain a bare `postmaster` recipient (no domain, RFC 5321 §4.5.1) belongs to: the
 /// host name or the nearest parent of it that is a local domain, else the first local
 /// domain. None when there are no domains.

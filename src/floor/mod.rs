@@ -15,6 +15,7 @@ pub mod session;
 
 use crate::auth::Authenticator;
 use crate::config::{Config, ListenerKind};
+use crate::inbound::Checker;
 use crate::store::{Committer, Store};
 use crate::tls::TlsContext;
 use admission::Connections;
@@ -35,6 +36,8 @@ pub struct Shared {
     /// Wakes the relay scheduler when something was queued.
     pub relay_wake: tokio::sync::Notify,
     config: RwLock<Arc<Config>>,
+    /// The checks on inbound mail, rebuilt when the DNS servers change.
+    inbound: RwLock<Arc<Checker>>,
     connections: Mutex<Connections>,
 }
 
@@ -47,7 +50,9 @@ impl Shared {
     ) -> Shared {
         let auth = Authenticator::new(store.clone());
         auth.configure(&config.auth);
+        let inbound = RwLock::new(Arc::new(checker(&config)));
         Shared {
+            inbound,
             committer: Committer::start(store.clone()),
             auth,
             store,
@@ -65,8 +70,16 @@ impl Shared {
         self.config.read().expect("config lock").clone()
     }
 
+    /// The inbound checks (their DNS caches and rate table are shared by all sessions).
+    pub fn inbound(&self) -> Arc<Checker> {
+        self.inbound.read().expect("inbound lock").clone()
+    }
+
     pub fn set_config(&self, config: Config) {
         self.auth.configure(&config.auth);
+        if config.relay.dns_servers != self.config().relay.dns_servers {
+            *self.inbound.write().expect("inbound lock") = Arc::new(checker(&config));
+        }
         *self.config.write().expect("config lock") = Arc::new(config);
     }
 
@@ -93,6 +106,18 @@ impl Shared {
             ip,
         })
     }
+}
+
+fn checker(config: &Config) -> Checker {
+    // The client TLS configuration only serves DNS over TLS, which letterbox does not
+    // configure: no roots are needed.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let client_tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    Checker::new(config.relay.dns_server_addrs(), Arc::new(client_tls))
 }
 
 /// One admitted connection; frees its slot when dropped.

@@ -63,6 +63,99 @@ impl Spooled {
     }
 }
 
+impl Spooled {
+    /// The whole content as one slice, for checks that need it at once (DKIM): the bytes
+    /// themselves, or the spool file mapped read-only. A mapping costs file-backed pages,
+    /// which the kernel can drop under memory pressure, instead of a heap copy of a
+    /// 25 MB message.
+    pub fn view(&self) -> io::Result<View<'_>> {
+        match self {
+            Spooled::Memory(bytes) => Ok(View::Memory(bytes)),
+            Spooled::File { len: 0, .. } => Ok(View::Memory(&[])),
+            Spooled::File { file, len } => {
+                use std::os::fd::AsRawFd;
+                let len = usize::try_from(*len).map_err(io::Error::other)?;
+                // SAFETY: a fresh private read-only mapping of our own file; the result
+                // is checked before use.
+                let ptr = unsafe {
+                    libc::mmap(
+                        std::ptr::null_mut(),
+                        len,
+                        libc::PROT_READ,
+                        libc::MAP_PRIVATE,
+                        file.as_raw_fd(),
+                        0,
+                    )
+                };
+                if ptr == libc::MAP_FAILED {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(View::Mapped {
+                    ptr,
+                    len,
+                    _file: std::marker::PhantomData,
+                })
+            }
+        }
+    }
+
+    /// The content without the byte ranges `cut` (sorted, not overlapping), re-spooled.
+    pub fn without(self, cut: &[std::ops::Range<usize>], dir: &Path) -> io::Result<Spooled> {
+        if cut.is_empty() {
+            return Ok(self);
+        }
+        let mut out = SpoolWriter::new(dir);
+        {
+            let view = self.view()?;
+            let mut at = 0;
+            for range in cut {
+                out.write(&view[at..range.start])?;
+                at = range.end;
+            }
+            out.write(&view[at..])?;
+        }
+        Ok(out.finish())
+    }
+}
+
+/// See [`Spooled::view`].
+pub enum View<'a> {
+    Memory(&'a [u8]),
+    Mapped {
+        ptr: *mut libc::c_void,
+        len: usize,
+        _file: std::marker::PhantomData<&'a File>,
+    },
+}
+
+// SAFETY: the mapping is read-only and lives as long as the view; the file it maps is an
+// unlinked spool file that only this process holds and nobody truncates.
+unsafe impl Send for View<'_> {}
+unsafe impl Sync for View<'_> {}
+
+impl std::ops::Deref for View<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            View::Memory(bytes) => bytes,
+            // SAFETY: `ptr` maps `len` readable bytes until the view is dropped.
+            View::Mapped { ptr, len, .. } => unsafe {
+                std::slice::from_raw_parts(*ptr as *const u8, *len)
+            },
+        }
+    }
+}
+
+impl Drop for View<'_> {
+    fn drop(&mut self) {
+        if let View::Mapped { ptr, len, .. } = self {
+            // SAFETY: unmaps exactly the mapping made in `Spooled::view`.
+            unsafe { libc::munmap(*ptr, *len) };
+        }
+    }
+}
+
 /// Accumulates message bytes, spilling to `dir` past [`SPOOL_MEMORY_THRESHOLD`].
 #[derive(Debug)]
 pub struct SpoolWriter {
@@ -139,6 +232,23 @@ fn unlinked_temp_file(dir: &Path) -> io::Result<File> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_view_of_a_spooled_file_is_its_bytes_and_cuts_remove_ranges() {
+        let dir = std::env::temp_dir().join(format!("lb-view-{}", std::process::id()));
+        let mut w = super::SpoolWriter::new(&dir);
+        let content: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        w.write(&content).unwrap();
+        let spooled = w.finish();
+        assert!(matches!(spooled, super::Spooled::File { .. }));
+        assert_eq!(&*spooled.view().unwrap(), &content[..]);
+        let cut = spooled.without(&[10..20, 100..299_990], &dir).unwrap();
+        let mut expected = content[..10].to_vec();
+        expected.extend_from_slice(&content[20..100]);
+        expected.extend_from_slice(&content[299_990..]);
+        assert_eq!(&*cut.view().unwrap(), &expected[..]);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
     use super::*;
 
     fn collect(mut s: Spooled) -> Vec<u8> {

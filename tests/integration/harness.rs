@@ -59,6 +59,10 @@ impl Server {
         );
         config.push_str(extra);
         config.push('\n');
+        if !extra.contains("[inbound]") {
+            // The inbound checks need DNS; only tests/python/test_inbound.py has a fixture.
+            config.push_str("[inbound]\nenabled = false\n");
+        }
         for kind in [
             "smtp",
             "submission",

@@ -3,9 +3,12 @@
 //! notices (RFC 3461) follow the delivery.
 
 use super::*;
+use crate::inbound::policy::Decision;
+use crate::inbound::results::{forged_results, junk_header};
+use crate::inbound::{Peer, SenderCheck};
 use crate::limits::MIN_DATA_RATE;
 use crate::net::Pace;
-use crate::store::StoreError;
+use crate::store::{Spooled, StoreError};
 
 /// RFC 3463 4.3.1: the disk or the store is full; the client may try again later.
 const REPLY_NO_ROOM: &[u8] = b"452 4.3.1 Insufficient system storage, try again later\r\n";
@@ -203,9 +206,26 @@ impl Session {
             recipient: single,
             date: now,
         };
-        let prefix = trace.headers();
+        let mut prefix = trace.headers();
         let skip = crate::smtp::return_path_len(&prefix);
-        let mut message = Incoming::new(prefix, spool.finish(), now);
+        let mut body = spool.finish();
+        if let Some(sender) = &tx.sender_check {
+            match self.check_message(&tx, sender, &mut body, &id).await {
+                Ok((headers, junk)) => {
+                    // Recorded below the Return-Path, above our Received: (RFC 8601 §2).
+                    let at = skip as usize;
+                    prefix.splice(at..at, headers.into_bytes());
+                    if junk {
+                        targets = self.file_as_junk(targets).await;
+                    }
+                }
+                Err(reply) => {
+                    self.conn.send(&reply);
+                    return;
+                }
+            }
+        }
+        let mut message = Incoming::new(prefix, body, now);
         // SMTPUTF8 is needed on the way out only when something is not ASCII (RFC 6531
         // §3.2): a client that always says SMTPUTF8 must not get ASCII mail bounced by
         // next hops without it.
@@ -271,6 +291,95 @@ impl Session {
             Err(e) => {
                 log::error!("smtp {}: delivery of id={id} failed: {e}", self.conn.peer);
                 self.reply(451, "4.3.0", "Could not store the message, try again later");
+            }
+        }
+    }
+
+    /// Phase 3 of the inbound checks (see [`crate::inbound`]): the verdict, the headers
+    /// that record it, and the removal of Authentication-Results: claiming our name.
+    /// Returns the headers and whether the message is junk, or the reply refusing it.
+    async fn check_message(
+        &mut self,
+        tx: &Transaction,
+        sender: &SenderCheck,
+        body: &mut Spooled,
+        id: &str,
+    ) -> Result<(String, bool), Vec<u8>> {
+        let checker = self.shared.inbound();
+        let config = self.config.clone();
+        let helo = self.helo.clone().unwrap_or_default();
+        let peer = Peer {
+            ip: self.conn.peer.ip(),
+            helo: &helo,
+            hostname: &config.hostname,
+        };
+        let Some(client) = self.client_check.clone() else {
+            return Err(b"451 4.3.0 Checks incomplete, try again later\r\n".to_vec());
+        };
+        let (check, forged) = {
+            let view = body.view().map_err(|e| {
+                log::error!("smtp {}: reading the spooled message: {e}", self.conn.peer);
+                REPLY_NO_ROOM.to_vec()
+            })?;
+            let from = tx.from.as_deref();
+            let check = checker
+                .message(peer, &client, sender, from, &view, &config.inbound)
+                .await;
+            let forged = forged_results(crate::mail::header_of(&view), &config.hostname);
+            (check, forged)
+        };
+        if !forged.is_empty() {
+            let taken = std::mem::replace(body, Spooled::Memory(Vec::new()));
+            *body = taken
+                .without(&forged, self.shared.store.spool_dir())
+                .map_err(|e| {
+                    log::error!("smtp {}: re-spooling the message: {e}", self.conn.peer);
+                    REPLY_NO_ROOM.to_vec()
+                })?;
+        }
+        let j = &check.judgement;
+        let verdict = match &j.decision {
+            Ok(Decision::Accept) => "accept",
+            Ok(Decision::Junk) => "junk",
+            Err(r) if r.code >= 500 => "reject",
+            Err(_) => "defer",
+        };
+        log::info!(
+            "smtp {}: checked id={id} from=<{}> verdict={verdict} score={:.1}{}",
+            self.conn.peer,
+            tx.from.as_deref().unwrap_or(""),
+            j.score,
+            j.reasons
+                .iter()
+                .map(|(why, _)| format!(" {why}"))
+                .collect::<String>()
+        );
+        match &j.decision {
+            Err(r) => Err(format_reply(r.code, Some(r.esc), &[r.text.as_str()])),
+            Ok(decision) => {
+                let junk = *decision == Decision::Junk;
+                let headers = check.results_header.clone() + &junk_header(j, junk, None);
+                Ok((headers, junk))
+            }
+        }
+    }
+
+    /// Moves the copies into Junk; on a store error they stay where they were.
+    async fn file_as_junk(&mut self, targets: Vec<Target>) -> Vec<Target> {
+        let mut filed = targets.clone();
+        let result = self
+            .shared
+            .store
+            .call(move |store| {
+                delivery::file_as_junk(store, &mut filed)?;
+                Ok(filed)
+            })
+            .await;
+        match result {
+            Ok(filed) => filed,
+            Err(e) => {
+                log::error!("smtp {}: filing into Junk: {e}", self.conn.peer);
+                targets
             }
         }
     }

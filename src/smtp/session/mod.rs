@@ -15,6 +15,7 @@ use crate::config::{Config, ListenerKind};
 use crate::delivery::{self, notice, Resolution};
 use crate::floor::session::{read_or_shutdown, End, ErrorBudget};
 use crate::floor::Shared;
+use crate::inbound::{ClientCheck, SenderCheck};
 use crate::limits::{MAX_DATA_LINE, MAX_SASL_LINE, MAX_SMTP_COMMAND_LINE};
 use crate::net::dot::DataDecoder;
 use crate::net::{Connection, Line};
@@ -38,6 +39,8 @@ struct Transaction {
     success_notices: Vec<(String, Option<String>)>,
     /// BDAT state: bytes so far, and whether something already failed.
     chunks: Option<Chunking>,
+    /// SPF and the sender's reputation, when the inbound checks run (MX listener).
+    sender_check: Option<SenderCheck>,
 }
 
 struct Chunking {
@@ -62,6 +65,8 @@ pub struct Session {
     user: Option<String>,
     tx: Option<Transaction>,
     errors: ErrorBudget,
+    /// The client's reputation, checked at the first MAIL after each HELO.
+    client_check: Option<ClientCheck>,
 }
 
 const REPLY_TOO_MANY_ERRORS: &[u8] = b"421 4.7.0 Too many errors, closing connection\r\n";
@@ -81,6 +86,7 @@ impl Session {
             esmtp: false,
             user: None,
             tx: None,
+            client_check: None,
         }
     }
 
@@ -254,6 +260,7 @@ impl Session {
 
     fn hello(&mut self, host: String, esmtp: bool) {
         self.tx = None;
+        self.client_check = None;
         self.helo = Some(host);
         self.esmtp = esmtp;
         let greeting = format!("{} greets {}", self.config.hostname, self.conn.peer.ip());
@@ -295,6 +302,7 @@ impl Session {
         }
         // RFC 3207 §4.2: forget everything learned before TLS.
         self.helo = None;
+        self.client_check = None;
         self.esmtp = false;
         self.tx = None;
         Ok(None)
