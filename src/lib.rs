@@ -16,6 +16,8 @@
 //! 5. [`store`]: the LMDB store (accounts, mailboxes, messages, outbound queue, quota
 //!    counters); its module doc is the schema. Imports no protocol.
 //! 6. [`auth`]: password hashing, the credential cache, SASL PLAIN/LOGIN decoding.
+//!    [`junk`]: the learning junk filter per account (tokens, a Bayesian classifier over
+//!    statistics kept by the store).
 //! 7. [`delivery`]: the one path from "recipient accepted" to "stored"; DSN notices.
 //! 8. [`floor`]: what every session stands on: `Shared`, the session kernel, admission,
 //!    locks.
@@ -37,6 +39,7 @@ pub mod delivery;
 pub mod dns;
 pub mod floor;
 pub mod imap;
+pub mod junk;
 pub mod limits;
 pub mod mail;
 pub mod net;
