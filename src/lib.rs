@@ -26,8 +26,8 @@
 //! 10. Protocol servers: [`smtp`], [`pop3`], [`imap`], each a pure `parse` under a
 //!     `session` state machine.
 //! 11. [`sendmail`] (local injection) and [`server`] (listeners, shutdown fan-out).
-//! 12. [`cli`]: the command line (`serve`, `user`, `domain`, `alias`, `queue`, `dkim`,
-//!     `sendmail`, `config check`).
+//! 12. [`cli`]: the command line (`serve`, `user`, `domain`, `alias`, `queue`, `junk`,
+//!     `dkim`, `sendmail`, `config check`).
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod address;

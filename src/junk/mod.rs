@@ -128,7 +128,10 @@ mod tests {
         let p_ham = probability(&s, A, &ham(99)).unwrap().unwrap();
         assert!(p_spam > 0.99, "{p_spam}");
         assert!(p_ham < 0.01, "{p_ham}");
-        assert_eq!(probability(&s, "nobody@example.org", &spam(0)).unwrap(), None);
+        assert_eq!(
+            probability(&s, "nobody@example.org", &spam(0)).unwrap(),
+            None
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 
@@ -144,7 +147,13 @@ mod tests {
         let record = s.messages(placed.mailbox).unwrap()[0].1.clone();
         assert!(learn(&s, A, &record, true).unwrap());
         assert!(!learn(&s, A, &record, true).unwrap());
-        assert_eq!((s.junk_totals(A).unwrap().spam, s.junk_totals(A).unwrap().ham), (1, 0));
+        assert_eq!(
+            (
+                s.junk_totals(A).unwrap().spam,
+                s.junk_totals(A).unwrap().ham
+            ),
+            (1, 0)
+        );
         assert!(learn(&s, A, &record, false).unwrap());
         let totals = s.junk_totals(A).unwrap();
         assert_eq!((totals.spam, totals.ham), (0, 1));

@@ -173,7 +173,8 @@ mod tests {
 
     #[test]
     fn an_html_only_message_is_read_as_text() {
-        let message = b"Content-Type: text/html\r\n\r\n<html><b>Act</b> <a href=x>now</a></html>\r\n";
+        let message =
+            b"Content-Type: text/html\r\n\r\n<html><b>Act</b> <a href=x>now</a></html>\r\n";
         assert_eq!(tokens(message), ["act", "mime:text/html", "now"]);
     }
 
@@ -181,10 +182,7 @@ mod tests {
     fn short_long_and_repeated_words_are_dropped() {
         let long = "x".repeat(MAX_WORD_BYTES + 1);
         let message = format!("Subject: a an and\r\n\r\nok yes yes YES {long} -dash- ...\r\n");
-        assert_eq!(
-            tokens(message.as_bytes()),
-            ["dash", "subject:and", "yes"]
-        );
+        assert_eq!(tokens(message.as_bytes()), ["dash", "subject:and", "yes"]);
     }
 
     #[test]

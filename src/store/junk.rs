@@ -112,7 +112,10 @@ impl Totals {
 
     fn encode(&self) -> [u8; 16] {
         let mut out = [0u8; 16];
-        for (i, v) in [self.spam, self.ham, self.tokens, self.seq].iter().enumerate() {
+        for (i, v) in [self.spam, self.ham, self.tokens, self.seq]
+            .iter()
+            .enumerate()
+        {
             out[i * 4..i * 4 + 4].copy_from_slice(&v.to_be_bytes());
         }
         out
@@ -174,7 +177,10 @@ impl Store {
     pub fn junk_trained(&self, account: &str, blob: u64) -> Result<Option<bool>> {
         let (account, _) = parse_address(account)?;
         let txn = self.env.read_txn()?;
-        let class = self.db.junk_trained.get(&txn, &trained_key(blob, &digest(&account)))?;
+        let class = self
+            .db
+            .junk_trained
+            .get(&txn, &trained_key(blob, &digest(&account)))?;
         Ok(class.map(|c| c == [1]))
     }
 
@@ -238,8 +244,19 @@ impl Store {
         spam: bool,
         add: bool,
     ) -> Result<()> {
-        let mut totals = self.db.junk.get(txn, d)?.map(Totals::decode).unwrap_or_default();
-        let step = |v: u32| if add { v.saturating_add(1) } else { v.saturating_sub(1) };
+        let mut totals = self
+            .db
+            .junk
+            .get(txn, d)?
+            .map(Totals::decode)
+            .unwrap_or_default();
+        let step = |v: u32| {
+            if add {
+                v.saturating_add(1)
+            } else {
+                v.saturating_sub(1)
+            }
+        };
         if add {
             totals.seq = totals.seq.saturating_add(1);
         }
@@ -404,10 +421,19 @@ mod tests {
         let t = with_users();
         let s = &t.store;
         s.junk_train(A, &toks(&["viagra", "hello"]), true).unwrap();
-        s.junk_train(A, &toks(&["meeting", "hello"]), false).unwrap();
-        s.junk_train("Alice@Example.org", &toks(&["viagra"]), true).unwrap();
+        s.junk_train(A, &toks(&["meeting", "hello"]), false)
+            .unwrap();
+        s.junk_train("Alice@Example.org", &toks(&["viagra"]), true)
+            .unwrap();
         let totals = s.junk_totals(A).unwrap();
-        assert_eq!(totals, JunkTotals { spam: 2, ham: 1, tokens: 3 });
+        assert_eq!(
+            totals,
+            JunkTotals {
+                spam: 2,
+                ham: 1,
+                tokens: 3
+            }
+        );
         assert_eq!(
             counts(s, A, &["viagra", "hello", "meeting", "nothing"]),
             [(2, 0), (1, 1), (0, 1), (0, 0)]
@@ -420,9 +446,12 @@ mod tests {
         ));
         // Overlong tokens are never keys.
         let long = "x".repeat(MAX_JUNK_TOKEN_BYTES + 1);
-        s.junk_train(A, &[long.clone()], true).unwrap();
+        s.junk_train(A, std::slice::from_ref(&long), true).unwrap();
         assert_eq!(s.junk_totals(A).unwrap().tokens, 3);
-        assert_eq!(s.junk_counts(A, &[long]).unwrap().1[0], TokenCounts::default());
+        assert_eq!(
+            s.junk_counts(A, &[long]).unwrap().1[0],
+            TokenCounts::default()
+        );
     }
 
     #[test]
@@ -438,7 +467,14 @@ mod tests {
         assert_eq!(s.junk_trained(B, blob).unwrap(), None);
         assert_eq!(counts(s, A, &["cheap", "pills"]), [(1, 0), (1, 0)]);
         assert!(s.junk_train_blob(A, blob, &words, false).unwrap());
-        assert_eq!(s.junk_totals(A).unwrap(), JunkTotals { spam: 0, ham: 1, tokens: 2 });
+        assert_eq!(
+            s.junk_totals(A).unwrap(),
+            JunkTotals {
+                spam: 0,
+                ham: 1,
+                tokens: 2
+            }
+        );
         assert_eq!(counts(s, A, &["cheap", "pills"]), [(0, 1), (0, 1)]);
         assert!(s.junk_train_blob(B, blob, &words, true).unwrap());
         // The last reference goes: the markers go with the blob.
@@ -450,7 +486,14 @@ mod tests {
         assert_eq!(s.junk_trained(B, blob).unwrap(), None);
         assert!(!s.junk_train_blob(A, blob, &words, true).unwrap());
         // The statistics stay: they were learnt.
-        assert_eq!(s.junk_totals(A).unwrap(), JunkTotals { spam: 0, ham: 1, tokens: 2 });
+        assert_eq!(
+            s.junk_totals(A).unwrap(),
+            JunkTotals {
+                spam: 0,
+                ham: 1,
+                tokens: 2
+            }
+        );
     }
 
     #[test]
@@ -458,7 +501,8 @@ mod tests {
         let t = with_users();
         let s = &t.store;
         let blob = super::super::tests::deliver_to(s, b"Subject: x\r\n\r\nhi\r\n", &[A, B]);
-        s.junk_train_blob(A, blob, &toks(&["one", "two"]), true).unwrap();
+        s.junk_train_blob(A, blob, &toks(&["one", "two"]), true)
+            .unwrap();
         s.junk_train_blob(B, blob, &toks(&["one"]), false).unwrap();
         s.remove_account(A).unwrap();
         s.add_account(A, "h").unwrap();
@@ -466,7 +510,14 @@ mod tests {
         assert_eq!(counts(s, A, &["one", "two"]), [(0, 0), (0, 0)]);
         assert_eq!(s.junk_trained(A, blob).unwrap(), None);
         assert_eq!(s.junk_trained(B, blob).unwrap(), Some(false));
-        assert_eq!(s.junk_totals(B).unwrap(), JunkTotals { spam: 0, ham: 1, tokens: 1 });
+        assert_eq!(
+            s.junk_totals(B).unwrap(),
+            JunkTotals {
+                spam: 0,
+                ham: 1,
+                tokens: 1
+            }
+        );
     }
 
     #[test]
@@ -479,7 +530,8 @@ mod tests {
         let old: Vec<String> = (0..10).map(|i| format!("old{i}")).collect();
         s.junk_train(A, &old, true).unwrap();
         for i in 0..10 {
-            s.junk_train(A, &toks(&["common", &format!("new{i}")]), false).unwrap();
+            s.junk_train(A, &toks(&["common", &format!("new{i}")]), false)
+                .unwrap();
         }
         assert_eq!(s.junk_totals(A).unwrap().tokens, 21);
         let mut txn = s.env.write_txn().unwrap();
@@ -489,7 +541,10 @@ mod tests {
         assert_eq!(totals.tokens, 11);
         let old: Vec<&str> = old.iter().map(String::as_str).collect();
         assert!(counts(s, A, &old).iter().all(|&c| c == (0, 0)));
-        assert_eq!(counts(s, A, &["common", "new0", "new9"]), [(0, 10), (0, 1), (0, 1)]);
+        assert_eq!(
+            counts(s, A, &["common", "new0", "new9"]),
+            [(0, 10), (0, 1), (0, 1)]
+        );
         // Under the cap nothing happens.
         let mut txn = s.env.write_txn().unwrap();
         s.junk_bound(&mut txn, &d, 20).unwrap();
