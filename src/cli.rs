@@ -9,7 +9,7 @@ use crate::server;
 use crate::store::Store;
 use crate::{privilege, signals, tls};
 use clap::{Parser, Subcommand};
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -65,6 +65,11 @@ enum Command {
         #[command(subcommand)]
         action: BlockAction,
     },
+    /// The junk filter of an account: train it by hand, look at it, score a message.
+    Junk {
+        #[command(subcommand)]
+        action: JunkAction,
+    },
     /// DKIM signing keys.
     Dkim {
         #[command(subcommand)]
@@ -107,6 +112,22 @@ enum BlockAction {
     },
     /// Lift a block and forget it.
     Del { ip: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum JunkAction {
+    /// Learn the message on standard input as spam or as ham.
+    Train {
+        address: String,
+        #[arg(long, conflicts_with = "ham", required_unless_present = "ham")]
+        spam: bool,
+        #[arg(long)]
+        ham: bool,
+    },
+    /// Trained spam and ham messages, tokens kept, LMDB bytes of all accounts' statistics.
+    Stats { address: String },
+    /// Print the spam probability of the message on standard input (or `untrained`).
+    Score { address: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -257,6 +278,7 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Queue { action } => queue_command(&cli, action),
         Command::Block { action } => block_command(&cli, action),
+        Command::Junk { action } => junk_command(&cli, action),
         Command::Dkim {
             action: DkimAction::Generate { domain, selector },
         } => {
@@ -554,6 +576,47 @@ fn block_command(cli: &Cli, action: &BlockAction) -> Result<(), String> {
                 return Err(format!("{source} is not blocked"));
             }
             println!("unblocked {source}");
+        }
+    }
+    Ok(())
+}
+
+fn junk_command(cli: &Cli, action: &JunkAction) -> Result<(), String> {
+    let store = open_store(cli)?;
+    let (JunkAction::Train { address, .. }
+    | JunkAction::Stats { address }
+    | JunkAction::Score { address }) = action;
+    if store.account(address).map_err(|e| e.to_string())?.is_none() {
+        return Err(format!("account {address} does not exist"));
+    }
+    // The filter reads no further than this; neither do we.
+    let read_message = || {
+        let mut message = Vec::new();
+        let limit = crate::limits::JUNK_SCAN_BYTES as u64;
+        std::io::Read::read_to_end(&mut std::io::stdin().lock().take(limit), &mut message)
+            .map(|_| message)
+            .map_err(|e| format!("reading the message: {e}"))
+    };
+    match action {
+        JunkAction::Train { spam, .. } => {
+            crate::junk::train(&store, address, &read_message()?, *spam)
+                .map_err(|e| e.to_string())?;
+            println!("learnt as {}", if *spam { "spam" } else { "ham" });
+        }
+        JunkAction::Stats { .. } => {
+            let totals = store.junk_totals(address).map_err(|e| e.to_string())?;
+            println!("spam {}", totals.spam);
+            println!("ham {}", totals.ham);
+            println!("tokens {}", totals.tokens);
+            println!("bytes {}", store.junk_bytes().map_err(|e| e.to_string())?);
+        }
+        JunkAction::Score { .. } => {
+            match crate::junk::probability(&store, address, &read_message()?)
+                .map_err(|e| e.to_string())?
+            {
+                Some(p) => println!("{p:.4}"),
+                None => println!("untrained"),
+            }
         }
     }
     Ok(())

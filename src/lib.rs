@@ -16,6 +16,9 @@
 //! 5. [`store`]: the LMDB store (accounts, mailboxes, messages, outbound queue, quota
 //!    counters); its module doc is the schema. Imports no protocol.
 //! 6. [`auth`]: password hashing, the credential cache, SASL PLAIN/LOGIN decoding.
+//!    [`junk`]: the learning junk filter per account (tokens, a Bayesian classifier over
+//!    statistics kept by the store). [`inbound`]: the checks on mail from the internet
+//!    (SPF, DKIM, DMARC, ARC, iprev, HELO, block lists, message rate) and their verdict.
 //! 7. [`delivery`]: the one path from "recipient accepted" to "stored"; DSN notices.
 //! 8. [`floor`]: what every session stands on: `Shared`, the session kernel, admission,
 //!    locks.
@@ -24,8 +27,8 @@
 //! 10. Protocol servers: [`smtp`], [`pop3`], [`imap`], each a pure `parse` under a
 //!     `session` state machine.
 //! 11. [`sendmail`] (local injection) and [`server`] (listeners, shutdown fan-out).
-//! 12. [`cli`]: the command line (`serve`, `user`, `domain`, `alias`, `queue`, `dkim`,
-//!     `sendmail`, `config check`).
+//! 12. [`cli`]: the command line (`serve`, `user`, `domain`, `alias`, `queue`, `junk`,
+//!     `dkim`, `sendmail`, `config check`).
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod address;
@@ -38,6 +41,7 @@ pub mod dns;
 pub mod floor;
 pub mod imap;
 pub mod inbound;
+pub mod junk;
 pub mod limits;
 pub mod mail;
 pub mod net;

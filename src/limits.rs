@@ -45,3 +45,17 @@ pub const MAX_IMAP_COMMAND: usize = 64 * 1024;
 
 /// Largest non-synchronising literal (LITERAL-, RFC 7888).
 pub const MAX_IMAP_NONSYNC_LITERAL: u64 = 4096;
+
+/// Bytes of a message the junk filter reads (the start: headers and the first text).
+pub const JUNK_SCAN_BYTES: usize = 256 * 1024;
+
+/// Most unique tokens the junk filter takes from one message.
+pub const MAX_JUNK_MESSAGE_TOKENS: usize = 2000;
+
+/// Longest token the junk statistics store, in bytes (bounds the LMDB key).
+pub const MAX_JUNK_TOKEN_BYTES: usize = 48;
+
+/// Most tokens the junk statistics keep per account; past it, the least useful tenth is
+/// pruned (see `store::junk`). About 5 to 6 MiB of LMDB pages when full (scripts/bench-junk
+/// measured 55 bytes a token).
+pub const MAX_JUNK_TOKENS: u32 = 100_000;

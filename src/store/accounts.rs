@@ -106,7 +106,7 @@ impl Store {
         Ok(address)
     }
 
-    /// Deletes an account with all its mailboxes and messages.
+    /// Deletes an account with all its mailboxes, messages and junk filter statistics.
     pub fn remove_account(&self, address: &str) -> Result<()> {
         let (address, _) = parse_address(address)?;
         let mut txn = self.env.write_txn()?;
@@ -125,6 +125,7 @@ impl Store {
             self.db.mailboxes.delete(&mut txn, &key)?;
         }
         self.db.usage.delete(&mut txn, &address)?;
+        self.junk_forget_account(&mut txn, &address)?;
         txn.commit()?;
         Ok(())
     }

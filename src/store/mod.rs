@@ -20,6 +20,8 @@
 //! | `queue`     | queue id (u64 BE)                    | [`QueuedMessage`]: envelope, DSN parameters, per-recipient state (schema 3) |
 //! | `usage`     | account address                      | bytes in all its mailboxes (u64 BE, schema 4) |
 //! | `blocks`    | source (IPv4 address, IPv6 /64)      | [`Block`]: until, level, reason (schema 5) |
+//! | `junk`      | account digest (8 bytes) ++ token    | spam, ham, last-trained (u32 BE each); the digest alone: totals (schema 6) |
+//! | `junk_trained` | blob id (u64 BE) ++ account digest | the class the message was trained as (schema 6) |
 //!
 //! A message's bytes are stored once as a blob; every mailbox entry that shows it (one per
 //! recipient, later IMAP COPY) holds a reference, and the blob is deleted with the last one.
@@ -46,6 +48,7 @@
 mod accounts;
 mod blocks;
 mod committer;
+mod junk;
 mod mailboxes;
 mod messages;
 mod queue;
@@ -54,6 +57,7 @@ mod spool;
 
 pub use blocks::BLOCK_MEMORY_SECS;
 pub use committer::Committer;
+pub use junk::{JunkTotals, TokenCounts};
 pub use mailboxes::{Copied, FlagOp};
 pub use queue::{Accepted, Outbound};
 pub use schema::{
@@ -306,6 +310,7 @@ impl Store {
                 // 2 → 3: the reserved, always empty `queue` database gets its records.
                 // 3 → 4: the `usage` counters are computed from the message records.
                 // 4 → 5: `blocks` was created above, empty.
+                // 5 → 6: `junk` and `junk_trained` were created above, empty.
                 if v < 4 {
                     accounts::compute_usage(&db, &mut txn)?;
                 }

@@ -7,7 +7,7 @@ use heed::{Database, Env, RwTxn};
 use serde::{Deserialize, Serialize};
 
 /// Version of the layout below. Bump it, and add a migration, whenever a record changes.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 pub(crate) const META_SCHEMA_VERSION: &str = "schema_version";
 pub(crate) const META_NEXT_MAILBOX_ID: &str = "next_mailbox_id";
@@ -38,10 +38,14 @@ pub(crate) struct Databases {
     pub usage: Database<Str, U64<BigEndian>>,
     /// Since schema 5: sources refused after failed logins (see `store::blocks`).
     pub blocks: Database<Str, SerdeBincode<Block>>,
+    /// Since schema 6: junk filter statistics per account and token (see `store::junk`).
+    pub junk: Database<Bytes, Bytes>,
+    /// Since schema 6: the class each message was trained as, per account.
+    pub junk_trained: Database<Bytes, Bytes>,
 }
 
 /// Number of named databases (LMDB needs an upper bound at open time).
-pub(crate) const DATABASE_COUNT: u32 = 12;
+pub(crate) const DATABASE_COUNT: u32 = 14;
 
 impl Databases {
     /// Bytes of the pages every database uses (free pages not counted), from LMDB's own
@@ -60,6 +64,8 @@ impl Databases {
             self.queue.stat(txn)?,
             self.usage.stat(txn)?,
             self.blocks.stat(txn)?,
+            self.junk.stat(txn)?,
+            self.junk_trained.stat(txn)?,
         ];
         Ok(stats
             .iter()
@@ -81,6 +87,8 @@ impl Databases {
             queue: env.create_database(txn, Some("queue"))?,
             usage: env.create_database(txn, Some("usage"))?,
             blocks: env.create_database(txn, Some("blocks"))?,
+            junk: env.create_database(txn, Some("junk"))?,
+            junk_trained: env.create_database(txn, Some("junk_trained"))?,
         })
     }
 }

@@ -42,6 +42,19 @@ fn deliver(s: &Store, message: Incoming, accounts: &[String]) -> Result<Vec<Plac
     Ok(s.accept(&mut delivery)?.placed)
 }
 
+/// Delivers `body` to the INBOX of each account; returns the blob id.
+pub(crate) fn deliver_to(s: &Store, body: &[u8], accounts: &[&str]) -> u64 {
+    let accounts: Vec<String> = accounts.iter().map(|a| a.to_string()).collect();
+    let placed = deliver(s, incoming(body), &accounts).unwrap();
+    let records = s.messages(placed[0].mailbox).unwrap();
+    records
+        .iter()
+        .find(|(uid, _)| *uid == placed[0].uid)
+        .unwrap()
+        .1
+        .blob
+}
+
 pub(crate) fn with_users() -> TempStore {
     let t = temp_store();
     t.store.add_domain("Example.org").unwrap();

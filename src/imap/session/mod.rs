@@ -144,6 +144,8 @@ pub struct Session {
     rev2: bool,
     /// ENABLE QRESYNC (RFC 7162): VANISHED instead of EXPUNGE.
     qresync: bool,
+    /// The last junk filter learning this session started (see `modify`).
+    learning: Option<tokio::task::JoinHandle<()>>,
 }
 
 type Flow = io::Result<Option<End>>;
@@ -174,6 +176,7 @@ impl Session {
             utf8: false,
             rev2: false,
             qresync: false,
+            learning: None,
         }
     }
 

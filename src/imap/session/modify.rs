@@ -2,12 +2,17 @@
 //! (RFC 7162 §3.1.3), COPY and MOVE (RFC 6851) with COPYUID (RFC 4315), EXPUNGE and UID
 //! EXPUNGE (RFC 4315 §2.1), CLOSE and UNSELECT (RFC 3691). A read-only mailbox has
 //! already been refused for STORE, EXPUNGE and MOVE (see [`super::Session::refusal`]).
+//!
+//! COPY and MOVE into Junk, MOVE out of it and the `$Junk` / `$NotJunk` keywords
+//! (RFC 5788) teach the account's junk filter ([`crate::junk`]) in a task of its own:
+//! the reply does not wait for it, and its failure is only logged.
 
 use super::{store_error_text, Reply, Session};
 use crate::imap::encode;
 use crate::imap::message::resolve;
 use crate::imap::parse::{CopyMove, SequenceSet, StoreFlags};
-use crate::store::{flags, MessageRecord, StoreError};
+use crate::junk;
+use crate::store::{flags, FlagOp, MessageRecord, StoreError};
 use std::io;
 
 impl Session {
@@ -43,6 +48,10 @@ impl Session {
             .map(|m| m.uid)
             .collect();
         let (account, name) = (self.account(), sel.name.clone());
+        let lesson = match op {
+            FlagOp::Add | FlagOp::Replace => junk::lesson_of_keywords(&flags.keywords),
+            FlagOp::Remove => None,
+        };
         let result = self
             .blocking(move |s| {
                 let (system, keywords) = (flags.system, &flags.keywords);
@@ -63,6 +72,9 @@ impl Session {
         };
         self.apply_records(&updated);
         self.shared.committer.notify();
+        if let Some(spam) = lesson {
+            self.learn_junk(updated.iter().map(|(_, r)| r.clone()).collect(), spam);
+        }
         self.changes.borrow_and_update();
         if !silent {
             let out = self.flag_updates(&updated, uid);
@@ -131,22 +143,41 @@ impl Session {
             return Ok(Reply::Bad("No mailbox selected".into()));
         };
         let uids: Vec<u32> = indices.iter().map(|&i| sel.messages[i].uid).collect();
+        let records: Vec<(u32, MessageRecord)> = indices
+            .iter()
+            .map(|&i| (sel.messages[i].uid, sel.messages[i].record.clone()))
+            .collect();
         let adding: u64 = indices.iter().map(|&i| sel.messages[i].record.size).sum();
         let (account, name) = (self.account(), sel.name.clone());
         let result = self
             .blocking(move |s| {
-                if s.mailbox(&account, &target)?.is_none() {
+                let Some(to) = s.mailbox(&account, &target)? else {
                     return Ok(None);
-                }
+                };
                 if !remove && s.over_quota(&account, adding)? {
                     return Err(StoreError::OverQuota);
                 }
+                let lesson = match s.mailbox(&account, &name)? {
+                    Some(from) => junk::lesson_of_copy(&from, &to, remove),
+                    None => None,
+                };
                 s.copy_messages(&account, &name, &uids, &target, remove)
-                    .map(Some)
+                    .map(|c| Some((c, lesson)))
             })
             .await?;
         let copied = match result {
-            Ok(Some(c)) => c,
+            Ok(Some((c, lesson))) => {
+                if let Some(spam) = lesson {
+                    let done: Vec<u32> = c.uids.iter().map(|(a, _)| *a).collect();
+                    let records = records
+                        .into_iter()
+                        .filter(|(u, _)| done.contains(u))
+                        .map(|(_, r)| r)
+                        .collect();
+                    self.learn_junk(records, spam);
+                }
+                c
+            }
             Ok(None) => return Ok(Reply::No("[TRYCREATE] No such mailbox".into())),
             Err(e) => return Ok(Reply::No(store_error_text(&e))),
         };
@@ -167,6 +198,34 @@ impl Session {
         let moved: Vec<u32> = copied.uids.iter().map(|(a, _)| *a).collect();
         self.report_expunged(&moved);
         self.finish(tag, "OK MOVE completed", true).await
+    }
+
+    /// Teaches the junk filter these messages as spam or ham, after any learning this
+    /// session started before (so a quick move in and out ends in the right class).
+    fn learn_junk(&mut self, records: Vec<MessageRecord>, spam: bool) {
+        if records.is_empty() {
+            return;
+        }
+        let (store, account, peer) = (self.shared.store.clone(), self.account(), self.conn.peer);
+        let previous = self.learning.take();
+        self.learning = Some(tokio::spawn(async move {
+            if let Some(previous) = previous {
+                let _ = previous.await;
+            }
+            let result = store
+                .call(move |s| {
+                    let mut learnt = 0;
+                    for record in &records {
+                        learnt += junk::learn(s, &account, record, spam)? as usize;
+                    }
+                    Ok(learnt)
+                })
+                .await;
+            match result {
+                Ok(n) => log::debug!("imap {peer}: junk filter learnt {n} messages"),
+                Err(e) => log::warn!("imap {peer}: junk filter learning failed: {e}"),
+            }
+        }));
     }
 
     /// EXPUNGE (RFC 9051 §6.4.3) and UID EXPUNGE (RFC 4315 §2.1): removes the messages
