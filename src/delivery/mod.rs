@@ -98,6 +98,51 @@ pub fn file_as_junk(store: &Store, targets: &mut [Target]) -> Result<()> {
     Ok(())
 }
 
+/// One account's copies after the junk filter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Classified {
+    pub targets: Vec<Target>,
+    /// Filed as junk (by the checks' verdict or by the account's own filter).
+    pub junk: bool,
+    /// The account's Bayesian probability, when its filter is trained.
+    pub bayes: Option<f64>,
+}
+
+/// Runs each account's junk filter over `sample` (the start of the message) and files
+/// the copies of accounts judged junk — by the inbound checks (`judged_junk`) or by a
+/// probability of at least `threshold` — into Junk. One entry per account, in the
+/// order of `targets`. Blocking.
+pub fn classify(
+    store: &Store,
+    targets: Vec<Target>,
+    sample: &[u8],
+    judged_junk: bool,
+    threshold: f64,
+) -> Result<Vec<Classified>> {
+    let mut out: Vec<Classified> = Vec::new();
+    for target in targets {
+        match out
+            .iter_mut()
+            .find(|c| c.targets[0].account == target.account)
+        {
+            Some(c) => c.targets.push(target),
+            None => out.push(Classified {
+                targets: vec![target],
+                junk: false,
+                bayes: None,
+            }),
+        }
+    }
+    for c in &mut out {
+        c.bayes = crate::junk::probability(store, &c.targets[0].account, sample)?;
+        c.junk = judged_junk || c.bayes.is_some_and(|p| p >= threshold);
+        if c.junk {
+            file_as_junk(store, &mut c.targets)?;
+        }
+    }
+    Ok(out)
+}
+
 /// The domain a bare `postmaster` recipient (no domain, RFC 5321 §4.5.1) belongs to: the
 /// host name or the nearest parent of it that is a local domain, else the first local
 /// domain. None when there are no domains.

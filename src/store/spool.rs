@@ -99,6 +99,18 @@ impl Spooled {
         }
     }
 
+    /// A second handle on the same content, for a second delivery of it: a copy of bytes
+    /// in memory, or the same spool file (every reader seeks to its start first).
+    pub fn try_clone(&self) -> io::Result<Spooled> {
+        Ok(match self {
+            Spooled::Memory(bytes) => Spooled::Memory(bytes.clone()),
+            Spooled::File { file, len } => Spooled::File {
+                file: file.try_clone()?,
+                len: *len,
+            },
+        })
+    }
+
     /// The content without the byte ranges `cut` (sorted, not overlapping), re-spooled.
     pub fn without(self, cut: &[std::ops::Range<usize>], dir: &Path) -> io::Result<Spooled> {
         if cut.is_empty() {

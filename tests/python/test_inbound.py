@@ -7,6 +7,7 @@ dkimpy for DKIM and ARC (differential testing); dkimpy also signs and seals the 
 """
 
 import base64
+import random
 import email.utils
 import imaplib
 import re
@@ -466,3 +467,43 @@ def test_message_rate_per_client(make_server, world):
                       source_address=("127.0.0.3", 0)) as smtp:
         smtp.ehlo()
         assert smtp.mail("x@good.test")[0] == 250
+
+
+# --------------------------------------------------------------------------
+# The junk filter at delivery
+# --------------------------------------------------------------------------
+
+SPAM_WORDS = "free prize winner cash claim urgent offer casino lottery bonus click guaranteed".split()
+HAM_WORDS = "meeting project review notes tuesday agenda draft report minutes budget schedule lunch".split()
+
+
+def words_body(words: list[str], seed: int) -> str:
+    rng = random.Random(seed)
+    return " ".join(rng.choice(words) for _ in range(40)) + "\r\n"
+
+
+def test_each_account_s_own_filter_files_its_copy(make_server, world):
+    """alice has taught her filter, bob has not: one message to both lands in alice's Junk
+    (with her probability in the header) and in bob's INBOX."""
+    server = checked_server(make_server, world)
+    for i in range(6):
+        for words, kind in ((SPAM_WORDS, "--spam"), (HAM_WORDS, "--ham")):
+            text = message("x@evil.test", new_token(), body=words_body(words, i)).decode()
+            server.cli("junk", "train", ALICE, kind, stdin_text=text)
+    token = new_token()
+    spam = message("x@evil.test", token, body=words_body(SPAM_WORDS, 99))
+    with smtplib.SMTP(HOST, server.port("smtp"), local_hostname=CLIENT_NAME, timeout=30) as smtp:
+        assert smtp.sendmail("x@evil.test", [ALICE, BOB], spam) == {}
+    mailbox, flags, raw = stored(server, token, ALICE)
+    assert (mailbox, "$Junk" in flags) == ("Junk", True)
+    assert re.search(rb"X-Letterbox-Junk: yes; score=0\.0;\r\n\tbayes=(0\.9\d\d|1\.000)\r\n", raw), raw
+    mailbox, flags, raw = stored(server, token, BOB)
+    assert (mailbox, "$Junk" in flags) == ("INBOX", False)
+    assert b"X-Letterbox-Junk: no; score=0.0\r\n" in raw
+    # Ham-like mail stays in alice's INBOX.
+    token = new_token()
+    ham = message("x@evil.test", token, body=words_body(HAM_WORDS, 98))
+    assert send(server, "x@evil.test", ham)[0] == 250
+    mailbox, _, raw = stored(server, token, ALICE)
+    assert mailbox == "INBOX"
+    assert re.search(rb"X-Letterbox-Junk: no; score=0\.0;\r\n\tbayes=0\.0\d\d\r\n", raw), raw

@@ -3,15 +3,13 @@
 //! notices (RFC 3461) follow the delivery.
 
 use super::*;
-use crate::inbound::policy::Decision;
-use crate::inbound::results::{forged_results, junk_header};
-use crate::inbound::{Peer, SenderCheck};
 use crate::limits::MIN_DATA_RATE;
 use crate::net::Pace;
-use crate::store::{Spooled, StoreError};
+use crate::store::StoreError;
 
 /// RFC 3463 4.3.1: the disk or the store is full; the client may try again later.
-const REPLY_NO_ROOM: &[u8] = b"452 4.3.1 Insufficient system storage, try again later\r\n";
+pub(super) const REPLY_NO_ROOM: &[u8] =
+    b"452 4.3.1 Insufficient system storage, try again later\r\n";
 
 impl Session {
     pub(super) async fn data(&mut self) -> io::Result<Option<End>> {
@@ -206,18 +204,17 @@ impl Session {
             recipient: single,
             date: now,
         };
-        let mut prefix = trace.headers();
-        let skip = crate::smtp::return_path_len(&prefix);
+        let base_prefix = trace.headers();
+        let skip = crate::smtp::return_path_len(&base_prefix);
         let mut body = spool.finish();
+        // The copies, grouped by the headers only they carry: one group, unless the
+        // accounts' own junk filters told them apart.
+        let mut groups = vec![(targets, Vec::new())];
         if let Some(sender) = &tx.sender_check {
             match self.check_message(&tx, sender, &mut body, &id).await {
-                Ok((headers, junk)) => {
-                    // Recorded below the Return-Path, above our Received: (RFC 8601 §2).
-                    let at = skip as usize;
-                    prefix.splice(at..at, headers.into_bytes());
-                    if junk {
-                        targets = self.file_as_junk(targets).await;
-                    }
+                Ok(checked) => {
+                    let (targets, _) = groups.remove(0);
+                    groups = self.classify(checked, targets, &body, &id).await;
                 }
                 Err(reply) => {
                     self.conn.send(&reply);
@@ -225,15 +222,14 @@ impl Session {
                 }
             }
         }
-        let mut message = Incoming::new(prefix, body, now);
         // SMTPUTF8 is needed on the way out only when something is not ASCII (RFC 6531
         // §3.2): a client that always says SMTPUTF8 must not get ASCII mail bounced by
         // next hops without it.
         let needs_utf8 = tx.smtputf8
             && (tx.from.as_deref().is_some_and(|f| !f.is_ascii())
                 || tx.outbound.iter().any(|(r, _, _)| !r.is_ascii())
-                || !crate::mail::header_of(&message.body.head().unwrap_or_default()).is_ascii());
-        let outbound = (!tx.outbound.is_empty()).then(|| Outbound {
+                || !crate::mail::header_of(&body.head().unwrap_or_default()).is_ascii());
+        let mut outbound = (!tx.outbound.is_empty()).then(|| Outbound {
             sender: tx.from.clone().unwrap_or_default(),
             envid: tx.envid.clone(),
             ret_full: tx.ret_full,
@@ -245,143 +241,79 @@ impl Session {
         let head = if tx.success_notices.is_empty() || tx.from.is_none() {
             Vec::new()
         } else {
-            message.body.head().unwrap_or_default()
+            body.head().unwrap_or_default()
         };
-        let size = message.size();
-        let delivery = Delivery {
-            message,
-            targets,
-            outbound,
-        };
-        match delivery::deliver(&self.shared.committer, delivery).await {
-            Ok(accepted) => {
-                let recipients: Vec<&str> = tx
-                    .recipients
-                    .iter()
-                    .map(|(r, _)| r.as_str())
-                    .chain(tx.outbound.iter().map(|(r, _, _)| r.as_str()))
-                    .collect();
-                log::info!(
-                    "smtp {}: accepted id={id} from=<{}> to={} size={size} copies={}{}",
-                    self.conn.peer,
-                    tx.from.as_deref().unwrap_or(""),
-                    recipients.join(","),
-                    accepted.placed.len(),
-                    accepted
-                        .queued
-                        .map(|q| format!(" queued={q}"))
-                        .unwrap_or_default()
-                );
-                if accepted.queued.is_some() {
-                    self.shared.relay_wake.notify_one();
+        let size = base_prefix.len() as u64 + body.len();
+        let (mut copies, mut queued) = (0, None);
+        let count = groups.len();
+        let mut body = Some(body);
+        for (index, (targets, headers)) in groups.into_iter().enumerate() {
+            // Recorded below the Return-Path, above our Received: (RFC 8601 §2).
+            let mut prefix = base_prefix.clone();
+            prefix.splice(skip as usize..skip as usize, headers);
+            let content = match body.take() {
+                Some(b) if index + 1 < count => match b.try_clone() {
+                    Ok(copy) => {
+                        body = Some(b);
+                        copy
+                    }
+                    Err(e) => {
+                        log::error!("smtp {}: re-reading the spool: {e}", self.conn.peer);
+                        self.conn.send(REPLY_NO_ROOM);
+                        return;
+                    }
+                },
+                Some(b) => b,
+                None => unreachable!("the body is kept until the last group"),
+            };
+            let delivery = Delivery {
+                message: Incoming::new(prefix, content, now),
+                targets,
+                outbound: outbound.take(),
+            };
+            // A later group that fails leaves the earlier ones delivered; the client's
+            // retry then duplicates them (SMTP's at-least-once), never loses them.
+            match delivery::deliver(&self.shared.committer, delivery).await {
+                Ok(accepted) => {
+                    copies += accepted.placed.len();
+                    queued = queued.or(accepted.queued);
                 }
-                if !head.is_empty() {
-                    self.send_success_notice(&tx, &head, now).await;
+                Err(StoreError::Full) => {
+                    log::error!(
+                        "smtp {}: delivery of id={id}: the store is full",
+                        self.conn.peer
+                    );
+                    self.conn.send(REPLY_NO_ROOM);
+                    return;
                 }
-                let text = format!("OK id={id}");
-                self.reply(250, "2.0.0", &text);
-            }
-            Err(StoreError::Full) => {
-                log::error!(
-                    "smtp {}: delivery of id={id}: the store is full",
-                    self.conn.peer
-                );
-                self.conn.send(REPLY_NO_ROOM);
-            }
-            Err(e) => {
-                log::error!("smtp {}: delivery of id={id} failed: {e}", self.conn.peer);
-                self.reply(451, "4.3.0", "Could not store the message, try again later");
+                Err(e) => {
+                    log::error!("smtp {}: delivery of id={id} failed: {e}", self.conn.peer);
+                    self.reply(451, "4.3.0", "Could not store the message, try again later");
+                    return;
+                }
             }
         }
-    }
-
-    /// Phase 3 of the inbound checks (see [`crate::inbound`]): the verdict, the headers
-    /// that record it, and the removal of Authentication-Results: claiming our name.
-    /// Returns the headers and whether the message is junk, or the reply refusing it.
-    async fn check_message(
-        &mut self,
-        tx: &Transaction,
-        sender: &SenderCheck,
-        body: &mut Spooled,
-        id: &str,
-    ) -> Result<(String, bool), Vec<u8>> {
-        let checker = self.shared.inbound();
-        let config = self.config.clone();
-        let helo = self.helo.clone().unwrap_or_default();
-        let peer = Peer {
-            ip: self.conn.peer.ip(),
-            helo: &helo,
-            hostname: &config.hostname,
-        };
-        let Some(client) = self.client_check.clone() else {
-            return Err(b"451 4.3.0 Checks incomplete, try again later\r\n".to_vec());
-        };
-        let (check, forged) = {
-            let view = body.view().map_err(|e| {
-                log::error!("smtp {}: reading the spooled message: {e}", self.conn.peer);
-                REPLY_NO_ROOM.to_vec()
-            })?;
-            let from = tx.from.as_deref();
-            let check = checker
-                .message(peer, &client, sender, from, &view, &config.inbound)
-                .await;
-            let forged = forged_results(crate::mail::header_of(&view), &config.hostname);
-            (check, forged)
-        };
-        if !forged.is_empty() {
-            let taken = std::mem::replace(body, Spooled::Memory(Vec::new()));
-            *body = taken
-                .without(&forged, self.shared.store.spool_dir())
-                .map_err(|e| {
-                    log::error!("smtp {}: re-spooling the message: {e}", self.conn.peer);
-                    REPLY_NO_ROOM.to_vec()
-                })?;
-        }
-        let j = &check.judgement;
-        let verdict = match &j.decision {
-            Ok(Decision::Accept) => "accept",
-            Ok(Decision::Junk) => "junk",
-            Err(r) if r.code >= 500 => "reject",
-            Err(_) => "defer",
-        };
+        let recipients: Vec<&str> = tx
+            .recipients
+            .iter()
+            .map(|(r, _)| r.as_str())
+            .chain(tx.outbound.iter().map(|(r, _, _)| r.as_str()))
+            .collect();
         log::info!(
-            "smtp {}: checked id={id} from=<{}> verdict={verdict} score={:.1}{}",
+            "smtp {}: accepted id={id} from=<{}> to={} size={size} copies={copies}{}",
             self.conn.peer,
             tx.from.as_deref().unwrap_or(""),
-            j.score,
-            j.reasons
-                .iter()
-                .map(|(why, _)| format!(" {why}"))
-                .collect::<String>()
+            recipients.join(","),
+            queued.map(|q| format!(" queued={q}")).unwrap_or_default()
         );
-        match &j.decision {
-            Err(r) => Err(format_reply(r.code, Some(r.esc), &[r.text.as_str()])),
-            Ok(decision) => {
-                let junk = *decision == Decision::Junk;
-                let headers = check.results_header.clone() + &junk_header(j, junk, None);
-                Ok((headers, junk))
-            }
+        if queued.is_some() {
+            self.shared.relay_wake.notify_one();
         }
-    }
-
-    /// Moves the copies into Junk; on a store error they stay where they were.
-    async fn file_as_junk(&mut self, targets: Vec<Target>) -> Vec<Target> {
-        let mut filed = targets.clone();
-        let result = self
-            .shared
-            .store
-            .call(move |store| {
-                delivery::file_as_junk(store, &mut filed)?;
-                Ok(filed)
-            })
-            .await;
-        match result {
-            Ok(filed) => filed,
-            Err(e) => {
-                log::error!("smtp {}: filing into Junk: {e}", self.conn.peer);
-                targets
-            }
+        if !head.is_empty() {
+            self.send_success_notice(&tx, &head, now).await;
         }
+        let text = format!("OK id={id}");
+        self.reply(250, "2.0.0", &text);
     }
 
     /// RFC 3461: local recipients that asked for NOTIFY=SUCCESS get the sender a

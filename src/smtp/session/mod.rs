@@ -50,6 +50,7 @@ struct Chunking {
 }
 
 mod auth;
+mod checks;
 mod data;
 #[cfg(test)]
 mod tests;

@@ -3,8 +3,6 @@
 //! the store lookups are point reads and run inline (see `Store::reader`).
 
 use super::*;
-use crate::inbound::policy::{refusal_at_mail, Refusal};
-use crate::inbound::{findings_at_mail, Peer};
 
 impl Session {
     /// Returns true when the session must end.
@@ -72,41 +70,6 @@ impl Session {
         });
         self.reply(250, "2.1.0", "Sender OK");
         false
-    }
-
-    /// Whether this session's mail goes through the inbound checks: the MX listener only.
-    pub(super) fn checks_inbound(&self) -> bool {
-        self.kind == ListenerKind::Smtp && self.user.is_none() && self.config.inbound.enabled
-    }
-
-    /// Phases 1 and 2 of the inbound checks (see [`crate::inbound`]), with the refusals
-    /// configured for them.
-    async fn check_sender(&mut self, from: Option<&str>) -> Result<SenderCheck, Refusal> {
-        let checker = self.shared.inbound();
-        let config = self.config.clone();
-        let helo = self.helo.clone().unwrap_or_default();
-        let peer = Peer {
-            ip: self.conn.peer.ip(),
-            helo: &helo,
-            hostname: &config.hostname,
-        };
-        let client = match self.client_check.take() {
-            Some(client) => client,
-            None => {
-                let mut ours = self.shared.store.reader().domains().unwrap_or_default();
-                ours.push(config.hostname.clone());
-                checker.client(peer, &ours, &config.inbound).await
-            }
-        };
-        let sender = checker
-            .sender(peer, from, &config.inbound, unix_now())
-            .await;
-        let refusal = refusal_at_mail(&config.inbound, &findings_at_mail(&client, &sender));
-        self.client_check = Some(client);
-        match refusal {
-            Some(r) => Err(r),
-            None => Ok(sender),
-        }
     }
 
     /// On submission, the sender must be the user's own address or an alias leading to it.
