@@ -159,10 +159,14 @@ class DnsServer:
     Every query is logged in `queries` (see DnsQuery).
     """
 
-    def __init__(self, zone: dict | None = None, host: str = "127.0.0.1", port: int = 0, *, ttl: int = 0):
+    def __init__(self, zone: dict | None = None, host: str = "127.0.0.1", port: int = 0, *, ttl: int = 0,
+                 negative_ttl: int | None = None):
         self.zone: dict = zone if zone is not None else {}
         self.host = host
         self.ttl = ttl
+        # With a negative TTL, empty answers carry an SOA and resolvers cache them (the
+        # benchmark, as real DNS would); tests leave it None to see zone changes at once.
+        self.negative_ttl = negative_ttl
         self._lock = threading.Lock()
         self._queries: list[DnsQuery] = []
         self._stop = threading.Event()
@@ -319,7 +323,13 @@ class DnsServer:
         head_flags = 0x8000 | 0x0400 | 0x0080 | rd | rcode
         body = b"".join(answers)
         extra = 1 if opt else 0
-        response = struct.pack("!6H", ident, head_flags, 1, len(answers), 0, extra) + question + body + opt
+        authority = b""
+        if not answers and self.negative_ttl is not None and rcode in (RCODE_NOERROR, RCODE_NXDOMAIN):
+            soa = _encode_name("ns.test") + _encode_name("hostmaster.test") + struct.pack(
+                "!5I", 1, 3600, 600, 86400, self.negative_ttl)
+            authority = b"\x00" + struct.pack("!HHIH", RR_TYPES["SOA"], 1, self.negative_ttl, len(soa)) + soa
+        response = (struct.pack("!6H", ident, head_flags, 1, len(answers), 1 if authority else 0, extra)
+                    + question + body + authority + opt)
         if len(response) > limit:
             # Too big for this datagram: TC tells the client to ask again over TCP.
             response = struct.pack("!6H", ident, head_flags | 0x0200, 1, 0, 0, extra) + question + opt
