@@ -487,6 +487,7 @@ fn serve(cli: &Cli) -> Result<(), String> {
         log::info!("dropped privileges to {} (uid {})", user.name, user.uid);
     }
     let store = Arc::new(Store::open(&data, config.map_size_bytes()).map_err(|e| e.to_string())?);
+    store.grow_when_full(true);
     for domain in &config.domains {
         store.ensure_domain(domain).map_err(|e| e.to_string())?;
     }

@@ -12,7 +12,7 @@ impl Store {
     pub fn add_domain(&self, domain: &str) -> Result<String> {
         let domain = normalize_domain(domain)
             .ok_or_else(|| StoreError::Invalid(format!("{domain:?} is not a domain name")))?;
-        let mut txn = self.env.write_txn()?;
+        let mut txn = self.write_txn()?;
         if self.db.domains.get(&txn, &domain)?.is_some() {
             return Err(StoreError::Exists(format!("domain {domain}")));
         }
@@ -33,7 +33,7 @@ impl Store {
     pub fn remove_domain(&self, domain: &str) -> Result<()> {
         let domain = normalize_domain(domain)
             .ok_or_else(|| StoreError::Invalid(format!("{domain:?} is not a domain name")))?;
-        let mut txn = self.env.write_txn()?;
+        let mut txn = self.write_txn()?;
         if self.db.domains.get(&txn, &domain)?.is_none() {
             return Err(StoreError::NotFound(format!("domain {domain}")));
         }
@@ -60,7 +60,7 @@ impl Store {
     }
 
     pub fn domains(&self) -> Result<Vec<String>> {
-        let txn = self.env.read_txn()?;
+        let txn = self.read_txn()?;
         let mut out = Vec::new();
         for item in self.db.domains.iter(&txn)? {
             out.push(item?.0.to_string());
@@ -72,7 +72,7 @@ impl Store {
         let Some(domain) = normalize_domain(domain) else {
             return Ok(false);
         };
-        let txn = self.env.read_txn()?;
+        let txn = self.read_txn()?;
         Ok(self.db.domains.get(&txn, &domain)?.is_some())
     }
 
@@ -81,7 +81,7 @@ impl Store {
     /// Creates an account with its default mailboxes (INBOX, Sent, Drafts, Trash, Junk, Archive).
     pub fn add_account(&self, address: &str, password_hash: &str) -> Result<String> {
         let (address, domain) = parse_address(address)?;
-        let mut txn = self.env.write_txn()?;
+        let mut txn = self.write_txn()?;
         if self.db.domains.get(&txn, &domain)?.is_none() {
             return Err(StoreError::Invalid(format!(
                 "{domain} is not a local domain; add it with `letterbox domain add {domain}`"
@@ -109,7 +109,7 @@ impl Store {
     /// Deletes an account with all its mailboxes, messages and junk filter statistics.
     pub fn remove_account(&self, address: &str) -> Result<()> {
         let (address, _) = parse_address(address)?;
-        let mut txn = self.env.write_txn()?;
+        let mut txn = self.write_txn()?;
         if !self.db.accounts.delete(&mut txn, &address)? {
             return Err(StoreError::NotFound(format!("account {address}")));
         }
@@ -141,7 +141,7 @@ impl Store {
 
     fn update_account(&self, address: &str, change: impl FnOnce(&mut Account)) -> Result<()> {
         let (address, _) = parse_address(address)?;
-        let mut txn = self.env.write_txn()?;
+        let mut txn = self.write_txn()?;
         let mut account = self
             .db
             .accounts
@@ -160,7 +160,7 @@ impl Store {
         let Some((address, _)) = normalize_address(address) else {
             return Ok((0, 0));
         };
-        let txn = self.env.read_txn()?;
+        let txn = self.read_txn()?;
         let Some(account) = self.db.accounts.get(&txn, &address)? else {
             return Ok((0, 0));
         };
@@ -190,7 +190,7 @@ impl Store {
         let Some((address, _)) = normalize_address(address) else {
             return Ok(None);
         };
-        let txn = self.env.read_txn()?;
+        let txn = self.read_txn()?;
         Ok(self.db.accounts.get(&txn, &address)?)
     }
 
@@ -198,7 +198,7 @@ impl Store {
     /// when given: who reads postmaster mail when no account or alias has that name.
     pub fn oldest_account(&self, domain: Option<&str>) -> Result<Option<String>> {
         let suffix = domain.map(|d| format!("@{}", d.to_ascii_lowercase()));
-        let txn = self.env.read_txn()?;
+        let txn = self.read_txn()?;
         let mut best: Option<(i64, String)> = None;
         for item in self.db.accounts.iter(&txn)? {
             let (address, account) = item?;
@@ -214,7 +214,7 @@ impl Store {
     }
 
     pub fn accounts(&self) -> Result<Vec<String>> {
-        let txn = self.env.read_txn()?;
+        let txn = self.read_txn()?;
         let mut out = Vec::new();
         for item in self.db.accounts.iter(&txn)? {
             out.push(item?.0.to_string());
@@ -234,7 +234,7 @@ impl Store {
                 "an alias needs at least one target".into(),
             ));
         }
-        let mut txn = self.env.write_txn()?;
+        let mut txn = self.write_txn()?;
         if self.db.domains.get(&txn, &domain)?.is_none() {
             return Err(StoreError::Invalid(format!(
                 "{domain} is not a local domain"
@@ -267,7 +267,7 @@ impl Store {
 
     pub fn remove_alias(&self, source: &str) -> Result<()> {
         let (source, _) = parse_alias_source(source)?;
-        let mut txn = self.env.write_txn()?;
+        let mut txn = self.write_txn()?;
         if !self.db.aliases.delete(&mut txn, &source)? {
             return Err(StoreError::NotFound(format!("alias {source}")));
         }
@@ -276,7 +276,7 @@ impl Store {
     }
 
     pub fn aliases(&self) -> Result<Vec<(String, Vec<String>)>> {
-        let txn = self.env.read_txn()?;
+        let txn = self.read_txn()?;
         let mut out = Vec::new();
         for item in self.db.aliases.iter(&txn)? {
             let (source, targets) = item?;
@@ -291,7 +291,7 @@ impl Store {
         let Some((address, domain)) = normalize_address(address) else {
             return Ok(Recipient::NotLocal);
         };
-        let txn = self.env.read_txn()?;
+        let txn = self.read_txn()?;
         if self.db.domains.get(&txn, &domain)?.is_none() {
             return Ok(Recipient::NotLocal);
         }

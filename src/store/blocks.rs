@@ -13,7 +13,7 @@ impl Store {
     /// Blocks `source` as `block` says; entries past their memory are dropped on the way,
     /// so rotating sources cannot grow the table for ever.
     pub fn block(&self, source: &str, block: &Block, now: i64) -> Result<()> {
-        let mut txn = self.env.write_txn()?;
+        let mut txn = self.write_txn()?;
         let mut stale = Vec::new();
         for item in self.db.blocks.iter(&txn)? {
             let (key, entry) = item?;
@@ -31,7 +31,7 @@ impl Store {
 
     /// Removes a block (and its history); false when there was none.
     pub fn unblock(&self, source: &str) -> Result<bool> {
-        let mut txn = self.env.write_txn()?;
+        let mut txn = self.write_txn()?;
         let removed = self.db.blocks.delete(&mut txn, source)?;
         txn.commit()?;
         Ok(removed)
@@ -39,13 +39,13 @@ impl Store {
 
     /// The entry for `source`, in force or remembered.
     pub fn block_entry(&self, source: &str) -> Result<Option<Block>> {
-        let txn = self.env.read_txn()?;
+        let txn = self.read_txn()?;
         Ok(self.db.blocks.get(&txn, source)?)
     }
 
     /// Every entry, in force or remembered; entries older than the memory are dropped.
     pub fn blocks(&self, now: i64) -> Result<Vec<(String, Block)>> {
-        let mut txn = self.env.write_txn()?;
+        let mut txn = self.write_txn()?;
         let mut out = Vec::new();
         let mut stale = Vec::new();
         for item in self.db.blocks.iter(&txn)? {

@@ -134,7 +134,7 @@ impl Store {
     /// An account's junk totals (zero for an unknown account).
     pub fn junk_totals(&self, account: &str) -> Result<JunkTotals> {
         let (account, _) = parse_address(account)?;
-        let txn = self.env.read_txn()?;
+        let txn = self.read_txn()?;
         let totals = self.db.junk.get(&txn, &digest(&account))?;
         Ok(totals.map(Totals::decode).unwrap_or_default().public())
     }
@@ -147,7 +147,7 @@ impl Store {
     ) -> Result<(JunkTotals, Vec<TokenCounts>)> {
         let (account, _) = parse_address(account)?;
         let d = digest(&account);
-        let txn = self.env.read_txn()?;
+        let txn = self.read_txn()?;
         let totals = self.db.junk.get(&txn, &d)?.map(Totals::decode);
         let mut counts = Vec::with_capacity(tokens.len());
         for token in tokens {
@@ -165,7 +165,7 @@ impl Store {
     /// Counts one message with these (unique) tokens as spam or ham.
     pub fn junk_train(&self, account: &str, tokens: &[String], spam: bool) -> Result<()> {
         let (account, _) = parse_address(account)?;
-        let mut txn = self.env.write_txn()?;
+        let mut txn = self.write_txn()?;
         self.require_account(&txn, &account)?;
         self.junk_add(&mut txn, &digest(&account), tokens, spam, true)?;
         self.junk_bound(&mut txn, &digest(&account), MAX_JUNK_TOKENS)?;
@@ -176,7 +176,7 @@ impl Store {
     /// The class a stored message (its blob) was trained as for an account, if any.
     pub fn junk_trained(&self, account: &str, blob: u64) -> Result<Option<bool>> {
         let (account, _) = parse_address(account)?;
-        let txn = self.env.read_txn()?;
+        let txn = self.read_txn()?;
         let class = self
             .db
             .junk_trained
@@ -197,7 +197,7 @@ impl Store {
         let (account, _) = parse_address(account)?;
         let d = digest(&account);
         let key = trained_key(blob, &d);
-        let mut txn = self.env.write_txn()?;
+        let mut txn = self.write_txn()?;
         self.require_account(&txn, &account)?;
         if self.db.blob_refs.get(&txn, &blob)?.is_none() {
             // Expunged meanwhile: a marker now would outlive the blob.
@@ -219,7 +219,7 @@ impl Store {
 
     /// LMDB bytes the junk databases take, all accounts together.
     pub fn junk_bytes(&self) -> Result<u64> {
-        let txn = self.env.read_txn()?;
+        let txn = self.read_txn()?;
         let mut bytes = 0;
         for stat in [self.db.junk.stat(&txn)?, self.db.junk_trained.stat(&txn)?] {
             let pages = stat.branch_pages + stat.leaf_pages + stat.overflow_pages;

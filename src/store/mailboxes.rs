@@ -34,7 +34,7 @@ impl Store {
     /// Creates a mailbox (no special use).
     pub fn create_mailbox(&self, account: &str, name: &str) -> Result<Mailbox> {
         validate_name(name)?;
-        let mut txn = self.env.write_txn()?;
+        let mut txn = self.write_txn()?;
         let mailbox = self.create_mailbox_txn(&mut txn, account, name, None)?;
         txn.commit()?;
         Ok(mailbox)
@@ -45,7 +45,7 @@ impl Store {
         if name.eq_ignore_ascii_case("INBOX") {
             return Err(StoreError::Invalid("INBOX cannot be deleted".into()));
         }
-        let mut txn = self.env.write_txn()?;
+        let mut txn = self.write_txn()?;
         let mailbox = self.mailbox_txn(&txn, account, name)?;
         let children = mailbox_key(account, &format!("{name}/"));
         if self
@@ -75,7 +75,7 @@ impl Store {
         if to.eq_ignore_ascii_case("INBOX") {
             return Err(StoreError::Exists("mailbox INBOX".into()));
         }
-        let mut txn = self.env.write_txn()?;
+        let mut txn = self.write_txn()?;
         let source = self.mailbox_txn(&txn, account, from)?;
         if self
             .db
@@ -118,7 +118,7 @@ impl Store {
     }
 
     pub fn set_subscribed(&self, account: &str, name: &str, subscribed: bool) -> Result<()> {
-        let mut txn = self.env.write_txn()?;
+        let mut txn = self.write_txn()?;
         let mut mailbox = self.mailbox_txn(&txn, account, name)?;
         mailbox.subscribed = subscribed;
         self.db
@@ -156,7 +156,7 @@ impl Store {
         keywords: &[String],
         unchanged_since: Option<u64>,
     ) -> Result<(Flagged, Vec<u32>)> {
-        let mut txn = self.env.write_txn()?;
+        let mut txn = self.write_txn()?;
         let mut mailbox = self.mailbox_txn(&txn, account, name)?;
         let mut out = Vec::with_capacity(uids.len());
         let mut modified = Vec::new();
@@ -214,7 +214,7 @@ impl Store {
         keywords: &[String],
     ) -> Result<(u32, u32)> {
         self.check_room(message.size())?;
-        let mut txn = self.env.write_txn()?;
+        let mut txn = self.write_txn()?;
         let mut mailbox = self.mailbox_txn(&txn, account, name)?;
         let size = message.size();
         let blob = self.write_blob(&mut txn, message)?;
@@ -249,7 +249,7 @@ impl Store {
             // A move (to Trash, say) must work when the store is full; a copy adds.
             self.check_room(0)?;
         }
-        let mut txn = self.env.write_txn()?;
+        let mut txn = self.write_txn()?;
         let source = self.mailbox_txn(&txn, account, from)?;
         let copied = self.copy_txn(&mut txn, account, &source, uids, to, remove)?;
         txn.commit()?;
@@ -297,7 +297,7 @@ impl Store {
 
     /// Reference count of a blob (tests and diagnostics).
     pub fn blob_refcount(&self, blob: u64) -> Result<u32> {
-        let txn = self.env.read_txn()?;
+        let txn = self.read_txn()?;
         Ok(self.db.blob_refs.get(&txn, &blob)?.unwrap_or(0))
     }
 }

@@ -54,12 +54,12 @@ impl Store {
     }
 
     pub fn mailbox(&self, account: &str, name: &str) -> Result<Option<Mailbox>> {
-        let txn = self.env.read_txn()?;
+        let txn = self.read_txn()?;
         Ok(self.db.mailboxes.get(&txn, &mailbox_key(account, name))?)
     }
 
     pub fn mailboxes(&self, account: &str) -> Result<Vec<Mailbox>> {
-        let txn = self.env.read_txn()?;
+        let txn = self.read_txn()?;
         let mut out = Vec::new();
         for item in self
             .db
@@ -73,7 +73,7 @@ impl Store {
 
     /// All messages of a mailbox in UID order.
     pub fn messages(&self, mailbox_id: u64) -> Result<Vec<(u32, MessageRecord)>> {
-        let txn = self.env.read_txn()?;
+        let txn = self.read_txn()?;
         let mut out = Vec::new();
         for item in self
             .db
@@ -124,7 +124,7 @@ impl Store {
     }
 
     fn expunge_once(&self, account: &str, mailbox_id: u64, uids: &[u32]) -> Result<usize> {
-        let mut txn = self.env.write_txn()?;
+        let mut txn = self.write_txn()?;
         let removed = self.expunge_txn(&mut txn, account, mailbox_id, uids)?;
         txn.commit()?;
         Ok(removed)
@@ -143,10 +143,56 @@ impl Store {
     /// Bytes new mail may still take before the reserve. Best effort: LMDB's statistics
     /// count the pages in use, not pages held for old readers or the free list's own.
     fn room(&self) -> Result<u64> {
-        let map = self.env.info().map_size as u64;
-        let used = self.db.used_bytes(&self.env.read_txn()?)?;
+        let mut map = self.env.info().map_size as u64;
+        let used = self.db.used_bytes(&*self.read_txn()?)?;
+        if used > map / 4 * 3 && self.grows.load(std::sync::atomic::Ordering::Relaxed) {
+            self.grow(map, used);
+            map = self.env.info().map_size as u64;
+        }
         let reserve = (map / RESERVE_DIVISOR).max(64 * 1024);
         Ok(map.saturating_sub(used + reserve))
+    }
+
+    /// Doubles a map of `map` bytes, within what the file system can still give the data
+    /// file (keeping some for the spool and the log), and says so in the log.
+    fn grow(&self, map: u64, used: u64) {
+        /// Left free on the file system for spooled messages and everything else.
+        const KEEP_FREE: u64 = 64 << 20;
+        /// A multiple of every page size in use (4 KiB, 16 KiB on the Pi 5).
+        const ALIGN: u64 = 64 << 10;
+        let path = self.env.path();
+        let file = std::fs::metadata(path.join("data.mdb")).map_or(0, |m| m.len());
+        let free = match nix::sys::statvfs::statvfs(path) {
+            // The field types are narrower on some 32-bit targets.
+            #[allow(clippy::unnecessary_cast)]
+            Ok(fs) => fs.blocks_available() as u64 * fs.fragment_size() as u64,
+            Err(e) => {
+                log::error!("store: cannot grow the map: statvfs: {e}");
+                return;
+            }
+        };
+        let target = (map * 2).min((file + free).saturating_sub(KEEP_FREE)) / ALIGN * ALIGN;
+        if target <= map {
+            return;
+        }
+        let grown = self.gate.exclusive(|| {
+            if self.env.info().map_size as u64 != map {
+                return Ok(false); // another thread grew it meanwhile
+            }
+            // SAFETY: the gate holds every transaction of this process back.
+            unsafe { self.env.resize(target as usize) }.map(|()| true)
+        });
+        match grown {
+            Some(Ok(true)) => log::warn!(
+                "store: the map was {} % full ({} of {} MiB); grown to {} MiB",
+                used * 100 / map,
+                used >> 20,
+                map >> 20,
+                target >> 20
+            ),
+            Some(Ok(false)) | None => {}
+            Some(Err(e)) => log::error!("store: growing the map to {} MiB: {e}", target >> 20),
+        }
     }
 
     pub(super) fn expunge_txn(
@@ -192,7 +238,7 @@ impl Store {
     /// Reads chunk `index` (of [`BLOB_CHUNK`] bytes) of a stored message. Reading a message
     /// chunk by chunk keeps memory flat and never holds a read transaction across I/O.
     pub fn read_chunk(&self, blob: u64, index: u32) -> Result<Vec<u8>> {
-        let txn = self.env.read_txn()?;
+        let txn = self.read_txn()?;
         self.db
             .blobs
             .get(&txn, &blob_chunk_key(blob, index))?
@@ -202,14 +248,14 @@ impl Store {
 
     /// The stored IMAP description of a blob, if it was computed at delivery.
     pub fn message_meta(&self, blob: u64) -> Result<Option<MessageMeta>> {
-        let txn = self.env.read_txn()?;
+        let txn = self.read_txn()?;
         Ok(self.db.message_meta.get(&txn, &blob)?)
     }
 
     /// Stores a description computed later (large or pre-schema-2 messages), if the blob
     /// still exists.
     pub fn put_message_meta(&self, blob: u64, meta: &MessageMeta) -> Result<()> {
-        let mut txn = self.env.write_txn()?;
+        let mut txn = self.write_txn()?;
         if self.db.blob_refs.get(&txn, &blob)?.is_some() {
             self.db.message_meta.put(&mut txn, &blob, meta)?;
         }
@@ -232,7 +278,7 @@ impl Store {
     /// for remote recipients, a queue entry. All of it or nothing.
     pub fn accept(&self, delivery: &mut Delivery) -> Result<Accepted> {
         self.check_room(delivery.message.size())?;
-        let mut txn = self.env.write_txn()?;
+        let mut txn = self.write_txn()?;
         let accepted = self.accept_txn(&mut txn, delivery)?;
         txn.commit()?;
         Ok(accepted)
@@ -348,7 +394,7 @@ impl Store {
         // not make the small ones beside it fail.
         let room = self.room()?;
         let mut admitted = 0u64;
-        let mut txn = self.env.write_txn()?;
+        let mut txn = self.write_txn()?;
         let mut results = Vec::with_capacity(jobs.len());
         for delivery in jobs.iter_mut() {
             let size = footprint(delivery.message.size());

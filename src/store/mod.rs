@@ -48,6 +48,7 @@
 mod accounts;
 mod blocks;
 mod committer;
+mod gate;
 mod junk;
 mod mailboxes;
 mod messages;
@@ -275,6 +276,49 @@ pub struct Store {
     env: Env,
     db: Databases,
     spool_dir: PathBuf,
+    /// Every transaction's ticket, so that the map can grow (see [`gate`]).
+    gate: gate::Gate,
+    /// Whether the map grows when it fills ([`Store::grow_when_full`]).
+    grows: std::sync::atomic::AtomicBool,
+}
+
+/// A read transaction holding its [`gate`] ticket.
+pub(crate) struct Ro<'e> {
+    txn: RoTxn<'e>,
+    _ticket: gate::Ticket<'e>,
+}
+
+/// A write transaction holding its [`gate`] ticket.
+pub(crate) struct Rw<'e> {
+    txn: RwTxn<'e>,
+    _ticket: gate::Ticket<'e>,
+}
+
+impl<'e> std::ops::Deref for Ro<'e> {
+    type Target = RoTxn<'e>;
+    fn deref(&self) -> &RoTxn<'e> {
+        &self.txn
+    }
+}
+
+impl<'e> std::ops::Deref for Rw<'e> {
+    type Target = RwTxn<'e>;
+    fn deref(&self) -> &RwTxn<'e> {
+        &self.txn
+    }
+}
+
+impl std::ops::DerefMut for Rw<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.txn
+    }
+}
+
+impl Rw<'_> {
+    pub fn commit(self) -> heed::Result<()> {
+        let Rw { txn, _ticket } = self;
+        txn.commit()
+    }
 }
 
 impl fmt::Debug for Store {
@@ -323,6 +367,35 @@ impl Store {
             env,
             db,
             spool_dir: data_dir.join("spool"),
+            gate: gate::Gate::default(),
+            grows: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Lets the map grow by itself when it is three quarters used: doubled, within the
+    /// file system's free space, while no transaction runs (see [`gate`]). 64-bit only:
+    /// there the address space is plentiful; a 32-bit process keeps its configured map.
+    /// The server turns it on; one-shot commands keep the size they opened with.
+    pub fn grow_when_full(&self, on: bool) {
+        let on = on && cfg!(target_pointer_width = "64");
+        self.grows.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// A read transaction (every one passes the [`gate`]).
+    pub(crate) fn read_txn(&self) -> heed::Result<Ro<'_>> {
+        let ticket = self.gate.enter();
+        Ok(Ro {
+            txn: self.env.read_txn()?,
+            _ticket: ticket,
+        })
+    }
+
+    /// A write transaction (every one passes the [`gate`]).
+    pub(crate) fn write_txn(&self) -> heed::Result<Rw<'_>> {
+        let ticket = self.gate.enter();
+        Ok(Rw {
+            txn: self.env.write_txn()?,
+            _ticket: ticket,
         })
     }
 
@@ -355,7 +428,7 @@ impl Store {
     }
 
     pub fn schema_version(&self) -> Result<u32> {
-        let txn = self.env.read_txn()?;
+        let txn = self.read_txn()?;
         Ok(read_u64(&self.db, &txn, META_SCHEMA_VERSION)?.unwrap_or(0) as u32)
     }
 }

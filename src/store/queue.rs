@@ -90,7 +90,7 @@ impl Store {
 
     /// Tells a running server (watching [`Store::queue_generation`]) to look again.
     pub fn touch_queue(&self) -> Result<()> {
-        let mut txn = self.env.write_txn()?;
+        let mut txn = self.write_txn()?;
         self.bump_queue_generation(&mut txn)?;
         txn.commit()?;
         Ok(())
@@ -98,19 +98,19 @@ impl Store {
 
     /// Changes whenever anything in the queue changed, in any process.
     pub fn queue_generation(&self) -> Result<u64> {
-        let txn = self.env.read_txn()?;
+        let txn = self.read_txn()?;
         Ok(read_u64(&self.db, &txn, META_QUEUE_GENERATION)?.unwrap_or(0))
     }
 
     pub fn queued(&self, id: u64) -> Result<Option<QueuedMessage>> {
-        let txn = self.env.read_txn()?;
+        let txn = self.read_txn()?;
         Ok(self.db.queue.get(&txn, &id)?)
     }
 
     /// (next attempt, id) of every entry with recipients left to try: what the scheduler
     /// needs, without holding the entries.
     pub fn queue_schedule(&self) -> Result<Vec<(i64, u64)>> {
-        let txn = self.env.read_txn()?;
+        let txn = self.read_txn()?;
         let mut out = Vec::new();
         for item in self.db.queue.iter(&txn)? {
             let (id, entry) = item?;
@@ -129,7 +129,7 @@ impl Store {
 
     /// The whole queue in id (arrival) order.
     pub fn queue_entries(&self) -> Result<Vec<(u64, QueuedMessage)>> {
-        let txn = self.env.read_txn()?;
+        let txn = self.read_txn()?;
         let mut out = Vec::new();
         for item in self.db.queue.iter(&txn)? {
             out.push(item?);
@@ -146,7 +146,7 @@ impl Store {
     where
         F: FnOnce(&mut QueuedMessage) -> Vec<Delivery>,
     {
-        let mut txn = self.env.write_txn()?;
+        let mut txn = self.write_txn()?;
         let Some(mut entry) = self.db.queue.get(&txn, &id)? else {
             return Ok(None);
         };
@@ -198,7 +198,7 @@ impl Store {
     /// Makes the given entries (all when `None`) due now, in one transaction; returns how
     /// many there were.
     pub fn retry_now(&self, ids: Option<&[u64]>, now: i64) -> Result<usize> {
-        let mut txn = self.env.write_txn()?;
+        let mut txn = self.write_txn()?;
         let wanted: Vec<u64> = match ids {
             Some(ids) => ids.to_vec(),
             None => {
@@ -227,7 +227,7 @@ impl Store {
 
     /// Removes an entry without telling anyone (`letterbox queue delete`).
     pub fn delete_queued(&self, id: u64) -> Result<bool> {
-        let mut txn = self.env.write_txn()?;
+        let mut txn = self.write_txn()?;
         let Some(entry) = self.db.queue.get(&txn, &id)? else {
             return Ok(false);
         };

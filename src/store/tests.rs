@@ -228,7 +228,7 @@ fn newer_schema_is_refused() {
     let _ = std::fs::remove_dir_all(&dir);
     {
         let store = Store::open(&dir, 64 << 20).unwrap();
-        let mut txn = store.env.write_txn().unwrap();
+        let mut txn = store.write_txn().unwrap();
         write_u64(&store.db, &mut txn, META_SCHEMA_VERSION, 99).unwrap();
         txn.commit().unwrap();
     }
@@ -246,7 +246,7 @@ fn schema_1_is_upgraded_and_given_meta_is_kept_per_blob() {
     let _ = std::fs::remove_dir_all(&dir);
     {
         let store = Store::open(&dir, 64 << 20).unwrap();
-        let mut txn = store.env.write_txn().unwrap();
+        let mut txn = store.write_txn().unwrap();
         write_u64(&store.db, &mut txn, META_SCHEMA_VERSION, 1).unwrap();
         txn.commit().unwrap();
     }
@@ -325,7 +325,7 @@ fn schema_3_upgrade_computes_usage() {
         )
         .unwrap();
         // Back to schema 3: no counters.
-        let mut txn = store.env.write_txn().unwrap();
+        let mut txn = store.write_txn().unwrap();
         store.db.usage.clear(&mut txn).unwrap();
         write_u64(&store.db, &mut txn, META_SCHEMA_VERSION, 3).unwrap();
         txn.commit().unwrap();
@@ -382,6 +382,51 @@ fn a_full_store_can_always_delete() {
         10 * (22 + 60_000)
     );
     deliver(&store, incoming(b"room again"), &alice).unwrap();
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_map_grows_while_readers_keep_reading() {
+    let dir = std::env::temp_dir().join(format!("lb-grow-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Arc::new(Store::open(&dir, 4 << 20).unwrap());
+    store.grow_when_full(true);
+    store.add_domain("example.org").unwrap();
+    store.add_account("alice@example.org", "h").unwrap();
+    let alice = ["alice@example.org".to_string()];
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Readers on other threads all along: the resize must wait for them, and they for it.
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (store, stop) = (store.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut reads = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let inbox = store.mailbox("alice@example.org", "INBOX").unwrap();
+                    assert!(inbox.is_some());
+                    reads += 1;
+                }
+                reads
+            })
+        })
+        .collect();
+    let body = vec![b'x'; 60_000];
+    // 16 MiB of mail through a 4 MiB map.
+    for _ in 0..280 {
+        deliver(&store, incoming(&body), &alice).unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    for reader in readers {
+        assert!(reader.join().unwrap() > 0);
+    }
+    let map = store.env.info().map_size;
+    assert!(map >= 16 << 20, "the map grew to {map} bytes");
+    let inbox = store
+        .mailbox("alice@example.org", "INBOX")
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.messages(inbox.id).unwrap().len(), 280);
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
 }
