@@ -51,6 +51,18 @@ pub struct SenderCheck {
     pub rate_exceeded: bool,
 }
 
+impl SenderCheck {
+    /// What is known when the checks could not finish: nothing.
+    pub fn unknown() -> SenderCheck {
+        SenderCheck {
+            spf_helo: None,
+            spf: SpfOutput::new(String::new()).with_result(SpfResult::TempError),
+            rhsbl: Vec::new(),
+            rate_exceeded: false,
+        }
+    }
+}
+
 /// The result of the checks on one message.
 #[derive(Debug, Clone)]
 pub struct MessageCheck {
@@ -146,12 +158,13 @@ impl Checker {
         }
     }
 
-    /// Phase 1: the client. `ours` are our host name and local domains.
-    pub async fn client(&self, peer: Peer<'_>, ours: &[String], policy: &Inbound) -> ClientCheck {
+    /// Phase 1: the client. A HELO of our own host name is a forgery; one of our mail
+    /// domains is not (a customer's web server may well use the apex name).
+    pub async fn client(&self, peer: Peer<'_>, policy: &Inbound) -> ClientCheck {
         let helo = if policy.helo == CheckAction::Off {
             None
         } else {
-            reputation::helo_problem(peer.helo, peer.ip, ours)
+            reputation::helo_problem(peer.helo, peer.ip, &[peer.hostname.to_string()])
         };
         let iprev = async {
             if policy.iprev == CheckAction::Off {
@@ -160,7 +173,12 @@ impl Checker {
             let auth = self.authenticator()?;
             Some(auth.verify_iprev(self.cached(peer.ip)).await)
         };
-        let dnsbl = reputation::lookup(&self.resolver, &policy.dnsbl, |zone| {
+        let zones: &[String] = if policy.dnsbl_action == CheckAction::Off {
+            &[]
+        } else {
+            &policy.dnsbl
+        };
+        let dnsbl = reputation::lookup(&self.resolver, zones, |zone| {
             reputation::dnsbl_name(peer.ip, zone)
         });
         let (iprev, dnsbl) = tokio::join!(iprev, dnsbl);
@@ -207,7 +225,7 @@ impl Checker {
             (Some(helo), mail)
         };
         let rhsbl = async {
-            if from.is_empty() {
+            if from.is_empty() || policy.dnsbl_action == CheckAction::Off {
                 return Vec::new();
             }
             reputation::lookup(&self.resolver, &policy.rhsbl, |zone| {
@@ -267,44 +285,42 @@ impl Checker {
         results =
             results.with_spf_mailfrom_result(&sender.spf, peer.ip, from.unwrap_or(""), peer.helo);
         let parsed = AuthenticatedMessage::parse(message);
-        match (self.authenticator(), parsed) {
-            (Some(auth), Some(parsed)) => {
-                let dkim = auth.verify_dkim(self.cached(&parsed)).await;
-                let arc = auth.verify_arc(self.cached(&parsed)).await;
-                let mail_from_domain = from
-                    .and_then(|f| f.rsplit_once('@'))
-                    .map_or(peer.helo, |(_, d)| d);
-                let dmarc_params =
-                    DmarcParameters::new(&parsed, &dkim, mail_from_domain, &sender.spf);
-                let dmarc = auth.verify_dmarc(self.cached(dmarc_params)).await;
-                let header_from = parsed.from.first().map(String::as_str).unwrap_or("");
-                results = results
-                    .with_dkim_results(&dkim, header_from)
-                    .with_arc_result(&arc, peer.ip)
-                    .with_dmarc_result(&dmarc);
-                findings.dkim = dkim.iter().map(|d| dkim_outcome(d.result())).collect();
-                findings.arc = dkim_outcome(arc.result());
-                findings.arc_sealer = arc.sets().last().map(|set| set.seal.header.d.clone());
-                findings.dmarc = match dmarc.result() {
-                    DmarcResult::Pass => Outcome::Pass,
-                    DmarcResult::Fail(_) => Outcome::Fail,
-                    DmarcResult::TempError(_) => Outcome::TempError,
-                    DmarcResult::PermError(_) => Outcome::PermError,
-                    DmarcResult::None => Outcome::None,
-                };
-                findings.dmarc_policy = match dmarc.policy() {
-                    Policy::Reject => DmarcPolicy::Reject,
-                    Policy::Quarantine => DmarcPolicy::Quarantine,
-                    Policy::None | Policy::Unspecified => DmarcPolicy::None,
-                };
-                findings.dmarc_domain = dmarc.domain().to_string();
+        // Without a resolver, or without a header to check, nothing is judged beyond
+        // phases 1 and 2.
+        if let (Some(auth), Some(parsed)) = (self.authenticator(), parsed) {
+            let dkim = auth.verify_dkim(self.cached(&parsed)).await;
+            let arc = auth.verify_arc(self.cached(&parsed)).await;
+            let mail_from_domain = from
+                .and_then(|f| f.rsplit_once('@'))
+                .map_or(peer.helo, |(_, d)| d);
+            let dmarc_params = DmarcParameters::new(&parsed, &dkim, mail_from_domain, &sender.spf);
+            let dmarc = auth.verify_dmarc(self.cached(dmarc_params)).await;
+            let header_from = parsed.from.first().map(String::as_str).unwrap_or("");
+            results = results
+                .with_dkim_results(&dkim, header_from)
+                .with_arc_result(&arc, peer.ip)
+                .with_dmarc_result(&dmarc);
+            findings.dkim = dkim.iter().map(|d| dkim_outcome(d.result())).collect();
+            findings.arc = dkim_outcome(arc.result());
+            if let Some(newest) = arc.sets().last() {
+                findings.arc_sealer = Some(newest.seal.header.d.clone());
+                let seen = String::from_utf8_lossy(newest.results.value).to_ascii_lowercase();
+                findings.arc_sealer_saw_dmarc_pass = seen.contains("dmarc=pass");
             }
-            (None, _) => {
-                // No resolver at all: nothing could be checked, so nothing is judged
-                // either (the relay logs the same trouble).
-                results = results.with_dkim_results(&[], "");
-            }
-            (Some(_), None) => results = results.with_dkim_results(&[], ""),
+            findings.dmarc = match dmarc.result() {
+                DmarcResult::Pass => Outcome::Pass,
+                DmarcResult::Fail(_) => Outcome::Fail,
+                DmarcResult::TempError(_) => Outcome::TempError,
+                DmarcResult::PermError(_) => Outcome::PermError,
+                DmarcResult::None => Outcome::None,
+            };
+            findings.dmarc_policy = match dmarc.policy() {
+                Policy::Reject => DmarcPolicy::Reject,
+                Policy::Quarantine => DmarcPolicy::Quarantine,
+                Policy::None | Policy::Unspecified => DmarcPolicy::None,
+            };
+            findings.dmarc_domain = dmarc.domain().to_string();
+            findings.dmarc_record = dmarc.dmarc_record().is_some();
         }
         MessageCheck {
             judgement: policy::judge(policy, &findings),

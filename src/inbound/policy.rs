@@ -74,8 +74,12 @@ pub struct Findings {
     pub arc: Outcome,
     /// `d=` of the newest ARC seal, when there is a chain.
     pub arc_sealer: Option<String>,
+    /// Whether that sealer recorded `dmarc=pass` in its ARC-Authentication-Results.
+    pub arc_sealer_saw_dmarc_pass: bool,
     pub dmarc: Outcome,
     pub dmarc_policy: DmarcPolicy,
+    /// Whether the DMARC record was found (its policy is known).
+    pub dmarc_record: bool,
     /// The From: domain DMARC judged.
     pub dmarc_domain: String,
 }
@@ -157,11 +161,12 @@ pub fn judge(policy: &Inbound, f: &Findings) -> Judgement {
     let mut add = |why: String, points: f64| reasons.push((why, points));
     let scored = |action: CheckAction| action == CheckAction::Score;
     match f.spf {
+        _ if policy.spf_fail == CheckAction::Off => {}
         Outcome::Fail => add("spf=fail".into(), SPF_FAIL),
         Outcome::SoftFail => add("spf=softfail".into(), SPF_SOFTFAIL),
         _ => {}
     }
-    if f.spf_helo == Outcome::Fail {
+    if f.spf_helo == Outcome::Fail && policy.spf_fail != CheckAction::Off {
         add("spf-helo=fail".into(), SPF_HELO_FAIL);
     }
     let dkim_pass = f.dkim.contains(&Outcome::Pass);
@@ -198,8 +203,12 @@ pub fn judge(policy: &Inbound, f: &Findings) -> Judgement {
     if f.dmarc == Outcome::Fail {
         add("dmarc=fail".into(), DMARC_FAIL);
         decision = dmarc_decision(policy, f);
-    } else if f.dmarc == Outcome::TempError && policy.dmarc_policy {
-        // The policy could not be learnt; RFC 7489 §6.6.3 lets us defer rather than guess.
+    } else if f.dmarc == Outcome::TempError
+        && policy.dmarc_policy
+        && (!f.dmarc_record || f.dmarc_policy != DmarcPolicy::None)
+    {
+        // The policy could not be learnt, or a check that could have aligned failed
+        // for now under a policy that matters: RFC 7489 §6.6.3 lets us defer.
         let text = format!(
             "Temporary DNS failure checking DMARC for {}",
             f.dmarc_domain
@@ -222,22 +231,17 @@ fn dmarc_decision(policy: &Inbound, f: &Findings) -> Result<Decision, Refusal> {
     if !policy.dmarc_policy {
         return Ok(Decision::Accept);
     }
-    if f.arc == Outcome::Pass {
-        let trusted = f.arc_sealer.as_deref().is_some_and(|sealer| {
-            policy
-                .trusted_arc_sealers
-                .iter()
-                .any(|t| t.eq_ignore_ascii_case(sealer))
-        });
-        if trusted {
-            return Ok(Decision::Accept);
-        }
-        // A valid chain from a sealer we do not know: not proof, but not a reason to
-        // refuse what a mailing list may have forwarded.
-        return Ok(match f.dmarc_policy {
-            DmarcPolicy::None => Decision::Accept,
-            _ => Decision::Junk,
-        });
+    // ARC counts only from a sealer we trust, and only if it saw the message pass DMARC
+    // before it changed it (RFC 8617 §7.2: an unknown sealer's chain proves nothing, and
+    // anyone can seal).
+    let trusted = f.arc_sealer.as_deref().is_some_and(|sealer| {
+        policy
+            .trusted_arc_sealers
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(sealer))
+    });
+    if f.arc == Outcome::Pass && trusted && f.arc_sealer_saw_dmarc_pass {
+        return Ok(Decision::Accept);
     }
     match f.dmarc_policy {
         DmarcPolicy::None => Ok(Decision::Accept),
@@ -306,7 +310,13 @@ mod tests {
         assert_eq!((r.code, r.esc), (451, "4.4.3"));
         f.dmarc = Outcome::TempError;
         let r = judge(&Inbound::default(), &f).decision.unwrap_err();
-        assert_eq!(r.code, 451);
+        assert_eq!(r.code, 451, "no record could be fetched");
+        f.dmarc_record = true;
+        f.dmarc_policy = DmarcPolicy::None;
+        assert_eq!(
+            judge(&Inbound::default(), &f).decision,
+            Ok(Decision::Accept)
+        );
     }
 
     #[test]
@@ -316,11 +326,38 @@ mod tests {
         f.spf = Outcome::Pass;
         f.arc = Outcome::Pass;
         f.arc_sealer = Some("Lists.Example".into());
-        assert_eq!(judge(&policy, &f).decision, Ok(Decision::Junk));
+        f.arc_sealer_saw_dmarc_pass = true;
+        let refused = |policy: &Inbound, f: &Findings| judge(policy, f).decision.unwrap_err().code;
+        assert_eq!(
+            refused(&policy, &f),
+            550,
+            "an unknown sealer proves nothing"
+        );
         policy.trusted_arc_sealers = vec!["lists.example".into()];
         assert_eq!(judge(&policy, &f).decision, Ok(Decision::Accept));
+        f.arc_sealer_saw_dmarc_pass = false;
+        assert_eq!(
+            refused(&policy, &f),
+            550,
+            "the sealer did not see DMARC pass"
+        );
+        f.arc_sealer_saw_dmarc_pass = true;
         f.arc = Outcome::Fail;
-        assert_eq!(judge(&policy, &f).decision.unwrap_err().code, 550);
+        assert_eq!(refused(&policy, &f), 550);
+    }
+
+    #[test]
+    fn spf_off_does_not_score() {
+        let policy = Inbound {
+            spf_fail: CheckAction::Off,
+            ..Inbound::default()
+        };
+        let f = Findings {
+            spf: Outcome::Fail,
+            spf_helo: Outcome::Fail,
+            ..Findings::default()
+        };
+        assert_eq!(judge(&policy, &f).score, 0.0);
     }
 
     #[test]

@@ -10,13 +10,17 @@ use std::ops::Range;
 /// The name of the header that explains a junk verdict.
 pub const JUNK_HEADER: &str = "X-Letterbox-Junk";
 
-/// Byte ranges, within `header`, of the `Authentication-Results:` fields whose
-/// authserv-id is `authserv_id` (compared without case).
+/// Byte ranges, within `header`, of the fields that would pass for ours: every
+/// `Authentication-Results:` whose authserv-id is `authserv_id` (compared without case),
+/// and every [`JUNK_HEADER`].
 pub fn forged_results(header: &[u8], authserv_id: &str) -> Vec<Range<usize>> {
     let base = header.as_ptr() as usize;
     fields(header)
-        .filter(|f| f.is("Authentication-Results"))
-        .filter(|f| authserv_id_of(&f.value()).eq_ignore_ascii_case(authserv_id))
+        .filter(|f| {
+            f.is(JUNK_HEADER)
+                || (f.is("Authentication-Results")
+                    && authserv_id_of(&f.value()).eq_ignore_ascii_case(authserv_id))
+        })
         .map(|f| {
             let start = f.raw.as_ptr() as usize - base;
             start..start + f.raw.len()
@@ -24,33 +28,46 @@ pub fn forged_results(header: &[u8], authserv_id: &str) -> Vec<Range<usize>> {
         .collect()
 }
 
-/// The authserv-id at the start of an Authentication-Results value: the first token after
-/// any comments and white space (RFC 8601 §2.2).
+/// The authserv-id at the start of an Authentication-Results value (RFC 8601 §2.2: a
+/// token or a quoted-string), after any comments (which nest and may hold
+/// backslash-escaped characters) and white space.
 fn authserv_id_of(value: &[u8]) -> String {
-    let text = String::from_utf8_lossy(value);
-    let mut rest = text.trim_start();
-    while let Some(after) = rest.strip_prefix('(') {
-        let mut depth = 1;
-        let mut end = after.len();
-        for (i, c) in after.char_indices() {
-            match c {
-                '(' => depth += 1,
-                ')' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        end = i + 1;
-                        break;
-                    }
-                }
+    let mut rest = value;
+    loop {
+        rest = rest.trim_ascii_start();
+        let Some(after) = rest.strip_prefix(b"(") else {
+            break;
+        };
+        let (mut depth, mut i) = (1, 0);
+        while i < after.len() && depth > 0 {
+            match after[i] {
+                b'\\' => i += 1,
+                b'(' => depth += 1,
+                b')' => depth -= 1,
                 _ => {}
             }
+            i += 1;
         }
-        rest = after[end..].trim_start();
+        rest = &after[i.min(after.len())..];
     }
-    rest.split(|c: char| c == ';' || c == '(' || c.is_whitespace())
-        .next()
-        .unwrap_or("")
-        .to_string()
+    let id: Vec<u8> = if let Some(quoted) = rest.strip_prefix(b"\"") {
+        let mut out = Vec::new();
+        let mut bytes = quoted.iter();
+        while let Some(&b) = bytes.next() {
+            match b {
+                b'"' => break,
+                b'\\' => out.extend(bytes.next()),
+                _ => out.push(b),
+            }
+        }
+        out
+    } else {
+        rest.iter()
+            .take_while(|&&b| b != b';' && b != b'(' && !b.is_ascii_whitespace())
+            .copied()
+            .collect()
+    };
+    String::from_utf8_lossy(&id).into_owned()
 }
 
 /// The junk explanation: the verdict, the score and its parts, and the Bayesian
@@ -82,14 +99,26 @@ mod tests {
             Subject: hi\r\n\
             Authentication-Results: (forged) MX.Example.Org 1;\r\n\tdkim=pass\r\n\
             Authentication-Results: mx.example.org.evil; dkim=pass\r\n\
-            Authentication-Results: other.test; dmarc=pass\r\n";
+            Authentication-Results: other.test; dmarc=pass\r\n\
+            X-Letterbox-Junk: no; score=0.0\r\n";
         let ranges = forged_results(header, "mx.example.org");
+        assert_eq!(
+            authserv_id_of(b" (\\() mx.example.org; dkim=pass"),
+            "mx.example.org"
+        );
+        assert_eq!(
+            authserv_id_of(b"\"MX.example.org\"; dkim=pass"),
+            "MX.example.org"
+        );
+        assert_eq!(authserv_id_of(b"(a (nested) one)x.test;"), "x.test");
+        assert_eq!(authserv_id_of(b"(unclosed"), "");
         let texts: Vec<&[u8]> = ranges.iter().map(|r| &header[r.clone()]).collect();
         assert_eq!(
             texts,
             [
                 &b"Authentication-Results: mx.example.org; spf=pass\r\n"[..],
                 &b"Authentication-Results: (forged) MX.Example.Org 1;\r\n\tdkim=pass\r\n"[..],
+                &b"X-Letterbox-Junk: no; score=0.0\r\n"[..],
             ]
         );
     }

@@ -163,8 +163,10 @@ impl Store {
     }
 
     /// Counts one message with these (unique) tokens as spam or ham.
+    /// Refused (`Full`) once new mail is: the reserve is for deletions.
     pub fn junk_train(&self, account: &str, tokens: &[String], spam: bool) -> Result<()> {
         let (account, _) = parse_address(account)?;
+        self.check_room(0)?;
         let mut txn = self.write_txn()?;
         self.require_account(&txn, &account)?;
         self.junk_add(&mut txn, &digest(&account), tokens, spam, true)?;
@@ -197,6 +199,8 @@ impl Store {
         let (account, _) = parse_address(account)?;
         let d = digest(&account);
         let key = trained_key(blob, &d);
+        // Learning is worth less than the reserve kept for deletions.
+        self.check_room(0)?;
         let mut txn = self.write_txn()?;
         self.require_account(&txn, &account)?;
         if self.db.blob_refs.get(&txn, &blob)?.is_none() {

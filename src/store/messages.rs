@@ -142,15 +142,22 @@ impl Store {
 
     /// Bytes new mail may still take before the reserve. Best effort: LMDB's statistics
     /// count the pages in use, not pages held for old readers or the free list's own.
-    fn room(&self) -> Result<u64> {
-        let mut map = self.env.info().map_size as u64;
-        let used = self.db.used_bytes(&*self.read_txn()?)?;
+    pub(super) fn room(&self) -> Result<u64> {
+        let (mut map, used) = self.map_use()?;
         if used > map / 4 * 3 && self.grows.load(std::sync::atomic::Ordering::Relaxed) {
             self.grow(map, used);
-            map = self.env.info().map_size as u64;
+            map = self.map_use()?.0;
         }
         let reserve = (map / RESERVE_DIVISOR).max(64 * 1024);
         Ok(map.saturating_sub(used + reserve))
+    }
+
+    /// The map's size and the bytes in use, read under one ticket: `mdb_env_info` reads
+    /// the map itself, which must not move meanwhile.
+    fn map_use(&self) -> Result<(u64, u64)> {
+        let txn = self.read_txn()?;
+        let map = self.env.info().map_size as u64;
+        Ok((map, self.db.used_bytes(&txn)?))
     }
 
     /// Doubles a map of `map` bytes, within what the file system can still give the data
@@ -173,6 +180,13 @@ impl Store {
         };
         let target = (map * 2).min((file + free).saturating_sub(KEEP_FREE)) / ALIGN * ALIGN;
         if target <= map {
+            log::warn!(
+                "store: the map is {} % full ({} of {} MiB) and the file system has no room \
+                 to grow it",
+                used * 100 / map,
+                used >> 20,
+                map >> 20
+            );
             return;
         }
         let grown = self.gate.exclusive(|| {
@@ -191,7 +205,14 @@ impl Store {
                 target >> 20
             ),
             Some(Ok(false)) | None => {}
-            Some(Err(e)) => log::error!("store: growing the map to {} MiB: {e}", target >> 20),
+            Some(Err(e)) => {
+                // LMDB has unmapped the old map by now: no transaction may run again.
+                log::error!(
+                    "store: growing the map to {} MiB: {e}; stopping",
+                    target >> 20
+                );
+                std::process::abort();
+            }
         }
     }
 

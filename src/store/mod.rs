@@ -379,6 +379,13 @@ impl Store {
     pub fn grow_when_full(&self, on: bool) {
         let on = on && cfg!(target_pointer_width = "64");
         self.grows.store(on, std::sync::atomic::Ordering::Relaxed);
+        if on {
+            // A map opened smaller than its data (LMDB then maps just the file) grows now,
+            // before a deletion could need the room.
+            if let Err(e) = self.room() {
+                log::error!("store: checking the map: {e}");
+            }
+        }
     }
 
     /// A read transaction (every one passes the [`gate`]).

@@ -10,6 +10,11 @@ use crate::inbound::results::{forged_results, junk_header};
 use crate::inbound::{findings_at_mail, MessageCheck, Peer};
 use crate::limits::JUNK_SCAN_BYTES;
 use crate::store::Spooled;
+use std::time::Duration;
+
+/// The most each phase of the checks may take: DNS lookups (5 s, two attempts each) of
+/// several records, some in sequence; a message with many signatures asks for many keys.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Session {
     /// Whether this session's mail goes through the inbound checks: the MX listener only.
@@ -17,36 +22,46 @@ impl Session {
         self.kind == ListenerKind::Smtp && self.user.is_none() && self.config.inbound.enabled
     }
 
-    /// Phases 1 and 2 of the inbound checks, with the refusals configured for them.
+    /// Phases 1 and 2 of the inbound checks, and the refusal configured for what they
+    /// found, if any. Both phases together are bounded by [`CHECK_TIMEOUT`].
     pub(super) async fn check_sender(
         &mut self,
         from: Option<&str>,
-    ) -> Result<SenderCheck, Refusal> {
+    ) -> (SenderCheck, Option<Refusal>) {
         let checker = self.shared.inbound();
         let config = self.config.clone();
         let helo = self.helo.clone().unwrap_or_default();
         let peer = Peer {
-            ip: self.conn.peer.ip(),
+            ip: self.conn.peer.ip().to_canonical(),
             helo: &helo,
             hostname: &config.hostname,
         };
-        let client = match self.client_check.take() {
-            Some(client) => client,
-            None => {
-                let mut ours = self.shared.store.reader().domains().unwrap_or_default();
-                ours.push(config.hostname.clone());
-                checker.client(peer, &ours, &config.inbound).await
-            }
+        let known = self.client_check.take();
+        let checks = async {
+            let client = match known {
+                Some(client) => client,
+                None => checker.client(peer, &config.inbound).await,
+            };
+            let sender = checker
+                .sender(peer, from, &config.inbound, unix_now())
+                .await;
+            (client, sender)
         };
-        let sender = checker
-            .sender(peer, from, &config.inbound, unix_now())
-            .await;
+        let Ok((client, sender)) = tokio::time::timeout(CHECK_TIMEOUT, checks).await else {
+            log::warn!(
+                "smtp {}: the client and sender checks timed out",
+                self.conn.peer
+            );
+            let refusal = Refusal {
+                code: 451,
+                esc: "4.4.3",
+                text: "Temporary DNS failure, try again later".into(),
+            };
+            return (SenderCheck::unknown(), Some(refusal));
+        };
         let refusal = refusal_at_mail(&config.inbound, &findings_at_mail(&client, &sender));
         self.client_check = Some(client);
-        match refusal {
-            Some(r) => Err(r),
-            None => Ok(sender),
-        }
+        (sender, refusal)
     }
 
     /// Phase 3: the verdict on the message, and the removal of Authentication-Results:
@@ -62,7 +77,7 @@ impl Session {
         let config = self.config.clone();
         let helo = self.helo.clone().unwrap_or_default();
         let peer = Peer {
-            ip: self.conn.peer.ip(),
+            ip: self.conn.peer.ip().to_canonical(),
             helo: &helo,
             hostname: &config.hostname,
         };
@@ -75,9 +90,11 @@ impl Session {
                 REPLY_NO_ROOM.to_vec()
             })?;
             let from = tx.from.as_deref();
-            let check = checker
-                .message(peer, &client, sender, from, &view, &config.inbound)
-                .await;
+            let check = checker.message(peer, &client, sender, from, &view, &config.inbound);
+            let Ok(check) = tokio::time::timeout(CHECK_TIMEOUT, check).await else {
+                log::warn!("smtp {}: the checks of id={id} timed out", self.conn.peer);
+                return Err(b"451 4.4.3 Temporary DNS failure, try again later\r\n".to_vec());
+            };
             let forged = forged_results(crate::mail::header_of(&view), &config.hostname);
             (check, forged)
         };
@@ -134,15 +151,32 @@ impl Session {
             .shared
             .store
             .call(move |store| delivery::classify(store, targets, &sample, judged_junk, threshold))
-            .await
-            .unwrap_or_else(|e| {
+            .await;
+        let classified = match classified {
+            Ok(classified) => classified,
+            Err(e) => {
+                // Without the filters, the checks' own verdict still files the copies.
                 log::error!("smtp {}: junk filter for id={id}: {e}", self.conn.peer);
+                let mut targets = fallback.clone();
+                let filed = if judged_junk {
+                    self.shared
+                        .store
+                        .call(move |store| {
+                            delivery::file_as_junk(store, &mut targets)?;
+                            Ok(targets)
+                        })
+                        .await
+                        .unwrap_or(fallback)
+                } else {
+                    fallback
+                };
                 vec![Classified {
-                    targets: fallback,
-                    junk: false,
+                    targets: filed,
+                    junk: judged_junk,
                     bayes: None,
                 }]
-            });
+            }
+        };
         let mut groups: Vec<(Vec<Target>, Vec<u8>)> = Vec::new();
         for c in classified {
             if let Some(p) = c.bayes {

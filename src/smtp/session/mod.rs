@@ -41,6 +41,9 @@ struct Transaction {
     chunks: Option<Chunking>,
     /// SPF and the sender's reputation, when the inbound checks run (MX listener).
     sender_check: Option<SenderCheck>,
+    /// The refusal the checks configured for this client or sender, answered at each
+    /// RCPT except to postmaster.
+    refused: Option<crate::inbound::policy::Refusal>,
 }
 
 struct Chunking {

@@ -36,25 +36,13 @@ impl Session {
         if let Some((code, esc, text)) = refusal {
             return self.error(code, esc, &text);
         }
-        let sender_check = if self.checks_inbound() {
-            match self.check_sender(from.as_deref()).await {
-                Ok(check) => Some(check),
-                Err(r) => {
-                    log::info!(
-                        "smtp {}: refused from=<{}>: {} {} {}",
-                        self.conn.peer,
-                        from.as_deref().unwrap_or(""),
-                        r.code,
-                        r.esc,
-                        r.text
-                    );
-                    // A verdict, not a protocol error: nothing is counted.
-                    self.reply(r.code, r.esc, &r.text);
-                    return false;
-                }
-            }
+        // A configured refusal of the client or sender is answered at RCPT, so that
+        // postmaster still gets its mail (RFC 5321 §4.5.1; Postfix's smtpd_delay_reject).
+        let (sender_check, refused) = if self.checks_inbound() {
+            let (check, refusal) = self.check_sender(from.as_deref()).await;
+            (Some(check), refusal)
         } else {
-            None
+            (None, None)
         };
         self.tx = Some(Transaction {
             from,
@@ -67,6 +55,7 @@ impl Session {
             success_notices: Vec::new(),
             chunks: None,
             sender_check,
+            refused,
         });
         self.reply(250, "2.1.0", "Sender OK");
         false
@@ -109,6 +98,26 @@ impl Session {
         }
         if !tx.smtputf8 && !to.is_ascii() {
             return self.error(553, "5.6.7", "Non-ASCII address requires SMTPUTF8");
+        }
+        if let Some(r) = &tx.refused {
+            let postmaster = to
+                .rsplit_once('@')
+                .map_or(to, |(local, _)| local)
+                .eq_ignore_ascii_case("postmaster");
+            if !postmaster {
+                log::info!(
+                    "smtp {}: refused from=<{}> to=<{to}>: {} {} {}",
+                    self.conn.peer,
+                    tx.from.as_deref().unwrap_or(""),
+                    r.code,
+                    r.esc,
+                    r.text
+                );
+                // A verdict, not a protocol error: nothing is counted.
+                let (code, esc, text) = (r.code, r.esc, r.text.clone());
+                self.reply(code, esc, &text);
+                return false;
+            }
         }
         // Point lookups, inline (see `Store::reader`).
         let store = self.shared.store.reader();
