@@ -7,7 +7,7 @@ use super::*;
 use crate::delivery::Classified;
 use crate::inbound::policy::{refusal_at_mail, Decision, Refusal};
 use crate::inbound::results::{forged_results, junk_header};
-use crate::inbound::{findings_at_mail, MessageCheck, Peer};
+use crate::inbound::{findings_at_mail, Checker, MessageCheck, Peer};
 use crate::limits::JUNK_SCAN_BYTES;
 use crate::store::Spooled;
 use std::time::Duration;
@@ -22,20 +22,30 @@ impl Session {
         self.kind == ListenerKind::Smtp && self.user.is_none() && self.config.inbound.enabled
     }
 
+    /// What every phase needs: the checker, the configuration and the HELO name (which
+    /// the [`Peer`] borrows).
+    fn check_context(&self) -> (Arc<Checker>, Arc<Config>, String) {
+        let helo = self.helo.clone().unwrap_or_default();
+        (self.shared.inbound(), self.config.clone(), helo)
+    }
+
+    /// The client as the checks see it; an IPv4 client of an IPv6 socket as IPv4.
+    fn peer<'a>(&self, helo: &'a str, config: &'a Config) -> Peer<'a> {
+        Peer {
+            ip: self.conn.peer.ip().to_canonical(),
+            helo,
+            hostname: &config.hostname,
+        }
+    }
+
     /// Phases 1 and 2 of the inbound checks, and the refusal configured for what they
     /// found, if any. Both phases together are bounded by [`CHECK_TIMEOUT`].
     pub(super) async fn check_sender(
         &mut self,
         from: Option<&str>,
     ) -> (SenderCheck, Option<Refusal>) {
-        let checker = self.shared.inbound();
-        let config = self.config.clone();
-        let helo = self.helo.clone().unwrap_or_default();
-        let peer = Peer {
-            ip: self.conn.peer.ip().to_canonical(),
-            helo: &helo,
-            hostname: &config.hostname,
-        };
+        let (checker, config, helo) = self.check_context();
+        let peer = self.peer(&helo, &config);
         let known = self.client_check.take();
         let checks = async {
             let client = match known {
@@ -73,14 +83,8 @@ impl Session {
         body: &mut Spooled,
         id: &str,
     ) -> Result<MessageCheck, Vec<u8>> {
-        let checker = self.shared.inbound();
-        let config = self.config.clone();
-        let helo = self.helo.clone().unwrap_or_default();
-        let peer = Peer {
-            ip: self.conn.peer.ip().to_canonical(),
-            helo: &helo,
-            hostname: &config.hostname,
-        };
+        let (checker, config, helo) = self.check_context();
+        let peer = self.peer(&helo, &config);
         let Some(client) = self.client_check.clone() else {
             return Err(b"451 4.3.0 Checks incomplete, try again later\r\n".to_vec());
         };
