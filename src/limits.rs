@@ -36,8 +36,9 @@ pub const MAX_GROUP_COMMIT: usize = 64;
 /// Concurrent password verifications (argon2 needs its memory cost per verification).
 pub const MAX_CONCURRENT_PASSWORD_CHECKS: usize = 2;
 
-/// Longest IMAP command line (each line of a command with literals).
-pub const MAX_IMAP_LINE: usize = 8192;
+/// Longest IMAP command line (each line of a command with literals): a whole command's
+/// worth, as Dovecot allows (an ID command at RFC 2971's maximum sizes is about 32 KB).
+pub const MAX_IMAP_LINE: usize = MAX_IMAP_COMMAND + 2;
 
 /// Most bytes of one IMAP command, its literals included (APPEND's message literal is
 /// streamed to the spool instead and bounded by `max_message_size`).

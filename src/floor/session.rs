@@ -50,6 +50,11 @@ impl ErrorBudget {
         }
     }
 
+    /// Forgets the errors so far (IMAP: after a command that worked).
+    pub fn reset(&mut self) {
+        self.spent = 0;
+    }
+
     /// Counts one error; true when the budget is used up and the session must end.
     pub fn spend(&mut self) -> bool {
         self.spent += 1;

@@ -84,6 +84,9 @@ impl AsyncWrite for Stream {
     }
 }
 
+/// How much of an over-long line is kept (see [`Connection::too_long_head`]).
+pub const TOO_LONG_HEAD: usize = 128;
+
 /// Result of reading one line.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Line {
@@ -102,6 +105,8 @@ pub struct Connection {
     start: usize,
     /// Set after an over-long line until its LF has been skipped.
     skipping: bool,
+    /// The first bytes of the last over-long line (IMAP answers with its tag).
+    too_long_head: Vec<u8>,
     output: Vec<u8>,
     pub peer: SocketAddr,
     /// Longest wait for any input (the idle or autologout timer).
@@ -148,6 +153,7 @@ impl Connection {
             input: Vec::new(),
             start: 0,
             skipping: false,
+            too_long_head: Vec::new(),
             output: Vec::new(),
             peer,
             read_timeout: timeout,
@@ -310,6 +316,7 @@ impl Connection {
                     continue;
                 }
                 if end > max {
+                    self.too_long_head = pending[..TOO_LONG_HEAD.min(end)].to_vec();
                     self.consume(end);
                     return Ok(Line::TooLong);
                 }
@@ -320,6 +327,9 @@ impl Connection {
             if self.skipping || pending.len() > max {
                 // Drop what we have; keep skipping until the LF arrives.
                 let was_skipping = self.skipping;
+                if !was_skipping {
+                    self.too_long_head = pending[..TOO_LONG_HEAD.min(pending.len())].to_vec();
+                }
                 let len = pending.len();
                 self.consume(len);
                 self.skipping = true;
@@ -337,6 +347,11 @@ impl Connection {
                 return Ok(Line::Closed);
             }
         }
+    }
+
+    /// The first bytes (at most [`TOO_LONG_HEAD`]) of the last line that was too long.
+    pub fn too_long_head(&self) -> &[u8] {
+        &self.too_long_head
     }
 
     /// Sends what is queued and closes the write side (best effort).

@@ -18,6 +18,7 @@ from conftest import (
     BOB,
     HOST,
     IO_TIMEOUT,
+    LineClient,
     PASSWORDS,
     deliver,
     imap_starttls_login,
@@ -751,3 +752,89 @@ def test_password_change_ends_a_cached_login(server):
     with pytest.raises(imaplib.IMAP4.error):
         imaps_login(server)
     imaps_login(server, password="a-new-password").logout()
+
+
+# --------------------------------------------------------------------------
+# Strict-client fixes (issue 11)
+# --------------------------------------------------------------------------
+
+def imap_raw(server) -> LineClient:
+    """A raw client on the plaintext IMAP port, logged in as alice, greeting read."""
+    client = LineClient(server.port("imap"))
+    assert client.readline().startswith(b"* OK")
+    client.send(f"L LOGIN {ALICE} {PASSWORDS[ALICE]}\r\n".encode())
+    assert tagged_reply(client, b"L").startswith(b"L OK")
+    return client
+
+
+def tagged_reply(client: LineClient, tag: bytes) -> bytes:
+    """Reads until the tagged line of `tag` and returns it."""
+    while True:
+        line = client.readline()
+        assert line, "connection closed"
+        if line.startswith(tag + b" "):
+            return line
+
+
+def test_mailbox_names_with_brackets(make_server):
+    server = make_server(allow_plaintext_on_loopback=True)
+    with imap_raw(server) as client:
+        for tag, name in ((b"a", b"foo]bar"), (b"b", b"[Gmail]"), (b"c", b"[Gmail]/Sent"), (b"d", b"x[y")):
+            client.send(tag + b" CREATE " + name + b"\r\n")
+            assert tagged_reply(client, tag) == tag + b" OK CREATE completed\r\n", name
+        client.send(b"e SELECT [Gmail]/Sent\r\n")
+        assert tagged_reply(client, b"e").startswith(b"e OK [READ-WRITE]")
+        client.send(b'f LIST "" *\r\n')
+        listed = []
+        while (line := client.readline()).startswith(b"* LIST"):
+            listed.append(line.rsplit(b" ", 1)[1].strip())
+        assert line.startswith(b"f OK")
+        for name in (b"foo]bar", b"[Gmail]", b"[Gmail]/Sent", b"x[y"):
+            assert name in listed or b'"' + name + b'"' in listed, (name, listed)
+
+
+def test_long_command_lines_get_a_tagged_answer(make_server):
+    server = make_server(allow_plaintext_on_loopback=True)
+    with imap_raw(server) as client:
+        # RFC 2971's maxima: 30 fields of 30-octet names and 1024-octet values, about 32 KB.
+        fields = " ".join(f'"field{i:024d}" "{"v" * 1024}"' for i in range(30))
+        client.send(f"i1 ID ({fields})\r\n".encode())
+        assert tagged_reply(client, b"i1") == b"i1 OK ID completed\r\n"
+        client.send(b"i2 NOOP " + b"x" * 70_000 + b"\r\n")
+        assert client.readline() == b"i2 BAD Line too long\r\n"
+        client.send(b"i3 NOOP\r\n")
+        assert tagged_reply(client, b"i3") == b"i3 OK NOOP completed\r\n"
+
+
+def test_no_replies_do_not_end_the_session(make_server):
+    server = make_server(allow_plaintext_on_loopback=True, limits={"max_errors": 3})
+    with imap_raw(server) as client:
+        for i in range(12):
+            tag = f"s{i}".encode()
+            client.send(tag + b" STATUS nosuch" + str(i).encode() + b" (MESSAGES)\r\n")
+            assert tagged_reply(client, tag).startswith(tag + b" NO ")
+        # Protocol errors still count, but a command that works forgives them.
+        for i in range(2):
+            client.send(f"b{i} FROB\r\n".encode())
+            assert tagged_reply(client, f"b{i}".encode()).startswith(f"b{i} BAD".encode())
+        client.send(b"n NOOP\r\n")
+        assert tagged_reply(client, b"n") == b"n OK NOOP completed\r\n"
+        for i in range(2):
+            client.send(f"c{i} FROB\r\n".encode())
+            assert tagged_reply(client, f"c{i}".encode()).startswith(f"c{i} BAD".encode())
+        client.send(b"m NOOP\r\n")
+        assert tagged_reply(client, b"m") == b"m OK NOOP completed\r\n"
+
+
+def test_an_explicit_uid_beyond_the_last_matches_nothing(server):
+    for _ in range(2):
+        deliver(server, ALICE)
+    imap = imaps_login(server)
+    try:
+        ok(imap.select("INBOX"))
+        uids = ok(imap.uid("SEARCH", "ALL"))[0].split()
+        last = int(uids[-1])
+        assert ok(imap.uid("SEARCH", "UID", f"{last + 1}:4294967295")) == [b""]
+        assert ok(imap.uid("SEARCH", "UID", f"{last + 1}:*")) == [str(last).encode()]
+    finally:
+        imap.logout()

@@ -196,23 +196,21 @@ impl Parser<'_> {
         Ok(Value::Str(data.to_vec()))
     }
 
+    /// An atom, or an astring's atom form. A bracketed part (`BODY[HEADER.FIELDS (A B)]`)
+    /// may hold spaces and parentheses; brackets that do not pair up are ordinary
+    /// characters (`]` is an ASTRING-CHAR and `[` an ATOM-CHAR, so a mailbox may be
+    /// called `a]b` or `[Gmail]`).
     fn atom(&mut self) -> Result<Value, String> {
         let start = self.pos;
-        let mut brackets = 0usize;
-        while let Some(&b) = self.input.get(self.pos) {
-            match b {
-                b'[' => brackets += 1,
-                b']' if brackets > 0 => brackets -= 1,
-                b']' => return Err("Unbalanced brackets".into()),
-                b' ' | b'(' | b')' if brackets == 0 => break,
-                b'"' | b'{' if brackets == 0 => break,
-                0..=0x1f | 0x7f => return Err("Control character in command".into()),
-                _ => {}
-            }
-            self.pos += 1;
+        if !self.scan_atom(true) {
+            // A `[` that never closed: read it again as a plain atom.
+            self.pos = start;
+            self.scan_atom(false);
         }
-        if brackets > 0 {
-            return Err("Unbalanced brackets".into());
+        if let Some(&b) = self.input.get(self.pos) {
+            if matches!(b, 0..=0x1f | 0x7f) {
+                return Err("Control character in command".into());
+            }
         }
         let bytes = &self.input[start..self.pos];
         if bytes.is_empty() {
@@ -220,6 +218,25 @@ impl Parser<'_> {
         }
         let text = std::str::from_utf8(bytes).map_err(|_| "Invalid UTF-8 in command")?;
         Ok(Value::Atom(text.to_string()))
+    }
+}
+
+impl Parser<'_> {
+    /// Advances over an atom; with `pair_brackets`, spaces and parentheses inside
+    /// brackets belong to it. False when a bracket was left open.
+    fn scan_atom(&mut self, pair_brackets: bool) -> bool {
+        let mut open = 0usize;
+        while let Some(&b) = self.input.get(self.pos) {
+            match b {
+                b'[' if pair_brackets => open += 1,
+                b']' if open > 0 => open -= 1,
+                b' ' | b'(' | b')' | b'"' | b'{' if open == 0 => break,
+                0..=0x1f | 0x7f => break,
+                _ => {}
+            }
+            self.pos += 1;
+        }
+        open == 0
     }
 }
 
@@ -299,7 +316,9 @@ pub fn sequence_set(text: &str) -> Result<Vec<Range>, String> {
             return Ok(u32::MAX);
         }
         match parse_number(s.as_bytes()) {
-            Some(n) if n > 0 => Ok(n),
+            // An explicit number is a number, never `*`: the largest one (2^32 - 1, the
+            // value `*` is kept as) is read one lower, which no UID ever reaches.
+            Some(n) if n > 0 => Ok(n.min(u32::MAX - 1)),
             _ => Err(bad()),
         }
     };
@@ -488,12 +507,15 @@ mod tests {
             b"a1 SEARCH ALL)",
             b"a1 LOGIN \"unterminated",
             b"a1 LOGIN \xff\xfe x",
-            b"a1 FETCH 1 BODY[HEADER",
             b"a1 LOGIN {10}\r\nshort",
         ] {
             let (tag, _) = parse_command(bad).unwrap_err();
             assert_eq!(tag.as_deref(), Some("a1"), "{bad:?}");
         }
+        // An unclosed `[` is an ordinary atom character; FETCH then refuses the item.
+        let request = crate::imap::parse::parse_request(b"a1 FETCH 1 BODY[HEADER", false).unwrap();
+        assert_eq!(request.tag, "a1");
+        assert_eq!(request.command.unwrap_err(), "Invalid section");
         assert_eq!(parse_command(b"").unwrap_err().0, None);
         assert_eq!(parse_command(b"+ x").unwrap_err().0, None);
         let deep = format!("a1 SEARCH {}ALL{}", "(".repeat(100), ")".repeat(100));
@@ -514,6 +536,18 @@ mod tests {
         assert!(in_set(&set, 2, 9) && in_set(&set, 9, 9) && !in_set(&set, 3, 9));
         // "*" with an empty mailbox, and n:* where n > max.
         assert!(in_set(&sequence_set("7:*").unwrap(), 5, 5));
+    }
+
+    #[test]
+    fn an_explicit_largest_number_is_not_star() {
+        // Issue 11: UID SEARCH UID 7:4294967295 with UIDNEXT 7 returned UID 6.
+        let set = sequence_set("7:4294967295").unwrap();
+        assert!(!in_set(&set, 6, 6));
+        assert!(in_set(&set, 7, 7));
+        assert!(
+            in_set(&sequence_set("7:*").unwrap(), 6, 6),
+            "`*` is the last message"
+        );
     }
 
     #[test]

@@ -214,9 +214,11 @@ impl Session {
         self.count_error()
     }
 
+    /// A tagged NO: an ordinary answer (a missing mailbox, a failed login), not a
+    /// protocol error, so it spends nothing (failed logins have their own limits).
     fn no(&mut self, tag: &str, text: &str) -> bool {
         self.tagged(tag, &format!("NO {text}"));
-        self.count_error()
+        false
     }
 
     /// Acts on one input of [`Session::read_command`].
@@ -243,7 +245,15 @@ impl Session {
         loop {
             let line = match self.conn.read_line(MAX_IMAP_LINE).await? {
                 Line::Closed => return Ok(Input::Closed),
-                Line::TooLong => return Ok(bad_input(&command, "Line too long", false)),
+                Line::TooLong => {
+                    // Answer with the command's tag, from its first line if need be.
+                    let head = if command.is_empty() {
+                        self.conn.too_long_head().to_vec()
+                    } else {
+                        command
+                    };
+                    return Ok(bad_input(&head, "Line too long", false));
+                }
                 Line::Complete(line) => line,
             };
             let Some((length, nonsync)) = trailing_literal(&line) else {
@@ -324,7 +334,11 @@ impl Session {
             (None, Ok(command)) => self.dispatch(&tag, command).await?,
         };
         Ok(match reply {
-            Reply::Done => None,
+            Reply::Done => {
+                // A command that worked: earlier mistakes are forgiven.
+                self.errors.reset();
+                None
+            }
             Reply::End(end) => Some(end),
             Reply::Bad(text) => self.bad(Some(&tag), &text).then_some(End::TooManyErrors),
             Reply::No(text) => self.no(&tag, &text).then_some(End::TooManyErrors),
