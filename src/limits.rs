@@ -44,9 +44,6 @@ pub const MAX_IMAP_LINE: usize = MAX_IMAP_COMMAND + 2;
 /// streamed to the spool instead and bounded by `max_message_size`).
 pub const MAX_IMAP_COMMAND: usize = 64 * 1024;
 
-/// Largest non-synchronising literal (LITERAL-, RFC 7888).
-pub const MAX_IMAP_NONSYNC_LITERAL: u64 = 4096;
-
 /// Bytes of a message the junk filter reads (the start: headers and the first text).
 pub const JUNK_SCAN_BYTES: usize = 256 * 1024;
 

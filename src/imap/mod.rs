@@ -37,8 +37,8 @@
 //!   command, `max_message_size` for APPEND) before anything is read or allocated: a
 //!   synchronising literal announced as 4 GB gets a tagged `NO [TOOBIG]` (APPEND) or
 //!   `BAD [TOOBIG]` (any other command) and the session goes on; a non-synchronising one
-//!   over 4 KiB (LITERAL-) gets BAD and a closed connection, since its bytes are already
-//!   on the way;
+//!   (LITERAL+) that is refused is read and dropped, since its bytes are already on the
+//!   way, unless it is larger than APPENDLIMIT: then the connection closes;
 //! - APPEND's message literal never enters memory as a whole: it is streamed into the
 //!   spool ([`crate::store::SpoolWriter`]) exactly like SMTP DATA;
 //! - the parser then works on a complete, bounded byte string, recursion is capped, and

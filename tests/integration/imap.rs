@@ -123,7 +123,7 @@ fn append_limit_and_literals() {
         reply.last().unwrap().starts_with("b OK [APPENDUID "),
         "{reply:?}"
     );
-    // Non-synchronising literal within LITERAL-'s limit.
+    // A non-synchronising literal (LITERAL+).
     c.send(b"c APPEND INBOX {14+}\r\nSubject: y\r\n\r\n\r\n");
     let reply = tagged(&mut c, "c");
     assert!(

@@ -307,9 +307,20 @@ def test_bad_input_gets_tagged_errors_and_session_continues(server):
     assert raw.file.readline().startswith(b"+")
     raw.send(b"Lit-1\r\n")
     assert raw.until_tagged(b"b4")[-1].startswith(b"b4 OK")
-    # A non-synchronising literal beyond LITERAL- ends the session.
-    raw.send(b"b5 APPEND INBOX {100000+}\r\n")
-    assert raw.until_tagged(b"b5")[-1].startswith(b"b5 BAD")
+    # LITERAL+: a large non-synchronising APPEND is taken.
+    message = b"Subject: big\r\n\r\n" + b"x" * 99_980 + b"\r\n"
+    raw.send(b"b5 APPEND INBOX {%d+}\r\n" % len(message) + message + b"\r\n")
+    assert raw.until_tagged(b"b5")[-1].startswith(b"b5 OK [APPENDUID ")
+    # Refused ones are read and dropped, and the session goes on: to a missing mailbox...
+    raw.send(b"b6 APPEND Nowhere {%d+}\r\n" % len(message) + message + b"\r\n")
+    assert raw.until_tagged(b"b6")[-1] == b"b6 NO [TRYCREATE] No such mailbox\r\n"
+    # ... and beyond a command's 64 KiB, with a second literal after it.
+    raw.send(b"b7 LOGIN {70000+}\r\n" + b"y" * 70000 + b" {3+}\r\nabc\r\n")
+    assert raw.until_tagged(b"b7")[-1] == b"b7 BAD [TOOBIG] Literal too large\r\n"
+    assert raw.command(b"b8 NOOP") == b"b8 OK NOOP completed\r\n"
+    # One larger than APPENDLIMIT is not worth reading: the session ends.
+    raw.send(b"b9 APPEND INBOX {4294967296+}\r\n")
+    assert raw.until_tagged(b"b9")[-1].startswith(b"b9 NO [TOOBIG]")
     assert raw.at_eof()
     raw.close()
 

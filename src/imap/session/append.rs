@@ -1,15 +1,16 @@
 //! APPEND (RFC 9051 §6.3.12) with APPENDUID (RFC 4315 §3), APPENDLIMIT (RFC 7889),
-//! LITERAL- (RFC 7888) and BINARY's literal8 (RFC 3516 §4.4).
+//! LITERAL+ (RFC 7888) and BINARY's literal8 (RFC 3516 §4.4).
 //!
 //! The reader hands over the command up to the message literal; the message itself is
 //! streamed into the spool ([`crate::store::SpoolWriter`]), never held in memory whole.
-//! Refusals come before the literal is read; the literal's size is checked first, since
-//! a non-synchronising literal that is refused cannot be skipped and ends the session.
+//! Refusals come before the literal is read. A refused non-synchronising literal is on
+//! its way already: it is read and dropped (up to APPENDLIMIT; a larger one ends the
+//! session), and the session goes on.
 
 use super::{store_error_text, End, Flow, Reply, Session};
 use crate::clock::unix_now;
 use crate::imap::parse::{append_request, needs, trim_crlf, Append};
-use crate::limits::{MAX_IMAP_LINE, MAX_IMAP_NONSYNC_LITERAL};
+use crate::limits::MAX_IMAP_LINE;
 use crate::net::Line;
 use crate::store::{Incoming, SpoolWriter, Spooled};
 use std::io;
@@ -32,22 +33,18 @@ impl Session {
             }
         };
         if let Some(refusal) = self.refusal("APPEND", needs("APPEND")) {
-            return Ok(self.refuse(&tag, refusal, sync));
+            return self.refuse(&tag, refusal, length, sync).await;
         }
         if length > self.append_limit() {
             let no = Reply::No("[TOOBIG] Message exceeds APPENDLIMIT".into());
-            return Ok(self.refuse(&tag, no, sync));
-        }
-        if !sync && length > MAX_IMAP_NONSYNC_LITERAL {
-            let text = "[TOOBIG] Non-synchronising literal too large (LITERAL-)";
-            return Ok(self.refuse(&tag, Reply::Bad(text.into()), sync));
+            return self.refuse(&tag, no, length, sync).await;
         }
         let append = match append {
             Ok(a) => a,
-            Err(text) => return Ok(self.refuse(&tag, Reply::Bad(text), sync)),
+            Err(text) => return self.refuse(&tag, Reply::Bad(text), length, sync).await,
         };
         if let Err(no) = self.append_allowed(&append.mailbox, length).await? {
-            return Ok(self.refuse(&tag, no, sync));
+            return self.refuse(&tag, no, length, sync).await;
         }
         if sync {
             self.conn.send(b"+ Ready for literal data\r\n");
@@ -68,24 +65,60 @@ impl Session {
     }
 
     /// Answers a refused APPEND. A non-synchronising literal's bytes are already on the
-    /// way and cannot be told from commands, so the session ends.
-    fn refuse(&mut self, tag: &str, reply: Reply, sync: bool) -> Option<End> {
-        match reply {
-            Reply::Bad(text) => {
-                self.bad(Some(tag), &text);
-            }
-            Reply::No(text) => {
-                self.no(tag, &text);
-            }
-            Reply::Done | Reply::End(_) => {}
-        }
-        if sync {
-            None
-        } else {
+    /// way: they are skipped with the rest of the command (see [`Session::skip_literal`]).
+    async fn refuse(&mut self, tag: &str, reply: Reply, length: u64, sync: bool) -> Flow {
+        let stop = match reply {
+            Reply::Bad(text) => self.bad(Some(tag), &text),
+            Reply::No(text) => self.no(tag, &text),
+            Reply::Done | Reply::End(_) => false,
+        };
+        if !sync && !self.skip_literal(length).await? {
             self.conn
-                .send(b"* BYE Cannot skip a non-synchronising literal\r\n");
-            Some(End::Closed)
+                .send(b"* BYE Cannot skip a non-synchronising literal that large\r\n");
+            return Ok(Some(End::Closed));
         }
+        Ok(stop.then_some(End::TooManyErrors))
+    }
+
+    /// Reads and drops a non-synchronising literal of `length` bytes and the rest of its
+    /// command, further non-synchronising literals included, so that the session can go
+    /// on after refusing the command. False when the client left or a literal is larger
+    /// than APPENDLIMIT (not worth reading: the session ends).
+    pub(super) async fn skip_literal(&mut self, mut length: u64) -> io::Result<bool> {
+        loop {
+            if length > self.append_limit() || !self.discard(length).await? {
+                return Ok(false);
+            }
+            match self.conn.read_line(MAX_IMAP_LINE).await? {
+                Line::Complete(line) => match crate::imap::parse::trailing_literal(&line) {
+                    Some((next, true)) => length = next,
+                    // The end of the command; or a synchronising literal, which the
+                    // client sends only after a continuation it will not get.
+                    _ => return Ok(true),
+                },
+                Line::TooLong => return Ok(true),
+                Line::Closed => return Ok(false),
+            }
+        }
+    }
+
+    /// Reads and drops `length` bytes, at the pace required of message data.
+    async fn discard(&mut self, length: u64) -> io::Result<bool> {
+        let pace = crate::net::Pace::new(
+            self.config.limits.data_timeout(),
+            crate::limits::MIN_DATA_RATE,
+        );
+        let mut left = length;
+        while left > 0 {
+            let deadline = pace.deadline(length - left);
+            if !self.conn.has_buffered_input() && self.conn.fill_by(Some(deadline)).await? == 0 {
+                return Ok(false);
+            }
+            let take = (self.conn.buffered().len() as u64).min(left) as usize;
+            self.conn.consume(take);
+            left -= take as u64;
+        }
+        Ok(true)
     }
 
     /// Whether the mailbox exists and the message fits the account's quota.

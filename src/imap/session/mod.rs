@@ -34,7 +34,7 @@ use crate::floor::session::{
     autologout_timeouts, login_allowed, read_or_shutdown, End, ErrorBudget,
 };
 use crate::floor::Shared;
-use crate::limits::{MAX_IMAP_COMMAND, MAX_IMAP_LINE, MAX_IMAP_NONSYNC_LITERAL};
+use crate::limits::{MAX_IMAP_COMMAND, MAX_IMAP_LINE};
 use crate::net::{Connection, Line};
 use crate::store::{MessageRecord, Store, StoreError};
 use std::io;
@@ -119,11 +119,13 @@ enum Input {
         length: u64,
         sync: bool,
     },
-    /// A protocol violation answered with BAD; `close` ends the session.
+    /// A protocol violation answered with BAD; `close` ends the session. `skip`: a
+    /// non-synchronising literal of that length is on its way and must be skipped.
     Bad {
         tag: Option<String>,
         text: String,
         close: bool,
+        skip: Option<u64>,
     },
     Closed,
 }
@@ -225,8 +227,20 @@ impl Session {
     async fn input(&mut self, input: Input) -> Flow {
         match input {
             Input::Closed => Ok(Some(End::Closed)),
-            Input::Bad { tag, text, close } => {
+            Input::Bad {
+                tag,
+                text,
+                close,
+                skip,
+            } => {
                 let too_many = self.bad(tag.as_deref(), &text);
+                if let Some(length) = skip {
+                    if !self.skip_literal(length).await? {
+                        self.conn
+                            .send(b"* BYE Cannot skip a non-synchronising literal that large\r\n");
+                        return Ok(Some(End::Closed));
+                    }
+                }
                 if close {
                     self.conn.send(b"* BYE Protocol error\r\n");
                     Ok(Some(End::Closed))
@@ -279,10 +293,13 @@ impl Session {
                 });
             }
             let budget = MAX_IMAP_COMMAND.saturating_sub(command.len() + line.len()) as u64;
-            if nonsync && (length > MAX_IMAP_NONSYNC_LITERAL || length > budget) {
-                // Its bytes are already on the way; we cannot tell them from commands.
-                let text = "[TOOBIG] Non-synchronising literal too large (LITERAL-)";
-                return Ok(bad_input(&head, text, true));
+            if nonsync && length > budget {
+                // Its bytes are already on the way (LITERAL+): they are skipped.
+                let mut bad = bad_input(&head, "[TOOBIG] Literal too large", false);
+                if let Input::Bad { skip, .. } = &mut bad {
+                    *skip = Some(length);
+                }
+                return Ok(bad);
             }
             if length > budget {
                 return Ok(bad_input(&head, "[TOOBIG] Literal too large", false));
@@ -585,6 +602,7 @@ fn bad_input(command: &[u8], text: &str, close: bool) -> Input {
         tag: tag_of(command),
         text: text.into(),
         close,
+        skip: None,
     }
 }
 
