@@ -849,3 +849,37 @@ def test_an_explicit_uid_beyond_the_last_matches_nothing(server):
         assert ok(imap.uid("SEARCH", "UID", f"{last + 1}:*")) == [str(last).encode()]
     finally:
         imap.logout()
+
+
+def test_keywords_are_announced_in_flags_before_use(make_server):
+    server = make_server(allow_plaintext_on_loopback=True)
+    deliver(server, ALICE)
+    with imap_raw(server) as a, imap_raw(server) as b:
+        for client in (a, b):
+            client.send(b"s SELECT INBOX\r\n")
+            lines = []
+            while not (line := client.readline()).startswith(b"s "):
+                lines.append(line)
+            assert b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n" in lines
+        a.send(b"t STORE 1 +FLAGS ($Work)\r\n")
+        assert a.readline() == b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work)\r\n"
+        assert a.readline() == (
+            b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work \\*)]"
+            b" Flags permitted\r\n")
+        assert a.readline() == b"* 1 FETCH (FLAGS ($Work))\r\n"
+        assert tagged_reply(a, b"t") == b"t OK STORE completed\r\n"
+        # The other session learns of the keyword before it sees it on the message.
+        b.send(b"n NOOP\r\n")
+        assert b.readline() == b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work)\r\n"
+        assert b.readline().startswith(b"* OK [PERMANENTFLAGS (")
+        assert b.readline() == b"* 1 FETCH (UID 1 FLAGS ($Work))\r\n"
+        assert tagged_reply(b, b"n") == b"n OK NOOP completed\r\n"
+        # A keyword already announced is not announced again; a new SELECT lists it.
+        a.send(b"u STORE 1 +FLAGS ($WORK \\Seen)\r\n")
+        assert a.readline() == b"* 1 FETCH (FLAGS (\\Seen $Work))\r\n"
+        assert tagged_reply(a, b"u") == b"u OK STORE completed\r\n"
+        a.send(b"v EXAMINE INBOX\r\n")
+        lines = []
+        while not (line := a.readline()).startswith(b"v "):
+            lines.append(line)
+        assert b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work)\r\n" in lines

@@ -72,7 +72,8 @@ impl Session {
             Ok(x) => x,
             Err(no) => return Ok(no),
         };
-        self.send_selected(&mailbox, &messages, read_only);
+        let keywords = keywords_of(&messages);
+        self.send_selected(&mailbox, &messages, &keywords, read_only);
         if let Some(resync) = qresync {
             self.send_resync(&resync, &mailbox, &messages);
         }
@@ -90,6 +91,7 @@ impl Session {
                 })
                 .collect(),
             saved: Vec::new(),
+            keywords,
         });
         let mode = if read_only { "READ-ONLY" } else { "READ-WRITE" };
         let verb = if read_only { "EXAMINE" } else { "SELECT" };
@@ -102,6 +104,7 @@ impl Session {
         &mut self,
         mailbox: &Mailbox,
         messages: &[(u32, MessageRecord)],
+        keywords: &[String],
         read_only: bool,
     ) {
         let first_unseen = messages
@@ -113,14 +116,7 @@ impl Session {
             self.conn
                 .send(encode::list("LIST", &[], &wire, false).as_bytes());
         }
-        self.untagged("FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)");
-        if read_only {
-            self.untagged("OK [PERMANENTFLAGS ()] Read-only mailbox");
-        } else {
-            self.untagged(
-                "OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags permitted",
-            );
-        }
+        self.send_flags(keywords, read_only);
         self.conn.send(encode::exists(messages.len()).as_bytes());
         // IMAP4rev2 dropped \Recent and the UNSEEN response code.
         if !self.rev2 {
@@ -500,6 +496,17 @@ fn status_values(
             (item, value)
         })
         .collect()
+}
+
+/// The keywords the messages use, each once (compared without case), in order of first use.
+fn keywords_of(messages: &[(u32, MessageRecord)]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for keyword in messages.iter().flat_map(|(_, r)| &r.keywords) {
+        if !out.iter().any(|k| k.eq_ignore_ascii_case(keyword)) {
+            out.push(keyword.clone());
+        }
+    }
+    out
 }
 
 #[cfg(test)]

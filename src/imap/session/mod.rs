@@ -101,6 +101,9 @@ struct Selected {
     messages: Vec<Msg>,
     /// SEARCHRES (RFC 5182): the UIDs `$` stands for.
     saved: Vec<u32>,
+    /// The keywords announced in FLAGS so far (RFC 3501 §7.2.6): each one a client may
+    /// see on a message has been announced first.
+    keywords: Vec<String>,
 }
 
 struct Msg {
@@ -447,6 +450,7 @@ impl Session {
                 return Ok(());
             }
         };
+        self.announce_keywords(fresh.iter().map(|(_, r)| r));
         let (condstore, qresync) = (self.condstore, self.qresync);
         let Some(sel) = self.selected.as_mut() else {
             return Ok(());
@@ -454,6 +458,41 @@ impl Session {
         let out = sel.refresh(fresh, allow_expunge, condstore, qresync);
         self.conn.send(out.as_bytes());
         Ok(())
+    }
+
+    /// Sends FLAGS and PERMANENTFLAGS again when `records` carry keywords the client has
+    /// not been told of yet (a STORE, an APPEND or COPY, another session's change), before
+    /// any FETCH shows them: strict clients insist.
+    fn announce_keywords<'r>(&mut self, records: impl Iterator<Item = &'r MessageRecord>) {
+        let Some(sel) = self.selected.as_mut() else {
+            return;
+        };
+        let mut added = false;
+        for keyword in records.flat_map(|r| &r.keywords) {
+            if !sel.keywords.iter().any(|k| k.eq_ignore_ascii_case(keyword)) {
+                sel.keywords.push(keyword.clone());
+                added = true;
+            }
+        }
+        if added {
+            let (keywords, read_only) = (sel.keywords.clone(), sel.read_only);
+            self.send_flags(&keywords, read_only);
+        }
+    }
+
+    /// The FLAGS and PERMANENTFLAGS responses for a mailbox whose messages use `keywords`.
+    fn send_flags(&mut self, keywords: &[String], read_only: bool) {
+        let mut list = String::from("\\Answered \\Flagged \\Deleted \\Seen \\Draft");
+        for keyword in keywords {
+            list.push(' ');
+            list.push_str(keyword);
+        }
+        self.untagged(&format!("FLAGS ({list})"));
+        if read_only {
+            self.untagged("OK [PERMANENTFLAGS ()] Read-only mailbox");
+        } else {
+            self.untagged(&format!("OK [PERMANENTFLAGS ({list} \\*)] Flags permitted"));
+        }
     }
 
     /// The UID ranges of a UID command's set (`$` included).
@@ -488,8 +527,10 @@ impl Session {
         Ok(resolve(set, &uids, uid))
     }
 
-    /// Takes changed records (of STORE or \Seen) into the snapshot.
+    /// Takes changed records (of STORE or \Seen) into the snapshot, announcing new
+    /// keywords first.
     fn apply_records(&mut self, updated: &[(u32, MessageRecord)]) {
+        self.announce_keywords(updated.iter().map(|(_, r)| r));
         if let Some(sel) = self.selected.as_mut() {
             for (uid, record) in updated {
                 if let Ok(pos) = sel.messages.binary_search_by_key(uid, |m| m.uid) {
@@ -650,6 +691,7 @@ mod tests {
                 })
                 .collect(),
             saved: Vec::new(),
+            keywords: Vec::new(),
         }
     }
 
