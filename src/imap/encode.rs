@@ -122,7 +122,8 @@ pub const FETCH_CLOSE: &str = ")\r\n";
 /// A FETCH data item whose whole value is at hand (RFC 9051 §7.5.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FetchValue<'a> {
-    Flags(u8, &'a [String]),
+    /// System flags, keywords, and whether the message is `\Recent` in this session.
+    Flags(u8, &'a [String], bool),
     Uid(u32),
     Envelope(&'a str),
     /// BODY (false) or BODYSTRUCTURE (true) with the stored description.
@@ -136,8 +137,8 @@ pub enum FetchValue<'a> {
 
 pub fn fetch_value(value: &FetchValue) -> String {
     match *value {
-        FetchValue::Flags(system, keywords) => {
-            format!("FLAGS {}", flag_list(system, keywords, false))
+        FetchValue::Flags(system, keywords, recent) => {
+            format!("FLAGS {}", flag_list(system, keywords, recent))
         }
         FetchValue::Uid(uid) => format!("UID {uid}"),
         FetchValue::Envelope(envelope) => format!("ENVELOPE {envelope}"),
@@ -183,11 +184,12 @@ pub fn fetch_flags(
     uid: Option<u32>,
     system: u8,
     keywords: &[String],
+    recent: bool,
     modseq: Option<u64>,
 ) -> String {
     let uid = uid.map(|u| format!("UID {u} ")).unwrap_or_default();
     let modseq = modseq.map(|m| format!(" MODSEQ ({m})")).unwrap_or_default();
-    let flags = flag_list(system, keywords, false);
+    let flags = flag_list(system, keywords, recent);
     format!("* {seq} FETCH ({uid}FLAGS {flags}{modseq})\r\n")
 }
 
@@ -382,7 +384,7 @@ mod tests {
         let keywords = vec!["x".to_string()];
         for (value, text) in [
             (
-                FetchValue::Flags(flags::SEEN, &keywords),
+                FetchValue::Flags(flags::SEEN, &keywords, false),
                 "FLAGS (\\Seen x)",
             ),
             (FetchValue::Uid(9), "UID 9"),
@@ -424,11 +426,11 @@ mod tests {
             assert_eq!(fetch_literal(&item, 5, literal8), text);
         }
         assert_eq!(
-            fetch_flags(2, Some(7), flags::SEEN, &[], Some(12)),
+            fetch_flags(2, Some(7), flags::SEEN, &[], false, Some(12)),
             "* 2 FETCH (UID 7 FLAGS (\\Seen) MODSEQ (12))\r\n"
         );
         assert_eq!(
-            fetch_flags(2, None, 0, &keywords, None),
+            fetch_flags(2, None, 0, &keywords, false, None),
             "* 2 FETCH (FLAGS (x))\r\n"
         );
     }

@@ -99,6 +99,8 @@ pub struct Candidate<'a> {
     pub uid: u32,
     pub max_uid: u32,
     pub record: &'a MessageRecord,
+    /// `\Recent` in the searching session.
+    pub recent: bool,
 }
 
 /// Whether the message matches; `content` loads its bytes (only when a key needs them).
@@ -132,6 +134,7 @@ pub fn matches(
         ModSeq(n) => c.record.modseq >= *n,
         // The session replaces `$` before matching (SearchKey::with_saved).
         Saved => false,
+        Recent => c.recent,
         Not(k) => !matches(k, c, content),
         Or(a, b) => matches(a, c, content) || matches(b, c, content),
         And(keys) => keys.iter().all(|k| matches(k, c, content)),
@@ -261,6 +264,7 @@ mod tests {
             uid: 5,
             max_uid: 5,
             record,
+            recent: false,
         };
         matches(&key, &cand, &mut || Some(Rc::new(message.to_vec())))
     }

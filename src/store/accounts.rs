@@ -123,6 +123,7 @@ impl Store {
             let uids: Vec<u32> = self.uids_txn(&txn, id)?;
             self.expunge_txn(&mut txn, &address, id, &uids)?;
             self.db.mailboxes.delete(&mut txn, &key)?;
+            self.db.recent.delete(&mut txn, &id)?;
         }
         self.db.usage.delete(&mut txn, &address)?;
         self.junk_forget_account(&mut txn, &address)?;

@@ -64,8 +64,28 @@ impl Store {
         self.db
             .mailboxes
             .delete(&mut txn, &mailbox_key(account, name))?;
+        self.db.recent.delete(&mut txn, &mailbox.id)?;
         txn.commit()?;
         Ok(())
+    }
+
+    /// Claims the messages of a mailbox up to UID `up_to` as `\Recent` for the calling
+    /// session, and returns the UID up to which an earlier session had claimed them: the
+    /// caller's recent messages are those above it (RFC 3501 §2.3.2).
+    pub fn claim_recent(&self, mailbox_id: u64, up_to: u32) -> Result<u32> {
+        let mut txn = self.write_txn()?;
+        let claimed = self.db.recent.get(&txn, &mailbox_id)?.unwrap_or(0);
+        if up_to > claimed {
+            self.db.recent.put(&mut txn, &mailbox_id, &up_to)?;
+            txn.commit()?;
+        }
+        Ok(claimed)
+    }
+
+    /// The UID up to which sessions have claimed a mailbox's messages as `\Recent`.
+    pub fn recent_claimed(&self, mailbox_id: u64) -> Result<u32> {
+        let txn = self.read_txn()?;
+        Ok(self.db.recent.get(&txn, &mailbox_id)?.unwrap_or(0))
     }
 
     /// Renames a mailbox and its children. Renaming INBOX moves its messages to a new
@@ -313,6 +333,19 @@ fn validate_name(name: &str) -> Result<()> {
         return Err(StoreError::Invalid(format!(
             "{name:?} is not a valid mailbox name"
         )));
+    }
+    Ok(())
+}
+
+/// Schema 6 → 7: every existing mailbox's messages count as seen by some session.
+pub(super) fn seed_recent(db: &Databases, txn: &mut RwTxn) -> heed::Result<()> {
+    let mut seeds = Vec::new();
+    for item in db.mailboxes.iter(txn)? {
+        let (_, mailbox) = item?;
+        seeds.push((mailbox.id, mailbox.uid_next.saturating_sub(1)));
+    }
+    for (id, last) in seeds {
+        db.recent.put(txn, &id, &last)?;
     }
     Ok(())
 }

@@ -355,8 +355,12 @@ impl Store {
                 // 3 → 4: the `usage` counters are computed from the message records.
                 // 4 → 5: `blocks` was created above, empty.
                 // 5 → 6: `junk` and `junk_trained` were created above, empty.
+                // 6 → 7: `recent` starts at each mailbox's last UID (old mail is not new).
                 if v < 4 {
                     accounts::compute_usage(&db, &mut txn)?;
+                }
+                if v < 7 {
+                    mailboxes::seed_recent(&db, &mut txn)?;
                 }
                 write_u64(&db, &mut txn, META_SCHEMA_VERSION, SCHEMA_VERSION as u64)?;
             }

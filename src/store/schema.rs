@@ -7,7 +7,7 @@ use heed::{Database, Env, RwTxn};
 use serde::{Deserialize, Serialize};
 
 /// Version of the layout below. Bump it, and add a migration, whenever a record changes.
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
 
 pub(crate) const META_SCHEMA_VERSION: &str = "schema_version";
 pub(crate) const META_NEXT_MAILBOX_ID: &str = "next_mailbox_id";
@@ -42,10 +42,13 @@ pub(crate) struct Databases {
     pub junk: Database<Bytes, Bytes>,
     /// Since schema 6: the class each message was trained as, per account.
     pub junk_trained: Database<Bytes, Bytes>,
+    /// Since schema 7: per mailbox, the highest UID some IMAP session has already seen as
+    /// `\Recent` (RFC 3501 §2.3.2: a message is recent in one session only).
+    pub recent: Database<U64<BigEndian>, U32<BigEndian>>,
 }
 
 /// Number of named databases (LMDB needs an upper bound at open time).
-pub(crate) const DATABASE_COUNT: u32 = 14;
+pub(crate) const DATABASE_COUNT: u32 = 15;
 
 impl Databases {
     /// Bytes of the pages every database uses (free pages not counted), from LMDB's own
@@ -66,6 +69,7 @@ impl Databases {
             self.blocks.stat(txn)?,
             self.junk.stat(txn)?,
             self.junk_trained.stat(txn)?,
+            self.recent.stat(txn)?,
         ];
         Ok(stats
             .iter()
@@ -89,6 +93,7 @@ impl Databases {
             blocks: env.create_database(txn, Some("blocks"))?,
             junk: env.create_database(txn, Some("junk"))?,
             junk_trained: env.create_database(txn, Some("junk_trained"))?,
+            recent: env.create_database(txn, Some("recent"))?,
         })
     }
 }

@@ -125,7 +125,7 @@ def test_select_fetch_store_search(server):
     assert body.startswith(b"Return-Path: ")
     data = ok(imap.fetch("1", "(UID FLAGS RFC822.SIZE INTERNALDATE)"))
     assert f"RFC822.SIZE {len(body)}".encode() in data[0]
-    assert b"FLAGS ()" in data[0]
+    assert b"FLAGS (\\Recent)" in data[0]  # this session was the first to select INBOX
     assert re.search(rb'INTERNALDATE "\d\d-\w{3}-\d{4} \d\d:\d\d:\d\d \+0000"', data[0])
     header = fetch_body(imap, "1", "(BODY.PEEK[HEADER.FIELDS (Subject)])")
     assert header == f"Subject: test {token}\r\n\r\n".encode()
@@ -567,7 +567,7 @@ def test_imap4rev2_mode(server):
         assert b" " + cap + b" " in caps, caps
     # Before ENABLE: rev1 behaviour (RECENT, plain SEARCH).
     raw.send(b"a2 SELECT INBOX\r\n")
-    assert b"* 0 RECENT\r\n" in raw.until_tagged(b"a2")
+    assert b"* 2 RECENT\r\n" in raw.until_tagged(b"a2")
     raw.send(b"a3 SEARCH ALL\r\n")
     assert raw.until_tagged(b"a3")[0] == b"* SEARCH 1 2\r\n"
     raw.send(b"a4 ENABLE IMAP4rev2\r\n")
@@ -866,7 +866,7 @@ def test_keywords_are_announced_in_flags_before_use(make_server):
         assert a.readline() == (
             b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work \\*)]"
             b" Flags permitted\r\n")
-        assert a.readline() == b"* 1 FETCH (FLAGS ($Work))\r\n"
+        assert a.readline() == b"* 1 FETCH (FLAGS (\\Recent $Work))\r\n"  # a selected first
         assert tagged_reply(a, b"t") == b"t OK STORE completed\r\n"
         # The other session learns of the keyword before it sees it on the message.
         b.send(b"n NOOP\r\n")
@@ -876,10 +876,58 @@ def test_keywords_are_announced_in_flags_before_use(make_server):
         assert tagged_reply(b, b"n") == b"n OK NOOP completed\r\n"
         # A keyword already announced is not announced again; a new SELECT lists it.
         a.send(b"u STORE 1 +FLAGS ($WORK \\Seen)\r\n")
-        assert a.readline() == b"* 1 FETCH (FLAGS (\\Seen $Work))\r\n"
+        assert a.readline() == b"* 1 FETCH (FLAGS (\\Seen \\Recent $Work))\r\n"
         assert tagged_reply(a, b"u") == b"u OK STORE completed\r\n"
         a.send(b"v EXAMINE INBOX\r\n")
         lines = []
         while not (line := a.readline()).startswith(b"v "):
             lines.append(line)
         assert b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work)\r\n" in lines
+
+
+def replies(client: LineClient, command: bytes) -> list[bytes]:
+    """Sends one command; returns its untagged lines and the tagged reply last."""
+    tag = command.split(b" ", 1)[0]
+    client.send(command + b"\r\n")
+    lines = []
+    while True:
+        line = client.readline()
+        assert line, f"connection closed after {lines!r}"
+        lines.append(line)
+        if line.startswith(tag + b" "):
+            return lines
+
+
+def test_recent_belongs_to_the_first_session_that_selects(make_server):
+    """RFC 3501 §2.3.2: a message is \\Recent in exactly one session; EXAMINE does not
+    claim it; IMAP4rev2 sessions never see it."""
+    server = make_server(allow_plaintext_on_loopback=True)
+    deliver(server, ALICE)
+    deliver(server, ALICE)
+    with imap_raw(server) as rev2, imap_raw(server) as look, imap_raw(server) as a, imap_raw(server) as b:
+        assert replies(rev2, b"e ENABLE IMAP4rev2")[-1].startswith(b"e OK")
+        assert not any(b"RECENT" in line for line in replies(rev2, b"s SELECT INBOX"))
+        assert b"* 2 RECENT\r\n" in replies(look, b"x EXAMINE INBOX"), "EXAMINE sees, claims nothing"
+        assert b"* 2 RECENT\r\n" in replies(a, b"s SELECT INBOX")
+        assert replies(a, b"f FETCH 1:* (FLAGS)")[:2] == [
+            b"* 1 FETCH (FLAGS (\\Recent))\r\n", b"* 2 FETCH (FLAGS (\\Recent))\r\n"]
+        assert replies(a, b"r SEARCH RECENT")[0] == b"* SEARCH 1 2\r\n"
+        assert replies(a, b"n SEARCH NEW")[0] == b"* SEARCH 1 2\r\n"
+        assert replies(a, b"o SEARCH OLD")[0] == b"* SEARCH\r\n"
+        assert b"* 0 RECENT\r\n" in replies(b, b"s SELECT INBOX"), "a claimed them"
+        assert replies(b, b"o SEARCH OLD")[0] == b"* SEARCH 1 2\r\n"
+        # A new message is recent in the first session to notice it.
+        deliver(server, ALICE)
+        assert replies(b, b"n NOOP")[:2] == [b"* 3 EXISTS\r\n", b"* 1 RECENT\r\n"]
+        assert replies(a, b"n NOOP")[:2] == [b"* 3 EXISTS\r\n", b"n OK NOOP completed\r\n"]
+        assert replies(b, b"f FETCH 3 (FLAGS)")[0] == b"* 3 FETCH (FLAGS (\\Recent))\r\n"
+        assert replies(a, b"f FETCH 3 (FLAGS)")[0] == b"* 3 FETCH (FLAGS ())\r\n"
+        # STATUS counts what no session has seen yet; a COPY into the selected mailbox
+        # is recent for the session that made it.
+        deliver(server, ALICE)
+        assert replies(look, b"t STATUS INBOX (RECENT)")[0] == b"* STATUS \"INBOX\" (RECENT 1)\r\n"
+        # (The copy first brings in message 4, which a claims, then its own copy.)
+        lines = replies(a, b"c COPY 1 INBOX")
+        assert lines[:4] == [b"* 4 EXISTS\r\n", b"* 3 RECENT\r\n", b"* 5 EXISTS\r\n",
+                             b"* 4 RECENT\r\n"], lines
+        assert replies(look, b"t STATUS INBOX (RECENT)")[0] == b"* STATUS \"INBOX\" (RECENT 0)\r\n"

@@ -29,6 +29,8 @@ pub enum SearchKey {
     ModSeq(u64),
     /// SEARCHRES `$`: the result saved by an earlier `SEARCH RETURN (SAVE)`.
     Saved,
+    /// `\Recent` in this session (RFC 3501 §2.3.2; NEW is RECENT UNSEEN, OLD is NOT RECENT).
+    Recent,
     Not(Box<SearchKey>),
     Or(Box<SearchKey>, Box<SearchKey>),
     And(Vec<SearchKey>),
@@ -166,10 +168,9 @@ fn search_key<'a>(
     };
     Ok(match atom.as_str() {
         "ALL" => All,
-        // Nothing is ever \Recent in this server's sessions.
-        "RECENT" => Not(Box::new(All)),
-        "OLD" => All,
-        "NEW" => And(vec![Not(Box::new(All))]),
+        "RECENT" => Recent,
+        "OLD" => Not(Box::new(Recent)),
+        "NEW" => And(vec![Recent, Flag(flags::SEEN, false)]),
         "KEYWORD" => Keyword(next(&atom)?.text()?, true),
         "UNKEYWORD" => Keyword(next(&atom)?.text()?, false),
         "FROM" | "TO" | "CC" | "BCC" | "SUBJECT" => Header(atom.clone(), next(&atom)?.text()?),

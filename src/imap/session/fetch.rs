@@ -181,12 +181,13 @@ impl Session {
             Err(stop) => return Ok(Err(stop)),
         };
         let mut decoded = loaded.decoded.iter();
+        let recent = self.selected.as_ref().is_some_and(|sel| sel.is_recent(uid));
         self.conn.send(encode::fetch_open(seq).as_bytes());
         for (n, item) in items.iter().enumerate() {
             if n > 0 {
                 self.conn.send(b" ");
             }
-            match fetch_data(item, uid, record, &loaded, &mut decoded) {
+            match fetch_data(item, uid, record, recent, &loaded, &mut decoded) {
                 Data::Text(text) => self.conn.send(text.as_bytes()),
                 Data::Literal(announcement, bytes) => {
                     self.conn.send(announcement.as_bytes());
@@ -202,7 +203,7 @@ impl Session {
             }
         }
         if seen_changed && !items.contains(&FetchItem::Flags) {
-            let flags = FetchValue::Flags(record.flags, &record.keywords);
+            let flags = FetchValue::Flags(record.flags, &record.keywords, recent);
             self.conn
                 .send(format!(" {}", encode::fetch_value(&flags)).as_bytes());
         }
@@ -386,6 +387,7 @@ fn fetch_data<'a>(
     item: &FetchItem,
     uid: u32,
     record: &MessageRecord,
+    recent: bool,
     loaded: &Loaded,
     decoded: &mut impl Iterator<Item = &'a Vec<u8>>,
 ) -> Data {
@@ -396,7 +398,7 @@ fn fetch_data<'a>(
     };
     let value = |value: FetchValue| Data::Text(encode::fetch_value(&value));
     match item {
-        FetchItem::Flags => value(FetchValue::Flags(record.flags, &record.keywords)),
+        FetchItem::Flags => value(FetchValue::Flags(record.flags, &record.keywords, recent)),
         FetchItem::Uid => value(FetchValue::Uid(uid)),
         FetchItem::Envelope => {
             let envelope = loaded.meta.as_ref().map_or("NIL", |m| m.envelope.as_str());

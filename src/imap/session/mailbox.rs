@@ -73,9 +73,11 @@ impl Session {
             Err(no) => return Ok(no),
         };
         let keywords = keywords_of(&messages);
-        self.send_selected(&mailbox, &messages, &keywords, read_only);
+        let uids = messages.iter().map(|(uid, _)| *uid).collect();
+        let recent = self.recent_among(mailbox.id, uids, read_only).await?;
+        self.send_selected(&mailbox, &messages, &keywords, recent.len(), read_only);
         if let Some(resync) = qresync {
-            self.send_resync(&resync, &mailbox, &messages);
+            self.send_resync(&resync, &mailbox, &messages, &recent);
         }
         self.selected = Some(Selected {
             name,
@@ -92,6 +94,7 @@ impl Session {
                 .collect(),
             saved: Vec::new(),
             keywords,
+            recent,
         });
         let mode = if read_only { "READ-ONLY" } else { "READ-WRITE" };
         let verb = if read_only { "EXAMINE" } else { "SELECT" };
@@ -105,6 +108,7 @@ impl Session {
         mailbox: &Mailbox,
         messages: &[(u32, MessageRecord)],
         keywords: &[String],
+        recent: usize,
         read_only: bool,
     ) {
         let first_unseen = messages
@@ -120,7 +124,7 @@ impl Session {
         self.conn.send(encode::exists(messages.len()).as_bytes());
         // IMAP4rev2 dropped \Recent and the UNSEEN response code.
         if !self.rev2 {
-            self.untagged("0 RECENT");
+            self.untagged(&format!("{recent} RECENT"));
             if let Some(i) = first_unseen {
                 self.untagged(&format!("OK [UNSEEN {}] First unseen", i + 1));
             }
@@ -148,6 +152,7 @@ impl Session {
         resync: &Qresync,
         mailbox: &Mailbox,
         messages: &[(u32, MessageRecord)],
+        recent: &[u32],
     ) {
         if resync.uid_validity != mailbox.uid_validity {
             return;
@@ -164,11 +169,13 @@ impl Session {
         for (i, (uid, r)) in messages.iter().enumerate() {
             if r.modseq > resync.modseq {
                 let modseq = Some(r.modseq);
+                let is_recent = recent.binary_search(uid).is_ok();
                 out.push_str(&encode::fetch_flags(
                     i + 1,
                     Some(*uid),
                     r.flags,
                     &r.keywords,
+                    is_recent,
                     modseq,
                 ));
             }
@@ -217,6 +224,7 @@ impl Session {
         mailboxes: &[Mailbox],
     ) -> io::Result<Result<String, Reply>> {
         let ids: Vec<u64> = lines.iter().map(|&(i, _)| mailboxes[i].id).collect();
+        let claimed = self.claimed(&ids, items).await?;
         let loaded = self
             .blocking(move |s| {
                 ids.iter()
@@ -229,13 +237,60 @@ impl Session {
             Err(e) => return Ok(Err(Reply::No(format!("[SERVERBUG] {e}")))),
         };
         let mut out = String::new();
-        for ((i, line), messages) in lines.into_iter().zip(loaded) {
+        for (((i, line), messages), claimed) in lines.into_iter().zip(loaded).zip(claimed) {
             let mailbox = &mailboxes[i];
             out.push_str(&line);
-            let values = status_values(items, mailbox, &messages);
+            let values = status_values(items, mailbox, &messages, claimed);
             out.push_str(&encode::status(&self.wire_name(&mailbox.name), &values));
         }
         Ok(Ok(out))
+    }
+
+    /// The messages recent in this session among `uids` (sorted), RFC 3501 §2.3.2: those
+    /// above the UID earlier sessions claimed. SELECT claims them, EXAMINE only looks, and
+    /// IMAP4rev2 sessions, which have no `\Recent`, neither.
+    pub(super) async fn recent_among(
+        &mut self,
+        id: u64,
+        uids: Vec<u32>,
+        read_only: bool,
+    ) -> io::Result<Vec<u32>> {
+        let Some(&last) = uids.last() else {
+            return Ok(Vec::new());
+        };
+        if self.rev2 {
+            return Ok(Vec::new());
+        }
+        let claimed = self
+            .blocking(move |s| {
+                if read_only {
+                    s.recent_claimed(id)
+                } else {
+                    s.claim_recent(id, last)
+                }
+            })
+            .await?;
+        Ok(match claimed {
+            Ok(claimed) => uids.into_iter().filter(|&u| u > claimed).collect(),
+            Err(e) => {
+                log::error!("imap {}: \\Recent of mailbox {id}: {e}", self.conn.peer);
+                Vec::new()
+            }
+        })
+    }
+
+    /// For STATUS RECENT: the UID up to which each mailbox's messages were claimed (all
+    /// zeros when RECENT is not asked for).
+    async fn claimed(&mut self, ids: &[u64], items: &[StatusItem]) -> io::Result<Vec<u32>> {
+        if !items.contains(&StatusItem::Recent) {
+            return Ok(vec![0; ids.len()]);
+        }
+        let ids = ids.to_vec();
+        let count = ids.len();
+        let claimed = self
+            .blocking(move |s| ids.iter().map(|&id| s.recent_claimed(id)).collect())
+            .await?;
+        Ok(claimed.unwrap_or_else(|_| vec![u32::MAX; count]))
     }
 
     /// STATUS (RFC 9051 §6.3.11).
@@ -249,7 +304,8 @@ impl Session {
             Ok(x) => x,
             Err(no) => return Ok(no),
         };
-        let values = status_values(items, &mailbox, &messages);
+        let claimed = self.claimed(&[mailbox.id], items).await?[0];
+        let values = status_values(items, &mailbox, &messages, claimed);
         let wire = self.wire_name(&mailbox.name);
         self.conn.send(encode::status(&wire, &values).as_bytes());
         self.finish(tag, "OK STATUS completed", true).await
@@ -467,6 +523,7 @@ fn status_values(
     items: &[StatusItem],
     mailbox: &Mailbox,
     messages: &[(u32, MessageRecord)],
+    recent_claimed: u32,
 ) -> Vec<(StatusItem, u64)> {
     let deleted = || {
         messages
@@ -491,7 +548,9 @@ fn status_values(
                 StatusItem::DeletedStorage => {
                     deleted().map(|(_, r)| r.size).sum::<u64>().div_ceil(1024)
                 }
-                StatusItem::Recent => 0,
+                StatusItem::Recent => {
+                    messages.iter().filter(|(u, _)| *u > recent_claimed).count() as u64
+                }
             };
             (item, value)
         })

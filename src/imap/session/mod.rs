@@ -104,6 +104,14 @@ struct Selected {
     /// The keywords announced in FLAGS so far (RFC 3501 §7.2.6): each one a client may
     /// see on a message has been announced first.
     keywords: Vec<String>,
+    /// The UIDs that are `\Recent` in this session (sorted; empty for IMAP4rev2).
+    recent: Vec<u32>,
+}
+
+impl Selected {
+    fn is_recent(&self, uid: u32) -> bool {
+        self.recent.binary_search(&uid).is_ok()
+    }
 }
 
 struct Msg {
@@ -451,11 +459,26 @@ impl Session {
             }
         };
         self.announce_keywords(fresh.iter().map(|(_, r)| r));
+        // New messages become \Recent here if no other session saw them first.
+        let (known, read_only) = match &self.selected {
+            Some(sel) => (sel.messages.last().map_or(0, |m| m.uid), sel.read_only),
+            None => return Ok(()),
+        };
+        let arrived: Vec<u32> = fresh
+            .iter()
+            .map(|(u, _)| *u)
+            .filter(|&u| u > known)
+            .collect();
+        let recent = self.recent_among(id, arrived, read_only).await?;
         let (condstore, qresync) = (self.condstore, self.qresync);
         let Some(sel) = self.selected.as_mut() else {
             return Ok(());
         };
-        let out = sel.refresh(fresh, allow_expunge, condstore, qresync);
+        sel.recent.extend(recent.iter().copied());
+        let mut out = sel.refresh(fresh, allow_expunge, condstore, qresync);
+        if !recent.is_empty() {
+            out.push_str(&format!("* {} RECENT\r\n", sel.recent.len()));
+        }
         self.conn.send(out.as_bytes());
         Ok(())
     }
@@ -584,11 +607,13 @@ impl Selected {
                 m.record = record.clone();
                 let modseq = condstore.then_some(record.modseq);
                 let (flags, keywords) = (record.flags, &record.keywords);
+                let recent = self.recent.binary_search(&m.uid).is_ok();
                 out.push_str(&encode::fetch_flags(
                     i + 1,
                     Some(m.uid),
                     flags,
                     keywords,
+                    recent,
                     modseq,
                 ));
             }
@@ -617,6 +642,7 @@ impl Selected {
     fn expunge(&mut self, uids: &[u32], qresync: bool) -> String {
         let mut sorted = uids.to_vec();
         sorted.sort_unstable();
+        self.recent.retain(|u| sorted.binary_search(u).is_err());
         let mut out = String::new();
         let mut vanished = Vec::new();
         for i in (0..self.messages.len()).rev() {
@@ -692,6 +718,7 @@ mod tests {
                 .collect(),
             saved: Vec::new(),
             keywords: Vec::new(),
+            recent: Vec::new(),
         }
     }
 

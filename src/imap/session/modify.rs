@@ -102,7 +102,15 @@ impl Session {
                 let modseq = self.condstore.then_some(record.modseq);
                 let uid = uid.then_some(*u);
                 let (system, keywords) = (record.flags, &record.keywords);
-                out.push_str(&encode::fetch_flags(pos + 1, uid, system, keywords, modseq));
+                let recent = sel.is_recent(*u);
+                out.push_str(&encode::fetch_flags(
+                    pos + 1,
+                    uid,
+                    system,
+                    keywords,
+                    recent,
+                    modseq,
+                ));
             }
         }
         out

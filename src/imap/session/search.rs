@@ -10,8 +10,8 @@ use crate::store::{MessageRecord, Store};
 use std::io;
 use std::rc::Rc;
 
-/// A snapshot message as SEARCH sees it: UID, record, expunged elsewhere.
-type Snapshot = Vec<(u32, MessageRecord, bool)>;
+/// A snapshot message as SEARCH sees it: UID, record, expunged elsewhere, `\Recent`.
+type Snapshot = Vec<(u32, MessageRecord, bool, bool)>;
 
 impl Session {
     /// SEARCH and UID SEARCH (RFC 9051 §6.4.4).
@@ -34,7 +34,7 @@ impl Session {
         let snapshot: Snapshot = sel
             .messages
             .iter()
-            .map(|m| (m.uid, m.record.clone(), m.gone))
+            .map(|m| (m.uid, m.record.clone(), m.gone, sel.is_recent(m.uid)))
             .collect();
         let found = self
             .blocking(move |s| Ok(matching(s, &key, &snapshot)))
@@ -75,7 +75,7 @@ fn matching(store: &Store, key: &SearchKey, snapshot: &Snapshot) -> (Vec<(u32, u
     let max_uid = snapshot.last().map_or(0, |m| m.0);
     let mut out = Vec::new();
     let mut highest = 0u64;
-    for (i, (uid, record, gone)) in snapshot.iter().enumerate() {
+    for (i, (uid, record, gone, recent)) in snapshot.iter().enumerate() {
         if *gone {
             continue;
         }
@@ -85,6 +85,7 @@ fn matching(store: &Store, key: &SearchKey, snapshot: &Snapshot) -> (Vec<(u32, u
             uid: *uid,
             max_uid,
             record,
+            recent: *recent,
         };
         let mut cache: Option<Rc<Vec<u8>>> = None;
         let mut content = || {
