@@ -101,6 +101,9 @@ impl Store {
         self.db.accounts.put(&mut txn, &address, &account)?;
         for (name, special_use) in DEFAULT_MAILBOXES {
             self.create_mailbox_txn(&mut txn, &address, name, special_use)?;
+            // The folders every account starts with are subscribed; CREATE subscribes nothing.
+            let key = mailbox_key(&address, name);
+            self.db.subscriptions.put(&mut txn, &key, &())?;
         }
         txn.commit()?;
         Ok(address)
@@ -126,6 +129,15 @@ impl Store {
             self.db.recent.delete(&mut txn, &id)?;
         }
         self.db.usage.delete(&mut txn, &address)?;
+        let subscribed: Vec<Vec<u8>> = self
+            .db
+            .subscriptions
+            .prefix_iter(&txn, &prefix)?
+            .map(|item| item.map(|(key, ())| key.to_vec()))
+            .collect::<heed::Result<_>>()?;
+        for key in subscribed {
+            self.db.subscriptions.delete(&mut txn, &key)?;
+        }
         self.junk_forget_account(&mut txn, &address)?;
         txn.commit()?;
         Ok(())

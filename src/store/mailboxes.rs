@@ -131,21 +131,42 @@ impl Store {
                     return Err(StoreError::Exists(format!("mailbox {}", mailbox.name)));
                 }
                 self.db.mailboxes.put(&mut txn, &new_key, &mailbox)?;
+                // A subscription follows its mailbox (as Dovecot does).
+                if self.db.subscriptions.delete(&mut txn, &key)? {
+                    self.db.subscriptions.put(&mut txn, &new_key, &())?;
+                }
             }
         }
         txn.commit()?;
         Ok(())
     }
 
+    /// Subscribes to, or unsubscribes from, a mailbox name (RFC 3501 §6.3.6-7). A name
+    /// may be subscribed without a mailbox (as Dovecot allows); unsubscribing a name that
+    /// is not subscribed is `NotFound`.
     pub fn set_subscribed(&self, account: &str, name: &str, subscribed: bool) -> Result<()> {
+        validate_name(name)?;
+        let key = mailbox_key(account, name);
         let mut txn = self.write_txn()?;
-        let mut mailbox = self.mailbox_txn(&txn, account, name)?;
-        mailbox.subscribed = subscribed;
-        self.db
-            .mailboxes
-            .put(&mut txn, &mailbox_key(account, name), &mailbox)?;
+        if subscribed {
+            self.db.subscriptions.put(&mut txn, &key, &())?;
+        } else if !self.db.subscriptions.delete(&mut txn, &key)? {
+            return Err(StoreError::NotFound(format!("subscription {name}")));
+        }
         txn.commit()?;
         Ok(())
+    }
+
+    /// The account's subscribed names, sorted.
+    pub fn subscriptions(&self, account: &str) -> Result<Vec<String>> {
+        let txn = self.read_txn()?;
+        let prefix = mailbox_key(account, "");
+        let mut names = Vec::new();
+        for item in self.db.subscriptions.prefix_iter(&txn, &prefix)? {
+            let (key, ()) = item?;
+            names.push(String::from_utf8_lossy(&key[prefix.len()..]).into_owned());
+        }
+        Ok(names)
     }
 
     /// Changes flags of the given messages; each changed message gets a new modseq.
@@ -337,6 +358,21 @@ fn validate_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Schema 7 → 8: the subscribed flags of the mailboxes become the subscription list.
+pub(super) fn seed_subscriptions(db: &Databases, txn: &mut RwTxn) -> heed::Result<()> {
+    let mut keys = Vec::new();
+    for item in db.mailboxes.iter(txn)? {
+        let (key, mailbox) = item?;
+        if mailbox.subscribed {
+            keys.push(key.to_vec());
+        }
+    }
+    for key in keys {
+        db.subscriptions.put(txn, &key, &())?;
+    }
+    Ok(())
+}
+
 /// Schema 6 → 7: every existing mailbox's messages count as seen by some session.
 pub(super) fn seed_recent(db: &Databases, txn: &mut RwTxn) -> heed::Result<()> {
     let mut seeds = Vec::new();
@@ -488,7 +524,16 @@ mod tests {
         s.delete_mailbox(A, "Job").unwrap();
         assert!(s.delete_mailbox(A, "INBOX").is_err());
         s.set_subscribed(A, "Sent", false).unwrap();
-        assert!(!s.mailbox(A, "Sent").unwrap().unwrap().subscribed);
+        assert!(
+            s.set_subscribed(A, "Sent", false).is_err(),
+            "not subscribed any more"
+        );
+        s.set_subscribed(A, "Gone/Later", true).unwrap();
+        let names = s.subscriptions(A).unwrap();
+        assert_eq!(
+            names,
+            ["Archive", "Drafts", "Gone/Later", "INBOX", "Junk", "Trash"]
+        );
     }
 
     #[test]

@@ -46,7 +46,7 @@ impl Store {
             uid_validity: uid_validity as u32,
             uid_next: 1,
             highest_modseq: 1,
-            subscribed: true,
+            subscribed: false,
             special_use,
         };
         self.db.mailboxes.put(txn, &key, &mailbox)?;

@@ -22,6 +22,8 @@
 //! | `blocks`    | source (IPv4 address, IPv6 /64)      | [`Block`]: until, level, reason (schema 5) |
 //! | `junk`      | account digest (8 bytes) ++ token    | spam, ham, last-trained (u32 BE each); the digest alone: totals (schema 6) |
 //! | `junk_trained` | blob id (u64 BE) ++ account digest | the class the message was trained as (schema 6) |
+//! | `recent`    | mailbox id (u64 BE)                  | highest UID claimed as `\Recent` by an IMAP session (u32 BE, schema 7) |
+//! | `subscriptions` | account `\0` name               | () (schema 8)                  |
 //!
 //! A message's bytes are stored once as a blob; every mailbox entry that shows it (one per
 //! recipient, later IMAP COPY) holds a reference, and the blob is deleted with the last one.
@@ -361,6 +363,10 @@ impl Store {
                 }
                 if v < 7 {
                     mailboxes::seed_recent(&db, &mut txn)?;
+                }
+                // 7 → 8: the mailboxes' subscribed flags become the subscription list.
+                if v < 8 {
+                    mailboxes::seed_subscriptions(&db, &mut txn)?;
                 }
                 write_u64(&db, &mut txn, META_SCHEMA_VERSION, SCHEMA_VERSION as u64)?;
             }

@@ -7,7 +7,7 @@ use heed::{Database, Env, RwTxn};
 use serde::{Deserialize, Serialize};
 
 /// Version of the layout below. Bump it, and add a migration, whenever a record changes.
-pub const SCHEMA_VERSION: u32 = 7;
+pub const SCHEMA_VERSION: u32 = 8;
 
 pub(crate) const META_SCHEMA_VERSION: &str = "schema_version";
 pub(crate) const META_NEXT_MAILBOX_ID: &str = "next_mailbox_id";
@@ -45,10 +45,13 @@ pub(crate) struct Databases {
     /// Since schema 7: per mailbox, the highest UID some IMAP session has already seen as
     /// `\Recent` (RFC 3501 §2.3.2: a message is recent in one session only).
     pub recent: Database<U64<BigEndian>, U32<BigEndian>>,
+    /// Since schema 8: subscribed mailbox names (RFC 3501 §6.3.6), keyed like
+    /// `mailboxes` (account `\0` name); a name may outlive its mailbox.
+    pub subscriptions: Database<Bytes, Unit>,
 }
 
 /// Number of named databases (LMDB needs an upper bound at open time).
-pub(crate) const DATABASE_COUNT: u32 = 15;
+pub(crate) const DATABASE_COUNT: u32 = 16;
 
 impl Databases {
     /// Bytes of the pages every database uses (free pages not counted), from LMDB's own
@@ -70,6 +73,7 @@ impl Databases {
             self.junk.stat(txn)?,
             self.junk_trained.stat(txn)?,
             self.recent.stat(txn)?,
+            self.subscriptions.stat(txn)?,
         ];
         Ok(stats
             .iter()
@@ -94,6 +98,7 @@ impl Databases {
             junk: env.create_database(txn, Some("junk"))?,
             junk_trained: env.create_database(txn, Some("junk_trained"))?,
             recent: env.create_database(txn, Some("recent"))?,
+            subscriptions: env.create_database(txn, Some("subscriptions"))?,
         })
     }
 }
@@ -140,6 +145,7 @@ pub struct Mailbox {
     pub uid_validity: u32,
     pub uid_next: u32,
     pub highest_modseq: u64,
+    /// Unused since schema 8 (subscriptions are their own list); kept for the record layout.
     pub subscribed: bool,
     pub special_use: Option<SpecialUse>,
 }

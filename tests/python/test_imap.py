@@ -201,6 +201,7 @@ def test_mailbox_management(server):
     assert b'(\\HasNoChildren \\Sent) "/" "Sent"' in listing
     assert b'"INBOX"' in listing
     ok(imap.create("Projects/2026"))
+    ok(imap.subscribe("Projects/2026"))  # CREATE subscribes nothing
     listing = b"\n".join(ok(imap.list('""', "Projects*")))
     assert b'(\\HasChildren) "/" "Projects"' in listing
     assert b'"Projects/2026"' in listing
@@ -210,6 +211,7 @@ def test_mailbox_management(server):
     ok(imap.rename("Projects", "Work"))
     listing = b"\n".join(ok(imap.list('""', "*")))
     assert b'"Work/2026"' in listing and b'"Projects' not in listing
+    assert b'"Work/2026"' in b"\n".join(x for x in ok(imap.lsub()) if x), "moved with RENAME"
     ok(imap.unsubscribe("Work/2026"))
     assert b"Work/2026" not in b"\n".join(x for x in ok(imap.lsub()) if x)
     deliver(server)
@@ -704,8 +706,7 @@ def test_list_extended_and_list_status(server):
     deliver(server)
     imap = imaps_login(server)
     ok(imap.create("Projects/Alpha"))
-    ok(imap.subscribe("Projects/Alpha"))
-    ok(imap.unsubscribe("Projects"))
+    ok(imap.subscribe("Projects/Alpha"))  # "Projects" itself stays unsubscribed
     imap.logout()
     raw = login_raw(server)
     raw.send(b'a1 LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"\r\n')
@@ -931,3 +932,39 @@ def test_recent_belongs_to_the_first_session_that_selects(make_server):
         assert lines[:4] == [b"* 4 EXISTS\r\n", b"* 3 RECENT\r\n", b"* 5 EXISTS\r\n",
                              b"* 4 RECENT\r\n"], lines
         assert replies(look, b"t STATUS INBOX (RECENT)")[0] == b"* STATUS \"INBOX\" (RECENT 0)\r\n"
+
+
+def test_subscriptions_are_a_list_of_names(make_server):
+    """RFC 3501 §6.3.6 and RFC 5258 §3: CREATE does not subscribe, a subscription outlives
+    DELETE, and LSUB shows an unsubscribed parent of a subscribed child as \\Noselect."""
+    server = make_server(allow_plaintext_on_loopback=True)
+    with imap_raw(server) as c:
+        lsub = replies(c, b'l LSUB "" *')
+        assert [line.rsplit(b" ", 1)[1] for line in lsub[:-1]] == [
+            b'"Archive"\r\n', b'"Drafts"\r\n', b'"INBOX"\r\n', b'"Junk"\r\n', b'"Sent"\r\n',
+            b'"Trash"\r\n']
+        for tag, name in ((b"c1", b"foo"), (b"c2", b"foo/bar"), (b"c3", b"x")):
+            assert replies(c, tag + b" CREATE " + name)[-1] == tag + b" OK CREATE completed\r\n"
+        assert replies(c, b'l LIST (SUBSCRIBED) "" foo*') == [b"l OK LIST completed\r\n"]
+        assert replies(c, b"s SUBSCRIBE foo/bar")[-1] == b"s OK SUBSCRIBE completed\r\n"
+        assert replies(c, b'l LSUB "" foo/%') == [
+            b'* LSUB (\\HasNoChildren) "/" "foo/bar"\r\n', b"l OK LSUB completed\r\n"]
+        assert replies(c, b'l LSUB "" f%') == [
+            b'* LSUB (\\Noselect) "/" "foo"\r\n', b"l OK LSUB completed\r\n"]
+        assert replies(c, b'l LSUB "" f*') == [
+            b'* LSUB (\\HasNoChildren) "/" "foo/bar"\r\n', b"l OK LSUB completed\r\n"]
+        assert replies(c, b'l LIST (SUBSCRIBED RECURSIVEMATCH) "" f%') == [
+            b'* LIST (\\HasChildren) "/" "foo" ("CHILDINFO" ("SUBSCRIBED"))\r\n',
+            b"l OK LIST completed\r\n"]
+        assert replies(c, b"d DELETE foo/bar")[-1] == b"d OK DELETE completed\r\n"
+        assert replies(c, b'l LIST (SUBSCRIBED) "" foo/*') == [
+            b'* LIST (\\NonExistent \\Subscribed) "/" "foo/bar"\r\n', b"l OK LIST completed\r\n"]
+        assert replies(c, b'l LIST "" foo/*') == [b"l OK LIST completed\r\n"]
+        assert replies(c, b"u UNSUBSCRIBE foo/bar")[-1] == b"u OK UNSUBSCRIBE completed\r\n"
+        assert replies(c, b"u UNSUBSCRIBE foo/bar")[-1].startswith(b"u NO ")
+        # A subscription follows RENAME.
+        assert replies(c, b"s SUBSCRIBE x")[-1] == b"s OK SUBSCRIBE completed\r\n"
+        assert replies(c, b"r RENAME x y")[-1] == b"r OK RENAME completed\r\n"
+        assert replies(c, b'l LSUB "" ?') == [b"l OK LSUB completed\r\n"]
+        assert replies(c, b'l LSUB "" y') == [
+            b'* LSUB (\\HasNoChildren) "/" "y"\r\n', b"l OK LSUB completed\r\n"]

@@ -200,11 +200,16 @@ impl Session {
             return self.finish(tag, &done, true).await;
         }
         let account = self.account();
-        let mailboxes = match self.blocking(move |s| s.mailboxes(&account)).await? {
+        let loaded = self
+            .blocking(move |s| Ok((s.mailboxes(&account)?, s.subscriptions(&account)?)))
+            .await?;
+        let (mailboxes, subscribed) = match loaded {
             Ok(m) => m,
             Err(e) => return Ok(Reply::No(format!("[SERVERBUG] {e}"))),
         };
-        let lines = list_lines(&request, &mailboxes, |name| self.wire_name(name));
+        let lines = list_lines(&request, &mailboxes, &subscribed, |name| {
+            self.wire_name(name)
+        });
         let out = match &request.status {
             None => lines.into_iter().map(|(_, line)| line).collect(),
             Some(items) => match self.with_status(items, lines, &mailboxes).await? {
@@ -220,10 +225,13 @@ impl Session {
     async fn with_status(
         &mut self,
         items: &[StatusItem],
-        lines: Vec<(usize, String)>,
+        lines: Vec<(Option<usize>, String)>,
         mailboxes: &[Mailbox],
     ) -> io::Result<Result<String, Reply>> {
-        let ids: Vec<u64> = lines.iter().map(|&(i, _)| mailboxes[i].id).collect();
+        let ids: Vec<u64> = lines
+            .iter()
+            .filter_map(|&(i, _)| i.map(|i| mailboxes[i].id))
+            .collect();
         let claimed = self.claimed(&ids, items).await?;
         let loaded = self
             .blocking(move |s| {
@@ -237,9 +245,16 @@ impl Session {
             Err(e) => return Ok(Err(Reply::No(format!("[SERVERBUG] {e}")))),
         };
         let mut out = String::new();
-        for (((i, line), messages), claimed) in lines.into_iter().zip(loaded).zip(claimed) {
-            let mailbox = &mailboxes[i];
+        let mut statuses = loaded.into_iter().zip(claimed);
+        for (i, line) in lines {
             out.push_str(&line);
+            // Only an existing, selectable mailbox has a STATUS (RFC 5819 §2).
+            let Some(mailbox) = i.map(|i| &mailboxes[i]) else {
+                continue;
+            };
+            let Some((messages, claimed)) = statuses.next() else {
+                break;
+            };
             let values = status_values(items, mailbox, &messages, claimed);
             out.push_str(&encode::status(&self.wire_name(&mailbox.name), &values));
         }
@@ -440,44 +455,90 @@ impl Session {
     }
 }
 
-/// The LIST (or LSUB) line of every mailbox the request names, with the mailbox's index.
+/// The LIST (or LSUB) lines the request names, each with the index of its mailbox when it
+/// exists (LIST-STATUS adds STATUS only for those).
+///
+/// Subscriptions are their own list of names (RFC 3501 §6.3.6, RFC 5258 §3): LSUB and
+/// LIST (SUBSCRIBED) walk it, so a subscribed name without a mailbox shows as
+/// `\NonExistent \Subscribed` (LSUB: `\Noselect`). An unsubscribed parent of a subscribed
+/// name appears too: in LSUB as `\Noselect` when the pattern matches the parent but not
+/// the child (`LSUB "" %`, RFC 3501 §6.3.9), in LIST with RECURSIVEMATCH with CHILDINFO.
 fn list_lines(
     request: &ListRequest,
     mailboxes: &[Mailbox],
+    subscribed: &[String],
     wire_name: impl Fn(&str) -> String,
-) -> Vec<(usize, String)> {
+) -> Vec<(Option<usize>, String)> {
     let verb = if request.lsub { "LSUB" } else { "LIST" };
-    let mut lines = Vec::new();
-    for (i, mailbox) in mailboxes.iter().enumerate() {
-        let matched = request.patterns.iter().any(|pattern| {
-            if mailbox.name == "INBOX" {
+    let matches = |name: &str| {
+        request.patterns.iter().any(|pattern| {
+            if name.eq_ignore_ascii_case("INBOX") {
                 wildcard_match(&pattern.to_ascii_uppercase(), "INBOX")
                     || wildcard_match(pattern, "INBOX")
             } else {
-                wildcard_match(pattern, &mailbox.name)
+                wildcard_match(pattern, name)
             }
-        });
-        if !matched || (request.special_use_only && mailbox.special_use.is_none()) {
-            continue;
-        }
-        let mut childinfo = false;
-        if request.subscribed_only && !mailbox.subscribed {
-            // RECURSIVEMATCH: a parent listed for its subscribed children.
-            let prefix = format!("{}/", mailbox.name);
-            let child_subscribed = mailboxes
-                .iter()
-                .any(|m| m.subscribed && m.name.starts_with(&prefix));
-            if !(request.recursive && child_subscribed) {
+        })
+    };
+    let is_subscribed = |name: &str| subscribed.iter().any(|s| s == name);
+    let mut lines = Vec::new();
+    if !(request.lsub || request.subscribed_only) {
+        for (i, mailbox) in mailboxes.iter().enumerate() {
+            if !matches(&mailbox.name)
+                || (request.special_use_only && mailbox.special_use.is_none())
+            {
                 continue;
             }
-            childinfo = true;
+            let mut attributes = list_attributes(mailbox, mailboxes, false);
+            if request.show_subscribed && is_subscribed(&mailbox.name) {
+                attributes.push("\\Subscribed");
+            }
+            let wire = wire_name(&mailbox.name);
+            lines.push((Some(i), encode::list(verb, &attributes, &wire, false)));
         }
-        let mut attributes = list_attributes(mailbox, mailboxes, request.lsub);
-        if request.show_subscribed && mailbox.subscribed {
+        return lines;
+    }
+    // Name → whether it is subscribed itself (else listed for a subscribed descendant).
+    let mut names: std::collections::BTreeMap<&str, bool> = std::collections::BTreeMap::new();
+    for name in subscribed {
+        if matches(name) {
+            names.insert(name, true);
+        }
+        let mut parent = name.as_str();
+        while let Some((up, _)) = parent.rsplit_once('/') {
+            parent = up;
+            let wanted = if request.lsub {
+                !matches(name)
+            } else {
+                request.recursive
+            };
+            if wanted && matches(parent) && !is_subscribed(parent) {
+                names.entry(parent).or_insert(false);
+            }
+        }
+    }
+    for (name, own) in names {
+        let index = mailboxes.iter().position(|m| m.name == name);
+        let mailbox = index.map(|i| &mailboxes[i]);
+        if request.special_use_only && mailbox.is_none_or(|m| m.special_use.is_none()) {
+            continue;
+        }
+        let mut attributes = match mailbox {
+            Some(m) if own || !request.lsub => list_attributes(m, mailboxes, request.lsub),
+            Some(_) => vec!["\\Noselect"],
+            None if request.lsub => vec!["\\Noselect"],
+            None => vec!["\\NonExistent"],
+        };
+        if own && !request.lsub {
             attributes.push("\\Subscribed");
         }
-        let wire = wire_name(&mailbox.name);
-        lines.push((i, encode::list(verb, &attributes, &wire, childinfo)));
+        let childinfo = !own && !request.lsub;
+        let wire = wire_name(name);
+        let status_index = if own { index } else { None };
+        lines.push((
+            status_index,
+            encode::list(verb, &attributes, &wire, childinfo),
+        ));
     }
     lines
 }
