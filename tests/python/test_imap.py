@@ -968,3 +968,27 @@ def test_subscriptions_are_a_list_of_names(make_server):
         assert replies(c, b'l LSUB "" ?') == [b"l OK LSUB completed\r\n"]
         assert replies(c, b'l LSUB "" y') == [
             b'* LSUB (\\HasNoChildren) "/" "y"\r\n', b"l OK LSUB completed\r\n"]
+
+
+def test_condstore_enabled_late_and_esearch_min_max_modseq(make_server):
+    server = make_server(allow_plaintext_on_loopback=True)
+    for _ in range(3):
+        deliver(server, ALICE)
+    with imap_raw(server) as c:
+        select = replies(c, b"s SELECT INBOX")
+        highest = next(int(re.search(rb"HIGHESTMODSEQ (\d+)", l).group(1))
+                       for l in select if b"HIGHESTMODSEQ" in l)
+        assert replies(c, b"t STORE 2 +FLAGS.SILENT (\\Seen)")[-1] == b"t OK STORE completed\r\n"
+        # The first CONDSTORE-enabling command reports HIGHESTMODSEQ (RFC 7162 §3.1).
+        lines = replies(c, b"f FETCH 1:3 (MODSEQ)")
+        assert lines[0] == b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % (highest + 1), lines
+        modseqs = [int(re.search(rb"MODSEQ \((\d+)\)", l).group(1)) for l in lines[1:4]]
+        assert modseqs[1] == highest + 1 and modseqs[0] < modseqs[1]
+        assert not any(b"HIGHESTMODSEQ" in l for l in replies(c, b"g FETCH 1 (MODSEQ)"))
+        # MIN/MAX alone: the modseq of the message(s) returned (RFC 7162 §3.1.5).
+        assert replies(c, b"m SEARCH RETURN (MIN) MODSEQ 1")[0] == (
+            b'* ESEARCH (TAG "m") MIN 1 MODSEQ %d\r\n' % modseqs[0])
+        assert replies(c, b"x SEARCH RETURN (MAX) MODSEQ 1")[0] == (
+            b'* ESEARCH (TAG "x") MAX 3 MODSEQ %d\r\n' % modseqs[2])
+        assert replies(c, b"a SEARCH RETURN (MIN ALL) MODSEQ 1")[0] == (
+            b'* ESEARCH (TAG "a") MIN 1 ALL 1:3 MODSEQ %d\r\n' % max(modseqs))

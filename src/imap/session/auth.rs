@@ -61,9 +61,9 @@ impl Session {
     ) -> io::Result<Reply> {
         for capability in capabilities {
             match capability {
-                Capability::CondStore => self.condstore = true,
+                Capability::CondStore => self.enable_condstore().await?,
                 Capability::QResync => {
-                    self.condstore = true;
+                    self.enable_condstore().await?;
                     self.qresync = true;
                 }
                 Capability::Utf8Accept => self.utf8 = true,

@@ -70,7 +70,7 @@ impl Session {
             ));
         }
         if changed_since.is_some() || items.contains(&FetchItem::ModSeq) {
-            self.condstore = true;
+            self.enable_condstore().await?;
         }
         if uid && !items.contains(&FetchItem::Uid) {
             items.insert(0, FetchItem::Uid);

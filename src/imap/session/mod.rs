@@ -550,6 +550,24 @@ impl Session {
         Ok(resolve(set, &uids, uid))
     }
 
+    /// Turns CONDSTORE on for the rest of the session (RFC 7162 §3.1). The first enabling
+    /// command on a selected mailbox tells the client the mailbox's HIGHESTMODSEQ.
+    async fn enable_condstore(&mut self) -> io::Result<()> {
+        if self.condstore {
+            return Ok(());
+        }
+        self.condstore = true;
+        let Some(name) = self.selected.as_ref().map(|sel| sel.name.clone()) else {
+            return Ok(());
+        };
+        let account = self.account();
+        if let Ok(Some(mailbox)) = self.blocking(move |s| s.mailbox(&account, &name)).await? {
+            let text = format!("OK [HIGHESTMODSEQ {}] Highest", mailbox.highest_modseq);
+            self.untagged(&text);
+        }
+        Ok(())
+    }
+
     /// Takes changed records (of STORE or \Seen) into the snapshot, announcing new
     /// keywords first.
     fn apply_records(&mut self, updated: &[(u32, MessageRecord)]) {

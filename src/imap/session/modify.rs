@@ -31,7 +31,7 @@ impl Session {
             uid,
         } = store;
         if unchanged_since.is_some() {
-            self.condstore = true;
+            self.enable_condstore().await?;
         }
         self.sync(uid).await?;
         let indices = match self.indices(&set, uid) {

@@ -25,7 +25,7 @@ impl Session {
         let key = key.with_saved(&sel.saved);
         let uses_modseq = key.uses_modseq();
         if uses_modseq {
-            self.condstore = true;
+            self.enable_condstore().await?;
         }
         self.sync(uid).await?;
         let Some(sel) = &self.selected else {
@@ -39,21 +39,37 @@ impl Session {
         let found = self
             .blocking(move |s| Ok(matching(s, &key, &snapshot)))
             .await?;
-        let (found, highest) = match found {
+        let found = match found {
             Ok(f) => f,
             Err(e) => return Ok(Reply::No(store_error_text(&e))),
         };
         let numbers: Vec<u32> = found
             .iter()
-            .map(|&(seq, u)| if uid { u } else { seq })
+            .map(|&(seq, u, _)| if uid { u } else { seq })
             .collect();
-        let modseq = (!found.is_empty() && uses_modseq).then_some(highest);
+        // The highest modseq of what is returned: with MIN/MAX alone, of those messages
+        // only (RFC 7162 §3.1.5).
+        let returned: Vec<&(u32, u32, u64)> = match &options {
+            Some(o) if (o.min || o.max) && !(o.all || o.count) => {
+                let mut ends = Vec::new();
+                if o.min {
+                    ends.extend(found.first());
+                }
+                if o.max {
+                    ends.extend(found.last());
+                }
+                ends
+            }
+            _ => found.iter().collect(),
+        };
+        let highest = returned.iter().map(|&&(_, _, m)| m).max();
+        let modseq = highest.filter(|_| uses_modseq);
         let Some(options) = options else {
             self.conn.send(encode::search(&numbers, modseq).as_bytes());
             return self.finish(tag, "OK SEARCH completed", uid).await;
         };
         if options.save {
-            let uids: Vec<u32> = found.iter().map(|&(_, u)| u).collect();
+            let uids: Vec<u32> = found.iter().map(|&(_, u, _)| u).collect();
             if let Some(sel) = self.selected.as_mut() {
                 sel.saved = saved_result(&options, uids);
             }
@@ -68,13 +84,12 @@ impl Session {
     }
 }
 
-/// (sequence number, UID) of the messages that match, and their highest modseq. Runs in
-/// the store thread; a message's bytes are read only when a key needs them.
-fn matching(store: &Store, key: &SearchKey, snapshot: &Snapshot) -> (Vec<(u32, u32)>, u64) {
+/// (sequence number, UID, modseq) of the messages that match. Runs in the store thread; a
+/// message's bytes are read only when a key needs them.
+fn matching(store: &Store, key: &SearchKey, snapshot: &Snapshot) -> Vec<(u32, u32, u64)> {
     let max_seq = snapshot.len() as u32;
     let max_uid = snapshot.last().map_or(0, |m| m.0);
     let mut out = Vec::new();
-    let mut highest = 0u64;
     for (i, (uid, record, gone, recent)) in snapshot.iter().enumerate() {
         if *gone {
             continue;
@@ -95,11 +110,10 @@ fn matching(store: &Store, key: &SearchKey, snapshot: &Snapshot) -> (Vec<(u32, u
             cache.clone()
         };
         if matches(key, &candidate, &mut content) {
-            out.push((i as u32 + 1, *uid));
-            highest = highest.max(record.modseq);
+            out.push((i as u32 + 1, *uid, record.modseq));
         }
     }
-    (out, highest)
+    out
 }
 
 /// What SAVE keeps: with MIN/MAX but neither ALL nor COUNT, only those (RFC 5182 §2.4).
