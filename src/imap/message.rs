@@ -92,6 +92,33 @@ fn contains_ci(haystack: &[u8], needle: &str) -> bool {
     hay.contains(&needle.to_lowercase())
 }
 
+fn is_address_field(field: &str) -> bool {
+    ["FROM", "TO", "CC", "BCC"]
+        .iter()
+        .any(|f| f.eq_ignore_ascii_case(field))
+}
+
+/// Whether an address of `field` (parsed: comments, routes and folding gone) has
+/// `needle` in its address or its display name.
+fn address_matches(header: &[u8], field: &str, needle: &str) -> bool {
+    let Some(parsed) = mail_parser::MessageParser::new().parse_headers(header) else {
+        return false;
+    };
+    let list = match field.to_ascii_uppercase().as_str() {
+        "FROM" => parsed.from(),
+        "TO" => parsed.to(),
+        "CC" => parsed.cc(),
+        _ => parsed.bcc(),
+    };
+    list.is_some_and(|list| {
+        list.iter().any(|a| {
+            let address = a.address.as_deref().unwrap_or("");
+            let name = a.name.as_deref().unwrap_or("");
+            contains_ci(address.as_bytes(), needle) || contains_ci(name.as_bytes(), needle)
+        })
+    })
+}
+
 /// The facts SEARCH looks at for one message.
 pub struct Candidate<'a> {
     pub seq: u32,
@@ -118,8 +145,9 @@ pub fn matches(
         Flag(bit, on) => (c.record.flags & bit != 0) == *on,
         Keyword(k, on) => c.record.keywords.iter().any(|x| x.eq_ignore_ascii_case(k)) == *on,
         Header(field, needle) => content().is_some_and(|m| {
-            mail::fields(mail::header_of(&m))
-                .any(|f| f.is(field) && contains_ci(&f.value(), needle))
+            let header = mail::header_of(&m);
+            mail::fields(header).any(|f| f.is(field) && contains_ci(&f.value(), needle))
+                || (is_address_field(field) && address_matches(header, field, needle))
         }),
         Body(needle) => content().is_some_and(|m| contains_ci(mail::split(&m).body(&m), needle)),
         Text(needle) => content().is_some_and(|m| contains_ci(&m, needle)),
@@ -293,6 +321,27 @@ mod tests {
             !check("SENTSINCE 1-Jan-1970", MSG),
             "no Date: header, no match"
         );
+    }
+
+    #[test]
+    fn address_keys_match_parsed_addresses() {
+        // Issue 11: comments inside an address hid it from SEARCH FROM.
+        let commented = b"From: Joe <user-from (comment)@ (comment) domain.org>\r\n\
+            To: undisclosed: ;\r\n\r\nx\r\n";
+        let record = MessageRecord {
+            blob: 1,
+            size: commented.len() as u64,
+            internal_date: 0,
+            flags: 0,
+            keywords: vec![],
+            modseq: 1,
+        };
+        let check = |query: &str| search_in(query, &record, commented);
+        assert!(check("FROM user-from@domain.org"));
+        assert!(check("FROM joe"));
+        assert!(check("FROM \"(comment)\""), "the raw text still counts");
+        assert!(!check("FROM other@domain.org"));
+        assert!(!check("TO user-from"));
     }
 
     #[test]

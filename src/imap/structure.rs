@@ -55,17 +55,10 @@ pub fn part_bytes(raw: &[u8], path: &[u32], inner: &Section) -> Vec<u8> {
         Section::Full => slice(part.offset_body, part.offset_end),
         Section::Mime => slice(part.offset_header, part.offset_body),
         Section::Part(..) => Vec::new(),
+        // The attached message is the part's whole body: its TEXT runs to the part's end,
+        // past any closing boundary of its own, epilogue included.
         other => match &part.body {
-            PartType::Message(nested) => match nested.parts.first() {
-                Some(root) => {
-                    let bytes = nested
-                        .raw_message
-                        .get(root.offset_header as usize..root.offset_end as usize)
-                        .unwrap_or_default();
-                    section_bytes(bytes, other)
-                }
-                None => Vec::new(),
-            },
+            PartType::Message(_) => section_bytes(&slice(part.offset_body, part.offset_end), other),
             _ => Vec::new(),
         },
     }
@@ -91,6 +84,15 @@ mod tests {
         assert_eq!(part_bytes(raw, &[2, 1], &Section::Full), b"inner body");
         assert!(part_bytes(raw, &[3], &Section::Full).is_empty());
         assert!(part_bytes(raw, &[1, 1], &Section::Full).is_empty());
+        // An attached multipart message keeps its epilogue in TEXT.
+        let nested = b"Content-Type: multipart/mixed; boundary=A\r\n\r\n--A\r\n\
+            Content-Type: message/rfc822\r\n\r\n\
+            Subject: in\r\nContent-Type: multipart/alternative; boundary=B\r\n\r\n\
+            --B\r\n\r\none\r\n--B--\r\nthe epilogue\r\n--A--\r\n";
+        assert_eq!(
+            part_bytes(nested, &[1], &Section::Text),
+            b"--B\r\n\r\none\r\n--B--\r\nthe epilogue"
+        );
         let single = b"Subject: s\r\n\r\nbody\r\n";
         assert_eq!(part_bytes(single, &[1], &Section::Full), b"body\r\n");
     }

@@ -81,15 +81,22 @@ fn line_count(raw: &[u8]) -> usize {
 
 fn addresses(address: Option<&Address>) -> String {
     let mut out = Vec::new();
+    // (name adl mailbox host), RFC 3501 §7.4.2; a source route (`<@a,@b:user@host>`) is
+    // the adl.
     let push = |out: &mut Vec<String>, name: Option<&str>, address: Option<&str>| {
         let address = address.unwrap_or("");
+        let (route, address) = match address.split_once(':') {
+            Some((route, rest)) if route.starts_with('@') => (Some(route), rest),
+            _ => (None, address),
+        };
         let (local, host) = match address.rsplit_once('@') {
             Some((l, h)) => (Some(l), Some(h)),
             None => (Some(address), None),
         };
         out.push(format!(
-            "({} NIL {} {})",
+            "({} {} {} {})",
             nstring(name),
+            nstring(route),
             nstring(local),
             nstring(host)
         ));
@@ -106,7 +113,8 @@ fn addresses(address: Option<&Address>) -> String {
                 if let Some(name) = g.name.as_deref() {
                     out.push(format!("(NIL NIL {} NIL)", quote(name)));
                 }
-                for a in &g.addresses {
+                // A comment alone (`group: (none) ;`) is no member.
+                for a in g.addresses.iter().filter(|a| a.address.is_some()) {
                     push(&mut out, a.name.as_deref(), a.address.as_deref());
                 }
                 if g.name.is_some() {
@@ -237,6 +245,26 @@ mod tests {
         assert_eq!(
             body,
             "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 16 2)"
+        );
+    }
+
+    #[test]
+    fn groups_and_routes_follow_rfc_3501() {
+        // Issue 11: an empty group with a comment made a phantom address, and a source
+        // route landed in the mailbox field.
+        let raw = b"From: <@route.example:user@domain.example>\r\n\
+            To: group1: a@b.example;, group2: (foo) ;\r\n\r\nx\r\n";
+        let (env, _) = describe(raw, false);
+        assert!(
+            env.contains("((NIL \"@route.example\" \"user\" \"domain.example\"))"),
+            "{env}"
+        );
+        assert!(
+            env.contains(
+                "((NIL NIL \"group1\" NIL)(NIL NIL \"a\" \"b.example\")(NIL NIL NIL NIL)\
+                 (NIL NIL \"group2\" NIL)(NIL NIL NIL NIL))"
+            ),
+            "{env}"
         );
     }
 
