@@ -50,9 +50,10 @@ impl ErrorBudget {
         }
     }
 
-    /// Forgets the errors so far (IMAP: after a command that worked).
-    pub fn reset(&mut self) {
-        self.spent = 0;
+    /// Forgives one error (IMAP: after a command that worked), so that an occasional
+    /// mistake never adds up, while a client that errs more often than not still ends.
+    pub fn refund(&mut self) {
+        self.spent = self.spent.saturating_sub(1);
     }
 
     /// Counts one error; true when the budget is used up and the session must end.

@@ -86,6 +86,8 @@ impl AsyncWrite for Stream {
 
 /// How much of an over-long line is kept (see [`Connection::too_long_head`]).
 pub const TOO_LONG_HEAD: usize = 128;
+/// How much of its end is kept (see [`Connection::finish_too_long`]): room for `{n+}`.
+pub const TOO_LONG_TAIL: usize = 32;
 
 /// Result of reading one line.
 #[derive(Debug, PartialEq, Eq)]
@@ -107,6 +109,8 @@ pub struct Connection {
     skipping: bool,
     /// The first bytes of the last over-long line (IMAP answers with its tag).
     too_long_head: Vec<u8>,
+    /// Its last bytes, once known (a literal it announced).
+    too_long_tail: Vec<u8>,
     output: Vec<u8>,
     pub peer: SocketAddr,
     /// Longest wait for any input (the idle or autologout timer).
@@ -154,6 +158,7 @@ impl Connection {
             start: 0,
             skipping: false,
             too_long_head: Vec::new(),
+            too_long_tail: Vec::new(),
             output: Vec::new(),
             peer,
             read_timeout: timeout,
@@ -317,6 +322,7 @@ impl Connection {
                 }
                 if end > max {
                     self.too_long_head = pending[..TOO_LONG_HEAD.min(end)].to_vec();
+                    self.too_long_tail = pending[end.saturating_sub(TOO_LONG_TAIL)..end].to_vec();
                     self.consume(end);
                     return Ok(Line::TooLong);
                 }
@@ -345,6 +351,36 @@ impl Connection {
             }
             if self.fill_by(deadline).await? == 0 {
                 return Ok(Line::Closed);
+            }
+        }
+    }
+
+    /// After [`Line::TooLong`]: discards what is left of that line (it may still be
+    /// arriving) and returns its last bytes (at most [`TOO_LONG_TAIL`]), so that a literal
+    /// it announced can be found. Empty if the client left first.
+    pub async fn finish_too_long(&mut self) -> io::Result<Vec<u8>> {
+        if !self.skipping {
+            return Ok(std::mem::take(&mut self.too_long_tail));
+        }
+        let deadline = Instant::now() + self.line_timeout;
+        let mut tail: Vec<u8> = Vec::new();
+        loop {
+            let pending = &self.input[self.start..];
+            let (take, done) = match pending.iter().position(|&b| b == b'\n') {
+                Some(pos) => (pos + 1, true),
+                None => (pending.len(), false),
+            };
+            tail.extend_from_slice(&pending[..take]);
+            if tail.len() > TOO_LONG_TAIL {
+                tail.drain(..tail.len() - TOO_LONG_TAIL);
+            }
+            self.consume(take);
+            if done {
+                self.skipping = false;
+                return Ok(tail);
+            }
+            if self.fill_by(Some(deadline)).await? == 0 {
+                return Ok(Vec::new());
             }
         }
     }

@@ -5,6 +5,9 @@ use super::schema::*;
 use super::{Incoming, Result, Store, StoreError};
 use heed::RwTxn;
 
+/// Subscriptions one account may hold (each is a name, with or without a mailbox).
+pub const MAX_SUBSCRIPTIONS: usize = 1000;
+
 /// Messages after a flag change: (UID, record).
 pub type Flagged = Vec<(u32, MessageRecord)>;
 
@@ -71,8 +74,13 @@ impl Store {
 
     /// Claims the messages of a mailbox up to UID `up_to` as `\Recent` for the calling
     /// session, and returns the UID up to which an earlier session had claimed them: the
-    /// caller's recent messages are those above it (RFC 3501 §2.3.2).
+    /// caller's recent messages are those above it (RFC 3501 §2.3.2). Nothing new to
+    /// claim: a read, no write transaction.
     pub fn claim_recent(&self, mailbox_id: u64, up_to: u32) -> Result<u32> {
+        let claimed = self.recent_claimed(mailbox_id)?;
+        if up_to <= claimed {
+            return Ok(claimed);
+        }
         let mut txn = self.write_txn()?;
         let claimed = self.db.recent.get(&txn, &mailbox_id)?.unwrap_or(0);
         if up_to > claimed {
@@ -149,6 +157,13 @@ impl Store {
         let key = mailbox_key(account, name);
         let mut txn = self.write_txn()?;
         if subscribed {
+            let prefix = mailbox_key(account, "");
+            let count = self.db.subscriptions.prefix_iter(&txn, &prefix)?.count();
+            if count >= MAX_SUBSCRIPTIONS && self.db.subscriptions.get(&txn, &key)?.is_none() {
+                return Err(StoreError::Invalid(format!(
+                    "at most {MAX_SUBSCRIPTIONS} subscriptions per account"
+                )));
+            }
             self.db.subscriptions.put(&mut txn, &key, &())?;
         } else if !self.db.subscriptions.delete(&mut txn, &key)? {
             return Err(StoreError::NotFound(format!("subscription {name}")));

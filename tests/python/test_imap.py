@@ -825,17 +825,49 @@ def test_no_replies_do_not_end_the_session(make_server):
             tag = f"s{i}".encode()
             client.send(tag + b" STATUS nosuch" + str(i).encode() + b" (MESSAGES)\r\n")
             assert tagged_reply(client, tag).startswith(tag + b" NO ")
-        # Protocol errors still count, but a command that works forgives them.
-        for i in range(2):
-            client.send(f"b{i} FROB\r\n".encode())
-            assert tagged_reply(client, f"b{i}".encode()).startswith(f"b{i} BAD".encode())
-        client.send(b"n NOOP\r\n")
-        assert tagged_reply(client, b"n") == b"n OK NOOP completed\r\n"
-        for i in range(2):
-            client.send(f"c{i} FROB\r\n".encode())
-            assert tagged_reply(client, f"c{i}".encode()).startswith(f"c{i} BAD".encode())
-        client.send(b"m NOOP\r\n")
-        assert tagged_reply(client, b"m") == b"m OK NOOP completed\r\n"
+        # Protocol errors still count; each command that works forgives one of them.
+        for tag in (b"b0", b"b1", b"n1", b"c0", b"n2", b"c1", b"n3"):
+            command = b" NOOP" if tag.startswith(b"n") else b" FROB"
+            reply = replies(client, tag + command)[-1]
+            assert reply.startswith(tag + (b" OK" if tag.startswith(b"n") else b" BAD")), reply
+        # One is still counted; two more in a row reach max_errors (3).
+        assert replies(client, b"d0 FROB")[-1].startswith(b"d0 BAD")
+        client.send(b"d1 FROB\r\n")
+        assert client.readline().startswith(b"d1 BAD")
+        assert client.readline() == b"* BYE Too many errors\r\n"
+
+
+def test_literals_after_refused_lines_are_skipped(make_server):
+    server = make_server(allow_plaintext_on_loopback=True)
+    with imap_raw(server) as c:
+        # An over-long line that announces a literal: the literal is data, not commands.
+        c.send(b"t1 NOOP " + b"x" * 70_000 + b" {11+}\r\nt2 LOGOUT\r\n\r\n")
+        assert c.readline() == b"t1 BAD Line too long\r\n"
+        assert replies(c, b"t3 NOOP")[-1] == b"t3 OK NOOP completed\r\n"
+        # A second message after APPEND's (no MULTIAPPEND) is skipped the same way.
+        c.send(b"a APPEND INBOX {5+}\r\nHello (\\Seen) {11+}\r\nt4 LOGOUT\r\n\r\n")
+        assert tagged_reply(c, b"a") == b"a BAD Unexpected data after the APPEND literal\r\n"
+        assert replies(c, b"t5 NOOP")[-1] == b"t5 OK NOOP completed\r\n"
+        # Brackets pair only inside FETCH items: these are two mailbox names.
+        assert replies(c, b"c CREATE a[")[-1] == b"c OK CREATE completed\r\n"
+        assert replies(c, b"r RENAME a[ b]")[-1] == b"r OK RENAME completed\r\n"
+        assert replies(c, b"s SELECT b]")[-1].startswith(b"s OK [READ-WRITE]")
+        assert replies(c, b"f UID FETCH 1:* (BODY.PEEK[HEADER.FIELDS (Subject From)])")[-1] == (
+            b"f OK FETCH completed\r\n")
+
+
+def test_keywords_per_mailbox_are_capped(make_server):
+    server = make_server(allow_plaintext_on_loopback=True)
+    deliver(server, ALICE)
+    with imap_raw(server) as c:
+        replies(c, b"s SELECT INBOX")
+        many = b" ".join(b"$k%d" % i for i in range(129))
+        assert replies(c, b"t STORE 1 +FLAGS (" + many + b")")[-1] == (
+            b"t NO [LIMIT] At most 128 keywords per mailbox\r\n")
+        few = b" ".join(b"$k%d" % i for i in range(128))
+        lines = replies(c, b"u STORE 1 +FLAGS.SILENT (" + few + b")")
+        assert lines[-1] == b"u OK STORE completed\r\n"
+        assert lines[1].startswith(b"* OK [PERMANENTFLAGS (") and b"\\*" not in lines[1], lines[1]
 
 
 def test_an_explicit_uid_beyond_the_last_matches_nothing(server):
@@ -956,6 +988,9 @@ def test_subscriptions_are_a_list_of_names(make_server):
         assert replies(c, b'l LIST (SUBSCRIBED RECURSIVEMATCH) "" f%') == [
             b'* LIST (\\HasChildren) "/" "foo" ("CHILDINFO" ("SUBSCRIBED"))\r\n',
             b"l OK LIST completed\r\n"]
+        # The child itself is listed: its parent is not listed for it.
+        assert replies(c, b'l LIST (SUBSCRIBED RECURSIVEMATCH) "" f*') == [
+            b'* LIST (\\HasNoChildren \\Subscribed) "/" "foo/bar"\r\n', b"l OK LIST completed\r\n"]
         assert replies(c, b"d DELETE foo/bar")[-1] == b"d OK DELETE completed\r\n"
         assert replies(c, b'l LIST (SUBSCRIBED) "" foo/*') == [
             b'* LIST (\\NonExistent \\Subscribed) "/" "foo/bar"\r\n', b"l OK LIST completed\r\n"]

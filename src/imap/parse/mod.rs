@@ -196,13 +196,23 @@ impl Parser<'_> {
         Ok(Value::Str(data.to_vec()))
     }
 
-    /// An atom, or an astring's atom form. A bracketed part (`BODY[HEADER.FIELDS (A B)]`)
-    /// may hold spaces and parentheses; brackets that do not pair up are ordinary
-    /// characters (`]` is an ASTRING-CHAR and `[` an ATOM-CHAR, so a mailbox may be
-    /// called `a]b` or `[Gmail]`).
+    /// An atom, or an astring's atom form. In a FETCH item (`BODY[HEADER.FIELDS (A B)]`,
+    /// `BINARY.PEEK[1]`) the bracketed part may hold spaces and parentheses; elsewhere
+    /// brackets are ordinary characters (`]` is an ASTRING-CHAR and `[` an ATOM-CHAR, so
+    /// a mailbox may be called `a]b` or `[Gmail]`, and `RENAME a[ b]` is two names).
     fn atom(&mut self) -> Result<Value, String> {
         let start = self.pos;
-        if !self.scan_atom(true) {
+        let rest = &self.input[start..];
+        let item = [
+            "BODY[",
+            "BODY.PEEK[",
+            "BINARY[",
+            "BINARY.PEEK[",
+            "BINARY.SIZE[",
+        ]
+        .iter()
+        .any(|p| rest.len() >= p.len() && rest[..p.len()].eq_ignore_ascii_case(p.as_bytes()));
+        if !self.scan_atom(item) {
             // A `[` that never closed: read it again as a plain atom.
             self.pos = start;
             self.scan_atom(false);

@@ -43,6 +43,10 @@ impl Session {
             Ok(a) => a,
             Err(text) => return self.refuse(&tag, Reply::Bad(text), length, sync).await,
         };
+        if append.flags.keywords.len() > super::MAX_KEYWORDS {
+            let text = format!("[LIMIT] At most {} keywords", super::MAX_KEYWORDS);
+            return self.refuse(&tag, Reply::No(text), length, sync).await;
+        }
         if let Err(no) = self.append_allowed(&append.mailbox, length).await? {
             return self.refuse(&tag, no, length, sync).await;
         }
@@ -56,8 +60,19 @@ impl Session {
         match self.conn.read_line(MAX_IMAP_LINE).await? {
             Line::Complete(rest) if trim_crlf(&rest).iter().all(|&b| b == b' ') => {}
             Line::Closed => return Ok(Some(End::Closed)),
-            _ => {
+            rest => {
                 let stop = self.bad(Some(&tag), "Unexpected data after the APPEND literal");
+                // A second message announced as a non-synchronising literal is data, not
+                // commands: it is skipped.
+                let next = match &rest {
+                    Line::Complete(line) => crate::imap::parse::trailing_literal(line),
+                    _ => None,
+                };
+                if let Some((length, true)) = next {
+                    if !self.skip_literal(length).await? {
+                        return Ok(Some(End::Closed));
+                    }
+                }
                 return Ok(stop.then_some(End::TooManyErrors));
             }
         }

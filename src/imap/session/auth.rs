@@ -70,6 +70,10 @@ impl Session {
                 Capability::Imap4rev2 => {
                     self.rev2 = true;
                     self.utf8 = true;
+                    // IMAP4rev2 has no \Recent.
+                    if let Some(sel) = self.selected.as_mut() {
+                        sel.recent.clear();
+                    }
                 }
             }
         }

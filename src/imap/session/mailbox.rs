@@ -93,6 +93,7 @@ impl Session {
                 })
                 .collect(),
             saved: Vec::new(),
+            known_keywords: keywords.iter().map(|k| k.to_ascii_lowercase()).collect(),
             keywords,
             recent,
         });
@@ -480,7 +481,14 @@ fn list_lines(
             }
         })
     };
-    let is_subscribed = |name: &str| subscribed.iter().any(|s| s == name);
+    let subscribed_set: std::collections::HashSet<&str> =
+        subscribed.iter().map(String::as_str).collect();
+    let is_subscribed = |name: &str| subscribed_set.contains(name);
+    let index_of: std::collections::HashMap<&str, usize> = mailboxes
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.name.as_str(), i))
+        .collect();
     let mut lines = Vec::new();
     if !(request.lsub || request.subscribed_only) {
         for (i, mailbox) in mailboxes.iter().enumerate() {
@@ -507,18 +515,16 @@ fn list_lines(
         let mut parent = name.as_str();
         while let Some((up, _)) = parent.rsplit_once('/') {
             parent = up;
-            let wanted = if request.lsub {
-                !matches(name)
-            } else {
-                request.recursive
-            };
+            // Only for a child the pattern itself does not reach (RFC 3501 §6.3.9, RFC 5258
+            // §3.5).
+            let wanted = (request.lsub || request.recursive) && !matches(name);
             if wanted && matches(parent) && !is_subscribed(parent) {
                 names.entry(parent).or_insert(false);
             }
         }
     }
     for (name, own) in names {
-        let index = mailboxes.iter().position(|m| m.name == name);
+        let index = index_of.get(name).copied();
         let mailbox = index.map(|i| &mailboxes[i]);
         if request.special_use_only && mailbox.is_none_or(|m| m.special_use.is_none()) {
             continue;
@@ -620,9 +626,10 @@ fn status_values(
 
 /// The keywords the messages use, each once (compared without case), in order of first use.
 fn keywords_of(messages: &[(u32, MessageRecord)]) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
     let mut out: Vec<String> = Vec::new();
     for keyword in messages.iter().flat_map(|(_, r)| &r.keywords) {
-        if !out.iter().any(|k| k.eq_ignore_ascii_case(keyword)) {
+        if seen.insert(keyword.to_ascii_lowercase()) {
             out.push(keyword.clone());
         }
     }

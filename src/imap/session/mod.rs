@@ -42,6 +42,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// Distinct keywords one mailbox may carry: FLAGS lists them all, and every client keeps
+/// them (Cyrus has the same limit).
+pub(super) const MAX_KEYWORDS: usize = 128;
+
 /// RFC 3501 §5.4: the autologout timer must be at least 30 minutes.
 const MIN_AUTOLOGOUT: Duration = Duration::from_secs(30 * 60);
 
@@ -104,6 +108,8 @@ struct Selected {
     /// The keywords announced in FLAGS so far (RFC 3501 §7.2.6): each one a client may
     /// see on a message has been announced first.
     keywords: Vec<String>,
+    /// The same, lower-cased, for lookups.
+    known_keywords: std::collections::HashSet<String>,
     /// The UIDs that are `\Recent` in this session (sorted; empty for IMAP4rev2).
     recent: Vec<u32>,
 }
@@ -277,7 +283,15 @@ impl Session {
                     } else {
                         command
                     };
-                    return Ok(bad_input(&head, "Line too long", false));
+                    // A non-synchronising literal it announced is on its way: skip it.
+                    let tail = self.conn.finish_too_long().await?;
+                    let mut bad = bad_input(&head, "Line too long", false);
+                    if let (Some((length, true)), Input::Bad { skip, .. }) =
+                        (trailing_literal(&tail), &mut bad)
+                    {
+                        *skip = Some(length);
+                    }
+                    return Ok(bad);
                 }
                 Line::Complete(line) => line,
             };
@@ -363,8 +377,8 @@ impl Session {
         };
         Ok(match reply {
             Reply::Done => {
-                // A command that worked: earlier mistakes are forgiven.
-                self.errors.reset();
+                // A command that worked forgives one earlier mistake.
+                self.errors.refund();
                 None
             }
             Reply::End(end) => Some(end),
@@ -492,7 +506,7 @@ impl Session {
         };
         let mut added = false;
         for keyword in records.flat_map(|r| &r.keywords) {
-            if !sel.keywords.iter().any(|k| k.eq_ignore_ascii_case(keyword)) {
+            if sel.known_keywords.insert(keyword.to_ascii_lowercase()) {
                 sel.keywords.push(keyword.clone());
                 added = true;
             }
@@ -513,6 +527,9 @@ impl Session {
         self.untagged(&format!("FLAGS ({list})"));
         if read_only {
             self.untagged("OK [PERMANENTFLAGS ()] Read-only mailbox");
+        } else if keywords.len() >= MAX_KEYWORDS {
+            // No room for more keywords: `\*` is no longer offered (RFC 3501 §7.1).
+            self.untagged(&format!("OK [PERMANENTFLAGS ({list})] Flags permitted"));
         } else {
             self.untagged(&format!("OK [PERMANENTFLAGS ({list} \\*)] Flags permitted"));
         }
@@ -736,6 +753,7 @@ mod tests {
                 .collect(),
             saved: Vec::new(),
             keywords: Vec::new(),
+            known_keywords: Default::default(),
             recent: Vec::new(),
         }
     }

@@ -47,6 +47,20 @@ impl Session {
             .filter(|m| !m.gone)
             .map(|m| m.uid)
             .collect();
+        if op != FlagOp::Remove {
+            let new = flags
+                .keywords
+                .iter()
+                .filter(|k| !sel.known_keywords.contains(&k.to_ascii_lowercase()))
+                .count();
+            if sel.keywords.len() + new > super::MAX_KEYWORDS {
+                let text = format!(
+                    "[LIMIT] At most {} keywords per mailbox",
+                    super::MAX_KEYWORDS
+                );
+                return Ok(Reply::No(text));
+            }
+        }
         let (account, name) = (self.account(), sel.name.clone());
         let lesson = match op {
             FlagOp::Add | FlagOp::Replace => junk::lesson_of_keywords(&flags.keywords),
