@@ -258,6 +258,19 @@ pub fn esearch(
     line
 }
 
+/// The special use an attribute names (`\Trash`, any case), if letterbox has it.
+pub fn special_use_named(attribute: &str) -> Option<SpecialUse> {
+    [
+        SpecialUse::Sent,
+        SpecialUse::Drafts,
+        SpecialUse::Trash,
+        SpecialUse::Junk,
+        SpecialUse::Archive,
+    ]
+    .into_iter()
+    .find(|&s| special_use(s).eq_ignore_ascii_case(attribute))
+}
+
 /// The attribute of a special-use mailbox (RFC 6154 §2).
 pub fn special_use(special: SpecialUse) -> &'static str {
     match special {

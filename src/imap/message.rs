@@ -128,6 +128,8 @@ pub struct Candidate<'a> {
     pub record: &'a MessageRecord,
     /// `\Recent` in the searching session.
     pub recent: bool,
+    /// Unix time of the search (WITHIN).
+    pub now: i64,
 }
 
 /// Whether the message matches; `content` loads its bytes (only when a key needs them).
@@ -163,6 +165,8 @@ pub fn matches(
         // The session replaces `$` before matching (SearchKey::with_saved).
         Saved => false,
         Recent => c.recent,
+        Older(secs) => c.record.internal_date < c.now.saturating_sub(*secs as i64),
+        Younger(secs) => c.record.internal_date >= c.now.saturating_sub(*secs as i64),
         Not(k) => !matches(k, c, content),
         Or(a, b) => matches(a, c, content) || matches(b, c, content),
         And(keys) => keys.iter().all(|k| matches(k, c, content)),
@@ -293,6 +297,7 @@ mod tests {
             max_uid: 5,
             record,
             recent: false,
+            now: record.internal_date + 100,
         };
         matches(&key, &cand, &mut || Some(Rc::new(message.to_vec())))
     }
@@ -339,6 +344,9 @@ mod tests {
         let check = |query: &str| search_in(query, &record, commented);
         assert!(check("FROM user-from@domain.org"));
         assert!(check("FROM joe"));
+        // WITHIN: the search runs 100 s after the internal date.
+        assert!(check("YOUNGER 100") && !check("YOUNGER 99"));
+        assert!(check("OLDER 99") && !check("OLDER 100"));
         assert!(check("FROM \"(comment)\""), "the raw text still counts");
         assert!(!check("FROM other@domain.org"));
         assert!(!check("TO user-from"));

@@ -36,9 +36,19 @@ impl Store {
 
     /// Creates a mailbox (no special use).
     pub fn create_mailbox(&self, account: &str, name: &str) -> Result<Mailbox> {
+        self.create_special_mailbox(account, name, None)
+    }
+
+    /// Creates a mailbox with a special use (RFC 6154 §3), or none.
+    pub fn create_special_mailbox(
+        &self,
+        account: &str,
+        name: &str,
+        special_use: Option<SpecialUse>,
+    ) -> Result<Mailbox> {
         validate_name(name)?;
         let mut txn = self.write_txn()?;
-        let mailbox = self.create_mailbox_txn(&mut txn, account, name, None)?;
+        let mailbox = self.create_mailbox_txn(&mut txn, account, name, special_use)?;
         txn.commit()?;
         Ok(mailbox)
     }

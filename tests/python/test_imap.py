@@ -1027,3 +1027,41 @@ def test_condstore_enabled_late_and_esearch_min_max_modseq(make_server):
             b'* ESEARCH (TAG "x") MAX 3 MODSEQ %d\r\n' % modseqs[2])
         assert replies(c, b"a SEARCH RETURN (MIN ALL) MODSEQ 1")[0] == (
             b'* ESEARCH (TAG "a") MIN 1 ALL 1:3 MODSEQ %d\r\n' % max(modseqs))
+
+
+def test_authenticate_login_and_within(make_server):
+    server = make_server(allow_plaintext_on_loopback=True)
+    deliver(server, ALICE)
+    with LineClient(server.port("imap")) as c:
+        assert b"AUTH=LOGIN" in c.readline()
+        c.send(b"a AUTHENTICATE LOGIN\r\n")
+        assert c.readline() == b"+ VXNlcm5hbWU6\r\n"
+        c.send(base64.b64encode(ALICE.encode()) + b"\r\n")
+        assert c.readline() == b"+ UGFzc3dvcmQ6\r\n"
+        c.send(base64.b64encode(PASSWORDS[ALICE].encode()) + b"\r\n")
+        assert tagged_reply(c, b"a").startswith(b"a OK [CAPABILITY ")
+        replies(c, b"s SELECT INBOX")
+        # WITHIN (RFC 5032): the message arrived seconds ago.
+        assert replies(c, b"y SEARCH YOUNGER 3600")[0] == b"* SEARCH 1\r\n"
+        assert replies(c, b"o SEARCH OLDER 3600")[0] == b"* SEARCH\r\n"
+    # A wrong password through LOGIN is refused like any other.
+    with LineClient(server.port("imap")) as c:
+        c.readline()
+        c.send(b"b AUTHENTICATE LOGIN " + base64.b64encode(ALICE.encode()) + b"\r\n")
+        assert c.readline() == b"+ UGFzc3dvcmQ6\r\n"
+        c.send(base64.b64encode(b"wrong") + b"\r\n")
+        assert tagged_reply(c, b"b") == b"b NO [AUTHENTICATIONFAILED] Invalid credentials\r\n"
+
+
+def test_create_special_use(make_server):
+    server = make_server(allow_plaintext_on_loopback=True)
+    with imap_raw(server) as c:
+        assert b"CREATE-SPECIAL-USE" in replies(c, b"c CAPABILITY")[0]
+        assert replies(c, b"a CREATE Old/Bin (USE (\\Trash))")[-1] == b"a OK CREATE completed\r\n"
+        assert replies(c, b'l LIST "" Old/Bin') == [
+            b'* LIST (\\HasNoChildren \\Trash) "/" "Old/Bin"\r\n', b"l OK LIST completed\r\n"]
+        assert replies(c, b"b CREATE X (USE (\\Important))")[-1] == (
+            b"b NO [USEATTR] \\Important is not supported\r\n")
+        assert replies(c, b"d CREATE Y (USE (\\Sent \\Drafts))")[-1] == (
+            b"d NO [USEATTR] One special use per mailbox\r\n")
+        assert replies(c, b'l LIST "" X') == [b"l OK LIST completed\r\n"]

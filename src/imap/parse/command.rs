@@ -89,7 +89,8 @@ pub enum Command {
         mailbox: String,
         items: Vec<StatusItem>,
     },
-    Create(String),
+    /// CREATE, with the special-use attributes asked for (RFC 6154 §3, CREATE-SPECIAL-USE).
+    Create(String, Vec<String>),
     Delete(String),
     Subscribe(String),
     Unsubscribe(String),
@@ -114,11 +115,14 @@ pub enum Command {
     Search(Search),
 }
 
-/// SASL mechanisms (RFC 9051 §6.2.2); only PLAIN (RFC 4616) is offered.
+/// SASL mechanisms (RFC 9051 §6.2.2): PLAIN (RFC 4616) and, for older clients, LOGIN.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mechanism {
     /// PLAIN with its SASL-IR initial response (RFC 4959), if given.
     Plain(Option<String>),
+    /// LOGIN (draft-murchison-sasl-login): the user name, then the password, each asked
+    /// for with a continuation; SASL-IR may give the user name.
+    Login(Option<String>),
     /// Any other mechanism: refused with NO, its response is not looked at.
     Other,
 }
@@ -251,9 +255,8 @@ fn arity(name: &str, uid: bool) -> Option<(usize, usize, String)> {
     let (min, max, usage) = match name {
         "LOGIN" => (2, 2, "LOGIN needs a user name and a password".into()),
         "SELECT" | "EXAMINE" => (1, 2, "SELECT needs a mailbox name".into()),
-        "CREATE" | "DELETE" | "SUBSCRIBE" | "UNSUBSCRIBE" => {
-            (1, 1, format!("{name} needs a mailbox name"))
-        }
+        "CREATE" => (1, 2, "CREATE needs a mailbox name".into()),
+        "DELETE" | "SUBSCRIBE" | "UNSUBSCRIBE" => (1, 1, format!("{name} needs a mailbox name")),
         "RENAME" => (2, 2, "RENAME needs two mailbox names".into()),
         "GETQUOTAROOT" | "GETQUOTA" => (1, 1, format!("{name} needs one argument")),
         "EXPUNGE" => {
@@ -292,7 +295,7 @@ fn command(name: &str, args: &[Value], uid: bool, utf8: bool) -> Result<Command,
         "CREATE" | "DELETE" | "SUBSCRIBE" | "UNSUBSCRIBE" => {
             let mailbox = mailbox(0)?.trim_end_matches('/').to_string();
             match name {
-                "CREATE" => Command::Create(mailbox),
+                "CREATE" => Command::Create(mailbox, create_uses(args.get(1))?),
                 "DELETE" => Command::Delete(mailbox),
                 "SUBSCRIBE" => Command::Subscribe(mailbox),
                 _ => Command::Unsubscribe(mailbox),
@@ -346,10 +349,36 @@ fn mechanism(args: &[Value]) -> Result<Mechanism, String> {
     let Some(mechanism) = args.first().and_then(Value::atom) else {
         return Err("AUTHENTICATE needs a mechanism".into());
     };
-    if !mechanism.eq_ignore_ascii_case("PLAIN") {
-        return Ok(Mechanism::Other);
+    let initial = || args.get(1).map(Value::text).transpose();
+    Ok(if mechanism.eq_ignore_ascii_case("PLAIN") {
+        Mechanism::Plain(initial()?)
+    } else if mechanism.eq_ignore_ascii_case("LOGIN") {
+        Mechanism::Login(initial()?)
+    } else {
+        // Refused with NO; whatever follows is not looked at.
+        Mechanism::Other
+    })
+}
+
+/// CREATE's optional `(USE (\Sent ...))` (RFC 6154 §3).
+fn create_uses(params: Option<&Value>) -> Result<Vec<String>, String> {
+    let Some(params) = params else {
+        return Ok(Vec::new());
+    };
+    match params {
+        Value::List(items) => match items.as_slice() {
+            [Value::Atom(name), Value::List(uses)] if name.eq_ignore_ascii_case("USE") => uses
+                .iter()
+                .map(|u| {
+                    u.atom()
+                        .map(str::to_string)
+                        .ok_or("Invalid USE attribute".into())
+                })
+                .collect(),
+            _ => Err("Unknown CREATE parameter".into()),
+        },
+        _ => Err("CREATE parameters must be a list".into()),
     }
-    Ok(Mechanism::Plain(args.get(1).map(Value::text).transpose()?))
 }
 
 /// `ENABLE capability...` (RFC 5161 §3.1).

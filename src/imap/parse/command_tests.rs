@@ -190,7 +190,7 @@ fn mailbox_management() {
     for (input, expected) in [
         (
             "a CREATE Work/2026/",
-            Ok(Command::Create("Work/2026".into())),
+            Ok(Command::Create("Work/2026".into(), vec![])),
         ),
         ("a DELETE inbox", Ok(Command::Delete("INBOX".into()))),
         ("a SUBSCRIBE Work", Ok(Command::Subscribe("Work".into()))),
@@ -256,11 +256,11 @@ fn status_and_quota() {
     // UTF-8 names once enabled.
     assert_eq!(
         parse_utf8("a CREATE Ünï", true),
-        Ok(Command::Create("Ünï".into()))
+        Ok(Command::Create("Ünï".into(), vec![]))
     );
     assert_eq!(
         parse_utf8("a CREATE &AOk-", true),
-        Ok(Command::Create("&AOk-".into()))
+        Ok(Command::Create("&AOk-".into(), vec![]))
     );
     let Ok(Command::List(list)) = parse("a LSUB \"\" *") else {
         panic!()
@@ -520,4 +520,14 @@ fn append_heads() {
         append("t APPEND (").unwrap_err(),
         (Some("t".into()), "Unbalanced parentheses".into())
     );
+}
+
+#[test]
+fn create_with_special_use() {
+    assert_eq!(
+        parse("a CREATE MyTrash (USE (\\Trash))"),
+        Ok(Command::Create("MyTrash".into(), vec!["\\Trash".into()]))
+    );
+    assert!(parse("a CREATE x (FOO (\\Trash))").is_err());
+    assert!(parse("a CREATE x USE").is_err());
 }

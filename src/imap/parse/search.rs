@@ -27,6 +27,10 @@ pub enum SearchKey {
     Smaller(u64),
     /// CONDSTORE: modseq at least this.
     ModSeq(u64),
+    /// WITHIN (RFC 5032): an internal date more than (OLDER) or at most (YOUNGER) this
+    /// many seconds before the search.
+    Older(u64),
+    Younger(u64),
     /// SEARCHRES `$`: the result saved by an earlier `SEARCH RETURN (SAVE)`.
     Saved,
     /// `\Recent` in this session (RFC 3501 §2.3.2; NEW is RECENT UNSEEN, OLD is NOT RECENT).
@@ -187,6 +191,8 @@ fn search_key<'a>(
         "SENTON" => SentOn(parse_date(&next(&atom)?.text()?)?),
         "SENTSINCE" => SentSince(parse_date(&next(&atom)?.text()?)?),
         "LARGER" => Larger(number_arg(next(&atom)?)? as u64),
+        "OLDER" => Older(number_arg(next(&atom)?)? as u64),
+        "YOUNGER" => Younger(number_arg(next(&atom)?)? as u64),
         "SMALLER" => Smaller(number_arg(next(&atom)?)? as u64),
         "UID" => Uid(sequence_set(&next(&atom)?.text()?)?),
         "MODSEQ" => {

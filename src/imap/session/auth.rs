@@ -13,7 +13,7 @@ use std::io;
 /// Advertised before and after login (AUTH=, STARTTLS and APPENDLIMIT are added).
 const CAPABILITIES: &str = "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE \
     UNSELECT CHILDREN MOVE UIDPLUS SPECIAL-USE LIST-EXTENDED LIST-STATUS STATUS=SIZE CONDSTORE \
-    QRESYNC ESEARCH SEARCHRES BINARY UTF8=ACCEPT QUOTA QUOTA=RES-STORAGE";
+    QRESYNC ESEARCH SEARCHRES BINARY UTF8=ACCEPT QUOTA QUOTA=RES-STORAGE WITHIN CREATE-SPECIAL-USE";
 
 impl Session {
     pub(super) fn capabilities(&self) -> String {
@@ -24,7 +24,7 @@ impl Session {
                 caps.push_str(" STARTTLS");
             }
             if self.login_allowed() {
-                caps.push_str(" AUTH=PLAIN");
+                caps.push_str(" AUTH=PLAIN AUTH=LOGIN");
             } else {
                 caps.push_str(" LOGINDISABLED");
             }
@@ -116,30 +116,66 @@ impl Session {
         tag: &str,
         mechanism: Mechanism,
     ) -> io::Result<Reply> {
-        let Mechanism::Plain(initial_response) = mechanism else {
+        if mechanism == Mechanism::Other {
             return Ok(Reply::No("Unsupported authentication mechanism".into()));
-        };
+        }
         if !self.login_allowed() {
             return Ok(Reply::No(
                 "[PRIVACYREQUIRED] Authentication requires TLS: use STARTTLS".into(),
             ));
         }
-        let response = match initial_response {
-            Some(response) => response,
-            None => {
-                self.conn.send(b"+ \r\n");
-                match self.conn.read_line(MAX_SASL_LINE).await? {
-                    Line::Complete(l) => String::from_utf8_lossy(&l).trim().to_string(),
-                    Line::TooLong => return Ok(Reply::Bad("Line too long".into())),
-                    Line::Closed => return Ok(Reply::End(super::End::Closed)),
+        let credentials = match mechanism {
+            Mechanism::Plain(initial) => match self.sasl_step(initial, "").await? {
+                Ok(bytes) => parse_plain(&bytes),
+                Err(reply) => return Ok(reply),
+            },
+            Mechanism::Login(initial) => {
+                // The prompts are "Username:" and "Password:", base64-encoded.
+                let user = match self.sasl_step(initial, "VXNlcm5hbWU6").await? {
+                    Ok(bytes) => bytes,
+                    Err(reply) => return Ok(reply),
+                };
+                let password = match self.sasl_step(None, "UGFzc3dvcmQ6").await? {
+                    Ok(bytes) => bytes,
+                    Err(reply) => return Ok(reply),
+                };
+                match (String::from_utf8(user), String::from_utf8(password)) {
+                    (Ok(user), Ok(password)) => Ok((user, Secret(password))),
+                    _ => Err(SaslError::Malformed),
                 }
             }
+            Mechanism::Other => Err(SaslError::Malformed),
         };
-        match decode_sasl_line(&response).and_then(|b| parse_plain(&b)) {
+        match credentials {
             Ok((user, password)) => self.login(tag, &user, password).await,
             Err(SaslError::Cancelled) => Ok(Reply::Bad("Authentication cancelled".into())),
             Err(SaslError::Malformed) => Ok(Reply::Bad("Malformed authentication data".into())),
         }
+    }
+
+    /// One SASL exchange: the initial response when the client gave one, else a
+    /// continuation with `challenge` (base64) and the client's line; decoded.
+    async fn sasl_step(
+        &mut self,
+        initial: Option<String>,
+        challenge: &str,
+    ) -> io::Result<Result<Vec<u8>, Reply>> {
+        let response = match initial {
+            Some(response) => response,
+            None => {
+                self.conn.send(format!("+ {challenge}\r\n").as_bytes());
+                match self.conn.read_line(MAX_SASL_LINE).await? {
+                    Line::Complete(l) => String::from_utf8_lossy(&l).trim().to_string(),
+                    Line::TooLong => return Ok(Err(Reply::Bad("Line too long".into()))),
+                    Line::Closed => return Ok(Err(Reply::End(super::End::Closed))),
+                }
+            }
+        };
+        Ok(match decode_sasl_line(&response) {
+            Ok(bytes) => Ok(bytes),
+            Err(SaslError::Cancelled) => Err(Reply::Bad("Authentication cancelled".into())),
+            Err(SaslError::Malformed) => Err(Reply::Bad("Malformed authentication data".into())),
+        })
     }
 
     async fn login(&mut self, tag: &str, user: &str, password: Secret) -> io::Result<Reply> {

@@ -369,7 +369,21 @@ impl Session {
     }
 
     /// CREATE (RFC 9051 §6.3.4); missing parents are created too.
-    pub(super) async fn create(&mut self, tag: &str, mailbox: String) -> io::Result<Reply> {
+    pub(super) async fn create(
+        &mut self,
+        tag: &str,
+        mailbox: String,
+        uses: Vec<String>,
+    ) -> io::Result<Reply> {
+        // CREATE-SPECIAL-USE (RFC 6154 §3): one attribute per mailbox here.
+        let special_use = match uses.as_slice() {
+            [] => None,
+            [one] => match encode::special_use_named(one) {
+                Some(special) => Some(special),
+                None => return Ok(Reply::No(format!("[USEATTR] {one} is not supported"))),
+            },
+            _ => return Ok(Reply::No("[USEATTR] One special use per mailbox".into())),
+        };
         let account = self.account();
         let result = self
             .blocking(move |s| {
@@ -380,7 +394,8 @@ impl Session {
                         s.create_mailbox(&account, &parent)?;
                     }
                 }
-                s.create_mailbox(&account, &mailbox).map(|_| ())
+                s.create_special_mailbox(&account, &mailbox, special_use)
+                    .map(|_| ())
             })
             .await?;
         self.mailbox_changed(tag, "CREATE", result).await

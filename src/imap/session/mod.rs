@@ -423,7 +423,7 @@ impl Session {
             Command::Namespace => self.namespace(tag).await,
             Command::List(request) => self.list(tag, request).await,
             Command::Status { mailbox, items } => self.status(tag, mailbox, &items).await,
-            Command::Create(mailbox) => self.create(tag, mailbox).await,
+            Command::Create(mailbox, uses) => self.create(tag, mailbox, uses).await,
             Command::Delete(mailbox) => self.delete(tag, mailbox).await,
             Command::Subscribe(mailbox) => self.subscribe(tag, mailbox, true).await,
             Command::Unsubscribe(mailbox) => self.subscribe(tag, mailbox, false).await,

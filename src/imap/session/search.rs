@@ -90,6 +90,7 @@ fn matching(store: &Store, key: &SearchKey, snapshot: &Snapshot) -> Vec<(u32, u3
     let max_seq = snapshot.len() as u32;
     let max_uid = snapshot.last().map_or(0, |m| m.0);
     let mut out = Vec::new();
+    let now = crate::clock::unix_now();
     for (i, (uid, record, gone, recent)) in snapshot.iter().enumerate() {
         if *gone {
             continue;
@@ -101,6 +102,7 @@ fn matching(store: &Store, key: &SearchKey, snapshot: &Snapshot) -> Vec<(u32, u3
             max_uid,
             record,
             recent: *recent,
+            now,
         };
         let mut cache: Option<Rc<Vec<u8>>> = None;
         let mut content = || {
