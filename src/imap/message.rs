@@ -92,6 +92,51 @@ fn contains_ci(haystack: &[u8], needle: &str) -> bool {
     hay.contains(&needle.to_lowercase())
 }
 
+/// Whether the body holds `needle`: as stored, or in the decoded text of a text part
+/// (quoted-printable, base64, charsets), as RFC 3501 §6.4.4 intends.
+fn body_contains(message: &[u8], needle: &str) -> bool {
+    if contains_ci(mail::split(message).body(message), needle) {
+        return true;
+    }
+    if !needs_decoding(message) {
+        return false;
+    }
+    let Some(parsed) = mail_parser::MessageParser::default().parse(message) else {
+        return false;
+    };
+    parsed.parts.iter().any(|part| match &part.body {
+        mail_parser::PartType::Text(text) | mail_parser::PartType::Html(text) => {
+            contains_ci(text.as_bytes(), needle)
+        }
+        _ => false,
+    })
+}
+
+/// Whether any text in the message is stored other than as UTF-8 (or ASCII) plain bytes:
+/// quoted-printable, base64, or another charset. Only then is it worth parsing.
+fn needs_decoding(message: &[u8]) -> bool {
+    let find = |needle: &[u8]| {
+        message
+            .windows(needle.len())
+            .enumerate()
+            .filter(|(_, w)| w.eq_ignore_ascii_case(needle))
+            .map(|(i, _)| i + needle.len())
+            .collect::<Vec<usize>>()
+    };
+    if !find(b"quoted-printable").is_empty() || !find(b"base64").is_empty() {
+        return true;
+    }
+    find(b"charset=").into_iter().any(|at| {
+        let value: Vec<u8> = message[at..]
+            .iter()
+            .skip_while(|&&b| b == b'"')
+            .take_while(|&&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            .map(u8::to_ascii_lowercase)
+            .collect();
+        !(value == b"utf-8" || value == b"us-ascii" || value == b"utf8")
+    })
+}
+
 fn is_address_field(field: &str) -> bool {
     ["FROM", "TO", "CC", "BCC"]
         .iter()
@@ -151,8 +196,9 @@ pub fn matches(
             mail::fields(header).any(|f| f.is(field) && contains_ci(&f.value(), needle))
                 || (is_address_field(field) && address_matches(header, field, needle))
         }),
-        Body(needle) => content().is_some_and(|m| contains_ci(mail::split(&m).body(&m), needle)),
-        Text(needle) => content().is_some_and(|m| contains_ci(&m, needle)),
+        Body(needle) => content().is_some_and(|m| body_contains(&m, needle)),
+        Text(needle) => content()
+            .is_some_and(|m| contains_ci(mail::header_of(&m), needle) || body_contains(&m, needle)),
         Before(d) => day < *d,
         On(d) => day == *d,
         Since(d) => day >= *d,
@@ -344,6 +390,25 @@ mod tests {
         let check = |query: &str| search_in(query, &record, commented);
         assert!(check("FROM user-from@domain.org"));
         assert!(check("FROM joe"));
+        // BODY and TEXT look into decoded text parts too.
+        let encoded = b"Subject: s\r\nContent-Type: text/plain; charset=utf-8\r\n\
+            Content-Transfer-Encoding: quoted-printable\r\n\r\nun caf=C3=A9 cr=C3=A8me\r\n";
+        assert!(search_in("BODY \"caf\u{e9} cr\u{e8}me\"", &record, encoded));
+        assert!(
+            search_in("TEXT CAF\u{c9}", &record, encoded),
+            "decoded, case-insensitive"
+        );
+        assert!(
+            search_in("BODY caf=C3", &record, encoded),
+            "the stored bytes still count"
+        );
+        assert!(!search_in("BODY th\u{e9}", &record, encoded));
+        let latin1 =
+            b"Subject: s\r\nContent-Type: text/plain; charset=\"ISO-8859-1\"\r\n\r\nd\xe9j\xe0\r\n";
+        assert!(search_in("BODY \"d\u{e9}j\u{e0}\"", &record, latin1));
+        assert!(!needs_decoding(
+            b"Content-Type: text/plain; charset=utf-8\r\n\r\nplain\r\n"
+        ));
         // WITHIN: the search runs 100 s after the internal date.
         assert!(check("YOUNGER 100") && !check("YOUNGER 99"));
         assert!(check("OLDER 99") && !check("OLDER 100"));
