@@ -1065,3 +1065,24 @@ def test_create_special_use(make_server):
         assert replies(c, b"d CREATE Y (USE (\\Sent \\Drafts))")[-1] == (
             b"d NO [USEATTR] One special use per mailbox\r\n")
         assert replies(c, b'l LIST "" X') == [b"l OK LIST completed\r\n"]
+
+
+def test_preview(make_server):
+    server = make_server(allow_plaintext_on_loopback=True)
+    deliver(server, ALICE, body=b"Hello,   this is\r\n  a   short   test.\r\n")
+    html = (b"Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable"
+            b"\r\n\r\n<p>Caf=C3=A9 <b>ouvert</b></p>\r\n")
+    with smtplib.SMTP(HOST, server.port("smtp")) as smtp:
+        smtp.sendmail("x@remote.test", [ALICE], b"Subject: html\r\n" + html)
+    with imap_raw(server) as c:
+        assert b" PREVIEW" in replies(c, b"c CAPABILITY")[0]
+        replies(c, b"s SELECT INBOX")
+        lines = replies(c, b"f FETCH 1 (PREVIEW)")
+        assert lines[0] == b'* 1 FETCH (PREVIEW "Hello, this is a short test.")\r\n', lines
+        lines = replies(c, b"g FETCH 1 (UID PREVIEW (LAZY) FLAGS)")
+        assert lines[0] == b'* 1 FETCH (UID 1 PREVIEW "Hello, this is a short test." FLAGS (\\Recent))\r\n'
+        # Not ASCII: a literal.
+        lines = replies(c, b"h FETCH 2 (PREVIEW)")
+        assert lines[0] == b"* 2 FETCH (PREVIEW {12}\r\n", lines  # 12 octets of UTF-8
+        assert lines[1] == "Café ouvert)\r\n".encode(), lines
+        assert replies(c, b"b FETCH 1 (PREVIEW (FAST))")[-1].startswith(b"b BAD")

@@ -103,6 +103,8 @@ pub enum FetchItem {
     },
     /// `BINARY.SIZE[part]`.
     BinarySize(Vec<u32>),
+    /// PREVIEW (RFC 8970): the start of the message's text; `(LAZY)` changes nothing here.
+    Preview,
 }
 
 /// Parses the FETCH item argument: a macro, one item, or a list.
@@ -115,13 +117,30 @@ pub fn fetch_items(value: &Value) -> Result<Vec<FetchItem>, String> {
             "FAST" => Ok(vec![Flags, InternalDate, Size]),
             _ => Ok(vec![fetch_item(a)?]),
         },
-        Value::List(items) if !items.is_empty() => items
-            .iter()
-            .map(|v| match v {
-                Value::Atom(a) => fetch_item(a),
-                _ => Err("Invalid FETCH item".to_string()),
-            })
-            .collect(),
+        Value::List(items) if !items.is_empty() => {
+            let mut out = Vec::new();
+            let mut values = items.iter().peekable();
+            while let Some(v) = values.next() {
+                let Value::Atom(a) = v else {
+                    return Err("Invalid FETCH item".to_string());
+                };
+                let item = fetch_item(a)?;
+                if item == Preview {
+                    // PREVIEW's modifier list: only LAZY exists (RFC 8970 §3).
+                    if let Some(Value::List(modifiers)) = values.peek() {
+                        if !modifiers
+                            .iter()
+                            .all(|m| m.atom().is_some_and(|m| m.eq_ignore_ascii_case("LAZY")))
+                        {
+                            return Err("Unknown PREVIEW modifier".into());
+                        }
+                        values.next();
+                    }
+                }
+                out.push(item);
+            }
+            Ok(out)
+        }
         _ => Err("Invalid FETCH items".into()),
     }
 }
@@ -133,6 +152,7 @@ pub(super) fn fetch_item(text: &str) -> Result<FetchItem, String> {
         "FLAGS" => Flags,
         "INTERNALDATE" => InternalDate,
         "RFC822.SIZE" => Size,
+        "PREVIEW" => Preview,
         "UID" => Uid,
         "MODSEQ" => ModSeq,
         "RFC822" => Rfc822,

@@ -367,7 +367,8 @@ fn needs_meta(item: &FetchItem) -> bool {
 fn needs_bytes(item: &FetchItem) -> bool {
     matches!(
         item,
-        FetchItem::Rfc822Header
+        FetchItem::Preview
+            | FetchItem::Rfc822Header
             | FetchItem::Rfc822Text
             | FetchItem::Body {
                 section: Section::Header | Section::Text | Section::Fields(..) | Section::Part(..),
@@ -463,5 +464,29 @@ fn fetch_data<'a>(
             let size = decoded.next().map_or(0, Vec::len) as u64;
             value(FetchValue::BinarySize(path, size))
         }
+        FetchItem::Preview => Data::Text(format!("PREVIEW {}", preview(content))),
+    }
+}
+
+/// PREVIEW (RFC 8970 §3): the first text of the message (HTML turned into text), white
+/// space folded, at most 256 characters; NIL when there is no text.
+fn preview(content: &[u8]) -> String {
+    /// RFC 8970 §3: the preview MUST NOT exceed 256 characters.
+    const PREVIEW_CHARS: usize = 256;
+    let text = mail_parser::MessageParser::default()
+        .parse(content)
+        .and_then(|m| m.body_preview(PREVIEW_CHARS * 2).map(|p| p.into_owned()))
+        .unwrap_or_default();
+    let folded: String = text
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(PREVIEW_CHARS)
+        .collect();
+    if folded.is_empty() {
+        "NIL".into()
+    } else {
+        crate::mail::structure::quote(&folded)
     }
 }
