@@ -279,26 +279,42 @@ impl Store {
         system: u8,
         keywords: &[String],
     ) -> Result<(u32, u32)> {
-        self.check_room(message.size())?;
+        let mut one = [(message, system, keywords)];
+        let (validity, uids) = self.append_all(account, name, &mut one)?;
+        Ok((validity, uids[0]))
+    }
+
+    /// Appends several messages in one transaction, all or none (IMAP MULTIAPPEND,
+    /// RFC 3502): (message, system flags, keywords) each. Returns UIDVALIDITY and the UIDs.
+    pub fn append_all(
+        &self,
+        account: &str,
+        name: &str,
+        messages: &mut [(&mut Incoming, u8, &[String])],
+    ) -> Result<(u32, Vec<u32>)> {
+        self.check_room(messages.iter().map(|(m, _, _)| m.size()).sum())?;
         let mut txn = self.write_txn()?;
         let mut mailbox = self.mailbox_txn(&txn, account, name)?;
-        let size = message.size();
-        let blob = self.write_blob(&mut txn, message)?;
-        self.db.blob_refs.put(&mut txn, &blob, &1)?;
-        let record = MessageRecord {
-            blob,
-            size,
-            internal_date: message.internal_date,
-            flags: system,
-            keywords: keywords.to_vec(),
-            modseq: 0,
-        };
-        let uid = self.place_record(&mut txn, account, &mut mailbox, record)?;
+        let mut uids = Vec::with_capacity(messages.len());
+        for (message, system, keywords) in messages.iter_mut() {
+            let size = message.size();
+            let blob = self.write_blob(&mut txn, message)?;
+            self.db.blob_refs.put(&mut txn, &blob, &1)?;
+            let record = MessageRecord {
+                blob,
+                size,
+                internal_date: message.internal_date,
+                flags: *system,
+                keywords: keywords.to_vec(),
+                modseq: 0,
+            };
+            uids.push(self.place_record(&mut txn, account, &mut mailbox, record)?);
+        }
         self.db
             .mailboxes
             .put(&mut txn, &mailbox_key(account, name), &mailbox)?;
         txn.commit()?;
-        Ok((mailbox.uid_validity, uid))
+        Ok((mailbox.uid_validity, uids))
     }
 
     /// Copies (or moves) messages to another mailbox of the same account. The bytes are not

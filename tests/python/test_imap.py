@@ -844,9 +844,9 @@ def test_literals_after_refused_lines_are_skipped(make_server):
         c.send(b"t1 NOOP " + b"x" * 70_000 + b" {11+}\r\nt2 LOGOUT\r\n\r\n")
         assert c.readline() == b"t1 BAD Line too long\r\n"
         assert replies(c, b"t3 NOOP")[-1] == b"t3 OK NOOP completed\r\n"
-        # A second message after APPEND's (no MULTIAPPEND) is skipped the same way.
-        c.send(b"a APPEND INBOX {5+}\r\nHello (\\Seen) {11+}\r\nt4 LOGOUT\r\n\r\n")
-        assert tagged_reply(c, b"a") == b"a BAD Unexpected data after the APPEND literal\r\n"
+        # A further MULTIAPPEND message with bad arguments is skipped the same way.
+        c.send(b"a APPEND INBOX {5+}\r\nHello FOO {11+}\r\nt4 LOGOUT\r\n\r\n")
+        assert tagged_reply(c, b"a") == b"a BAD Invalid APPEND argument\r\n"
         assert replies(c, b"t5 NOOP")[-1] == b"t5 OK NOOP completed\r\n"
         # Brackets pair only inside FETCH items: these are two mailbox names.
         assert replies(c, b"c CREATE a[")[-1] == b"c OK CREATE completed\r\n"
@@ -1086,3 +1086,26 @@ def test_preview(make_server):
         assert lines[0] == b"* 2 FETCH (PREVIEW {12}\r\n", lines  # 12 octets of UTF-8
         assert lines[1] == "Café ouvert)\r\n".encode(), lines
         assert replies(c, b"b FETCH 1 (PREVIEW (FAST))")[-1].startswith(b"b BAD")
+
+
+def test_multiappend_is_all_or_nothing(make_server):
+    server = make_server(allow_plaintext_on_loopback=True)
+    first, second = b"Subject: one\r\n\r\n1\r\n", b"Subject: two\r\n\r\n2\r\n"
+    with imap_raw(server) as c:
+        assert b"MULTIAPPEND" in replies(c, b"c CAPABILITY")[0]
+        c.send(b"m APPEND INBOX (\\Seen) {%d}\r\n" % len(first))
+        assert c.readline().startswith(b"+ ")
+        c.send(first + b' (\\Flagged) "01-Dec-2026 10:00:00 +0000" {%d}\r\n' % len(second))
+        assert c.readline().startswith(b"+ ")
+        c.send(second + b"\r\n")
+        reply = tagged_reply(c, b"m")
+        assert re.fullmatch(rb"m OK \[APPENDUID \d+ 1:2\] APPEND completed\r\n", reply), reply
+        # The second message's arguments are bad: neither is stored.
+        c.send(b"n APPEND INBOX {%d+}\r\n" % len(first) + first + b" NOTAFLAG {3+}\r\nabc\r\n")
+        assert tagged_reply(c, b"n") == b"n BAD Invalid APPEND argument\r\n"
+        lines = replies(c, b"s SELECT INBOX")
+        assert b"* 2 EXISTS\r\n" in lines, lines
+        assert replies(c, b"f FETCH 1:2 (FLAGS INTERNALDATE)")[:2] == [
+            b'* 1 FETCH (FLAGS (\\Seen \\Recent) INTERNALDATE "%s")\r\n'
+            % re.search(rb'INTERNALDATE "([^"]+)"', replies(c, b"g FETCH 1 (INTERNALDATE)")[0]).group(1),
+            b'* 2 FETCH (FLAGS (\\Flagged \\Recent) INTERNALDATE "01-Dec-2026 10:00:00 +0000")\r\n']

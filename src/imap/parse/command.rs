@@ -503,6 +503,16 @@ pub fn append_request(head: &[u8], utf8: bool) -> Result<AppendRequest, (Option<
     Ok((tag, append(&args, utf8)))
 }
 
+/// The flags and date-time of a further MULTIAPPEND message (RFC 3502): what precedes its
+/// literal on the line after the previous message.
+pub fn append_continuation(args: &[u8], utf8: bool) -> Result<(Flags, Option<i64>), String> {
+    let mut command = b"x APPEND INBOX ".to_vec();
+    command.extend_from_slice(args);
+    let RawCommand { args, .. } = parse_command(&command).map_err(|(_, text)| text)?;
+    let Append { flags, date, .. } = append(&args, utf8)?;
+    Ok((flags, date))
+}
+
 /// `APPEND mailbox [(flags)] [date-time]`, in any order after the mailbox.
 fn append(args: &[Value], utf8: bool) -> Result<Append, String> {
     let mut args = args.iter();

@@ -16,8 +16,8 @@ pub mod mailbox;
 pub mod search;
 
 pub use command::{
-    append_request, needs, parse_request, Append, Capability, Command, CopyMove, Fetch, Mechanism,
-    Needs, Request, Search, Select, StoreFlags,
+    append_continuation, append_request, needs, parse_request, Append, Capability, Command,
+    CopyMove, Fetch, Mechanism, Needs, Request, Search, Select, StoreFlags,
 };
 pub use fetch::{fetch_items, FetchItem, FetchModifiers, Section};
 pub use mailbox::{list_request, mailbox_name, status_items, ListRequest, Qresync, StatusItem};

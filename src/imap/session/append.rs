@@ -1,4 +1,5 @@
 //! APPEND (RFC 9051 §6.3.12) with APPENDUID (RFC 4315 §3), APPENDLIMIT (RFC 7889),
+//! MULTIAPPEND (RFC 3502),
 //! LITERAL+ (RFC 7888) and BINARY's literal8 (RFC 3516 §4.4).
 //!
 //! The reader hands over the command up to the message literal; the message itself is
@@ -9,11 +10,17 @@
 
 use super::{store_error_text, End, Flow, Reply, Session};
 use crate::clock::unix_now;
-use crate::imap::parse::{append_request, needs, trim_crlf, Append};
+use crate::imap::parse::{
+    append_continuation, append_request, needs, trailing_literal, trim_crlf, Flags,
+};
 use crate::limits::MAX_IMAP_LINE;
 use crate::net::Line;
 use crate::store::{Incoming, SpoolWriter, Spooled};
 use std::io;
+
+/// Messages one MULTIAPPEND may carry: each waits in the spool (up to 128 KiB of it in
+/// memory) until all are there.
+const MAX_MULTIAPPEND: usize = 32;
 
 impl Session {
     /// The largest message APPEND takes (advertised as APPENDLIMIT).
@@ -56,27 +63,58 @@ impl Session {
         let Some(body) = self.receive_message(length).await? else {
             return Ok(Some(End::Closed));
         };
-        // The rest of the command line must be empty (no MULTIAPPEND).
-        match self.conn.read_line(MAX_IMAP_LINE).await? {
-            Line::Complete(rest) if trim_crlf(&rest).iter().all(|&b| b == b' ') => {}
-            Line::Closed => return Ok(Some(End::Closed)),
-            rest => {
-                let stop = self.bad(Some(&tag), "Unexpected data after the APPEND literal");
-                // A second message announced as a non-synchronising literal is data, not
-                // commands: it is skipped.
-                let next = match &rest {
-                    Line::Complete(line) => crate::imap::parse::trailing_literal(line),
-                    _ => None,
-                };
-                if let Some((length, true)) = next {
-                    if !self.skip_literal(length).await? {
-                        return Ok(Some(End::Closed));
-                    }
+        let mut messages = vec![(append.flags.clone(), append.date, body)];
+        // MULTIAPPEND (RFC 3502): further messages follow on the same command, each
+        // announced after the previous one's literal; all are stored, or none.
+        loop {
+            let line = match self.conn.read_line(MAX_IMAP_LINE).await? {
+                Line::Complete(line) => line,
+                Line::Closed => return Ok(Some(End::Closed)),
+                Line::TooLong => {
+                    let stop = self.bad(Some(&tag), "Line too long");
+                    return Ok(stop.then_some(End::TooManyErrors));
                 }
-                return Ok(stop.then_some(End::TooManyErrors));
+            };
+            let rest = trim_crlf(&line);
+            if rest.iter().all(|&b| b == b' ') {
+                break;
             }
+            let Some((length, nonsync)) = trailing_literal(&line) else {
+                let stop = self.bad(Some(&tag), "Unexpected data after the APPEND literal");
+                return Ok(stop.then_some(End::TooManyErrors));
+            };
+            let sync = !nonsync;
+            let spec = rest.iter().rposition(|&b| b == b'{').unwrap_or(rest.len());
+            let args = &rest[..spec];
+            let args = args.strip_suffix(b"~").unwrap_or(args);
+            let (flags, date) = match append_continuation(args, self.utf8) {
+                Ok(parsed) => parsed,
+                Err(text) => return self.refuse(&tag, Reply::Bad(text), length, sync).await,
+            };
+            let total = messages.iter().map(|(_, _, b)| b.len()).sum::<u64>() + length;
+            let refusal = if messages.len() >= MAX_MULTIAPPEND {
+                let text = format!("[LIMIT] At most {MAX_MULTIAPPEND} messages in one APPEND");
+                Some(Reply::No(text))
+            } else if total > self.append_limit() {
+                Some(Reply::No("[TOOBIG] The messages exceed APPENDLIMIT".into()))
+            } else if flags.keywords.len() > super::MAX_KEYWORDS {
+                let text = format!("[LIMIT] At most {} keywords", super::MAX_KEYWORDS);
+                Some(Reply::No(text))
+            } else {
+                self.append_allowed(&append.mailbox, total).await?.err()
+            };
+            if let Some(refusal) = refusal {
+                return self.refuse(&tag, refusal, length, sync).await;
+            }
+            if sync {
+                self.conn.send(b"+ Ready for literal data\r\n");
+            }
+            let Some(body) = self.receive_message(length).await? else {
+                return Ok(Some(End::Closed));
+            };
+            messages.push((flags, date, body));
         }
-        self.store_appended(&tag, append, body).await
+        self.store_appended(&tag, &append.mailbox, messages).await
     }
 
     /// Answers a refused APPEND. A non-synchronising literal's bytes are already on the
@@ -186,32 +224,39 @@ impl Session {
         Ok(Some(spool.finish()))
     }
 
-    /// Stores the received message and answers with APPENDUID.
-    async fn store_appended(&mut self, tag: &str, append: Append, body: Spooled) -> Flow {
-        let Append {
-            mailbox,
-            flags,
-            date,
-        } = append;
-        let mut message = Incoming::new(Vec::new(), body, date.unwrap_or_else(unix_now));
+    /// Stores the received messages, all in one transaction, and answers with APPENDUID.
+    async fn store_appended(
+        &mut self,
+        tag: &str,
+        mailbox: &str,
+        messages: Vec<(Flags, Option<i64>, Spooled)>,
+    ) -> Flow {
         let account = self.account();
+        let mailbox = mailbox.to_string();
         let result = self
             .blocking(move |s| {
-                // Described here, on the blocking pool, before the write transaction.
-                message.describe();
-                s.append(
-                    &account,
-                    &mailbox,
-                    &mut message,
-                    flags.system,
-                    &flags.keywords,
-                )
+                let mut prepared: Vec<(Incoming, Flags)> = messages
+                    .into_iter()
+                    .map(|(flags, date, body)| {
+                        let mut message =
+                            Incoming::new(Vec::new(), body, date.unwrap_or_else(unix_now));
+                        // Described here, on the blocking pool, before the write transaction.
+                        message.describe();
+                        (message, flags)
+                    })
+                    .collect();
+                let mut batch: Vec<(&mut Incoming, u8, &[String])> = prepared
+                    .iter_mut()
+                    .map(|(message, flags)| (message, flags.system, flags.keywords.as_slice()))
+                    .collect();
+                s.append_all(&account, &mailbox, &mut batch)
             })
             .await?;
         match result {
-            Ok((validity, uid)) => {
+            Ok((validity, uids)) => {
                 self.shared.committer.notify();
-                let text = format!("OK [APPENDUID {validity} {uid}] APPEND completed");
+                let set = crate::imap::encode::number_set(&uids);
+                let text = format!("OK [APPENDUID {validity} {set}] APPEND completed");
                 self.finish(tag, &text, true).await?;
                 Ok(None)
             }
