@@ -98,7 +98,8 @@ fn body_contains(message: &[u8], needle: &str) -> bool {
     if contains_ci(mail::split(message).body(message), needle) {
         return true;
     }
-    if !needs_decoding(message) {
+    // Decoding costs a parse of every part: only for messages of a sensible size.
+    if message.len() > MAX_DECODED_SEARCH || !needs_decoding(message) {
         return false;
     }
     let Some(parsed) = mail_parser::MessageParser::default().parse(message) else {
@@ -112,21 +113,26 @@ fn body_contains(message: &[u8], needle: &str) -> bool {
     })
 }
 
+/// Messages larger than this are searched as stored, not decoded.
+const MAX_DECODED_SEARCH: usize = 4 << 20;
+
 /// Whether any text in the message is stored other than as UTF-8 (or ASCII) plain bytes:
 /// quoted-printable, base64, or another charset. Only then is it worth parsing.
 fn needs_decoding(message: &[u8]) -> bool {
-    let find = |needle: &[u8]| {
+    let has = |needle: &[u8]| {
         message
             .windows(needle.len())
-            .enumerate()
-            .filter(|(_, w)| w.eq_ignore_ascii_case(needle))
-            .map(|(i, _)| i + needle.len())
-            .collect::<Vec<usize>>()
+            .any(|w| w.eq_ignore_ascii_case(needle))
     };
-    if !find(b"quoted-printable").is_empty() || !find(b"base64").is_empty() {
+    if has(b"quoted-printable") || has(b"base64") {
         return true;
     }
-    find(b"charset=").into_iter().any(|at| {
+    let charsets = message
+        .windows(8)
+        .enumerate()
+        .filter(|(_, w)| w.eq_ignore_ascii_case(b"charset="))
+        .map(|(i, _)| i + 8);
+    charsets.into_iter().any(|at| {
         let value: Vec<u8> = message[at..]
             .iter()
             .skip_while(|&&b| b == b'"')

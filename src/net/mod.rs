@@ -336,6 +336,9 @@ impl Connection {
                 if !was_skipping {
                     self.too_long_head = pending[..TOO_LONG_HEAD.min(pending.len())].to_vec();
                 }
+                // The line's end so far: a literal announcement may straddle the next read.
+                self.too_long_tail =
+                    pending[pending.len().saturating_sub(TOO_LONG_TAIL)..].to_vec();
                 let len = pending.len();
                 self.consume(len);
                 self.skipping = true;
@@ -363,7 +366,7 @@ impl Connection {
             return Ok(std::mem::take(&mut self.too_long_tail));
         }
         let deadline = Instant::now() + self.line_timeout;
-        let mut tail: Vec<u8> = Vec::new();
+        let mut tail: Vec<u8> = std::mem::take(&mut self.too_long_tail);
         loop {
             let pending = &self.input[self.start..];
             let (take, done) = match pending.iter().position(|&b| b == b'\n') {

@@ -861,12 +861,17 @@ def test_keywords_per_mailbox_are_capped(make_server):
     deliver(server, ALICE)
     with imap_raw(server) as c:
         replies(c, b"s SELECT INBOX")
-        many = b" ".join(b"$k%d" % i for i in range(129))
-        assert replies(c, b"t STORE 1 +FLAGS (" + many + b")")[-1] == (
-            b"t NO [LIMIT] At most 128 keywords per mailbox\r\n")
-        few = b" ".join(b"$k%d" % i for i in range(128))
-        lines = replies(c, b"u STORE 1 +FLAGS.SILENT (" + few + b")")
-        assert lines[-1] == b"u OK STORE completed\r\n"
+        words = lambda lo, hi: b" ".join(b"$k%d" % i for i in range(lo, hi))  # noqa: E731
+        # One flag list is bounded by the parser...
+        assert replies(c, b"t STORE 1 +FLAGS (" + words(0, 129) + b")")[-1] == (
+            b"t BAD At most 128 keywords\r\n")
+        # ... and a mailbox by the session: 100, then 29 more is one too many.
+        assert replies(c, b"u STORE 1 +FLAGS.SILENT (" + words(0, 100) + b")")[-1] == (
+            b"u OK STORE completed\r\n")
+        assert replies(c, b"v STORE 1 +FLAGS (" + words(100, 129) + b")")[-1] == (
+            b"v NO [LIMIT] At most 128 keywords per mailbox\r\n")
+        lines = replies(c, b"w STORE 1 +FLAGS.SILENT (" + words(100, 128) + b")")
+        assert lines[-1] == b"w OK STORE completed\r\n"
         assert lines[1].startswith(b"* OK [PERMANENTFLAGS (") and b"\\*" not in lines[1], lines[1]
 
 
@@ -1044,6 +1049,10 @@ def test_authenticate_login_and_within(make_server):
         # WITHIN (RFC 5032): the message arrived seconds ago.
         assert replies(c, b"y SEARCH YOUNGER 3600")[0] == b"* SEARCH 1\r\n"
         assert replies(c, b"o SEARCH OLDER 3600")[0] == b"* SEARCH\r\n"
+        # Each BODY/TEXT/header key is a pass over every message: their number is bounded.
+        keys = b" ".join(b"BODY x%d" % i for i in range(17))
+        assert replies(c, b"k SEARCH " + keys)[-1] == (
+            b"k NO [LIMIT] At most 16 header, BODY and TEXT keys\r\n")
     # A wrong password through LOGIN is refused like any other.
     with LineClient(server.port("imap")) as c:
         c.readline()

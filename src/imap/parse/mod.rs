@@ -389,6 +389,7 @@ pub fn parse_flags(value: &Value) -> Result<Flags, String> {
     };
     let mut system = 0;
     let mut keywords = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for item in items {
         let Value::Atom(flag) = item else {
             return Err("Flags must be atoms".into());
@@ -399,15 +400,18 @@ pub fn parse_flags(value: &Value) -> Result<Flags, String> {
             return Err(format!("Unknown system flag {flag}"));
         } else if flag.contains(['[', ']', '*', '%']) {
             return Err(format!("Invalid keyword {flag}"));
-        } else if !keywords
-            .iter()
-            .any(|k: &String| k.eq_ignore_ascii_case(flag))
-        {
+        } else if seen.insert(flag.to_ascii_lowercase()) {
+            if keywords.len() == MAX_FLAG_KEYWORDS {
+                return Err(format!("At most {MAX_FLAG_KEYWORDS} keywords"));
+            }
             keywords.push(flag.clone());
         }
     }
     Ok(Flags { system, keywords })
 }
+
+/// Keywords one flag list may name (a mailbox holds at most as many, see the session).
+pub const MAX_FLAG_KEYWORDS: usize = 128;
 
 pub fn system_flag(name: &str) -> Option<u8> {
     Some(match name.to_ascii_lowercase().as_str() {

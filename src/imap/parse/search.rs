@@ -53,6 +53,18 @@ impl SearchKey {
         }
     }
 
+    /// How many keys look into the message's bytes (header fields, BODY, TEXT): each
+    /// costs a pass over every message searched.
+    pub fn content_keys(&self) -> usize {
+        match self {
+            SearchKey::Header(..) | SearchKey::Body(_) | SearchKey::Text(_) => 1,
+            SearchKey::Not(k) => k.content_keys(),
+            SearchKey::Or(a, b) => a.content_keys() + b.content_keys(),
+            SearchKey::And(keys) => keys.iter().map(SearchKey::content_keys).sum(),
+            _ => 0,
+        }
+    }
+
     /// Whether the key contains MODSEQ (the reply then carries the highest modseq).
     pub fn uses_modseq(&self) -> bool {
         match self {

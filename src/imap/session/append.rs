@@ -96,7 +96,10 @@ impl Session {
                 let text = format!("[LIMIT] At most {MAX_MULTIAPPEND} messages in one APPEND");
                 Some(Reply::No(text))
             } else if total > self.append_limit() {
-                Some(Reply::No("[TOOBIG] The messages exceed APPENDLIMIT".into()))
+                // APPENDLIMIT is per message; this bound on the whole command is ours.
+                Some(Reply::No(
+                    "[LIMIT] The messages together exceed APPENDLIMIT".into(),
+                ))
             } else if flags.keywords.len() > super::MAX_KEYWORDS {
                 let text = format!("[LIMIT] At most {} keywords", super::MAX_KEYWORDS);
                 Some(Reply::No(text))

@@ -473,20 +473,21 @@ fn fetch_data<'a>(
 fn preview(content: &[u8]) -> String {
     /// RFC 8970 §3: the preview MUST NOT exceed 256 characters.
     const PREVIEW_CHARS: usize = 256;
+    /// Enough of the message for its first text; a large attachment is never parsed.
+    const PREVIEW_INPUT: usize = 64 * 1024;
+    let head = &content[..content.len().min(PREVIEW_INPUT)];
     let text = mail_parser::MessageParser::default()
-        .parse(content)
-        .and_then(|m| m.body_preview(PREVIEW_CHARS * 2).map(|p| p.into_owned()))
+        .parse(head)
+        .and_then(|m| m.body_preview(PREVIEW_INPUT).map(|p| p.into_owned()))
         .unwrap_or_default();
     let folded: String = text
-        .split_whitespace()
+        .split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|word| !word.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
         .chars()
         .take(PREVIEW_CHARS)
         .collect();
-    if folded.is_empty() {
-        "NIL".into()
-    } else {
-        crate::mail::structure::quote(&folded)
-    }
+    // No text gives an empty preview; NIL is for a LAZY preview not ready (RFC 8970 §3).
+    crate::mail::structure::quote(&folded)
 }

@@ -10,6 +10,9 @@ use crate::store::{MessageRecord, Store};
 use std::io;
 use std::rc::Rc;
 
+/// Keys that read message bytes one SEARCH may hold: each is a pass over every message.
+const MAX_CONTENT_KEYS: usize = 16;
+
 /// A snapshot message as SEARCH sees it: UID, record, expunged elsewhere, `\Recent`.
 type Snapshot = Vec<(u32, MessageRecord, bool, bool)>;
 
@@ -23,6 +26,10 @@ impl Session {
             return Ok(Reply::Bad("No mailbox selected".into()));
         };
         let key = key.with_saved(&sel.saved);
+        if key.content_keys() > MAX_CONTENT_KEYS {
+            let text = format!("[LIMIT] At most {MAX_CONTENT_KEYS} header, BODY and TEXT keys");
+            return Ok(Reply::No(text));
+        }
         let uses_modseq = key.uses_modseq();
         if uses_modseq {
             self.enable_condstore().await?;
