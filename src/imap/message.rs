@@ -354,17 +354,22 @@ mod tests {
         matches(&key, &cand, &mut || Some(Rc::new(message.to_vec())))
     }
 
-    #[test]
-    fn sent_keys_use_the_date_header_as_written() {
-        let dated = b"Date: Mon, 1 Jan 2024 23:30:00 -0800\r\nSubject: x\r\n\r\nbody\r\n";
-        let record = MessageRecord {
+    /// A record for `message` with no flags, arriving at `internal_date`.
+    fn plain_record(message: &[u8], internal_date: i64) -> MessageRecord {
+        MessageRecord {
             blob: 1,
-            size: dated.len() as u64,
-            internal_date: 1_600_000_000,
+            size: message.len() as u64,
+            internal_date,
             flags: 0,
             keywords: vec![],
             modseq: 1,
-        };
+        }
+    }
+
+    #[test]
+    fn sent_keys_use_the_date_header_as_written() {
+        let dated = b"Date: Mon, 1 Jan 2024 23:30:00 -0800\r\nSubject: x\r\n\r\nbody\r\n";
+        let record = plain_record(dated, 1_600_000_000);
         let check = |query: &str, message: &[u8]| search_in(query, &record, message);
         // 23:30 at -0800 is already 2 January in UTC: the zone is disregarded.
         assert!(check("SENTON 1-Jan-2024", dated));
@@ -385,14 +390,7 @@ mod tests {
         // Issue 11: comments inside an address hid it from SEARCH FROM.
         let commented = b"From: Joe <user-from (comment)@ (comment) domain.org>\r\n\
             To: undisclosed: ;\r\n\r\nx\r\n";
-        let record = MessageRecord {
-            blob: 1,
-            size: commented.len() as u64,
-            internal_date: 0,
-            flags: 0,
-            keywords: vec![],
-            modseq: 1,
-        };
+        let record = plain_record(commented, 0);
         let check = |query: &str| search_in(query, &record, commented);
         assert!(check("FROM user-from@domain.org"));
         assert!(check("FROM joe"));
