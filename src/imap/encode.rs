@@ -213,9 +213,10 @@ pub fn vanished_earlier(uids: &[Range]) -> String {
     format!("* VANISHED (EARLIER) {}\r\n", ranges(uids))
 }
 
-/// `* SEARCH 2 5 (MODSEQ 9)` (RFC 9051 §7.3.5 in its IMAP4rev1 form; RFC 7162 §3.1.5).
-pub fn search(numbers: &[u32], modseq: Option<u64>) -> String {
-    let mut line = String::from("* SEARCH");
+/// `* SEARCH 2 5 (MODSEQ 9)` (RFC 9051 §7.3.5 in its IMAP4rev1 form; RFC 7162 §3.1.5),
+/// or `* SORT 5 2` (RFC 5256 §4) in the order given.
+pub fn search(word: &str, numbers: &[u32], modseq: Option<u64>) -> String {
+    let mut line = format!("* {word}");
     for n in numbers {
         line.push_str(&format!(" {n}"));
     }
@@ -457,8 +458,12 @@ mod tests {
             vanished_earlier(&[(1, 2), (4, 4)]),
             "* VANISHED (EARLIER) 1:2,4\r\n"
         );
-        assert_eq!(search(&[], None), "* SEARCH\r\n");
-        assert_eq!(search(&[2, 5], Some(9)), "* SEARCH 2 5 (MODSEQ 9)\r\n");
+        assert_eq!(search("SEARCH", &[], None), "* SEARCH\r\n");
+        assert_eq!(search("SORT", &[5, 2], None), "* SORT 5 2\r\n");
+        assert_eq!(
+            search("SEARCH", &[2, 5], Some(9)),
+            "* SEARCH 2 5 (MODSEQ 9)\r\n"
+        );
         let all = SearchReturn {
             min: true,
             max: true,

@@ -10,19 +10,21 @@
 //!   [`parse::Command`] (the state each command needs, the one arity check, one parse
 //!   function per command; tables of tests in `parse/command_tests.rs`);
 //!   `parse/fetch.rs` FETCH items, sections and modifiers; `parse/search.rs` SEARCH keys
-//!   and RETURN options; `parse/mailbox.rs` mailbox names, LIST, STATUS items, QRESYNC.
+//!   and RETURN options; `parse/sort.rs` SORT criteria and THREAD algorithms;
+//!   `parse/mailbox.rs` mailbox names, LIST, STATUS items, QRESYNC.
 //! - [`encode`]: response formatting (pure): strings and literals, sets, dates, flag
 //!   lists, FETCH items, SEARCH/ESEARCH, LIST, STATUS, QUOTA, EXPUNGE/VANISHED.
 //! - [`mutf7`]: modified UTF-7 mailbox names for IMAP4rev1 clients.
 //! - [`message`]: pure helpers over stored bytes (sections, SEARCH matching, on top of
 //!   [`crate::mail`]'s header split) and over a mailbox's UIDs (resolving sets, finding
 //!   gone UIDs).
+//! - [`thread`]: THREAD=ORDEREDSUBJECT and THREAD=REFERENCES over stored sort fields.
 //! - [`structure`]: MIME part sections (`BODY[1.2]`, `BODY[2.MIME]`). ENVELOPE and
 //!   BODYSTRUCTURE are [`crate::mail::structure`]'s: delivery computes them.
 //! - [`session`]: the not-authenticated → authenticated → selected → logout state
 //!   machine; `session/mod.rs` owns the loop, reader, state check, dispatch and snapshot,
 //!   and one file per command group holds its handlers (`auth`, `mailbox`, `append`,
-//!   `fetch`, `modify`, `search`, `idle`).
+//!   `fetch`, `modify`, `search`, `sort`, `idle`).
 //!
 //! # Parser decision: hand-written, not imap-codec
 //! imap-codec / imap-types were weighed first. On 2026-11-23 the current release on
@@ -81,3 +83,4 @@ pub mod mutf7;
 pub mod parse;
 pub mod session;
 pub mod structure;
+pub mod thread;

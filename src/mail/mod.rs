@@ -17,6 +17,7 @@
 pub mod date;
 pub mod dsn;
 pub mod header;
+pub mod sortkeys;
 pub mod structure;
 
 pub use date::{imap_date_time, rfc5322_date};

@@ -17,6 +17,9 @@ fn footprint(size: u64) -> u64 {
     size + size / 8
 }
 
+/// Chunks of a message read for its SORT fields: a header beyond 256 KiB is cut there.
+const MAX_SORT_HEADER_CHUNKS: u32 = 4;
+
 /// Messages removed per transaction when a large expunge ran out of room.
 pub const EXPUNGE_BATCH: usize = 64;
 use heed::{RoTxn, RwTxn};
@@ -249,6 +252,7 @@ impl Store {
         }
         self.db.blob_refs.delete(txn, &blob)?;
         self.db.message_meta.delete(txn, &blob)?;
+        self.db.sort_keys.delete(txn, &blob)?;
         self.junk_forget_blob(txn, blob)?;
         for chunk in 0..chunk_count(size) {
             self.db.blobs.delete(txn, &blob_chunk_key(blob, chunk))?;
@@ -282,6 +286,53 @@ impl Store {
         }
         txn.commit()?;
         Ok(())
+    }
+
+    /// The SORT and THREAD fields of each `(blob, size)`, in order. Blobs stored without
+    /// them (spooled at delivery, or before schema 9) get them computed from the header
+    /// and kept, so each message is read once; a blob gone meanwhile gets empty fields.
+    pub fn sort_keys(&self, blobs: &[(u64, u64)]) -> Result<Vec<SortKeys>> {
+        let mut out = Vec::with_capacity(blobs.len());
+        let mut missing = Vec::new();
+        {
+            let txn = self.read_txn()?;
+            for (i, &(blob, _)) in blobs.iter().enumerate() {
+                match self.db.sort_keys.get(&txn, &blob)? {
+                    Some(keys) => out.push(keys),
+                    None => {
+                        out.push(SortKeys::default());
+                        missing.push(i);
+                    }
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        for &i in &missing {
+            let (blob, size) = blobs[i];
+            let mut head = Vec::new();
+            for index in 0..chunk_count(size).min(MAX_SORT_HEADER_CHUNKS) {
+                match self.read_chunk(blob, index) {
+                    Ok(chunk) => head.extend_from_slice(&chunk),
+                    Err(_) => break,
+                }
+                if crate::mail::split(&head).body_start < head.len() {
+                    break;
+                }
+            }
+            let header = crate::mail::split(&head).header_block(&head);
+            out[i] = crate::mail::sortkeys::sort_keys(header);
+        }
+        let mut txn = self.write_txn()?;
+        for &i in &missing {
+            let blob = blobs[i].0;
+            if self.db.blob_refs.get(&txn, &blob)?.is_some() {
+                self.db.sort_keys.put(&mut txn, &blob, &out[i])?;
+            }
+        }
+        txn.commit()?;
+        Ok(out)
     }
 
     /// Reads a whole stored message (tests and small messages only).
@@ -401,6 +452,9 @@ impl Store {
         }
         if let Some(meta) = &message.meta {
             self.db.message_meta.put(txn, &blob, meta)?;
+        }
+        if let Some(keys) = &message.sort {
+            self.db.sort_keys.put(txn, &blob, keys)?;
         }
         Ok(blob)
     }

@@ -24,6 +24,7 @@
 //! | `junk_trained` | blob id (u64 BE) ++ account digest | the class the message was trained as (schema 6) |
 //! | `recent`    | mailbox id (u64 BE)                  | highest UID claimed as `\Recent` by an IMAP session (u32 BE, schema 7) |
 //! | `subscriptions` | account `\0` name               | () (schema 8)                  |
+//! | `sort_keys` | blob id (u64 BE)                     | [`SortKeys`]: what SORT and THREAD compare (schema 9) |
 //!
 //! A message's bytes are stored once as a blob; every mailbox entry that shows it (one per
 //! recipient, later IMAP COPY) holds a reference, and the blob is deleted with the last one.
@@ -65,7 +66,7 @@ pub use mailboxes::{Copied, FlagOp};
 pub use queue::{Accepted, Outbound};
 pub use schema::{
     flags, notify, Account, Block, Mailbox, MessageMeta, MessageRecord, QueuedMessage,
-    QueuedRecipient, RecipientState, SpecialUse, SCHEMA_VERSION,
+    QueuedRecipient, RecipientState, SortKeys, SpecialUse, SCHEMA_VERSION,
 };
 pub use spool::{SpoolWriter, Spooled};
 
@@ -164,6 +165,8 @@ pub struct Incoming {
     pub internal_date: i64,
     /// The IMAP description, when the caller computed it (see the module doc).
     pub meta: Option<MessageMeta>,
+    /// The SORT and THREAD fields, likewise.
+    pub sort: Option<SortKeys>,
 }
 
 impl Incoming {
@@ -173,6 +176,7 @@ impl Incoming {
             body,
             internal_date,
             meta: None,
+            sort: None,
         }
     }
 
@@ -192,6 +196,8 @@ impl Incoming {
             raw.extend_from_slice(&self.prefix);
             raw.extend_from_slice(bytes);
             self.meta = Some(crate::mail::structure::meta(&raw));
+            let header = crate::mail::split(&raw).header_block(&raw);
+            self.sort = Some(crate::mail::sortkeys::sort_keys(header));
         }
     }
 }
@@ -368,6 +374,8 @@ impl Store {
                 if v < 8 {
                     mailboxes::seed_subscriptions(&db, &mut txn)?;
                 }
+                // 8 → 9: `sort_keys` was created above; old messages get theirs at the
+                // first SORT or THREAD.
                 write_u64(&db, &mut txn, META_SCHEMA_VERSION, SCHEMA_VERSION as u64)?;
             }
             Some(_) => {}

@@ -7,7 +7,7 @@ use heed::{Database, Env, RwTxn};
 use serde::{Deserialize, Serialize};
 
 /// Version of the layout below. Bump it, and add a migration, whenever a record changes.
-pub const SCHEMA_VERSION: u32 = 8;
+pub const SCHEMA_VERSION: u32 = 9;
 
 pub(crate) const META_SCHEMA_VERSION: &str = "schema_version";
 pub(crate) const META_NEXT_MAILBOX_ID: &str = "next_mailbox_id";
@@ -48,10 +48,12 @@ pub(crate) struct Databases {
     /// Since schema 8: subscribed mailbox names (RFC 3501 §6.3.6), keyed like
     /// `mailboxes` (account `\0` name); a name may outlive its mailbox.
     pub subscriptions: Database<Bytes, Unit>,
+    /// Since schema 9: what SORT and THREAD compare, per blob (see `mail::sortkeys`).
+    pub sort_keys: Database<U64<BigEndian>, SerdeBincode<SortKeys>>,
 }
 
 /// Number of named databases (LMDB needs an upper bound at open time).
-pub(crate) const DATABASE_COUNT: u32 = 16;
+pub(crate) const DATABASE_COUNT: u32 = 24;
 
 impl Databases {
     /// Bytes of the pages every database uses (free pages not counted), from LMDB's own
@@ -74,6 +76,7 @@ impl Databases {
             self.junk_trained.stat(txn)?,
             self.recent.stat(txn)?,
             self.subscriptions.stat(txn)?,
+            self.sort_keys.stat(txn)?,
         ];
         Ok(stats
             .iter()
@@ -99,6 +102,7 @@ impl Databases {
             junk_trained: env.create_database(txn, Some("junk_trained"))?,
             recent: env.create_database(txn, Some("recent"))?,
             subscriptions: env.create_database(txn, Some("subscriptions"))?,
+            sort_keys: env.create_database(txn, Some("sort_keys"))?,
         })
     }
 }
@@ -171,6 +175,7 @@ pub mod flags {
 
 /// What IMAP FETCH ENVELOPE / BODY / BODYSTRUCTURE return for a message, computed once
 /// from its bytes before it is stored (the store only keeps it).
+pub use crate::mail::sortkeys::SortKeys;
 pub use crate::mail::structure::MessageMeta;
 
 /// One message in one mailbox. The bytes live in a shared, refcounted blob.

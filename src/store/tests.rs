@@ -430,3 +430,47 @@ fn the_map_grows_while_readers_keep_reading() {
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn sort_keys_are_computed_once_and_go_with_the_blob() {
+    let t = with_users();
+    let s = &t.store;
+    let body = b"Subject: Re: [x] Hello\r\nFrom: A <a@example.org>\r\n\r\nbody\r\n";
+    // Not described beforehand (as a spooled message): computed at the first ask.
+    let blob = deliver_to(s, body, &["alice@example.org"]);
+    let size = (b"Return-Path: <a@b.c>\r\n".len() + body.len()) as u64;
+    let txn = s.read_txn().unwrap();
+    assert!(s.db.sort_keys.get(&txn, &blob).unwrap().is_none());
+    drop(txn);
+    let keys = s.sort_keys(&[(blob, size)]).unwrap();
+    assert_eq!(keys[0].subject, "Hello");
+    assert_eq!(keys[0].from.display, "A");
+    let txn = s.read_txn().unwrap();
+    assert_eq!(
+        s.db.sort_keys.get(&txn, &blob).unwrap().as_ref(),
+        Some(&keys[0])
+    );
+    drop(txn);
+    // A blob that is gone gets empty fields, and nothing is stored for it.
+    assert_eq!(
+        s.sort_keys(&[(blob + 100, 10)]).unwrap()[0],
+        SortKeys::default()
+    );
+    let txn = s.read_txn().unwrap();
+    assert!(s.db.sort_keys.get(&txn, &(blob + 100)).unwrap().is_none());
+    drop(txn);
+    // Described at delivery: stored with the message, and removed with its last copy.
+    let mut message = incoming(b"Subject: Fwd: Later\r\n\r\nx\r\n");
+    message.describe();
+    let placed = deliver(s, message, &["alice@example.org".into()]).unwrap();
+    let records = s.messages(placed[0].mailbox).unwrap();
+    let record = &records.iter().find(|(u, _)| *u == placed[0].uid).unwrap().1;
+    let txn = s.read_txn().unwrap();
+    let stored = s.db.sort_keys.get(&txn, &record.blob).unwrap().unwrap();
+    drop(txn);
+    assert_eq!((stored.subject.as_str(), stored.reply), ("Later", true));
+    s.expunge("alice@example.org", placed[0].mailbox, &[placed[0].uid])
+        .unwrap();
+    let txn = s.read_txn().unwrap();
+    assert!(s.db.sort_keys.get(&txn, &record.blob).unwrap().is_none());
+}

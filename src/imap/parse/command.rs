@@ -21,6 +21,7 @@ use super::mailbox::{
     list_request, mailbox_name, qresync_parameter, status_items, ListRequest, Qresync, StatusItem,
 };
 use super::search::{search_keys, search_return, SearchKey, SearchReturn};
+use super::sort::{Sort, Thread};
 use super::{
     parse_command, parse_date_time, parse_flags, sequence_set_arg, Flags, RawCommand, SequenceSet,
     Value,
@@ -113,6 +114,8 @@ pub enum Command {
     Store(StoreFlags),
     Copy(CopyMove),
     Search(Search),
+    Sort(Sort),
+    Thread(Thread),
 }
 
 /// SASL mechanisms (RFC 9051 §6.2.2): PLAIN (RFC 4616) and, for older clients, LOGIN.
@@ -232,7 +235,7 @@ pub fn parse_request(input: &[u8], utf8: bool) -> Result<Request, (Option<String
     if uid
         && !matches!(
             name.as_str(),
-            "FETCH" | "STORE" | "COPY" | "MOVE" | "SEARCH" | "EXPUNGE"
+            "FETCH" | "STORE" | "COPY" | "MOVE" | "SEARCH" | "EXPUNGE" | "SORT" | "THREAD"
         )
     {
         return Err((Some(tag), format!("UID {name} is not a command")));
@@ -329,6 +332,8 @@ fn command(name: &str, args: &[Value], uid: bool, utf8: bool) -> Result<Command,
                 uid,
             })
         }
+        "SORT" => Command::Sort(super::sort::sort(args, uid)?),
+        "THREAD" => Command::Thread(super::sort::thread(args, uid)?),
         _ => return Err(format!("Unknown command {name}")),
     })
 }

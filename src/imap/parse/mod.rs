@@ -14,6 +14,7 @@ pub mod command;
 pub mod fetch;
 pub mod mailbox;
 pub mod search;
+pub mod sort;
 
 pub use command::{
     append_continuation, append_request, needs, parse_request, Append, Capability, Command,
@@ -22,6 +23,7 @@ pub use command::{
 pub use fetch::{fetch_items, FetchItem, FetchModifiers, Section};
 pub use mailbox::{list_request, mailbox_name, status_items, ListRequest, Qresync, StatusItem};
 pub use search::{search_keys, search_return, SearchKey, SearchReturn};
+pub use sort::{Sort, SortBy, Thread, ThreadBy};
 
 use crate::mail::date::{days_from_civil, month_number};
 use crate::store::flags;

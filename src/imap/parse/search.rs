@@ -130,13 +130,24 @@ pub fn search_keys(args: &[Value]) -> Result<SearchKey, String> {
     let mut args = args;
     if let Some(Value::Atom(a)) = args.first() {
         if a.eq_ignore_ascii_case("CHARSET") {
-            let charset = args.get(1).ok_or("CHARSET needs a name")?.text()?;
-            if !charset.eq_ignore_ascii_case("UTF-8") && !charset.eq_ignore_ascii_case("US-ASCII") {
-                return Err("[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset".into());
-            }
+            charset(args.get(1).ok_or("CHARSET needs a name")?)?;
             args = &args[2..];
         }
     }
+    key_list(args)
+}
+
+/// Checks a search charset: UTF-8 and US-ASCII (its subset) are the ones we take.
+pub fn charset(name: &Value) -> Result<(), String> {
+    let charset = name.text()?;
+    if !charset.eq_ignore_ascii_case("UTF-8") && !charset.eq_ignore_ascii_case("US-ASCII") {
+        return Err("[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset".into());
+    }
+    Ok(())
+}
+
+/// Search keys, all of which must match (no CHARSET before them).
+pub fn key_list(args: &[Value]) -> Result<SearchKey, String> {
     let mut it = args.iter();
     let mut keys = Vec::new();
     while let Some(v) = it.next() {

@@ -23,6 +23,7 @@ mod idle;
 mod mailbox;
 mod modify;
 mod search;
+mod sort;
 
 use super::encode;
 use super::message::resolve;
@@ -373,6 +374,8 @@ impl Session {
         let tag = request.tag;
         let reply = match (self.refusal(&request.name, request.needs), request.command) {
             (Some(refusal), _) => refusal,
+            // An unsupported charset is a NO, not a syntax error (RFC 9051 §6.4.4).
+            (None, Err(text)) if text.starts_with("[BADCHARSET") => Reply::No(text),
             (None, Err(text)) => Reply::Bad(text),
             (None, Ok(command)) => self.dispatch(&tag, command).await?,
         };
@@ -442,6 +445,8 @@ impl Session {
             Command::Store(store) => self.store_command(tag, store).await,
             Command::Copy(copy) => self.copy(tag, copy).await,
             Command::Search(search) => self.search(tag, search).await,
+            Command::Sort(sort) => self.sort(tag, sort).await,
+            Command::Thread(thread) => self.thread(tag, thread).await,
         }
     }
 

@@ -22,34 +22,32 @@ impl Session {
         let Search { options, key, uid } = search;
         // IMAP4rev2 answers every SEARCH with ESEARCH (RFC 9051 §6.4.4).
         let options = options.or(self.rev2.then(SearchReturn::all));
-        let Some(sel) = &self.selected else {
-            return Ok(Reply::Bad("No mailbox selected".into()));
-        };
-        let key = key.with_saved(&sel.saved);
-        if key.content_keys() > MAX_CONTENT_KEYS {
-            let text = format!("[LIMIT] At most {MAX_CONTENT_KEYS} header, BODY and TEXT keys");
-            return Ok(Reply::No(text));
-        }
         let uses_modseq = key.uses_modseq();
-        if uses_modseq {
-            self.enable_condstore().await?;
-        }
-        self.sync(uid).await?;
-        let Some(sel) = &self.selected else {
-            return Ok(Reply::Bad("No mailbox selected".into()));
+        let found = match self.find(key, uid).await? {
+            Ok(found) => found,
+            Err(reply) => return Ok(reply),
         };
-        let snapshot: Snapshot = sel
-            .messages
-            .iter()
-            .map(|m| (m.uid, m.record.clone(), m.gone, sel.is_recent(m.uid)))
+        let found: Vec<(u32, u32, u64)> = found
+            .into_iter()
+            .map(|m| (m.seq, m.uid, m.record.modseq))
             .collect();
-        let found = self
-            .blocking(move |s| Ok(matching(s, &key, &snapshot)))
-            .await?;
-        let found = match found {
-            Ok(f) => f,
-            Err(e) => return Ok(Reply::No(store_error_text(&e))),
-        };
+        self.answer(tag, "SEARCH", options, &found, uid, uses_modseq)
+            .await
+    }
+
+    /// Sends what SEARCH or SORT (`word`) found, in the order given: `* SEARCH` / `* SORT`,
+    /// or ESEARCH with `options`, and keeps SAVE's result. `found` is (sequence number,
+    /// UID, modseq).
+    pub(super) async fn answer(
+        &mut self,
+        tag: &str,
+        word: &str,
+        options: Option<SearchReturn>,
+        found: &[(u32, u32, u64)],
+        uid: bool,
+        uses_modseq: bool,
+    ) -> io::Result<Reply> {
+        let done = format!("OK {word} completed");
         let numbers: Vec<u32> = found
             .iter()
             .map(|&(seq, u, _)| if uid { u } else { seq })
@@ -72,13 +70,17 @@ impl Session {
         let highest = returned.iter().map(|&&(_, _, m)| m).max();
         let modseq = highest.filter(|_| uses_modseq);
         let Some(options) = options else {
-            self.conn.send(encode::search(&numbers, modseq).as_bytes());
-            return self.finish(tag, "OK SEARCH completed", uid).await;
+            self.conn
+                .send(encode::search(word, &numbers, modseq).as_bytes());
+            return self.finish(tag, &done, uid).await;
         };
         if options.save {
-            let uids: Vec<u32> = found.iter().map(|&(_, u, _)| u).collect();
+            let mut uids: Vec<u32> = found.iter().map(|&(_, u, _)| u).collect();
+            let saved = saved_result(&options, uids.clone());
+            uids = saved;
+            uids.sort_unstable();
             if let Some(sel) = self.selected.as_mut() {
-                sel.saved = saved_result(&options, uids);
+                sel.saved = uids;
             }
         }
         let only_save =
@@ -87,39 +89,86 @@ impl Session {
             let line = encode::esearch(tag, uid, &options, &numbers, modseq);
             self.conn.send(line.as_bytes());
         }
-        self.finish(tag, "OK SEARCH completed", uid).await
+        self.finish(tag, &done, uid).await
     }
 }
 
-/// (sequence number, UID, modseq) of the messages that match. Runs in the store thread; a
-/// message's bytes are read only when a key needs them.
-fn matching(store: &Store, key: &SearchKey, snapshot: &Snapshot) -> Vec<(u32, u32, u64)> {
+/// A message a search found.
+pub(super) struct Found {
+    pub seq: u32,
+    pub uid: u32,
+    pub record: MessageRecord,
+}
+
+impl Session {
+    /// What SEARCH, SORT and THREAD share: `$` resolved, the key checked, the mailbox
+    /// brought up to date, then the messages that match, in mailbox order. `Err` is the
+    /// reply when the search cannot run.
+    pub(super) async fn find(
+        &mut self,
+        key: SearchKey,
+        uid: bool,
+    ) -> io::Result<Result<Vec<Found>, Reply>> {
+        let Some(sel) = &self.selected else {
+            return Ok(Err(Reply::Bad("No mailbox selected".into())));
+        };
+        let key = key.with_saved(&sel.saved);
+        if key.content_keys() > MAX_CONTENT_KEYS {
+            let text = format!("[LIMIT] At most {MAX_CONTENT_KEYS} header, BODY and TEXT keys");
+            return Ok(Err(Reply::No(text)));
+        }
+        if key.uses_modseq() {
+            self.enable_condstore().await?;
+        }
+        self.sync(uid).await?;
+        let Some(sel) = &self.selected else {
+            return Ok(Err(Reply::Bad("No mailbox selected".into())));
+        };
+        let snapshot: Snapshot = sel
+            .messages
+            .iter()
+            .map(|m| (m.uid, m.record.clone(), m.gone, sel.is_recent(m.uid)))
+            .collect();
+        let found = self
+            .blocking(move |s| Ok(matching(s, &key, snapshot)))
+            .await?;
+        Ok(found.map_err(|e| Reply::No(store_error_text(&e))))
+    }
+}
+
+/// The messages that match. Runs in the store thread; a message's bytes are read only
+/// when a key needs them.
+fn matching(store: &Store, key: &SearchKey, snapshot: Snapshot) -> Vec<Found> {
     let max_seq = snapshot.len() as u32;
     let max_uid = snapshot.last().map_or(0, |m| m.0);
     let mut out = Vec::new();
     let now = crate::clock::unix_now();
-    for (i, (uid, record, gone, recent)) in snapshot.iter().enumerate() {
-        if *gone {
+    for (i, (uid, record, gone, recent)) in snapshot.into_iter().enumerate() {
+        if gone {
             continue;
         }
         let candidate = Candidate {
             seq: i as u32 + 1,
             max_seq,
-            uid: *uid,
+            uid,
             max_uid,
-            record,
-            recent: *recent,
+            record: &record,
+            recent,
             now,
         };
         let mut cache: Option<Rc<Vec<u8>>> = None;
         let mut content = || {
             if cache.is_none() {
-                cache = store.read_message(record).ok().map(Rc::new);
+                cache = store.read_message(&record).ok().map(Rc::new);
             }
             cache.clone()
         };
         if matches(key, &candidate, &mut content) {
-            out.push((i as u32 + 1, *uid, record.modseq));
+            out.push(Found {
+                seq: i as u32 + 1,
+                uid,
+                record,
+            });
         }
     }
     out
