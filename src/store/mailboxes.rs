@@ -27,7 +27,7 @@ pub struct Copied {
 }
 
 impl Store {
-    fn mailbox_txn(&self, txn: &RwTxn, account: &str, name: &str) -> Result<Mailbox> {
+    pub(super) fn mailbox_txn(&self, txn: &RwTxn, account: &str, name: &str) -> Result<Mailbox> {
         self.db
             .mailboxes
             .get(txn, &mailbox_key(account, name))?
@@ -223,12 +223,40 @@ impl Store {
         unchanged_since: Option<u64>,
     ) -> Result<(Flagged, Vec<u32>)> {
         let mut txn = self.write_txn()?;
-        let mut mailbox = self.mailbox_txn(&txn, account, name)?;
+        let flagged = self.store_flags_txn(
+            &mut txn,
+            account,
+            name,
+            uids,
+            op,
+            system,
+            keywords,
+            unchanged_since,
+        )?;
+        txn.commit()?;
+        Ok(flagged)
+    }
+
+    /// [`Store::store_flags_conditional`] inside the caller's transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn store_flags_txn(
+        &self,
+        txn: &mut RwTxn,
+        account: &str,
+        name: &str,
+        uids: &[u32],
+        op: FlagOp,
+        system: u8,
+        keywords: &[String],
+        unchanged_since: Option<u64>,
+    ) -> Result<(Flagged, Vec<u32>)> {
+        let txn = &mut *txn;
+        let mut mailbox = self.mailbox_txn(txn, account, name)?;
         let mut out = Vec::with_capacity(uids.len());
         let mut modified = Vec::new();
         for &uid in uids {
             let key = message_key(mailbox.id, uid);
-            let Some(mut record) = self.db.messages.get(&txn, &key)? else {
+            let Some(mut record) = self.db.messages.get(txn, &key)? else {
                 continue;
             };
             if unchanged_since.is_some_and(|limit| record.modseq > limit) {
@@ -259,14 +287,13 @@ impl Store {
             if (record.flags, &record.keywords) != (before.0, &before.1) {
                 mailbox.highest_modseq += 1;
                 record.modseq = mailbox.highest_modseq;
-                self.db.messages.put(&mut txn, &key, &record)?;
+                self.db.messages.put(txn, &key, &record)?;
             }
             out.push((uid, record));
         }
         self.db
             .mailboxes
-            .put(&mut txn, &mailbox_key(account, name), &mailbox)?;
-        txn.commit()?;
+            .put(txn, &mailbox_key(account, name), &mailbox)?;
         Ok((out, modified))
     }
 
@@ -294,12 +321,25 @@ impl Store {
     ) -> Result<(u32, Vec<u32>)> {
         self.check_room(messages.iter().map(|(m, _, _)| m.size()).sum())?;
         let mut txn = self.write_txn()?;
-        let mut mailbox = self.mailbox_txn(&txn, account, name)?;
+        let appended = self.append_all_txn(&mut txn, account, name, messages)?;
+        txn.commit()?;
+        Ok(appended)
+    }
+
+    /// [`Store::append_all`] inside the caller's transaction; the caller checked the room.
+    pub(super) fn append_all_txn(
+        &self,
+        txn: &mut RwTxn,
+        account: &str,
+        name: &str,
+        messages: &mut [(&mut Incoming, u8, &[String])],
+    ) -> Result<(u32, Vec<u32>)> {
+        let mut mailbox = self.mailbox_txn(txn, account, name)?;
         let mut uids = Vec::with_capacity(messages.len());
         for (message, system, keywords) in messages.iter_mut() {
             let size = message.size();
-            let blob = self.write_blob(&mut txn, message)?;
-            self.db.blob_refs.put(&mut txn, &blob, &1)?;
+            let blob = self.write_blob(txn, message)?;
+            self.db.blob_refs.put(txn, &blob, &1)?;
             let record = MessageRecord {
                 blob,
                 size,
@@ -308,12 +348,11 @@ impl Store {
                 keywords: keywords.to_vec(),
                 modseq: 0,
             };
-            uids.push(self.place_record(&mut txn, account, &mut mailbox, record)?);
+            uids.push(self.place_record(txn, account, &mut mailbox, record)?);
         }
         self.db
             .mailboxes
-            .put(&mut txn, &mailbox_key(account, name), &mailbox)?;
-        txn.commit()?;
+            .put(txn, &mailbox_key(account, name), &mailbox)?;
         Ok((mailbox.uid_validity, uids))
     }
 
@@ -338,7 +377,7 @@ impl Store {
         Ok(copied)
     }
 
-    fn copy_txn(
+    pub(super) fn copy_txn(
         &self,
         txn: &mut RwTxn,
         account: &str,

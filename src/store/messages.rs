@@ -13,7 +13,7 @@ use crate::limits::BLOB_CHUNK;
 pub const RESERVE_DIVISOR: u64 = 20;
 /// What `size` bytes of mail take in the map: about their size in pages, plus records and
 /// tree pages.
-fn footprint(size: u64) -> u64 {
+pub(super) fn footprint(size: u64) -> u64 {
     size + size / 8
 }
 
@@ -135,7 +135,7 @@ impl Store {
 
     /// Refuses `adding` more bytes of mail when they would eat into the reserve kept for
     /// deletions (see [`Store::expunge`]).
-    pub(super) fn check_room(&self, adding: u64) -> Result<()> {
+    pub fn check_room(&self, adding: u64) -> Result<()> {
         let room = self.room()?;
         if room == 0 || footprint(adding) > room {
             return Err(StoreError::Full);
@@ -457,40 +457,5 @@ impl Store {
             self.db.sort_keys.put(txn, &blob, keys)?;
         }
         Ok(blob)
-    }
-
-    /// Runs several deliveries in one write transaction (group commit), each in a nested
-    /// transaction so that one failure does not sink the others.
-    pub(crate) fn deliver_group(
-        &self,
-        jobs: &mut [&mut Delivery],
-    ) -> Result<Vec<Result<Accepted>>> {
-        // Room is judged per message, in order: near the reserve, one large message must
-        // not make the small ones beside it fail.
-        let room = self.room()?;
-        let mut admitted = 0u64;
-        let mut txn = self.write_txn()?;
-        let mut results = Vec::with_capacity(jobs.len());
-        for delivery in jobs.iter_mut() {
-            let size = footprint(delivery.message.size());
-            if admitted + size > room {
-                results.push(Err(StoreError::Full));
-                continue;
-            }
-            admitted += size;
-            let mut nested = self.env.nested_write_txn(&mut txn)?;
-            match self.accept_txn(&mut nested, delivery) {
-                Ok(placed) => {
-                    nested.commit()?;
-                    results.push(Ok(placed));
-                }
-                Err(e) => {
-                    nested.abort();
-                    results.push(Err(e));
-                }
-            }
-        }
-        txn.commit()?;
-        Ok(results)
     }
 }

@@ -60,7 +60,7 @@ mod schema;
 mod spool;
 
 pub use blocks::BLOCK_MEMORY_SECS;
-pub use committer::Committer;
+pub use committer::{Committer, Write};
 pub use junk::{JunkTotals, TokenCounts};
 pub use mailboxes::{Copied, FlagOp};
 pub use queue::{Accepted, Outbound};

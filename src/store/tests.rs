@@ -213,11 +213,25 @@ fn group_commit_isolates_failures() {
         targets: vec![Target::inbox(account)],
         outbound: None,
     };
-    let mut a = job(b"one", "alice@example.org");
-    let mut b = job(b"two", "ghost@example.org");
-    let results = s.deliver_group(&mut [&mut a, &mut b]).unwrap();
-    assert!(results[0].is_ok());
-    assert!(results[1].is_err());
+    let (reply_a, mut a) = tokio::sync::oneshot::channel();
+    let (reply_b, mut b) = tokio::sync::oneshot::channel();
+    let batch = vec![
+        committer::Job::Deliver {
+            delivery: job(b"one", "alice@example.org"),
+            reply: reply_a,
+        },
+        committer::Job::Deliver {
+            delivery: job(b"two", "ghost@example.org"),
+            reply: reply_b,
+        },
+    ];
+    let (done, outcome) = committer::commit_batch(s, batch);
+    assert!(outcome.is_ok());
+    for job in done {
+        job.answer(None);
+    }
+    assert!(a.try_recv().unwrap().is_ok());
+    assert!(b.try_recv().unwrap().is_err());
     let inbox = s.mailbox("alice@example.org", "INBOX").unwrap().unwrap();
     assert_eq!(s.messages(inbox.id).unwrap().len(), 1);
 }

@@ -236,28 +236,38 @@ impl Session {
     ) -> Flow {
         let account = self.account();
         let mailbox = mailbox.to_string();
-        let result = self
+        // Described on the blocking pool; then only the bytes are written, in a shared
+        // commit.
+        let prepared = self
             .blocking(move |s| {
-                let mut prepared: Vec<(Incoming, Flags)> = messages
+                let prepared: Vec<(Incoming, Flags)> = messages
                     .into_iter()
                     .map(|(flags, date, body)| {
                         let mut message =
                             Incoming::new(Vec::new(), body, date.unwrap_or_else(unix_now));
-                        // Described here, on the blocking pool, before the write transaction.
                         message.describe();
                         (message, flags)
                     })
                     .collect();
-                let mut batch: Vec<(&mut Incoming, u8, &[String])> = prepared
-                    .iter_mut()
-                    .map(|(message, flags)| (message, flags.system, flags.keywords.as_slice()))
-                    .collect();
-                s.append_all(&account, &mailbox, &mut batch)
+                s.check_room(prepared.iter().map(|(m, _)| m.size()).sum())?;
+                Ok(prepared)
             })
             .await?;
+        let result = match prepared {
+            Ok(mut prepared) => {
+                self.write(move |w| {
+                    let mut batch: Vec<(&mut Incoming, u8, &[String])> = prepared
+                        .iter_mut()
+                        .map(|(message, flags)| (message, flags.system, flags.keywords.as_slice()))
+                        .collect();
+                    w.append_all(&account, &mailbox, &mut batch)
+                })
+                .await?
+            }
+            Err(e) => Err(e),
+        };
         match result {
             Ok((validity, uids)) => {
-                self.shared.committer.notify();
                 let set = crate::imap::encode::number_set(&uids);
                 let text = format!("OK [APPENDUID {validity} {set}] APPEND completed");
                 self.finish(tag, &text, true).await?;

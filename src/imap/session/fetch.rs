@@ -148,12 +148,13 @@ impl Session {
         }
         let (account, name) = (self.account(), sel.name.clone());
         let result = self
-            .blocking(move |s| s.store_flags(&account, &name, &uids, FlagOp::Add, flags::SEEN, &[]))
+            .write(move |w| {
+                w.store_flags(&account, &name, &uids, FlagOp::Add, flags::SEEN, &[], None)
+            })
             .await?;
         match result {
-            Ok(updated) => {
+            Ok((updated, _)) => {
                 self.apply_records(&updated);
-                self.shared.committer.notify();
                 // Our own change: do not report it again as someone else's.
                 self.changes.borrow_and_update();
                 Ok(Ok(()))

@@ -220,6 +220,17 @@ impl Session {
         async move { Ok(store.call(f).await) }
     }
 
+    /// Runs a write in the next shared commit (see [`crate::store::Committer::write`]):
+    /// concurrent sessions' writes share one fsync.
+    fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut crate::store::Write) -> crate::store::Result<T> + Send + 'static,
+    ) -> impl std::future::Future<Output = io::Result<crate::store::Result<T>>> + Send + 'static
+    {
+        let committer = self.shared.committer.clone();
+        async move { Ok(committer.write(f).await) }
+    }
+
     fn untagged(&mut self, text: &str) {
         self.conn.send(format!("* {text}\r\n").as_bytes());
     }

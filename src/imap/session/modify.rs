@@ -67,9 +67,9 @@ impl Session {
             FlagOp::Remove => None,
         };
         let result = self
-            .blocking(move |s| {
+            .write(move |w| {
                 let (system, keywords) = (flags.system, &flags.keywords);
-                s.store_flags_conditional(
+                w.store_flags(
                     &account,
                     &name,
                     &uids,
@@ -85,7 +85,6 @@ impl Session {
             Err(e) => return Ok(Reply::No(store_error_text(&e))),
         };
         self.apply_records(&updated);
-        self.shared.committer.notify();
         if let Some(spam) = lesson {
             self.learn_junk(updated.iter().map(|(_, r)| r.clone()).collect(), spam);
         }
@@ -171,22 +170,34 @@ impl Session {
             .collect();
         let adding: u64 = indices.iter().map(|&i| sel.messages[i].record.size).sum();
         let (account, name) = (self.account(), sel.name.clone());
-        let result = self
-            .blocking(move |s| {
+        // Reads first, on the blocking pool; then the copy alone in a shared commit.
+        let checks = {
+            let (account, name, target) = (account.clone(), name.clone(), target.clone());
+            self.blocking(move |s| {
                 let Some(to) = s.mailbox(&account, &target)? else {
                     return Ok(None);
                 };
-                if !remove && s.over_quota(&account, adding)? {
-                    return Err(StoreError::OverQuota);
+                if !remove {
+                    // A move (to Trash, say) must work when the store is full; a copy adds.
+                    s.check_room(0)?;
+                    if s.over_quota(&account, adding)? {
+                        return Err(StoreError::OverQuota);
+                    }
                 }
-                let lesson = match s.mailbox(&account, &name)? {
+                Ok(Some(match s.mailbox(&account, &name)? {
                     Some(from) => junk::lesson_of_copy(&from, &to, remove),
                     None => None,
-                };
-                s.copy_messages(&account, &name, &uids, &target, remove)
-                    .map(|c| Some((c, lesson)))
+                }))
             })
-            .await?;
+            .await?
+        };
+        let result = match checks {
+            Ok(Some(lesson)) => self
+                .write(move |w| w.copy_messages(&account, &name, &uids, &target, remove))
+                .await?
+                .map(|c| Some((c, lesson))),
+            other => other.map(|_| None),
+        };
         let copied = match result {
             Ok(Some((c, lesson))) => {
                 if let Some(spam) = lesson {
@@ -203,7 +214,6 @@ impl Session {
             Ok(None) => return Ok(Reply::No("[TRYCREATE] No such mailbox".into())),
             Err(e) => return Ok(Reply::No(store_error_text(&e))),
         };
-        self.shared.committer.notify();
         let code = if copied.uids.is_empty() {
             String::new()
         } else {
@@ -276,15 +286,9 @@ impl Session {
         if !uids.is_empty() {
             let removed = uids.clone();
             let account = self.account();
-            if let Err(e) = self
-                .blocking(move |s| s.expunge(&account, id, &removed))
-                .await?
-            {
-                // Batches may have gone before the error: every session resyncs.
-                self.shared.committer.notify();
+            if let Err(e) = self.expunge_uids(account, id, removed).await? {
                 return Ok(Reply::No(store_error_text(&e)));
             }
-            self.shared.committer.notify();
             self.report_expunged(&uids);
         }
         self.finish(tag, "OK EXPUNGE completed", true).await
@@ -306,17 +310,38 @@ impl Session {
             if !uids.is_empty() {
                 let id = sel.id;
                 let account = self.account();
-                if let Err(e) = self
-                    .blocking(move |s| s.expunge(&account, id, &uids))
-                    .await?
-                {
+                if let Err(e) = self.expunge_uids(account, id, uids).await? {
                     return Ok(Reply::No(store_error_text(&e)));
                 }
-                self.shared.committer.notify();
             }
         }
         let verb = if expunge { "CLOSE" } else { "UNSELECT" };
         self.tagged(tag, &format!("OK {verb} completed"));
         Ok(Reply::Done)
+    }
+
+    /// Removes messages in a shared commit; when the store is too full for that, on its
+    /// own in batches (see [`crate::store::Store::expunge`]).
+    async fn expunge_uids(
+        &mut self,
+        account: String,
+        id: u64,
+        uids: Vec<u32>,
+    ) -> io::Result<crate::store::Result<usize>> {
+        let shared = {
+            let (account, uids) = (account.clone(), uids.clone());
+            self.write(move |w| w.expunge(&account, id, &uids)).await?
+        };
+        Ok(match shared {
+            Err(StoreError::Full) => {
+                let result = self
+                    .blocking(move |s| s.expunge(&account, id, &uids))
+                    .await?;
+                // Batches may have gone before an error: every session resyncs.
+                self.shared.committer.notify();
+                result
+            }
+            other => other,
+        })
     }
 }
