@@ -103,10 +103,21 @@ fn references(message: &Message) -> Vec<String> {
 fn first_address(address: Option<&Address>) -> FirstAddress {
     let first = match address {
         Some(Address::List(list)) => list.first(),
-        Some(Address::Group(groups)) => groups
-            .iter()
-            .flat_map(|g| g.addresses.iter())
-            .find(|a| a.address.is_some()),
+        Some(Address::Group(groups)) => match groups.first() {
+            // The first "address" of a group is its start marker, whose mailbox is the
+            // group's name (RFC 3501 §7.4.2; Dovecot sorts so too).
+            Some(group) if group.name.is_some() => {
+                let name = group.name.as_deref().unwrap_or("").to_string();
+                return FirstAddress {
+                    mailbox: name.clone(),
+                    display: name,
+                };
+            }
+            _ => groups
+                .iter()
+                .flat_map(|g| g.addresses.iter())
+                .find(|a| a.address.is_some()),
+        },
         None => None,
     };
     let Some(first) = first else {
@@ -231,11 +242,12 @@ fn refwd_leader(b: &[u8]) -> Option<usize> {
 }
 
 /// The i;unicode-casemap form of a string (RFC 5051), which SORT and THREAD compare
-/// (RFC 5256 §1 by way of I18NLEVEL=1): characters mapped to their title (here upper)
-/// case. Decomposition is left out, so an accented letter sorts after the unaccented
-/// alphabet rather than beside its base letter.
+/// (RFC 5256 §1 by way of I18NLEVEL=1): each character in its title case (upper case
+/// here: the two differ only for a few digraphs), then decomposed (NFKD), so that "é"
+/// sorts beside "e".
 pub fn casemap(s: &str) -> String {
-    s.chars().flat_map(char::to_uppercase).collect()
+    use unicode_normalization::UnicodeNormalization;
+    s.chars().flat_map(char::to_uppercase).nfkd().collect()
 }
 
 #[cfg(test)]
@@ -290,9 +302,11 @@ mod tests {
         assert_eq!(keys.sent, Some(1_796_115_600));
         assert_eq!(keys.from.mailbox, "alice");
         assert_eq!(keys.from.display, "Alice A.");
-        assert_eq!(keys.to.mailbox, "bob");
-        assert_eq!(keys.to.display, "bob@example.net");
-        assert_eq!(keys.cc, FirstAddress::default());
+        assert_eq!(keys.to.mailbox, "undisclosed");
+        let keys_to = sort_keys(b"To: <@relay.test:bob@example.net>\r\n\r\n").to;
+        assert_eq!(keys_to.mailbox, "bob");
+        assert_eq!(keys_to.display, "bob@example.net");
+        assert_eq!(keys.cc.mailbox, "group");
         assert_eq!(keys.message_id.as_deref(), Some("m3@example.org"));
         assert_eq!(keys.references, ["m2@example.org"]);
         let keys = sort_keys(b"Subject: x\r\nReferences: <a@x> <b@x>\r\nIn-Reply-To: <c@x>\r\nDate: nonsense\r\n\r\n");
@@ -303,7 +317,8 @@ mod tests {
 
     #[test]
     fn casemap_upper_cases() {
-        assert_eq!(casemap("abc_Déf"), "ABC_DÉF");
+        assert_eq!(casemap("abc_Déf"), "ABC_DE\u{301}F");
         assert!(casemap("a") < casemap("_"));
+        assert!(casemap("Ezra") < casemap("éclair") && casemap("Émile") < casemap("f"));
     }
 }

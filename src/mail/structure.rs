@@ -6,7 +6,9 @@
 //! FETCH for large messages), and kept in the `message_meta` database. It lives here, not
 //! in IMAP, because delivery computes it: the format is IMAP's, the work is the message's.
 
-use mail_parser::{Address, HeaderName, Message, MessageParser, MimeHeaders, PartType};
+use mail_parser::{
+    Address, HeaderName, HeaderValue, Message, MessageParser, MimeHeaders, PartType,
+};
 use serde::{Deserialize, Serialize};
 
 /// What IMAP FETCH ENVELOPE / BODY / BODYSTRUCTURE return for a message.
@@ -72,11 +74,10 @@ pub fn describe(raw: &[u8], extended: bool) -> (String, String) {
     }
 }
 
-/// Lines of a body: its LFs, plus an unterminated last line (a part's final CRLF belongs
-/// to the following boundary).
+/// Lines of a body: its line breaks. A part's last line, whose CRLF belongs to the
+/// boundary after it, is not counted: Dovecot counts so too.
 fn line_count(raw: &[u8]) -> usize {
-    let lfs = raw.iter().filter(|&&b| b == b'\n').count();
-    lfs + usize::from(!raw.is_empty() && !raw.ends_with(b"\n"))
+    raw.iter().filter(|&&b| b == b'\n').count()
 }
 
 fn addresses(address: Option<&Address>) -> String {
@@ -192,6 +193,7 @@ fn structure(m: &Message, id: usize, extended: bool, depth: usize) -> String {
             if extended {
                 out.push(' ');
                 out.push_str(&params);
+                out.push_str(&extension(part));
             }
             out.push(')');
             return out;
@@ -201,6 +203,8 @@ fn structure(m: &Message, id: usize, extended: bool, depth: usize) -> String {
         .raw_message
         .get(part.offset_body as usize..part.offset_end as usize)
         .unwrap_or_default();
+    // The stored value keeps its angle brackets (RFC 2045 §7), as Dovecot sends it.
+    let content_id = part.content_id().map(|id| format!("<{id}>"));
     let lines = line_count(raw);
     let encoding = part
         .content_transfer_encoding()
@@ -210,7 +214,7 @@ fn structure(m: &Message, id: usize, extended: bool, depth: usize) -> String {
         quote(&ctype),
         quote(subtype.as_deref().unwrap_or("plain")),
         params,
-        nstring(part.content_id()),
+        nstring(content_id.as_deref()),
         nstring(part.content_description()),
         quote(&encoding),
         raw.len()
@@ -226,8 +230,51 @@ fn structure(m: &Message, id: usize, extended: bool, depth: usize) -> String {
         _ if ctype == "text" => out.push_str(&format!(" {lines}")),
         _ => {}
     }
+    if extended {
+        let md5 = part
+            .headers
+            .iter()
+            .find(|h| h.name.as_str().eq_ignore_ascii_case("Content-MD5"))
+            .and_then(|h| h.value.as_text());
+        out.push(' ');
+        out.push_str(&nstring(md5));
+        out.push_str(&extension(part));
+    }
     out.push(')');
     out
+}
+
+/// body-fld-dsp, body-fld-lang and body-fld-loc (RFC 3501 §7.4.2), each after a space.
+fn extension(part: &mail_parser::MessagePart) -> String {
+    let disposition = match part.content_disposition() {
+        Some(d) => {
+            let params = match d.attributes() {
+                Some(attrs) if !attrs.is_empty() => format!(
+                    "({})",
+                    attrs
+                        .iter()
+                        .map(|a| format!("{} {}", quote(&a.name), quote(&a.value)))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+                _ => "NIL".into(),
+            };
+            format!("({} {params})", quote(d.ctype()))
+        }
+        None => "NIL".into(),
+    };
+    let language = match part.content_language() {
+        HeaderValue::Text(l) => quote(l),
+        HeaderValue::TextList(list) if !list.is_empty() => format!(
+            "({})",
+            list.iter().map(|l| quote(l)).collect::<Vec<_>>().join(" ")
+        ),
+        _ => "NIL".into(),
+    };
+    format!(
+        " {disposition} {language} {}",
+        nstring(part.content_location())
+    )
 }
 
 #[cfg(test)]
@@ -244,7 +291,7 @@ mod tests {
         );
         assert_eq!(
             body,
-            "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 16 2)"
+            "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 16 2 NIL NIL NIL NIL)"
         );
     }
 
@@ -281,7 +328,7 @@ mod tests {
             "{body}"
         );
         assert!(
-            body.ends_with(" \"mixed\" (\"boundary\" \"XX\"))"),
+            body.ends_with(" \"mixed\" (\"boundary\" \"XX\") NIL NIL NIL)"),
             "{body}"
         );
         let (_, plain) = describe(raw, false);

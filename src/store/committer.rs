@@ -83,6 +83,11 @@ impl Write<'_, '_, '_> {
             .copy_txn(self.txn, account, &source, uids, to, remove)
     }
 
+    /// Claims `\Recent` up to `up_to` (see `Store::claim_recent_txn`).
+    pub fn claim_recent(&mut self, mailbox_id: u64, up_to: u32) -> Result<u32> {
+        self.store.claim_recent_txn(self.txn, mailbox_id, up_to)
+    }
+
     /// See [`Store::expunge`]; a full store needs the batched [`Store::expunge`] instead.
     pub fn expunge(&mut self, account: &str, mailbox_id: u64, uids: &[u32]) -> Result<usize> {
         self.store.expunge_txn(self.txn, account, mailbox_id, uids)

@@ -84,18 +84,17 @@ impl Store {
 
     /// Claims the messages of a mailbox up to UID `up_to` as `\Recent` for the calling
     /// session, and returns the UID up to which an earlier session had claimed them: the
-    /// caller's recent messages are those above it (RFC 3501 §2.3.2). Nothing new to
-    /// claim: a read, no write transaction.
-    pub fn claim_recent(&self, mailbox_id: u64, up_to: u32) -> Result<u32> {
-        let claimed = self.recent_claimed(mailbox_id)?;
-        if up_to <= claimed {
-            return Ok(claimed);
-        }
-        let mut txn = self.write_txn()?;
-        let claimed = self.db.recent.get(&txn, &mailbox_id)?.unwrap_or(0);
+    /// caller's recent messages are those above it (RFC 3501 §2.3.2). Callers read
+    /// [`Store::recent_claimed`] first and write only when there is something to claim.
+    pub(super) fn claim_recent_txn(
+        &self,
+        txn: &mut RwTxn,
+        mailbox_id: u64,
+        up_to: u32,
+    ) -> Result<u32> {
+        let claimed = self.db.recent.get(txn, &mailbox_id)?.unwrap_or(0);
         if up_to > claimed {
-            self.db.recent.put(&mut txn, &mailbox_id, &up_to)?;
-            txn.commit()?;
+            self.db.recent.put(txn, &mailbox_id, &up_to)?;
         }
         Ok(claimed)
     }

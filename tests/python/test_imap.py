@@ -511,8 +511,8 @@ def test_mime_part_sections_and_large_append(server):
     assert fetch_body(imap, "1", "(BODY.PEEK[2])") == attachment
     assert fetch_body(imap, "1", "(BODY.PEEK[2.MIME])") == b"Content-Type: application/octet-stream\r\n\r\n"
     data = ok(imap.fetch("1", "(BODYSTRUCTURE)"))
-    assert b'("text" "plain" ("charset" "utf-8") NIL NIL "7bit" 10 1)' in data[0], data
-    assert b'"mixed" ("boundary" "BOUNDARY42"))' in data[0], data
+    assert b'("text" "plain" ("charset" "utf-8") NIL NIL "7bit" 10 0 NIL NIL NIL NIL)' in data[0], data
+    assert b'"mixed" ("boundary" "BOUNDARY42") NIL NIL NIL))' in data[0], data
     imap.logout()
 
 

@@ -277,15 +277,12 @@ impl Session {
         if self.rev2 {
             return Ok(Vec::new());
         }
-        let claimed = self
-            .blocking(move |s| {
-                if read_only {
-                    s.recent_claimed(id)
-                } else {
-                    s.claim_recent(id, last)
-                }
-            })
-            .await?;
+        // A read first: only a session that has something to claim writes, in a shared
+        // commit.
+        let mut claimed = self.blocking(move |s| s.recent_claimed(id)).await?;
+        if matches!(claimed, Ok(c) if c < last) && !read_only {
+            claimed = self.write(move |w| w.claim_recent(id, last)).await?;
+        }
         Ok(match claimed {
             Ok(claimed) => uids.into_iter().filter(|&u| u > claimed).collect(),
             Err(e) => {
