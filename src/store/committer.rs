@@ -20,7 +20,8 @@ type WriteJob = Box<dyn FnOnce(&mut Write) -> (bool, Finish) + Send>;
 
 pub(super) enum Job {
     Deliver {
-        delivery: Delivery,
+        /// Boxed: a delivery is large, a write job a pointer.
+        delivery: Box<Delivery>,
         reply: oneshot::Sender<Result<Accepted>>,
     },
     Write(WriteJob),
@@ -129,7 +130,11 @@ impl Committer {
     /// go through [`crate::delivery`], which decides the targets.
     pub async fn commit(&self, delivery: Delivery) -> Result<Accepted> {
         let (reply, answer) = oneshot::channel();
-        self.send(Job::Deliver { delivery, reply }).await?;
+        self.send(Job::Deliver {
+            delivery: Box::new(delivery),
+            reply,
+        })
+        .await?;
         answer.await.map_err(|_| StoreError::Gone)?
     }
 

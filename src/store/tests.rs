@@ -217,11 +217,11 @@ fn group_commit_isolates_failures() {
     let (reply_b, mut b) = tokio::sync::oneshot::channel();
     let batch = vec![
         committer::Job::Deliver {
-            delivery: job(b"one", "alice@example.org"),
+            delivery: Box::new(job(b"one", "alice@example.org")),
             reply: reply_a,
         },
         committer::Job::Deliver {
-            delivery: job(b"two", "ghost@example.org"),
+            delivery: Box::new(job(b"two", "ghost@example.org")),
             reply: reply_b,
         },
     ];
