@@ -30,8 +30,11 @@ pub const BLOB_CHUNK: usize = 64 * 1024;
 /// Read buffer of a connection.
 pub const READ_BUFFER: usize = 8 * 1024;
 
-/// Most deliveries grouped into one LMDB write transaction.
+/// Most jobs (deliveries, IMAP writes) grouped into one LMDB write transaction.
 pub const MAX_GROUP_COMMIT: usize = 64;
+/// A batch stops taking jobs once their message bytes pass this: LMDB keeps a
+/// transaction's dirty pages in memory, and every reply in the batch waits for the last.
+pub const MAX_GROUP_COMMIT_BYTES: u64 = 32 << 20;
 
 /// Concurrent password verifications (argon2 needs its memory cost per verification).
 pub const MAX_CONCURRENT_PASSWORD_CHECKS: usize = 2;

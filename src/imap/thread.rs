@@ -87,9 +87,25 @@ impl<'a> Forest<'a> {
         self.nodes[parent].children.push(child);
     }
 
+    /// Cuts a child from its parent lazily: the parent's list keeps a stale entry until
+    /// [`Forest::drop_stale`], so that relinking many children of one busy parent stays
+    /// linear.
     fn unlink(&mut self, child: usize) {
-        if let Some(parent) = self.nodes[child].parent.take() {
-            self.nodes[parent].children.retain(|&c| c != child);
+        self.nodes[child].parent = None;
+    }
+
+    /// Removes the entries [`Forest::unlink`] left behind (and any duplicates of a child
+    /// linked twice to the same parent).
+    fn drop_stale(&mut self) {
+        let mut seen = vec![usize::MAX; self.nodes.len()];
+        for p in 0..self.nodes.len() {
+            let mut children = std::mem::take(&mut self.nodes[p].children);
+            children.retain(|&c| {
+                let live = self.nodes[c].parent == Some(p) && seen[c] != p;
+                seen[c] = p;
+                live
+            });
+            self.nodes[p].children = children;
         }
     }
 
@@ -224,6 +240,7 @@ pub fn references(items: &[Item]) -> String {
             }
         }
     }
+    forest.drop_stale();
     // (2) The root set: every node without a parent.
     let all: Vec<usize> = (0..forest.nodes.len()).collect();
     let mut roots: Vec<usize> = all

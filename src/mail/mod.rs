@@ -14,6 +14,7 @@
 //!   §2.2.3); a header line without a colon is still yielded, with an empty name, so that
 //!   rewriting a header never drops bytes.
 
+pub mod address;
 pub mod date;
 pub mod dsn;
 pub mod header;

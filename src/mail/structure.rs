@@ -6,9 +6,7 @@
 //! FETCH for large messages), and kept in the `message_meta` database. It lives here, not
 //! in IMAP, because delivery computes it: the format is IMAP's, the work is the message's.
 
-use mail_parser::{
-    Address, HeaderName, HeaderValue, Message, MessageParser, MimeHeaders, PartType,
-};
+use mail_parser::{HeaderName, HeaderValue, Message, MessageParser, MimeHeaders, PartType};
 use serde::{Deserialize, Serialize};
 
 /// What IMAP FETCH ENVELOPE / BODY / BODYSTRUCTURE return for a message.
@@ -80,65 +78,41 @@ fn line_count(raw: &[u8]) -> usize {
     raw.iter().filter(|&&b| b == b'\n').count()
 }
 
-fn addresses(address: Option<&Address>) -> String {
-    let mut out = Vec::new();
-    // (name adl mailbox host), RFC 3501 §7.4.2; a source route (`<@a,@b:user@host>`) is
-    // the adl.
-    let push = |out: &mut Vec<String>, name: Option<&str>, address: Option<&str>| {
-        let address = address.unwrap_or("");
-        let (route, address) = match address.split_once(':') {
-            Some((route, rest)) if route.starts_with('@') => (Some(route), rest),
-            _ => (None, address),
-        };
-        let (local, host) = match address.rsplit_once('@') {
-            Some((l, h)) => (Some(l), Some(h)),
-            None => (Some(address), None),
-        };
-        out.push(format!(
-            "({} {} {} {})",
-            nstring(name),
-            nstring(route),
-            nstring(local),
-            nstring(host)
-        ));
+/// An address list as ENVELOPE shows it: `((name adl mailbox host)...)`, groups as
+/// `(NIL NIL name NIL)` ... `(NIL NIL NIL NIL)` (RFC 3501 §7.4.2), from the raw field.
+fn addresses(raw: Option<&str>) -> String {
+    use super::address::{parse, Entry};
+    let Some(raw) = raw else {
+        return "NIL".into();
     };
-    match address {
-        None => return "NIL".into(),
-        Some(Address::List(list)) => {
-            for a in list {
-                push(&mut out, a.name.as_deref(), a.address.as_deref());
-            }
-        }
-        Some(Address::Group(groups)) => {
-            for g in groups {
-                if let Some(name) = g.name.as_deref() {
-                    out.push(format!("(NIL NIL {} NIL)", quote(name)));
-                }
-                // A comment alone (`group: (none) ;`) is no member.
-                for a in g.addresses.iter().filter(|a| a.address.is_some()) {
-                    push(&mut out, a.name.as_deref(), a.address.as_deref());
-                }
-                if g.name.is_some() {
-                    out.push("(NIL NIL NIL NIL)".into());
-                }
-            }
+    let mut out = String::new();
+    for entry in parse(raw.as_bytes()) {
+        match entry {
+            Entry::Mailbox(m) => out.push_str(&format!(
+                "({} {} {} {})",
+                nstring(m.name.as_deref()),
+                nstring(m.route.as_deref()),
+                quote(&m.local),
+                nstring(m.domain.as_deref())
+            )),
+            Entry::GroupStart(name) => out.push_str(&format!("(NIL NIL {} NIL)", quote(&name))),
+            Entry::GroupEnd => out.push_str("(NIL NIL NIL NIL)"),
         }
     }
     if out.is_empty() {
         "NIL".into()
     } else {
-        format!("({})", out.concat())
+        format!("({out})")
     }
 }
 
 fn envelope(m: &Message) -> String {
-    let from = addresses(m.from());
-    let sender = m
-        .sender()
-        .map_or_else(|| from.clone(), |a| addresses(Some(a)));
-    let reply_to = m
-        .reply_to()
-        .map_or_else(|| from.clone(), |a| addresses(Some(a)));
+    let field = |name: HeaderName| addresses(m.header_raw(name));
+    let from = field(HeaderName::From);
+    // Sender and Reply-To default to From (RFC 3501 §7.4.2).
+    let or_from = |list: String| if list == "NIL" { from.clone() } else { list };
+    let sender = or_from(field(HeaderName::Sender));
+    let reply_to = or_from(field(HeaderName::ReplyTo));
     format!(
         "({} {} {} {} {} {} {} {} {} {})",
         nstring(m.header_raw(HeaderName::Date)),
@@ -146,9 +120,9 @@ fn envelope(m: &Message) -> String {
         from,
         sender,
         reply_to,
-        addresses(m.to()),
-        addresses(m.cc()),
-        addresses(m.bcc()),
+        field(HeaderName::To),
+        field(HeaderName::Cc),
+        field(HeaderName::Bcc),
         nstring(m.header_raw(HeaderName::InReplyTo)),
         nstring(m.header_raw(HeaderName::MessageId)),
     )

@@ -7,7 +7,7 @@
 
 use super::mailboxes::Flagged;
 use super::{Accepted, Copied, Delivery, FlagOp, Incoming, Result, Store, StoreError};
-use crate::limits::MAX_GROUP_COMMIT;
+use crate::limits::{MAX_GROUP_COMMIT, MAX_GROUP_COMMIT_BYTES};
 use heed::RwTxn;
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -24,7 +24,17 @@ pub(super) enum Job {
         delivery: Box<Delivery>,
         reply: oneshot::Sender<Result<Accepted>>,
     },
-    Write(WriteJob),
+    /// With the message bytes it stores (for the batch's size cap).
+    Write(WriteJob, u64),
+}
+
+impl Job {
+    fn bytes(&self) -> u64 {
+        match self {
+            Job::Deliver { delivery, .. } => delivery.message.size(),
+            Job::Write(_, bytes) => *bytes,
+        }
+    }
 }
 
 /// The store operations a shared commit offers (see [`Committer::write`]), each inside
@@ -33,9 +43,24 @@ pub(super) enum Job {
 pub struct Write<'s, 't, 'e> {
     store: &'s Store,
     txn: &'t mut RwTxn<'e>,
+    /// Bytes new mail may still take in this batch (see [`Store::check_room`]).
+    room: &'t mut u64,
+    /// Whether the job changed what other sessions see (so they are told).
+    changed: bool,
 }
 
 impl Write<'_, '_, '_> {
+    /// Takes room for `bytes` of new mail, or fails with [`StoreError::Full`]: the batch's
+    /// deliveries and writes share what is left before the reserve.
+    fn take_room(&mut self, bytes: u64) -> Result<()> {
+        let needed = super::messages::footprint(bytes);
+        if *self.room == 0 || needed > *self.room {
+            return Err(StoreError::Full);
+        }
+        *self.room -= needed;
+        Ok(())
+    }
+
     /// See [`Store::store_flags_conditional`].
     #[allow(clippy::too_many_arguments)]
     pub fn store_flags(
@@ -48,7 +73,11 @@ impl Write<'_, '_, '_> {
         keywords: &[String],
         unchanged_since: Option<u64>,
     ) -> Result<(Flagged, Vec<u32>)> {
-        self.store.store_flags_txn(
+        let before = self
+            .store
+            .mailbox_txn(self.txn, account, name)?
+            .highest_modseq;
+        let flagged = self.store.store_flags_txn(
             self.txn,
             account,
             name,
@@ -57,20 +86,25 @@ impl Write<'_, '_, '_> {
             system,
             keywords,
             unchanged_since,
-        )
+        )?;
+        self.changed |= flagged.0.iter().any(|(_, r)| r.modseq > before);
+        Ok(flagged)
     }
 
-    /// See [`Store::append_all`]; the caller checked the room beforehand.
+    /// See [`Store::append_all`].
     pub fn append_all(
         &mut self,
         account: &str,
         name: &str,
         messages: &mut [(&mut Incoming, u8, &[String])],
     ) -> Result<(u32, Vec<u32>)> {
+        self.take_room(messages.iter().map(|(m, _, _)| m.size()).sum())?;
+        self.changed = true;
         self.store.append_all_txn(self.txn, account, name, messages)
     }
 
-    /// See [`Store::copy_messages`]; the caller checked room and quota beforehand.
+    /// See [`Store::copy_messages`]; the caller checked the quota beforehand. A move
+    /// needs no room: it must work when the store is full.
     pub fn copy_messages(
         &mut self,
         account: &str,
@@ -79,19 +113,28 @@ impl Write<'_, '_, '_> {
         to: &str,
         remove: bool,
     ) -> Result<Copied> {
+        if !remove {
+            self.take_room(0)?;
+        }
+        self.changed = true;
         let source = self.store.mailbox_txn(self.txn, account, from)?;
         self.store
             .copy_txn(self.txn, account, &source, uids, to, remove)
     }
 
-    /// Claims `\Recent` up to `up_to` (see `Store::claim_recent_txn`).
+    /// Claims `\Recent` up to `up_to` (see `Store::claim_recent_txn`); no other session
+    /// sees it.
     pub fn claim_recent(&mut self, mailbox_id: u64, up_to: u32) -> Result<u32> {
         self.store.claim_recent_txn(self.txn, mailbox_id, up_to)
     }
 
     /// See [`Store::expunge`]; a full store needs the batched [`Store::expunge`] instead.
     pub fn expunge(&mut self, account: &str, mailbox_id: u64, uids: &[u32]) -> Result<usize> {
-        self.store.expunge_txn(self.txn, account, mailbox_id, uids)
+        let removed = self
+            .store
+            .expunge_txn(self.txn, account, mailbox_id, uids)?;
+        self.changed |= removed > 0;
+        Ok(removed)
     }
 }
 
@@ -140,8 +183,9 @@ impl Committer {
 
     /// Runs `f` in the next shared commit; returns its result once that is durable. `f`
     /// runs on the commit thread, so it should only write: anything slow (parsing,
-    /// reading messages) belongs before, on the blocking pool.
-    pub async fn write<R, F>(&self, f: F) -> Result<R>
+    /// reading messages) belongs before, on the blocking pool. `bytes`: the message bytes
+    /// it stores (0 for flag changes), for the batch's size cap.
+    pub async fn write<R, F>(&self, bytes: u64, f: F) -> Result<R>
     where
         R: Send + 'static,
         F: FnOnce(&mut Write) -> Result<R> + Send + 'static,
@@ -158,7 +202,7 @@ impl Committer {
             });
             (kept, finish)
         });
-        self.send(Job::Write(job)).await?;
+        self.send(Job::Write(job, bytes)).await?;
         answer.await.map_err(|_| StoreError::Gone)?
     }
 
@@ -189,20 +233,25 @@ fn copy_error(e: &StoreError) -> StoreError {
 
 fn run(store: &Store, queue: &mpsc::Receiver<Job>, changes: &watch::Sender<u64>) {
     while let Ok(first) = queue.recv() {
+        let mut bytes = first.bytes();
         let mut batch = vec![first];
-        while batch.len() < MAX_GROUP_COMMIT {
+        while batch.len() < MAX_GROUP_COMMIT && bytes < MAX_GROUP_COMMIT_BYTES {
             match queue.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(job) => {
+                    bytes += job.bytes();
+                    batch.push(job);
+                }
                 Err(_) => break,
             }
         }
         let count = batch.len();
         let (done, outcome) = commit_batch(store, batch);
-        if let Err(e) = &outcome {
-            log::error!("group commit of {count} jobs failed: {e}");
-        } else {
-            changes.send_modify(|n| *n = n.wrapping_add(1));
+        match &outcome {
+            Err(e) => log::error!("group commit of {count} jobs failed: {e}"),
+            Ok(true) => changes.send_modify(|n| *n = n.wrapping_add(1)),
+            Ok(false) => {}
         }
+        let outcome = outcome.map(|_| ());
         for job in done {
             job.answer(outcome.as_ref().err());
         }
@@ -212,7 +261,8 @@ fn run(store: &Store, queue: &mpsc::Receiver<Job>, changes: &watch::Sender<u64>)
 /// A job run in the batch, waiting for the commit to be answered.
 pub(super) enum Done {
     Delivered(oneshot::Sender<Result<Accepted>>, Result<Accepted>),
-    Wrote(Finish),
+    /// A write and its own failure, if its nested transaction could not be committed.
+    Wrote(Finish, Option<StoreError>),
     /// Not run: the batch failed before it.
     Skipped(Job),
 }
@@ -227,8 +277,8 @@ impl Done {
             | (Done::Skipped(Job::Deliver { reply, .. }), Some(e)) => {
                 let _ = reply.send(Err(copy_error(e)));
             }
-            (Done::Wrote(finish), failed) => finish(failed),
-            (Done::Skipped(Job::Write(job)), _) => {
+            (Done::Wrote(finish, own), failed) => finish(own.as_ref().or(failed)),
+            (Done::Skipped(Job::Write(job, _)), _) => {
                 // Never run: dropping it drops its reply, which reads as the store gone.
                 drop(job);
             }
@@ -239,16 +289,34 @@ impl Done {
     }
 }
 
-/// Runs the batch in one transaction and commits it. The jobs come back to be answered
-/// with the outcome; after an error in the batch itself, the rest are skipped.
-pub(super) fn commit_batch(store: &Store, batch: Vec<Job>) -> (Vec<Done>, Result<()>) {
+/// Commits a job's nested transaction if the job kept it, else aborts it.
+fn settle(nested: RwTxn, kept: bool) -> Result<()> {
+    if kept {
+        nested.commit()?;
+    } else {
+        nested.abort();
+    }
+    Ok(())
+}
+
+/// Runs the batch in one transaction and commits it; `Ok(true)` when a job changed what
+/// sessions see. The jobs come back to be answered with the outcome. A job that fails,
+/// panics included, fails alone: its nested transaction is dropped and the others go on.
+/// Only an error of the batch's own transaction fails them all (and skips those not yet
+/// run).
+pub(super) fn commit_batch(store: &Store, batch: Vec<Job>) -> (Vec<Done>, Result<bool>) {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
     let mut done = Vec::with_capacity(batch.len());
     let mut jobs = batch.into_iter();
+    let panicked = || {
+        log::error!("group commit: a delivery panicked; it alone fails");
+        StoreError::Invalid("internal error in a delivery".into())
+    };
     let outcome = (|| {
         // Room is judged per message, in order: near the reserve, one large message must
         // not make the small ones beside it fail.
-        let room = store.room()?;
-        let mut admitted = 0u64;
+        let mut room = store.room()?;
+        let mut changed = false;
         let mut txn = store.write_txn()?;
         for job in jobs.by_ref() {
             match job {
@@ -257,38 +325,66 @@ pub(super) fn commit_batch(store: &Store, batch: Vec<Job>) -> (Vec<Done>, Result
                     reply,
                 } => {
                     let size = super::messages::footprint(delivery.message.size());
-                    if admitted + size > room {
+                    if size > room {
                         done.push(Done::Delivered(reply, Err(StoreError::Full)));
                         continue;
                     }
-                    admitted += size;
-                    let mut nested = store.env.nested_write_txn(&mut txn)?;
-                    let result = store.accept_txn(&mut nested, &mut delivery);
-                    if result.is_ok() {
-                        nested.commit()?;
-                    } else {
-                        nested.abort();
-                    }
+                    room -= size;
+                    let result = (|| {
+                        let mut nested = store.env.nested_write_txn(&mut txn)?;
+                        let result = catch_unwind(AssertUnwindSafe(|| {
+                            store.accept_txn(&mut nested, &mut delivery)
+                        }))
+                        .unwrap_or_else(|_| Err(panicked()));
+                        settle(nested, result.is_ok())?;
+                        result
+                    })();
+                    changed |= result.is_ok();
                     done.push(Done::Delivered(reply, result));
                 }
-                Job::Write(job) => {
-                    let mut nested = store.env.nested_write_txn(&mut txn)?;
+                Job::Write(job, _) => {
+                    let mut nested = match store.env.nested_write_txn(&mut txn) {
+                        Ok(nested) => nested,
+                        Err(e) => {
+                            // Dropping the job answers it as the store gone.
+                            log::error!("group commit: a write could not begin: {e}");
+                            continue;
+                        }
+                    };
+                    let left = room;
                     let mut write = Write {
                         store,
                         txn: &mut nested,
+                        room: &mut room,
+                        changed: false,
                     };
-                    let (kept, finish) = job(&mut write);
-                    if kept {
-                        nested.commit()?;
-                    } else {
-                        nested.abort();
+                    let ran = catch_unwind(AssertUnwindSafe(|| {
+                        let (kept, finish) = job(&mut write);
+                        (kept, write.changed, finish)
+                    }));
+                    match ran {
+                        Ok((kept, job_changed, finish)) => {
+                            let own = settle(nested, kept).err();
+                            if kept && own.is_none() {
+                                changed |= job_changed;
+                            } else {
+                                room = left;
+                            }
+                            done.push(Done::Wrote(finish, own));
+                        }
+                        Err(_) => {
+                            // The job's reply went with its unwinding closure: its caller
+                            // sees the store as gone.
+                            room = left;
+                            nested.abort();
+                            log::error!("group commit: a write panicked; it alone fails");
+                        }
                     }
-                    done.push(Done::Wrote(finish));
                 }
             }
         }
         txn.commit()?;
-        Ok(())
+        Ok(changed)
     })();
     done.extend(jobs.map(Done::Skipped));
     (done, outcome)

@@ -324,14 +324,25 @@ impl Store {
             let header = crate::mail::split(&head).header_block(&head);
             out[i] = crate::mail::sortkeys::sort_keys(header);
         }
-        let mut txn = self.write_txn()?;
-        for &i in &missing {
-            let blob = blobs[i].0;
-            if self.db.blob_refs.get(&txn, &blob)?.is_some() {
-                self.db.sort_keys.put(&mut txn, &blob, &out[i])?;
+        // Keeping them is a cache: a full store or a failed write costs only the next
+        // SORT the same work.
+        let kept = (|| -> Result<()> {
+            let mut txn = self.write_txn()?;
+            for &i in &missing {
+                let blob = blobs[i].0;
+                if self.db.blob_refs.get(&txn, &blob)?.is_some() {
+                    self.db.sort_keys.put(&mut txn, &blob, &out[i])?;
+                }
             }
+            txn.commit()?;
+            Ok(())
+        })();
+        if let Err(e) = kept {
+            log::warn!(
+                "store: keeping the sort fields of {} messages: {e}",
+                missing.len()
+            );
         }
-        txn.commit()?;
         Ok(out)
     }
 

@@ -488,3 +488,29 @@ fn sort_keys_are_computed_once_and_go_with_the_blob() {
     let txn = s.read_txn().unwrap();
     assert!(s.db.sort_keys.get(&txn, &record.blob).unwrap().is_none());
 }
+
+#[test]
+fn a_panicking_write_fails_alone() {
+    let t = with_users();
+    let s = &t.store;
+    let (reply, mut answer) = tokio::sync::oneshot::channel();
+    let batch = vec![
+        committer::Job::Write(Box::new(|_| panic!("a bug in one write")), 0),
+        committer::Job::Deliver {
+            delivery: Box::new(Delivery {
+                message: incoming(b"kept"),
+                targets: vec![Target::inbox("alice@example.org")],
+                outbound: None,
+            }),
+            reply,
+        },
+    ];
+    let (done, outcome) = committer::commit_batch(s, batch);
+    assert!(outcome.is_ok());
+    for job in done {
+        job.answer(None);
+    }
+    assert!(answer.try_recv().unwrap().is_ok());
+    let inbox = s.mailbox("alice@example.org", "INBOX").unwrap().unwrap();
+    assert_eq!(s.messages(inbox.id).unwrap().len(), 1);
+}

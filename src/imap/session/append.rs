@@ -249,13 +249,15 @@ impl Session {
                         (message, flags)
                     })
                     .collect();
+                // Checked early too, so a full store refuses before the commit thread.
                 s.check_room(prepared.iter().map(|(m, _)| m.size()).sum())?;
                 Ok(prepared)
             })
             .await?;
         let result = match prepared {
             Ok(mut prepared) => {
-                self.write(move |w| {
+                let bytes = prepared.iter().map(|(m, _)| m.size()).sum();
+                self.write_bytes(bytes, move |w| {
                     let mut batch: Vec<(&mut Incoming, u8, &[String])> = prepared
                         .iter_mut()
                         .map(|(message, flags)| (message, flags.system, flags.keywords.as_slice()))

@@ -154,9 +154,9 @@ impl Session {
             .await?;
         match result {
             Ok((updated, _)) => {
+                // The snapshot has our change; the change counter is left alone, since
+                // the same commit may hold other sessions' changes.
                 self.apply_records(&updated);
-                // Our own change: do not report it again as someone else's.
-                self.changes.borrow_and_update();
                 Ok(Ok(()))
             }
             Err(StoreError::NotFound(_)) => Ok(Ok(())),

@@ -220,15 +220,26 @@ impl Session {
         async move { Ok(store.call(f).await) }
     }
 
-    /// Runs a write in the next shared commit (see [`crate::store::Committer::write`]):
-    /// concurrent sessions' writes share one fsync.
+    /// Runs a write that stores no message bytes in the next shared commit; see
+    /// [`Session::write_bytes`].
     fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut crate::store::Write) -> crate::store::Result<T> + Send + 'static,
     ) -> impl std::future::Future<Output = io::Result<crate::store::Result<T>>> + Send + 'static
     {
+        self.write_bytes(0, f)
+    }
+
+    /// Runs a write in the next shared commit (see [`crate::store::Committer::write`]):
+    /// concurrent sessions' writes share one fsync. `bytes`: the message bytes it stores.
+    fn write_bytes<T: Send + 'static>(
+        &self,
+        bytes: u64,
+        f: impl FnOnce(&mut crate::store::Write) -> crate::store::Result<T> + Send + 'static,
+    ) -> impl std::future::Future<Output = io::Result<crate::store::Result<T>>> + Send + 'static
+    {
         let committer = self.shared.committer.clone();
-        async move { Ok(committer.write(f).await) }
+        async move { Ok(committer.write(bytes, f).await) }
     }
 
     fn untagged(&mut self, text: &str) {

@@ -88,7 +88,6 @@ impl Session {
         if let Some(spam) = lesson {
             self.learn_junk(updated.iter().map(|(_, r)| r.clone()).collect(), spam);
         }
-        self.changes.borrow_and_update();
         if !silent {
             let out = self.flag_updates(&updated, uid);
             self.conn.send(out.as_bytes());
