@@ -15,6 +15,7 @@
 //!   rewriting a header never drops bytes.
 
 pub mod address;
+pub mod binary;
 pub mod date;
 pub mod dsn;
 pub mod header;

@@ -282,11 +282,6 @@ def assert_same(got: dict[str, list[bytes]], expected: list[bytes] | None = None
 # them). Strict: once letterbox answers like Dovecot, the case fails until it leaves this
 # list.
 KNOWN_DIFFERENCES = {
-    "bodystructure-binary": "a binary part is stored as sent; Dovecot re-encodes it to base64 "
-                            "at APPEND (failure 13)",
-    "binary-part": "failure 13: BODY[1] of a part with NUL is sent as a plain literal",
-    "binary-part-mime": "failure 13: the stored binary part is not re-encoded",
-    "binary-whole": "failure 13: the stored binary part is not re-encoded",
     "delete-parent-with-children": "DELETE of a mailbox with children is refused instead of "
                                    "leaving it \\Noselect (RFC 3501 §6.3.4)",
 }

@@ -243,6 +243,7 @@ impl Session {
                 let prepared: Vec<(Incoming, Flags)> = messages
                     .into_iter()
                     .map(|(flags, date, body)| {
+                        let body = storable(body);
                         let mut message =
                             Incoming::new(Vec::new(), body, date.unwrap_or_else(unix_now));
                         message.describe();
@@ -279,5 +280,23 @@ impl Session {
                 .no(tag, &store_error_text(&e))
                 .then_some(End::TooManyErrors)),
         }
+    }
+}
+
+/// Largest message whose binary parts are rewritten (it is held in memory meanwhile).
+const MAX_BINARY_REWRITE: u64 = 16 << 20;
+
+/// The message as it is stored: binary parts as base64 (see [`crate::mail::binary`]).
+fn storable(body: Spooled) -> Spooled {
+    if body.len() > MAX_BINARY_REWRITE {
+        return body;
+    }
+    let rewritten = match body.view() {
+        Ok(view) => crate::mail::binary::encode_binary_parts(&view),
+        Err(_) => None,
+    };
+    match rewritten {
+        Some(bytes) => Spooled::Memory(bytes),
+        None => body,
     }
 }
