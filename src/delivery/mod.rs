@@ -77,7 +77,7 @@ pub fn file_as_junk(store: &Store, targets: &mut [Target]) -> Result<()> {
                     .or_else(|| {
                         mailboxes
                             .iter()
-                            .find(|m| m.name.eq_ignore_ascii_case("Junk"))
+                            .find(|m| m.name.eq_ignore_ascii_case("Junk") && !m.noselect)
                     })
                     .map(|m| m.name.clone());
                 junk_of.push((target.account.clone(), junk.clone()));

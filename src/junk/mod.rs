@@ -170,7 +170,7 @@ mod tests {
             uid_validity: 1,
             uid_next: 1,
             highest_modseq: 0,
-            subscribed: true,
+            noselect: false,
             special_use,
         };
         let inbox = mb("INBOX", None);

@@ -27,10 +27,12 @@ pub struct Copied {
 }
 
 impl Store {
+    /// A selectable mailbox (a `\Noselect` name is not found).
     pub(super) fn mailbox_txn(&self, txn: &RwTxn, account: &str, name: &str) -> Result<Mailbox> {
         self.db
             .mailboxes
             .get(txn, &mailbox_key(account, name))?
+            .filter(|m| !m.noselect)
             .ok_or_else(|| StoreError::NotFound(format!("mailbox {name}")))
     }
 
@@ -53,31 +55,42 @@ impl Store {
         Ok(mailbox)
     }
 
-    /// Deletes a mailbox and its messages. INBOX and mailboxes with children are refused.
+    /// Deletes a mailbox and its messages. One with children stays as their `\Noselect`
+    /// parent (RFC 3501 §6.3.4); deleting such a parent again while it still has children
+    /// is refused. INBOX cannot be deleted.
     pub fn delete_mailbox(&self, account: &str, name: &str) -> Result<()> {
         if name.eq_ignore_ascii_case("INBOX") {
             return Err(StoreError::Invalid("INBOX cannot be deleted".into()));
         }
         let mut txn = self.write_txn()?;
-        let mailbox = self.mailbox_txn(&txn, account, name)?;
+        let key = mailbox_key(account, name);
+        let mut mailbox = self
+            .db
+            .mailboxes
+            .get(&txn, &key)?
+            .ok_or_else(|| StoreError::NotFound(format!("mailbox {name}")))?;
         let children = mailbox_key(account, &format!("{name}/"));
-        if self
+        let has_children = self
             .db
             .mailboxes
             .prefix_iter(&txn, &children)?
             .next()
-            .is_some()
-        {
+            .is_some();
+        if has_children && mailbox.noselect {
             return Err(StoreError::Invalid(format!(
-                "mailbox {name} has children; delete them first"
+                "mailbox {name} is \\Noselect and has children; delete them first"
             )));
         }
         let uids = self.uids_txn(&txn, mailbox.id)?;
         self.expunge_txn(&mut txn, account, mailbox.id, &uids)?;
-        self.db
-            .mailboxes
-            .delete(&mut txn, &mailbox_key(account, name))?;
         self.db.recent.delete(&mut txn, &mailbox.id)?;
+        if has_children {
+            mailbox.noselect = true;
+            mailbox.special_use = None;
+            self.db.mailboxes.put(&mut txn, &key, &mailbox)?;
+        } else {
+            self.db.mailboxes.delete(&mut txn, &key)?;
+        }
         txn.commit()?;
         Ok(())
     }
@@ -437,12 +450,29 @@ fn validate_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Schema 9 → 10: the slot of the old subscribed flag becomes `noselect`: cleared.
+pub(super) fn clear_noselect(db: &Databases, txn: &mut RwTxn) -> heed::Result<()> {
+    let mut changed = Vec::new();
+    for item in db.mailboxes.iter(txn)? {
+        let (key, mut mailbox) = item?;
+        if mailbox.noselect {
+            mailbox.noselect = false;
+            changed.push((key.to_vec(), mailbox));
+        }
+    }
+    for (key, mailbox) in changed {
+        db.mailboxes.put(txn, &key, &mailbox)?;
+    }
+    Ok(())
+}
+
 /// Schema 7 → 8: the subscribed flags of the mailboxes become the subscription list.
 pub(super) fn seed_subscriptions(db: &Databases, txn: &mut RwTxn) -> heed::Result<()> {
     let mut keys = Vec::new();
     for item in db.mailboxes.iter(txn)? {
         let (key, mailbox) = item?;
-        if mailbox.subscribed {
+        // Before schema 8 this slot held the subscribed flag.
+        if mailbox.noselect {
             keys.push(key.to_vec());
         }
     }
@@ -595,7 +625,6 @@ mod tests {
             Err(StoreError::Exists(_))
         ));
         assert!(s.create_mailbox(A, "bad/").is_err());
-        assert!(s.delete_mailbox(A, "Work").is_err());
         s.rename_mailbox(A, "Work", "Job").unwrap();
         assert!(s.mailbox(A, "Job/2026").unwrap().is_some());
         assert!(s.mailbox(A, "Work").unwrap().is_none());

@@ -35,8 +35,13 @@ impl Store {
         special_use: Option<SpecialUse>,
     ) -> Result<Mailbox> {
         let key = mailbox_key(account, name);
-        if self.db.mailboxes.get(txn, &key)?.is_some() {
-            return Err(StoreError::Exists(format!("mailbox {name}")));
+        match self.db.mailboxes.get(txn, &key)? {
+            // A `\Noselect` parent comes back as an empty mailbox, with a new UIDVALIDITY.
+            Some(old) if old.noselect => {
+                self.db.mailboxes.delete(txn, &key)?;
+            }
+            Some(_) => return Err(StoreError::Exists(format!("mailbox {name}"))),
+            None => {}
         }
         let id = next_counter(&self.db, txn, META_NEXT_MAILBOX_ID)?;
         // UIDVALIDITY must change if a mailbox is ever recreated under the same name.
@@ -49,18 +54,24 @@ impl Store {
             uid_validity: uid_validity as u32,
             uid_next: 1,
             highest_modseq: 1,
-            subscribed: false,
+            noselect: false,
             special_use,
         };
         self.db.mailboxes.put(txn, &key, &mailbox)?;
         Ok(mailbox)
     }
 
+    /// A selectable mailbox by name (`\\Noselect` parents are not found).
     pub fn mailbox(&self, account: &str, name: &str) -> Result<Option<Mailbox>> {
         let txn = self.read_txn()?;
-        Ok(self.db.mailboxes.get(&txn, &mailbox_key(account, name))?)
+        Ok(self
+            .db
+            .mailboxes
+            .get(&txn, &mailbox_key(account, name))?
+            .filter(|m| !m.noselect))
     }
 
+    /// Every mailbox of an account, `\Noselect` parents included (LIST shows them).
     pub fn mailboxes(&self, account: &str) -> Result<Vec<Mailbox>> {
         let txn = self.read_txn()?;
         let mut out = Vec::new();
@@ -374,9 +385,14 @@ impl Store {
             if mailboxes.iter().any(|(k, _, _)| *k == key) {
                 continue;
             }
-            let mailbox = self.db.mailboxes.get(txn, &key)?.ok_or_else(|| {
-                StoreError::NotFound(format!("{} of {}", target.mailbox, target.account))
-            })?;
+            let mailbox = self
+                .db
+                .mailboxes
+                .get(txn, &key)?
+                .filter(|m| !m.noselect)
+                .ok_or_else(|| {
+                    StoreError::NotFound(format!("{} of {}", target.mailbox, target.account))
+                })?;
             mailboxes.push((key, mailbox, target));
         }
         let outbound = delivery.outbound.as_ref();

@@ -12,7 +12,7 @@
 //! | `domains`   | domain, lower-case                   | ()                             |
 //! | `accounts`  | address, lower-case                  | [`Account`] (argon2id hash, quota) |
 //! | `aliases`   | address, or `@domain` for catch-all  | list of local target addresses |
-//! | `mailboxes` | account `\0` name                    | [`Mailbox`] (id, UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, subscribed, special-use) |
+//! | `mailboxes` | account `\0` name                    | [`Mailbox`] (id, UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, `\Noselect`, special-use) |
 //! | `messages`  | mailbox id (u64 BE) ++ UID (u32 BE)  | [`MessageRecord`] (blob, size, flags, keywords, internal date, modseq) |
 //! | `blobs`     | blob id (u64 BE) ++ chunk (u32 BE)   | raw RFC 5322 bytes, 64 KiB per chunk |
 //! | `blob_refs` | blob id (u64 BE)                     | reference count (u32 BE)       |
@@ -376,6 +376,10 @@ impl Store {
                 }
                 // 8 → 9: `sort_keys` was created above; old messages get theirs at the
                 // first SORT or THREAD.
+                // 9 → 10: the old subscribed flags' slot becomes `noselect`, cleared.
+                if v < 10 {
+                    mailboxes::clear_noselect(&db, &mut txn)?;
+                }
                 write_u64(&db, &mut txn, META_SCHEMA_VERSION, SCHEMA_VERSION as u64)?;
             }
             Some(_) => {}

@@ -7,7 +7,7 @@ use heed::{Database, Env, RwTxn};
 use serde::{Deserialize, Serialize};
 
 /// Version of the layout below. Bump it, and add a migration, whenever a record changes.
-pub const SCHEMA_VERSION: u32 = 9;
+pub const SCHEMA_VERSION: u32 = 10;
 
 pub(crate) const META_SCHEMA_VERSION: &str = "schema_version";
 pub(crate) const META_NEXT_MAILBOX_ID: &str = "next_mailbox_id";
@@ -149,8 +149,10 @@ pub struct Mailbox {
     pub uid_validity: u32,
     pub uid_next: u32,
     pub highest_modseq: u64,
-    /// Unused since schema 8 (subscriptions are their own list); kept for the record layout.
-    pub subscribed: bool,
+    /// Since schema 10: the mailbox was deleted while it had children and is kept only as
+    /// their parent (`\Noselect`, RFC 3501 §6.3.4): no messages, not selectable; CREATE
+    /// brings it back. Schemas 2 to 7 kept the subscribed flag here (opening one clears it).
+    pub noselect: bool,
     pub special_use: Option<SpecialUse>,
 }
 

@@ -514,3 +514,56 @@ fn a_panicking_write_fails_alone() {
     let inbox = s.mailbox("alice@example.org", "INBOX").unwrap().unwrap();
     assert_eq!(s.messages(inbox.id).unwrap().len(), 1);
 }
+
+#[test]
+fn deleting_a_parent_leaves_a_noselect_name_and_schema_9_clears_the_old_flag() {
+    let t = with_users();
+    let s = &t.store;
+    let alice = "alice@example.org";
+    s.create_mailbox(alice, "Work").unwrap();
+    s.create_mailbox(alice, "Work/2026").unwrap();
+    deliver_to(s, b"x", &[alice]);
+    s.delete_mailbox(alice, "Work").unwrap();
+    assert!(
+        s.mailbox(alice, "Work").unwrap().is_none(),
+        "not selectable"
+    );
+    let all = s.mailboxes(alice).unwrap();
+    assert!(all.iter().any(|m| m.name == "Work" && m.noselect));
+    assert!(
+        s.delete_mailbox(alice, "Work").is_err(),
+        "still has a child"
+    );
+    s.delete_mailbox(alice, "Work/2026").unwrap();
+    s.delete_mailbox(alice, "Work").unwrap();
+    assert!(!s.mailboxes(alice).unwrap().iter().any(|m| m.name == "Work"));
+}
+
+#[test]
+fn schema_9_upgrade_clears_the_old_subscribed_flag() {
+    let dir = std::env::temp_dir().join(format!("lb-schema9-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let alice = "alice@example.org";
+    let inbox_key = mailbox_key(alice, "INBOX");
+    {
+        let store = Store::open(&dir, 64 << 20).unwrap();
+        store.add_domain("example.org").unwrap();
+        store.add_account(alice, "h").unwrap();
+        // Schema 9 kept the subscribed flag (true for most mailboxes) in this slot.
+        let mut txn = store.write_txn().unwrap();
+        let mut inbox = store.db.mailboxes.get(&txn, &inbox_key).unwrap().unwrap();
+        inbox.noselect = true;
+        store
+            .db
+            .mailboxes
+            .put(&mut txn, &inbox_key, &inbox)
+            .unwrap();
+        write_u64(&store.db, &mut txn, META_SCHEMA_VERSION, 9).unwrap();
+        txn.commit().unwrap();
+    }
+    let store = Store::open(&dir, 64 << 20).unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    assert!(store.mailbox(alice, "INBOX").unwrap().is_some());
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -217,10 +217,20 @@ def test_mailbox_management(server):
     deliver(server)
     data = ok(imap.status("INBOX", "(MESSAGES UNSEEN UIDNEXT UIDVALIDITY SIZE HIGHESTMODSEQ)"))
     assert re.search(rb"MESSAGES 1 UNSEEN 1 UIDNEXT 2 UIDVALIDITY \d+ SIZE \d+ HIGHESTMODSEQ \d+", data[0]), data
+    # A mailbox with a child is deleted as far as it can be: RFC 3501 §6.3.4 keeps the name
+    # as \Noselect for its children.
+    ok(imap.delete("Work"))
+    assert b'(\\Noselect \\HasChildren) "/" "Work"' in b"\n".join(ok(imap.list('""', "Work")))
+    assert imap.select("Work")[0] == "NO"
+    assert imap.status("Work", "(MESSAGES)")[0] == "NO"
     typ, _ = imap.delete("Work")
-    assert typ == "NO"  # it has a child
+    assert typ == "NO"  # \Noselect with a child
+    ok(imap.create("Work"))  # CREATE brings it back, empty
+    assert b'(\\HasChildren) "/" "Work"' in b"\n".join(ok(imap.list('""', "Work")))
+    ok(imap.delete("Work"))
     ok(imap.delete("Work/2026"))
     ok(imap.delete("Work"))
+    assert ok(imap.list('""', "Work*")) == [None]
     typ, _ = imap.delete("INBOX")
     assert typ == "NO"
     ok(imap.rename("INBOX", "Old"))

@@ -282,8 +282,6 @@ def assert_same(got: dict[str, list[bytes]], expected: list[bytes] | None = None
 # them). Strict: once letterbox answers like Dovecot, the case fails until it leaves this
 # list.
 KNOWN_DIFFERENCES = {
-    "delete-parent-with-children": "DELETE of a mailbox with children is refused instead of "
-                                   "leaving it \\Noselect (RFC 3501 §6.3.4)",
 }
 
 

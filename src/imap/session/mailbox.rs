@@ -514,7 +514,9 @@ fn list_lines(
                 attributes.push("\\Subscribed");
             }
             let wire = wire_name(&mailbox.name);
-            lines.push((Some(i), encode::list(verb, &attributes, &wire, false)));
+            // LIST-STATUS gives no STATUS for a `\Noselect` name.
+            let status_index = (!mailbox.noselect).then_some(i);
+            lines.push((status_index, encode::list(verb, &attributes, &wire, false)));
         }
         return lines;
     }
@@ -552,7 +554,7 @@ fn list_lines(
         }
         let childinfo = !own && !request.lsub;
         let wire = wire_name(name);
-        let status_index = if own { index } else { None };
+        let status_index = index.filter(|_| own && mailbox.is_some_and(|m| !m.noselect));
         lines.push((
             status_index,
             encode::list(verb, &attributes, &wire, childinfo),
@@ -583,6 +585,9 @@ pub fn wildcard_match(pattern: &str, name: &str) -> bool {
 /// CHILDREN (RFC 3348) and, for LIST, SPECIAL-USE (RFC 6154) attributes.
 fn list_attributes(mailbox: &Mailbox, all: &[Mailbox], lsub: bool) -> Vec<&'static str> {
     let mut attributes = Vec::new();
+    if mailbox.noselect {
+        attributes.push("\\Noselect");
+    }
     let prefix = format!("{}/", mailbox.name);
     if all.iter().any(|m| m.name.starts_with(&prefix)) {
         attributes.push("\\HasChildren");
