@@ -266,6 +266,8 @@ impl Store {
         let mut mailbox = self.mailbox_txn(txn, account, name)?;
         let mut out = Vec::with_capacity(uids.len());
         let mut modified = Vec::new();
+        let mut before_counts = super::MailboxCounts::default();
+        let mut after_counts = super::MailboxCounts::default();
         for &uid in uids {
             let key = message_key(mailbox.id, uid);
             let Some(mut record) = self.db.messages.get(txn, &key)? else {
@@ -297,6 +299,14 @@ impl Store {
                 }
             }
             if (record.flags, &record.keywords) != (before.0, &before.1) {
+                if record.flags != before.0 {
+                    let old = MessageRecord {
+                        flags: before.0,
+                        ..record.clone()
+                    };
+                    before_counts.apply(&old, 1);
+                    after_counts.apply(&record, 1);
+                }
                 mailbox.highest_modseq += 1;
                 record.modseq = mailbox.highest_modseq;
                 self.db.messages.put(txn, &key, &record)?;
@@ -306,6 +316,12 @@ impl Store {
         self.db
             .mailboxes
             .put(txn, &mailbox_key(account, name), &mailbox)?;
+        if before_counts != after_counts {
+            self.change_counts(txn, mailbox.id, |c| {
+                c.add(&after_counts);
+                c.sub(&before_counts);
+            })?;
+        }
         Ok((out, modified))
     }
 
@@ -414,6 +430,7 @@ impl Store {
                 self.db.messages.delete(txn, &key)?;
                 // The copy below counts it again.
                 self.adjust_usage(txn, account, -(record.size as i64))?;
+                self.change_counts(txn, source.id, |c| c.apply(&record, -1))?;
             } else {
                 let refs = self.db.blob_refs.get(txn, &record.blob)?.unwrap_or(1);
                 self.db.blob_refs.put(txn, &record.blob, &(refs + 1))?;

@@ -239,6 +239,7 @@ impl Store {
     ) -> Result<usize> {
         let mut removed = 0;
         let mut freed = 0u64;
+        let mut gone = super::MailboxCounts::default();
         for &uid in uids {
             let key = message_key(mailbox_id, uid);
             let Some(record) = self.db.messages.get(txn, &key)? else {
@@ -246,10 +247,14 @@ impl Store {
             };
             self.db.messages.delete(txn, &key)?;
             self.release_blob(txn, record.blob, record.size)?;
+            gone.apply(&record, 1);
             freed += record.size;
             removed += 1;
         }
         self.adjust_usage(txn, account, -(freed as i64))?;
+        if removed > 0 {
+            self.change_counts(txn, mailbox_id, |c| c.sub(&gone))?;
+        }
         Ok(removed)
     }
 
@@ -438,6 +443,7 @@ impl Store {
         mut record: MessageRecord,
     ) -> Result<u32> {
         self.adjust_usage(txn, account, record.size as i64)?;
+        self.change_counts(txn, mailbox.id, |c| c.apply(&record, 1))?;
         let uid = mailbox.uid_next;
         mailbox.uid_next += 1;
         mailbox.highest_modseq += 1;

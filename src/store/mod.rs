@@ -25,6 +25,7 @@
 //! | `recent`    | mailbox id (u64 BE)                  | highest UID claimed as `\Recent` by an IMAP session (u32 BE, schema 7) |
 //! | `subscriptions` | account `\0` name               | () (schema 8)                  |
 //! | `sort_keys` | blob id (u64 BE)                     | [`SortKeys`]: what SORT and THREAD compare (schema 9) |
+//! | `counts`    | mailbox id (u64 BE)                  | [`MailboxCounts`]: messages, unseen, deleted, bytes (schema 11) |
 //!
 //! A message's bytes are stored once as a blob; every mailbox entry that shows it (one per
 //! recipient, later IMAP COPY) holds a reference, and the blob is deleted with the last one.
@@ -51,6 +52,7 @@
 mod accounts;
 mod blocks;
 mod committer;
+mod counts;
 mod gate;
 mod junk;
 mod mailboxes;
@@ -61,6 +63,7 @@ mod spool;
 
 pub use blocks::BLOCK_MEMORY_SECS;
 pub use committer::{Committer, Write};
+pub use counts::MailboxCounts;
 pub use junk::{JunkTotals, TokenCounts};
 pub use mailboxes::{Copied, FlagOp};
 pub use queue::{Accepted, Outbound};
@@ -379,6 +382,10 @@ impl Store {
                 // 9 → 10: the old subscribed flags' slot becomes `noselect`, cleared.
                 if v < 10 {
                     mailboxes::clear_noselect(&db, &mut txn)?;
+                }
+                // 10 → 11: the mailboxes' counters, from their records.
+                if v < 11 {
+                    counts::compute_counts(&db, &mut txn)?;
                 }
                 write_u64(&db, &mut txn, META_SCHEMA_VERSION, SCHEMA_VERSION as u64)?;
             }

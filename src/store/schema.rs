@@ -7,7 +7,7 @@ use heed::{Database, Env, RwTxn};
 use serde::{Deserialize, Serialize};
 
 /// Version of the layout below. Bump it, and add a migration, whenever a record changes.
-pub const SCHEMA_VERSION: u32 = 10;
+pub const SCHEMA_VERSION: u32 = 11;
 
 pub(crate) const META_SCHEMA_VERSION: &str = "schema_version";
 pub(crate) const META_NEXT_MAILBOX_ID: &str = "next_mailbox_id";
@@ -50,6 +50,8 @@ pub(crate) struct Databases {
     pub subscriptions: Database<Bytes, Unit>,
     /// Since schema 9: what SORT and THREAD compare, per blob (see `mail::sortkeys`).
     pub sort_keys: Database<U64<BigEndian>, SerdeBincode<SortKeys>>,
+    /// Since schema 11: per mailbox id, its counters (see `store::counts`).
+    pub counts: Database<U64<BigEndian>, SerdeBincode<MailboxCounts>>,
 }
 
 /// Number of named databases (LMDB needs an upper bound at open time).
@@ -77,6 +79,7 @@ impl Databases {
             self.recent.stat(txn)?,
             self.subscriptions.stat(txn)?,
             self.sort_keys.stat(txn)?,
+            self.counts.stat(txn)?,
         ];
         Ok(stats
             .iter()
@@ -103,6 +106,7 @@ impl Databases {
             recent: env.create_database(txn, Some("recent"))?,
             subscriptions: env.create_database(txn, Some("subscriptions"))?,
             sort_keys: env.create_database(txn, Some("sort_keys"))?,
+            counts: env.create_database(txn, Some("counts"))?,
         })
     }
 }
@@ -177,6 +181,7 @@ pub mod flags {
 
 /// What IMAP FETCH ENVELOPE / BODY / BODYSTRUCTURE return for a message, computed once
 /// from its bytes before it is stored (the store only keeps it).
+pub use super::counts::MailboxCounts;
 pub use crate::mail::sortkeys::SortKeys;
 pub use crate::mail::structure::MessageMeta;
 

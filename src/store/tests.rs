@@ -567,3 +567,66 @@ fn schema_9_upgrade_clears_the_old_subscribed_flag() {
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn mailbox_counters_follow_every_change() {
+    let t = with_users();
+    let s = &t.store;
+    let alice = "alice@example.org";
+    let check = |s: &Store| {
+        // One read transaction per thread at a time (LMDB): look up, then scan.
+        for mailbox in s.mailboxes(alice).unwrap() {
+            let kept = s.mailbox_counts(mailbox.id).unwrap();
+            let txn = s.read_txn().unwrap();
+            let scanned = counts::count_mailbox(&s.db, &txn, mailbox.id).unwrap();
+            assert_eq!(kept, scanned, "{}", mailbox.name);
+        }
+    };
+    for body in [&b"one"[..], b"two two", b"three 333"] {
+        deliver_to(s, body, &[alice]);
+    }
+    check(s);
+    let inbox = s.mailbox(alice, "INBOX").unwrap().unwrap();
+    let c = s.mailbox_counts(inbox.id).unwrap();
+    assert_eq!((c.messages, c.unseen, c.deleted), (3, 3, 0));
+    s.store_flags(
+        alice,
+        "INBOX",
+        &[1, 2],
+        FlagOp::Add,
+        flags::SEEN | flags::DELETED,
+        &[],
+    )
+    .unwrap();
+    check(s);
+    s.store_flags(alice, "INBOX", &[2], FlagOp::Replace, flags::FLAGGED, &[])
+        .unwrap();
+    check(s);
+    s.copy_messages(alice, "INBOX", &[1, 3], "Archive", false)
+        .unwrap();
+    s.copy_messages(alice, "INBOX", &[2], "Trash", true)
+        .unwrap();
+    check(s);
+    s.expunge(alice, inbox.id, &[1]).unwrap();
+    check(s);
+    let c = s.mailbox_counts(inbox.id).unwrap();
+    assert_eq!((c.messages, c.unseen, c.deleted), (1, 1, 0));
+    s.rename_mailbox(alice, "INBOX", "Old").unwrap();
+    check(s);
+    s.delete_mailbox(alice, "Archive").unwrap();
+    check(s);
+    assert_eq!(
+        s.count_above(inbox.id, 0).unwrap(),
+        0,
+        "INBOX emptied by RENAME"
+    );
+    let old = s.mailbox(alice, "Old").unwrap().unwrap();
+    assert_eq!(s.count_above(old.id, 0).unwrap(), 1);
+    assert_eq!(s.count_above(old.id, 1).unwrap(), 0);
+    // The upgrade computes what the changes kept.
+    let mut txn = s.write_txn().unwrap();
+    s.db.counts.clear(&mut txn).unwrap();
+    counts::compute_counts(&s.db, &mut txn).unwrap();
+    txn.commit().unwrap();
+    check(s);
+}

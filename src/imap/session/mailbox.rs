@@ -7,7 +7,7 @@ use super::{store_error_text, Msg, Reply, Selected, Session};
 use crate::imap::encode;
 use crate::imap::message::missing_uids;
 use crate::imap::parse::{ListRequest, Qresync, Select, StatusItem};
-use crate::store::{flags, Mailbox, MessageRecord};
+use crate::store::{flags, Mailbox, MailboxCounts, MessageRecord};
 use std::io;
 
 /// A mailbox with all its message records in UID order.
@@ -233,30 +233,22 @@ impl Session {
             .iter()
             .filter_map(|&(i, _)| i.map(|i| mailboxes[i].id))
             .collect();
-        let claimed = self.claimed(&ids, items).await?;
-        let loaded = self
-            .blocking(move |s| {
-                ids.iter()
-                    .map(|&id| s.messages(id))
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .await?;
-        let loaded = match loaded {
+        let loaded = match self.counts_of(ids, items).await? {
             Ok(l) => l,
-            Err(e) => return Ok(Err(Reply::No(format!("[SERVERBUG] {e}")))),
+            Err(no) => return Ok(Err(no)),
         };
         let mut out = String::new();
-        let mut statuses = loaded.into_iter().zip(claimed);
+        let mut statuses = loaded.into_iter();
         for (i, line) in lines {
             out.push_str(&line);
             // Only an existing, selectable mailbox has a STATUS (RFC 5819 §2).
             let Some(mailbox) = i.map(|i| &mailboxes[i]) else {
                 continue;
             };
-            let Some((messages, claimed)) = statuses.next() else {
+            let Some((counts, recent)) = statuses.next() else {
                 break;
             };
-            let values = status_values(items, mailbox, &messages, claimed);
+            let values = status_values(items, mailbox, &counts, recent);
             out.push_str(&encode::status(&self.wire_name(&mailbox.name), &values));
         }
         Ok(Ok(out))
@@ -292,18 +284,29 @@ impl Session {
         })
     }
 
-    /// For STATUS RECENT: the UID up to which each mailbox's messages were claimed (all
-    /// zeros when RECENT is not asked for).
-    async fn claimed(&mut self, ids: &[u64], items: &[StatusItem]) -> io::Result<Vec<u32>> {
-        if !items.contains(&StatusItem::Recent) {
-            return Ok(vec![0; ids.len()]);
-        }
-        let ids = ids.to_vec();
-        let count = ids.len();
-        let claimed = self
-            .blocking(move |s| ids.iter().map(|&id| s.recent_claimed(id)).collect())
+    /// For STATUS: each mailbox's counters and, when RECENT is asked for, how many of its
+    /// messages no session has claimed as `\Recent` (zero otherwise). No message is read.
+    async fn counts_of(
+        &mut self,
+        ids: Vec<u64>,
+        items: &[StatusItem],
+    ) -> io::Result<Result<Vec<(MailboxCounts, u64)>, Reply>> {
+        let wants_recent = items.contains(&StatusItem::Recent);
+        let loaded = self
+            .blocking(move |s| {
+                ids.iter()
+                    .map(|&id| {
+                        let recent = if wants_recent {
+                            s.count_above(id, s.recent_claimed(id)?)?
+                        } else {
+                            0
+                        };
+                        Ok((s.mailbox_counts(id)?, recent))
+                    })
+                    .collect()
+            })
             .await?;
-        Ok(claimed.unwrap_or_else(|_| vec![u32::MAX; count]))
+        Ok(loaded.map_err(|e| Reply::No(format!("[SERVERBUG] {e}"))))
     }
 
     /// STATUS (RFC 9051 §6.3.11).
@@ -313,12 +316,19 @@ impl Session {
         name: String,
         items: &[StatusItem],
     ) -> io::Result<Reply> {
-        let (mailbox, messages) = match self.load_mailbox(&name).await? {
-            Ok(x) => x,
+        let account = self.account();
+        let lookup = name.clone();
+        let mailbox = match self.blocking(move |s| s.mailbox(&account, &lookup)).await? {
+            Ok(Some(m)) => m,
+            Ok(None) => return Ok(Reply::No("[NONEXISTENT] No such mailbox".into())),
+            Err(e) => return Ok(Reply::No(format!("[SERVERBUG] {e}"))),
+        };
+        let (counts, recent) = match self.counts_of(vec![mailbox.id], items).await? {
+            Ok(mut c) if !c.is_empty() => c.remove(0),
+            Ok(_) => Default::default(),
             Err(no) => return Ok(no),
         };
-        let claimed = self.claimed(&[mailbox.id], items).await?[0];
-        let values = status_values(items, &mailbox, &messages, claimed);
+        let values = status_values(items, &mailbox, &counts, recent);
         let wire = self.wire_name(&mailbox.name);
         self.conn.send(encode::status(&wire, &values).as_bytes());
         self.finish(tag, "OK STATUS completed", true).await
@@ -606,35 +616,23 @@ fn list_attributes(mailbox: &Mailbox, all: &[Mailbox], lsub: bool) -> Vec<&'stat
 fn status_values(
     items: &[StatusItem],
     mailbox: &Mailbox,
-    messages: &[(u32, MessageRecord)],
-    recent_claimed: u32,
+    counts: &MailboxCounts,
+    recent: u64,
 ) -> Vec<(StatusItem, u64)> {
-    let deleted = || {
-        messages
-            .iter()
-            .filter(|(_, r)| r.flags & flags::DELETED != 0)
-    };
     items
         .iter()
         .map(|&item| {
             let value = match item {
-                StatusItem::Messages => messages.len() as u64,
+                StatusItem::Messages => counts.messages,
                 StatusItem::UidNext => mailbox.uid_next as u64,
                 StatusItem::UidValidity => mailbox.uid_validity as u64,
-                StatusItem::Unseen => messages
-                    .iter()
-                    .filter(|(_, r)| r.flags & flags::SEEN == 0)
-                    .count() as u64,
-                StatusItem::Size => messages.iter().map(|(_, r)| r.size).sum(),
+                StatusItem::Unseen => counts.unseen,
+                StatusItem::Size => counts.size,
                 StatusItem::HighestModSeq => mailbox.highest_modseq,
-                StatusItem::Deleted => deleted().count() as u64,
+                StatusItem::Deleted => counts.deleted,
                 // RFC 9208 §4.2: in the STORAGE resource's unit, KiB.
-                StatusItem::DeletedStorage => {
-                    deleted().map(|(_, r)| r.size).sum::<u64>().div_ceil(1024)
-                }
-                StatusItem::Recent => {
-                    messages.iter().filter(|(u, _)| *u > recent_claimed).count() as u64
-                }
+                StatusItem::DeletedStorage => counts.deleted_size.div_ceil(1024),
+                StatusItem::Recent => recent,
             };
             (item, value)
         })
