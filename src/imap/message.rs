@@ -88,16 +88,21 @@ fn contains_ci(haystack: &[u8], needle: &str) -> bool {
     if needle.is_empty() {
         return true;
     }
+    if needle.is_ascii() {
+        // An ASCII needle matches the same bytes in the ASCII-lower-cased text: a byte
+        // search, no decoding of the whole haystack into lower-cased characters.
+        let hay = haystack.to_ascii_lowercase();
+        return memchr::memmem::find(&hay, needle.to_ascii_lowercase().as_bytes()).is_some();
+    }
     let hay = String::from_utf8_lossy(haystack).to_lowercase();
     hay.contains(&needle.to_lowercase())
 }
 
-/// Whether a header field holds `needle`, as written or with its encoded words decoded
-/// (the field name counts too, as Dovecot's TEXT does).
+/// Whether a header field's value holds `needle`, as written or with its encoded words
+/// decoded.
 fn field_contains(field: &mail::Field, needle: &str) -> bool {
     let value = field.value();
-    contains_ci(field.name().as_bytes(), needle)
-        || contains_ci(&value, needle)
+    contains_ci(&value, needle)
         || (value.windows(2).any(|w| w == b"=?")
             && contains_ci(
                 decode_words(&String::from_utf8_lossy(&value)).as_bytes(),
@@ -128,27 +133,22 @@ fn body_contains(message: &[u8], needle: &str) -> bool {
 const MAX_DECODED_SEARCH: usize = 4 << 20;
 
 /// Whether any text in the message is stored other than as UTF-8 (or ASCII) plain bytes:
-/// quoted-printable, base64, or another charset. Only then is it worth parsing.
+/// quoted-printable, base64, or another charset. Only then is it worth parsing. One
+/// lower-cased copy, then byte searches.
 fn needs_decoding(message: &[u8]) -> bool {
-    let has = |needle: &[u8]| {
-        message
-            .windows(needle.len())
-            .any(|w| w.eq_ignore_ascii_case(needle))
-    };
-    if has(b"quoted-printable") || has(b"base64") {
+    use memchr::memmem;
+    let lower = message.to_ascii_lowercase();
+    if memmem::find(&lower, b"quoted-printable").is_some()
+        || memmem::find(&lower, b"base64").is_some()
+    {
         return true;
     }
-    let charsets = message
-        .windows(8)
-        .enumerate()
-        .filter(|(_, w)| w.eq_ignore_ascii_case(b"charset="))
-        .map(|(i, _)| i + 8);
-    charsets.into_iter().any(|at| {
-        let value: Vec<u8> = message[at..]
+    memmem::find_iter(&lower, b"charset=").any(|at| {
+        let value: Vec<u8> = lower[at + 8..]
             .iter()
             .skip_while(|&&b| b == b'"')
             .take_while(|&&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            .map(u8::to_ascii_lowercase)
+            .copied()
             .collect();
         !(value == b"utf-8" || value == b"us-ascii" || value == b"utf8")
     })
@@ -231,7 +231,9 @@ pub fn matches(
         }),
         Body(needle) => content().is_some_and(|m| body_contains(&m, needle)),
         Text(needle) => content().is_some_and(|m| {
-            mail::fields(mail::header_of(&m)).any(|f| field_contains(&f, needle))
+            let header = mail::header_of(&m);
+            contains_ci(header, needle)
+                || mail::fields(header).any(|f| field_contains(&f, needle))
                 || body_contains(&m, needle)
         }),
         Before(d) => day < *d,

@@ -6,6 +6,7 @@
 //! Every read and flush carries a timeout; no read ever grows a buffer past the caller's
 //! line limit.
 
+mod deflate;
 pub mod dot;
 
 use std::io;
@@ -119,6 +120,8 @@ pub struct Connection {
     /// trickles a byte at a time cannot hold a connection past it (slowloris).
     pub line_timeout: Duration,
     pub write_timeout: Duration,
+    /// COMPRESS=DEFLATE, once started (boxed: most connections never use it).
+    deflate: Option<Box<deflate::Deflate>>,
 }
 
 /// A minimum transfer rate for message data (DATA, BDAT, APPEND): `grace`, plus one
@@ -164,7 +167,24 @@ impl Connection {
             read_timeout: timeout,
             line_timeout: timeout,
             write_timeout: timeout,
+            deflate: None,
         }
+    }
+
+    /// Whether COMPRESS=DEFLATE is on.
+    pub fn is_compressed(&self) -> bool {
+        self.deflate.is_some()
+    }
+
+    /// Starts DEFLATE in both directions (IMAP COMPRESS, RFC 4978): everything sent from
+    /// now on is compressed, everything read is inflated. Queued output is sent first, as
+    /// is; input the peer sent before it saw our answer is dropped, as at STARTTLS.
+    pub async fn start_deflate(&mut self) -> io::Result<()> {
+        self.flush().await?;
+        self.input.clear();
+        self.start = 0;
+        self.deflate = Some(Box::new(deflate::Deflate::new()));
+        Ok(())
     }
 
     pub fn is_tls(&self) -> bool {
@@ -235,8 +255,17 @@ impl Connection {
         if self.output.is_empty() {
             return Ok(());
         }
+        let compressed = match &mut self.deflate {
+            Some(deflate) => {
+                let mut out = Vec::with_capacity(self.output.len() / 2 + 64);
+                deflate.deflate(&self.output, &mut out)?;
+                Some(out)
+            }
+            None => None,
+        };
+        let bytes = compressed.as_deref().unwrap_or(&self.output);
         let write = async {
-            self.stream.write_all(&self.output).await?;
+            self.stream.write_all(bytes).await?;
             self.stream.flush().await
         };
         tokio::time::timeout(self.write_timeout, write)
@@ -297,10 +326,29 @@ impl Connection {
         if let Some(deadline) = deadline {
             wait = wait.min(deadline.saturating_duration_since(Instant::now()));
         }
-        let read = self.stream.read_buf(&mut self.input);
-        tokio::time::timeout(wait, read)
-            .await
-            .map_err(|_| timed_out())?
+        let Some(deflate) = self.deflate.as_mut() else {
+            let read = self.stream.read_buf(&mut self.input);
+            return tokio::time::timeout(wait, read)
+                .await
+                .map_err(|_| timed_out())?;
+        };
+        let until = Instant::now() + wait;
+        loop {
+            let inflated = deflate.inflate(&mut self.input)?;
+            if inflated > 0 {
+                return Ok(inflated);
+            }
+            if deflate.pending.capacity() - deflate.pending.len() < READ_BUFFER / 2 {
+                deflate.pending.reserve(READ_BUFFER);
+            }
+            let read = self.stream.read_buf(&mut deflate.pending);
+            let n = tokio::time::timeout_at(until, read)
+                .await
+                .map_err(|_| timed_out())??;
+            if n == 0 {
+                return Ok(0);
+            }
+        }
     }
 
     /// Reads one line of at most `max` bytes (line ending included).

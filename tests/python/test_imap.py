@@ -425,6 +425,8 @@ SyncState *
         return out
 
     run()
+    # mbsync asks for COMPRESS=DEFLATE when it is offered: the sync ran compressed.
+    assert "COMPRESS DEFLATE active" in server.stderr_text()
     local = b"".join(p.read_bytes() for p in (maildir / "INBOX").glob("*/*"))
     for token in tokens:
         assert token.encode() in local
@@ -1128,3 +1130,48 @@ def test_multiappend_is_all_or_nothing(make_server):
             b'* 1 FETCH (FLAGS (\\Seen \\Recent) INTERNALDATE "%s")\r\n'
             % re.search(rb'INTERNALDATE "([^"]+)"', replies(c, b"g FETCH 1 (INTERNALDATE)")[0]).group(1),
             b'* 2 FETCH (FLAGS (\\Flagged \\Recent) INTERNALDATE "01-Dec-2026 10:00:00 +0000")\r\n']
+
+
+def test_compress_deflate(server):
+    """COMPRESS=DEFLATE (RFC 4978) with Python's zlib as the client's raw DEFLATE."""
+    import zlib
+
+    token, _ = deliver(server)
+    raw = login_raw(server)
+    raw.send(b"c1 COMPRESS BOGUS\r\n")
+    assert raw.until_tagged(b"c1")[-1] == b"c1 BAD Unknown compression mechanism\r\n"
+    raw.send(b"c2 COMPRESS DEFLATE\r\n")
+    assert raw.until_tagged(b"c2")[-1] == b"c2 OK DEFLATE active\r\n"
+    deflate = zlib.compressobj(wbits=-15)
+    inflate = zlib.decompressobj(wbits=-15)
+    received = bytearray()
+
+    def command(line: bytes, tag: bytes) -> list[bytes]:
+        raw.sock.sendall(deflate.compress(line + b"\r\n") + deflate.flush(zlib.Z_SYNC_FLUSH))
+        while True:
+            lines = received.split(b"\r\n")
+            done = [i for i, l in enumerate(lines[:-1]) if l.startswith(tag + b" ")]
+            if done:
+                end = sum(len(l) + 2 for l in lines[: done[0] + 1])
+                reply = bytes(received[:end])
+                del received[:end]
+                return [l + b"\r\n" for l in reply.split(b"\r\n")[:-1]]
+            chunk = raw.sock.recv(65536)
+            assert chunk, "connection closed"
+            received.extend(inflate.decompress(chunk))
+
+    assert command(b"c3 NOOP", b"c3")[-1] == b"c3 OK NOOP completed\r\n"
+    assert command(b"c4 SELECT INBOX", b"c4")[-1].startswith(b"c4 OK [READ-WRITE]")
+    body = b"".join(command(b"c5 FETCH 1 BODY.PEEK[]", b"c5"))
+    assert token.encode() in body
+    # Many commands in one compressed write, and a large reply.
+    many = b"".join(f"n{i} NOOP\r\n".encode() for i in range(50))
+    raw.sock.sendall(deflate.compress(many) + deflate.flush(zlib.Z_SYNC_FLUSH))
+    replies = command(b"c6 NOOP", b"c6")
+    assert replies.count(b"* 1 EXISTS\r\n") == 0 and len(replies) == 51, replies
+    assert replies[-2:] == [b"n49 OK NOOP completed\r\n", b"c6 OK NOOP completed\r\n"]
+    assert command(b"c7 COMPRESS DEFLATE", b"c7")[-1] == (
+        b"c7 NO [COMPRESSIONACTIVE] DEFLATE is already active\r\n"
+    )
+    assert command(b"c8 LOGOUT", b"c8")[-1] == b"c8 OK LOGOUT completed\r\n"
+    raw.close()

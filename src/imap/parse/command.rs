@@ -60,7 +60,7 @@ pub fn needs(name: &str) -> Needs {
         "STARTTLS" | "LOGIN" | "AUTHENTICATE" => Needs::NotAuthenticated,
         "ENABLE" | "SELECT" | "EXAMINE" | "NAMESPACE" | "LIST" | "LSUB" | "STATUS" | "CREATE"
         | "DELETE" | "SUBSCRIBE" | "UNSUBSCRIBE" | "RENAME" | "GETQUOTAROOT" | "GETQUOTA"
-        | "SETQUOTA" | "APPEND" | "IDLE" => Needs::Authenticated,
+        | "SETQUOTA" | "APPEND" | "IDLE" | "COMPRESS" => Needs::Authenticated,
         "STORE" | "EXPUNGE" | "MOVE" => Needs::Writable,
         _ => Needs::Selected,
     }
@@ -105,6 +105,8 @@ pub enum Command {
     GetQuota(Option<String>),
     SetQuota,
     Idle,
+    /// COMPRESS (RFC 4978) with its mechanism, upper-cased.
+    Compress(String),
     // Selected (RFC 9051 §6.4; UNSELECT is RFC 3691, MOVE RFC 6851).
     Close,
     Unselect,
@@ -262,6 +264,7 @@ fn arity(name: &str, uid: bool) -> Option<(usize, usize, String)> {
         "DELETE" | "SUBSCRIBE" | "UNSUBSCRIBE" => (1, 1, format!("{name} needs a mailbox name")),
         "RENAME" => (2, 2, "RENAME needs two mailbox names".into()),
         "GETQUOTAROOT" | "GETQUOTA" => (1, 1, format!("{name} needs one argument")),
+        "COMPRESS" => (1, 1, "COMPRESS needs a mechanism".into()),
         "EXPUNGE" => {
             let n = usize::from(uid);
             (n, n, "Invalid EXPUNGE arguments".into())
@@ -313,6 +316,7 @@ fn command(name: &str, args: &[Value], uid: bool, utf8: bool) -> Result<Command,
         "SETQUOTA" => Command::SetQuota,
         "APPEND" => return Err("APPEND needs a message literal".into()),
         "IDLE" => Command::Idle,
+        "COMPRESS" => Command::Compress(args[0].text()?.to_ascii_uppercase()),
         "CLOSE" => Command::Close,
         "UNSELECT" => Command::Unselect,
         "EXPUNGE" => Command::Expunge(args.first().map(sequence_set_arg).transpose()?),

@@ -14,7 +14,7 @@ use std::io;
 const CAPABILITIES: &str = "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE \
     UNSELECT CHILDREN MOVE UIDPLUS SPECIAL-USE LIST-EXTENDED LIST-STATUS STATUS=SIZE CONDSTORE \
     QRESYNC ESEARCH SEARCHRES BINARY UTF8=ACCEPT QUOTA QUOTA=RES-STORAGE WITHIN CREATE-SPECIAL-USE PREVIEW MULTIAPPEND \
-    SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES";
+    SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES COMPRESS=DEFLATE";
 
 impl Session {
     pub(super) fn capabilities(&self) -> String {
@@ -93,6 +93,26 @@ impl Session {
             log::info!("imap {}: TLS handshake failed: {e}", self.conn.peer);
             return Ok(Reply::End(super::End::Closed));
         }
+        Ok(Reply::Done)
+    }
+
+    /// COMPRESS DEFLATE (RFC 4978): the tagged OK goes out uncompressed, everything after
+    /// it in both directions is DEFLATE.
+    pub(super) async fn compress(&mut self, tag: &str, mechanism: &str) -> io::Result<Reply> {
+        if mechanism != "DEFLATE" {
+            return Ok(Reply::Bad("Unknown compression mechanism".into()));
+        }
+        if self.conn.is_compressed() {
+            return Ok(Reply::No(
+                "[COMPRESSIONACTIVE] DEFLATE is already active".into(),
+            ));
+        }
+        self.tagged(tag, "OK DEFLATE active");
+        if let Err(e) = self.conn.start_deflate().await {
+            log::info!("imap {}: starting COMPRESS failed: {e}", self.conn.peer);
+            return Ok(Reply::End(super::End::Closed));
+        }
+        log::info!("imap {}: COMPRESS DEFLATE active", self.conn.peer);
         Ok(Reply::Done)
     }
 

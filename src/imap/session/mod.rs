@@ -460,6 +460,7 @@ impl Session {
                 "[NOPERM] Quotas are set by the administrator (letterbox user quota)".into(),
             )),
             Command::Idle => self.idle(tag).await,
+            Command::Compress(mechanism) => self.compress(tag, &mechanism).await,
             Command::Close => self.close(tag, true).await,
             Command::Unselect => self.close(tag, false).await,
             Command::Expunge(uids) => self.expunge(tag, uids).await,
