@@ -85,6 +85,12 @@ impl Store {
         Ok(out)
     }
 
+    /// One message record of a mailbox, by UID.
+    pub fn message(&self, mailbox_id: u64, uid: u32) -> Result<Option<MessageRecord>> {
+        let txn = self.read_txn()?;
+        Ok(self.db.messages.get(&txn, &message_key(mailbox_id, uid))?)
+    }
+
     /// All messages of a mailbox in UID order.
     pub fn messages(&self, mailbox_id: u64) -> Result<Vec<(u32, MessageRecord)>> {
         let txn = self.read_txn()?;

@@ -1175,3 +1175,52 @@ def test_compress_deflate(server):
     )
     assert command(b"c8 LOGOUT", b"c8")[-1] == b"c8 OK LOGOUT completed\r\n"
     raw.close()
+
+
+def test_catenate_builds_a_message_from_parts(server):
+    """CATENATE (RFC 4469): TEXT literals and URLs to (parts of) stored messages."""
+    attachment = b"ATTACHMENT-" + new_token().encode()
+    source = (
+        b"From: a@example.org\r\nSubject: with attachment\r\nContent-Type: multipart/mixed; boundary=b1\r\n\r\n"
+        b"--b1\r\nContent-Type: text/plain\r\n\r\nfirst part\r\n"
+        b"--b1\r\nContent-Type: application/octet-stream\r\n\r\n" + attachment + b"\r\n--b1--\r\n"
+    )
+    imap = imaps_login(server)
+    ok(imap.append("INBOX", None, None, source))
+    ok(imap.select("INBOX"))
+    validity = int(imap.response("UIDVALIDITY")[1][0])
+    uid = int(ok(imap.uid("SEARCH", "ALL"))[0].split()[-1])
+    imap.logout()
+
+    raw = login_raw(server)
+    head = b"From: me@example.org\r\nSubject: forward\r\nContent-Type: multipart/mixed; boundary=zz\r\n\r\n--zz\r\n\r\nsee below\r\n--zz\r\n"
+    tail = b"\r\n--zz--\r\n"
+    url = f"/INBOX;UIDVALIDITY={validity}/;UID={uid}/;SECTION=2.MIME".encode()
+    url_body = f"/INBOX/;UID={uid}/;SECTION=2".encode()
+    line = (b"c1 APPEND Drafts (\\Draft) CATENATE (TEXT {%d+}\r\n" % len(head) + head
+            + b' URL "' + url + b'" URL "' + url_body + b'" TEXT {%d+}\r\n' % len(tail) + tail + b")\r\n")
+    raw.send(line)
+    reply = raw.until_tagged(b"c1")[-1]
+    assert re.fullmatch(rb"c1 OK \[APPENDUID \d+ \d+\] APPEND completed\r\n", reply), reply
+    expected = head + b"Content-Type: application/octet-stream\r\n\r\n" + attachment + tail
+    raw.send(b"c2 SELECT Drafts\r\n")
+    raw.until_tagged(b"c2")
+    raw.send(b"c3 FETCH 1 (FLAGS BODY.PEEK[])\r\n")
+    fetched = b"".join(raw.until_tagged(b"c3"))
+    assert b"FLAGS (\\Draft \\Recent)" in fetched, fetched
+    assert b"{%d}\r\n" % len(expected) + expected in fetched, fetched
+    # A URL alone fits on one line; PARTIAL takes a range.
+    raw.send(b'c4 APPEND Drafts CATENATE (URL "/INBOX/;UID=%d/;PARTIAL=0.4")\r\n' % uid)
+    assert raw.until_tagged(b"c4")[-1].startswith(b"c4 OK [APPENDUID")
+    raw.send(b"c5 FETCH 2 BODY.PEEK[]\r\n")
+    assert b"{4}\r\nFrom" in b"".join(raw.until_tagged(b"c5"))
+    # URLs that name nothing get [BADURL].
+    for bad in [f"/INBOX;UIDVALIDITY={validity + 1}/;UID={uid}", f"/INBOX/;UID={uid + 100}",
+                f"/Nowhere/;UID={uid}", "/INBOX", "imap://other.test/INBOX/;UID=1/;URLAUTH=x"]:
+        raw.send(b'c6 APPEND Drafts CATENATE (URL "' + bad.encode() + b'")\r\n')
+        assert raw.until_tagged(b"c6")[-1] == f"c6 NO [BADURL {bad}] No such message\r\n".encode(), bad
+    raw.send(b"c7 APPEND Drafts CATENATE ()\r\n")
+    assert raw.until_tagged(b"c7")[-1].startswith(b"c7 BAD")
+    raw.send(b'c8 APPEND Nowhere CATENATE (URL "/INBOX/;UID=%d")\r\n' % uid)
+    assert raw.until_tagged(b"c8")[-1] == b"c8 NO [TRYCREATE] No such mailbox\r\n"
+    raw.close()

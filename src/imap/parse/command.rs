@@ -107,6 +107,8 @@ pub enum Command {
     Idle,
     /// COMPRESS (RFC 4978) with its mechanism, upper-cased.
     Compress(String),
+    /// APPEND with CATENATE (RFC 4469); other APPENDs stream their literal.
+    Catenate(super::url::Catenate),
     // Selected (RFC 9051 §6.4; UNSELECT is RFC 3691, MOVE RFC 6851).
     Close,
     Unselect,
@@ -314,7 +316,10 @@ fn command(name: &str, args: &[Value], uid: bool, utf8: bool) -> Result<Command,
         "GETQUOTAROOT" => Command::GetQuotaRoot(mailbox(0)?),
         "GETQUOTA" => Command::GetQuota(args[0].text().ok()),
         "SETQUOTA" => Command::SetQuota,
-        "APPEND" => return Err("APPEND needs a message literal".into()),
+        "APPEND" => match super::url::catenate(args, utf8)? {
+            Some(catenate) => Command::Catenate(catenate),
+            None => return Err("APPEND needs a message literal".into()),
+        },
         "IDLE" => Command::Idle,
         "COMPRESS" => Command::Compress(args[0].text()?.to_ascii_uppercase()),
         "CLOSE" => Command::Close,

@@ -19,7 +19,7 @@ pub enum Section {
 }
 
 /// Parses the text between the brackets of BODY[...] (already upper-cased).
-fn parse_section(text: &str) -> Result<Section, String> {
+pub(super) fn parse_section(text: &str) -> Result<Section, String> {
     let mut rest = text.trim();
     let mut path = Vec::new();
     loop {

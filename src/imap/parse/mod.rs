@@ -15,6 +15,7 @@ pub mod fetch;
 pub mod mailbox;
 pub mod search;
 pub mod sort;
+pub mod url;
 
 pub use command::{
     append_continuation, append_request, needs, parse_request, Append, Capability, Command,
@@ -24,6 +25,7 @@ pub use fetch::{fetch_items, FetchItem, FetchModifiers, Section};
 pub use mailbox::{list_request, mailbox_name, status_items, ListRequest, Qresync, StatusItem};
 pub use search::{search_keys, search_return, SearchKey, SearchReturn};
 pub use sort::{Sort, SortBy, Thread, ThreadBy};
+pub use url::{CatPart, Catenate, ImapUrl};
 
 use crate::mail::date::{days_from_civil, month_number};
 use crate::store::flags;
@@ -303,7 +305,15 @@ pub fn tag_of(command: &[u8]) -> Option<String> {
 /// already complete), which the reader streams instead of reading into memory.
 pub fn is_append_message(head: &[u8]) -> bool {
     match parse_command(head) {
-        Ok(c) => c.name == "APPEND" && !c.args.is_empty(),
+        // A CATENATE's literals are parts, read with the command.
+        Ok(c) => {
+            c.name == "APPEND"
+                && !c.args.is_empty()
+                && !c
+                    .args
+                    .iter()
+                    .any(|a| matches!(a, Value::Atom(x) if x.eq_ignore_ascii_case("CATENATE")))
+        }
         Err(_) => false,
     }
 }

@@ -1,5 +1,5 @@
 //! APPEND (RFC 9051 §6.3.12) with APPENDUID (RFC 4315 §3), APPENDLIMIT (RFC 7889),
-//! MULTIAPPEND (RFC 3502),
+//! MULTIAPPEND (RFC 3502), CATENATE (RFC 4469),
 //! LITERAL+ (RFC 7888) and BINARY's literal8 (RFC 3516 §4.4).
 //!
 //! The reader hands over the command up to the message literal; the message itself is
@@ -7,11 +7,16 @@
 //! Refusals come before the literal is read. A refused non-synchronising literal is on
 //! its way already: it is read and dropped (up to APPENDLIMIT; a larger one ends the
 //! session), and the session goes on.
+//!
+//! A CATENATE is read as an ordinary command, its TEXT literals with it (so they are
+//! bounded by the command limit, 64 KiB); large content comes by URL, from messages of the
+//! same account, and the message is put together in memory (at most APPENDLIMIT).
 
 use super::{store_error_text, End, Flow, Reply, Session};
 use crate::clock::unix_now;
 use crate::imap::parse::{
-    append_continuation, append_request, needs, trailing_literal, trim_crlf, Flags,
+    append_continuation, append_request, needs, trailing_literal, trim_crlf, CatPart, Catenate,
+    Flags,
 };
 use crate::limits::MAX_IMAP_LINE;
 use crate::net::Line;
@@ -118,6 +123,39 @@ impl Session {
             messages.push((flags, date, body));
         }
         self.store_appended(&tag, &append.mailbox, messages).await
+    }
+
+    /// APPEND with CATENATE (RFC 4469): the message is put together from its TEXT parts
+    /// and the message parts its URLs name, then stored as any APPEND.
+    pub(super) async fn catenate(&mut self, tag: &str, catenate: Catenate) -> io::Result<Reply> {
+        let Catenate {
+            mailbox,
+            flags,
+            date,
+            parts,
+        } = catenate;
+        if flags.keywords.len() > super::MAX_KEYWORDS {
+            let text = format!("[LIMIT] At most {} keywords", super::MAX_KEYWORDS);
+            return Ok(Reply::No(text));
+        }
+        let account = self.account();
+        let limit = self.append_limit();
+        let built = self
+            .blocking(move |s| put_together(s, &account, parts, limit))
+            .await?;
+        let body = match built {
+            Ok(Ok(body)) => body,
+            Ok(Err(no)) => return Ok(no),
+            Err(e) => return Ok(Reply::No(store_error_text(&e))),
+        };
+        if let Err(no) = self.append_allowed(&mailbox, body.len() as u64).await? {
+            return Ok(no);
+        }
+        let messages = vec![(flags, date, Spooled::Memory(body))];
+        Ok(match self.store_appended(tag, &mailbox, messages).await? {
+            Some(end) => Reply::End(end),
+            None => Reply::Done,
+        })
     }
 
     /// Answers a refused APPEND. A non-synchronising literal's bytes are already on the
@@ -299,4 +337,53 @@ fn storable(body: Spooled) -> Spooled {
         Some(bytes) => Spooled::Memory(bytes),
         None => body,
     }
+}
+
+/// The message a CATENATE describes, or the NO to answer: `[BADURL url]` for a URL that
+/// names nothing of this account, `[TOOBIG]` past APPENDLIMIT.
+fn put_together(
+    store: &crate::store::Store,
+    account: &str,
+    parts: Vec<CatPart>,
+    limit: u64,
+) -> crate::store::Result<Result<Vec<u8>, Reply>> {
+    use crate::imap::message::{partial, section_bytes};
+    let mut out = Vec::new();
+    for part in parts {
+        match part {
+            CatPart::Text(bytes) => out.extend_from_slice(&bytes),
+            CatPart::Url(text, url) => {
+                let bad = || Reply::No(format!("[BADURL {text}] No such message"));
+                let Some(url) = url else {
+                    return Ok(Err(bad()));
+                };
+                let Some(mailbox) = store.mailbox(account, &url.mailbox)? else {
+                    return Ok(Err(bad()));
+                };
+                if url.uid_validity.is_some_and(|v| v != mailbox.uid_validity) {
+                    return Ok(Err(bad()));
+                }
+                let Some(record) = store.message(mailbox.id, url.uid)? else {
+                    return Ok(Err(bad()));
+                };
+                if out.len() as u64 + record.size > limit.saturating_mul(2) {
+                    return Ok(Err(Reply::No(
+                        "[TOOBIG] Message exceeds APPENDLIMIT".into(),
+                    )));
+                }
+                let raw = store.read_message(&record)?;
+                let bytes = match &url.section {
+                    Some(section) => section_bytes(&raw, section),
+                    None => raw,
+                };
+                out.extend_from_slice(partial(&bytes, url.partial));
+            }
+        }
+        if out.len() as u64 > limit {
+            return Ok(Err(Reply::No(
+                "[TOOBIG] Message exceeds APPENDLIMIT".into(),
+            )));
+        }
+    }
+    Ok(Ok(out))
 }

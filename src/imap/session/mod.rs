@@ -461,6 +461,7 @@ impl Session {
             )),
             Command::Idle => self.idle(tag).await,
             Command::Compress(mechanism) => self.compress(tag, &mechanism).await,
+            Command::Catenate(catenate) => self.catenate(tag, catenate).await,
             Command::Close => self.close(tag, true).await,
             Command::Unselect => self.close(tag, false).await,
             Command::Expunge(uids) => self.expunge(tag, uids).await,
