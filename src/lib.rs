@@ -9,7 +9,7 @@
 //!    normalisation), [`mail`] (header/body split, header fields, dates, DSNs).
 //! 2. [`config`]: typed TOML configuration with the embedded default.
 //! 3. [`limits`]: the fixed protocol-level caps.
-//! 4. Platform: [`tls`] (rustls server and client configurations, the self-signed
+//! 4. Platform: [`alloc`] (the static binaries' allocator), [`tls`] (rustls server and client configurations, the self-signed
 //!    certificate), [`dns`] (one resolver, typed lookups), [`net`] (the connection type
 //!    with bounded line reading; dot-stuffing), [`privilege`] (dropping root),
 //!    [`signals`] (SIGHUP / SIGTERM / SIGINT).
@@ -32,6 +32,7 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod address;
+pub mod alloc;
 pub mod auth;
 pub mod cli;
 pub mod clock;

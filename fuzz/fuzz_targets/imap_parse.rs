@@ -1,7 +1,8 @@
 //! The IMAP command parser, the typed command parsers (every command, and APPEND's head)
 //! and the argument helpers must never panic, whatever the bytes; neither must
-//! ENVELOPE/BODYSTRUCTURE on arbitrary message bytes. The parser is pure: the same bytes
-//! must give the same typed command twice.
+//! ENVELOPE/BODYSTRUCTURE, the address, sort-field and binary-part helpers and the
+//! threading algorithms on arbitrary message bytes, nor the IMAP URL parser. The parser is
+//! pure: the same bytes must give the same typed command twice.
 #![no_main]
 use letterbox::imap::parse::{
     append_request, fetch_items, parse_command, parse_date_time, parse_flags, parse_request,
@@ -33,6 +34,30 @@ fuzz_target!(|input: &[u8]| {
         }
     }
     let _ = letterbox::mail::structure::describe(input, true);
+    let _ = letterbox::mail::address::parse(input);
+    let text = String::from_utf8_lossy(input);
+    let _ = letterbox::imap::parse::url::imap_url(&text);
+    let (base, _) = letterbox::mail::sortkeys::base_subject(&text);
+    assert_eq!(letterbox::mail::sortkeys::base_subject(&base).0, base, "base subjects are fixed points");
+    // The input as one message, and its lines as the headers of several, threaded.
+    let keys: Vec<_> = std::iter::once(input)
+        .chain(input.split(|&b| b == b'\n').take(64))
+        .map(letterbox::mail::sortkeys::sort_keys)
+        .collect();
+    let items: Vec<letterbox::imap::thread::Item> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, keys)| letterbox::imap::thread::Item {
+            number: i as u32 + 1,
+            sent: keys.sent.unwrap_or(0),
+            keys,
+        })
+        .collect();
+    let _ = letterbox::imap::thread::references(&items);
+    let _ = letterbox::imap::thread::ordered_subject(&items);
+    if let Some(rewritten) = letterbox::mail::binary::encode_binary_parts(input) {
+        assert!(!rewritten.is_empty());
+    }
     // BINARY decoding of every part path up to 3 levels.
     for path in [&[][..], &[1], &[2], &[1, 1], &[2, 1, 3]] {
         let _ = letterbox::imap::message::binary_section(input, path);
