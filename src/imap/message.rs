@@ -118,15 +118,24 @@ fn body_contains(message: &[u8], needle: &str) -> bool {
     // Decoding costs a parse of every part: only for messages of a sensible size.
     if message.len() <= MAX_DECODED_SEARCH && needs_decoding(message) {
         if let Some(parsed) = mail_parser::MessageParser::default().parse(message) {
-            return parsed.parts.iter().any(|part| match &part.body {
-                mail_parser::PartType::Text(text) | mail_parser::PartType::Html(text) => {
-                    contains_ci(text.as_bytes(), needle)
-                }
-                _ => false,
-            });
+            return text_parts_contain(&parsed, needle, 0);
         }
     }
     contains_ci(mail::split(message).body(message), needle)
+}
+
+/// Whether a decoded text part of `message`, or of a message attached to it (up to a few
+/// levels), holds `needle`.
+fn text_parts_contain(message: &mail_parser::Message, needle: &str, depth: usize) -> bool {
+    message.parts.iter().any(|part| match &part.body {
+        mail_parser::PartType::Text(text) | mail_parser::PartType::Html(text) => {
+            contains_ci(text.as_bytes(), needle)
+        }
+        mail_parser::PartType::Message(inner) if depth < 8 => {
+            text_parts_contain(inner, needle, depth + 1)
+        }
+        _ => false,
+    })
 }
 
 /// Messages larger than this are searched as stored, not decoded.
@@ -223,7 +232,10 @@ pub fn matches(
         Keyword(k, on) => c.record.keywords.iter().any(|x| x.eq_ignore_ascii_case(k)) == *on,
         Header(field, needle) => content().is_some_and(|m| {
             let header = mail::header_of(&m);
-            if is_address_field(field) {
+            if needle.is_empty() {
+                // An empty string matches every message that has the field.
+                mail::fields(header).any(|f| f.is(field))
+            } else if is_address_field(field) {
                 address_matches(header, field, needle)
             } else {
                 mail::fields(header).any(|f| f.is(field) && field_contains(&f, needle))

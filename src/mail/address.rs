@@ -219,6 +219,11 @@ pub fn parse(raw: &[u8]) -> Vec<Entry> {
                     }
                     i += 1;
                 }
+                if matches!(tokens.get(i), Some(Token::Special(b'<'))) {
+                    // `user@host <user@host>`: what came first is the display name.
+                    words.push(format!("{local}@{}", dotted(&domain)));
+                    continue;
+                }
                 out.push(Entry::Mailbox(Mailbox {
                     name: comment.take(),
                     route: None,
@@ -368,6 +373,10 @@ mod tests {
         assert_eq!(
             parse(b"group2: (foo) ;"),
             [Entry::GroupStart("group2".into()), Entry::GroupEnd]
+        );
+        assert_eq!(
+            parse(b"joe@x.test <joe@x.test>"),
+            [mailbox(Some("joe@x.test"), None, "joe", Some("x.test"))]
         );
         for junk in [
             &b""[..],

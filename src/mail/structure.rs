@@ -80,13 +80,13 @@ fn line_count(raw: &[u8]) -> usize {
 
 /// An address list as ENVELOPE shows it: `((name adl mailbox host)...)`, groups as
 /// `(NIL NIL name NIL)` ... `(NIL NIL NIL NIL)` (RFC 3501 §7.4.2), from the raw field.
-fn addresses(raw: Option<&str>) -> String {
+fn addresses(raw: Option<&[u8]>) -> String {
     use super::address::{parse, Entry};
     let Some(raw) = raw else {
         return "NIL".into();
     };
     let mut out = String::new();
-    for entry in parse(raw.as_bytes()) {
+    for entry in parse(raw) {
         match entry {
             Entry::Mailbox(m) => out.push_str(&format!(
                 "({} {} {} {})",
@@ -107,7 +107,13 @@ fn addresses(raw: Option<&str>) -> String {
 }
 
 fn envelope(m: &Message) -> String {
-    let field = |name: HeaderName| addresses(m.header_raw(name));
+    // The field's bytes as written (8-bit ones too, which `header_raw` would refuse).
+    let field = |name: HeaderName| {
+        let header = m.parts.first()?.headers.iter().find(|h| h.name == name)?;
+        m.raw_message
+            .get(header.offset_start as usize..header.offset_end as usize)
+    };
+    let field = |name: HeaderName| addresses(field(name));
     let from = field(HeaderName::From);
     // Sender and Reply-To default to From (RFC 3501 §7.4.2).
     let or_from = |list: String| if list == "NIL" { from.clone() } else { list };
@@ -285,6 +291,17 @@ mod tests {
                 "((NIL NIL \"group1\" NIL)(NIL NIL \"a\" \"b.example\")(NIL NIL NIL NIL)\
                  (NIL NIL \"group2\" NIL)(NIL NIL NIL NIL))"
             ),
+            "{env}"
+        );
+    }
+
+    #[test]
+    fn eight_bit_address_fields_keep_their_addresses() {
+        let raw = b"From: J\xf6rg <j@x.test>\r\nTo: a@b.test <a@b.test>\r\n\r\nx\r\n";
+        let (env, _) = describe(raw, false);
+        assert!(env.contains("NIL \"j\" \"x.test\"))"), "{env}");
+        assert!(
+            env.contains("((\"a@b.test\" NIL \"a\" \"b.test\"))"),
             "{env}"
         );
     }

@@ -300,8 +300,9 @@ fn settle(nested: RwTxn, kept: bool) -> Result<()> {
 }
 
 /// Runs the batch in one transaction and commits it; `Ok(true)` when a job changed what
-/// sessions see. The jobs come back to be answered with the outcome. A job that fails,
-/// panics included, fails alone: its nested transaction is dropped and the others go on.
+/// sessions see. The jobs come back to be answered with the outcome. A job that fails
+/// fails alone: its nested transaction is dropped and the others go on. So does one that
+/// panics, where panics unwind (tests, debug builds); release builds abort on a panic.
 /// Only an error of the batch's own transaction fails them all (and skips those not yet
 /// run).
 pub(super) fn commit_batch(store: &Store, batch: Vec<Job>) -> (Vec<Done>, Result<bool>) {

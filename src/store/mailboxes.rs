@@ -419,6 +419,7 @@ impl Store {
             .db
             .mailboxes
             .get(txn, &target_key)?
+            .filter(|m| !m.noselect)
             .ok_or_else(|| StoreError::NotFound(format!("mailbox {to}")))?;
         let mut pairs = Vec::with_capacity(uids.len());
         for &uid in uids {

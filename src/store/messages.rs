@@ -36,8 +36,12 @@ impl Store {
     ) -> Result<Mailbox> {
         let key = mailbox_key(account, name);
         match self.db.mailboxes.get(txn, &key)? {
-            // A `\Noselect` parent comes back as an empty mailbox, with a new UIDVALIDITY.
+            // A `\Noselect` parent comes back as an empty mailbox, with a new UIDVALIDITY
+            // (and nothing of the old one left behind).
             Some(old) if old.noselect => {
+                let uids = self.uids_txn(txn, old.id)?;
+                self.expunge_txn(txn, account, old.id, &uids)?;
+                self.db.recent.delete(txn, &old.id)?;
                 self.db.mailboxes.delete(txn, &key)?;
             }
             Some(_) => return Err(StoreError::Exists(format!("mailbox {name}"))),
@@ -69,6 +73,16 @@ impl Store {
             .mailboxes
             .get(&txn, &mailbox_key(account, name))?
             .filter(|m| !m.noselect))
+    }
+
+    /// Whether a mailbox name is taken, by a mailbox or a `\Noselect` parent.
+    pub fn name_exists(&self, account: &str, name: &str) -> Result<bool> {
+        let txn = self.read_txn()?;
+        Ok(self
+            .db
+            .mailboxes
+            .get(&txn, &mailbox_key(account, name))?
+            .is_some())
     }
 
     /// Every mailbox of an account, `\Noselect` parents included (LIST shows them).

@@ -1223,4 +1223,14 @@ def test_catenate_builds_a_message_from_parts(server):
     assert raw.until_tagged(b"c7")[-1].startswith(b"c7 BAD")
     raw.send(b'c8 APPEND Nowhere CATENATE (URL "/INBOX/;UID=%d")\r\n' % uid)
     assert raw.until_tagged(b"c8")[-1] == b"c8 NO [TRYCREATE] No such mailbox\r\n"
+    # A mailbox called CATENATE is a mailbox (this crashed the server), a part that is not
+    # there names nothing, and a URL cannot smuggle a line break into the reply.
+    raw.send(b"c9 APPEND CATENATE (x)\r\n")
+    assert raw.until_tagged(b"c9")[-1] == b"c9 BAD APPEND needs a message literal\r\n"
+    raw.send(b'c10 APPEND Drafts CATENATE (URL "/INBOX/;UID=%d/;SECTION=7")\r\n' % uid)
+    assert raw.until_tagged(b"c10")[-1] == b"c10 NO [BADURL /INBOX/;UID=%d/;SECTION=7] No such message\r\n" % uid
+    raw.send(b"c11 APPEND Drafts CATENATE (URL {10+}\r\n/x]\r\n* BYE)\r\n")
+    assert raw.until_tagged(b"c11")[-1] == b"c11 NO [BADURL /x* BYE] No such message\r\n"
+    raw.send(b"c12 NOOP\r\n")
+    assert raw.until_tagged(b"c12")[-1] == b"c12 OK NOOP completed\r\n"
     raw.close()

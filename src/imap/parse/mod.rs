@@ -306,14 +306,7 @@ pub fn tag_of(command: &[u8]) -> Option<String> {
 pub fn is_append_message(head: &[u8]) -> bool {
     match parse_command(head) {
         // A CATENATE's literals are parts, read with the command.
-        Ok(c) => {
-            c.name == "APPEND"
-                && !c.args.is_empty()
-                && !c
-                    .args
-                    .iter()
-                    .any(|a| matches!(a, Value::Atom(x) if x.eq_ignore_ascii_case("CATENATE")))
-        }
+        Ok(c) => c.name == "APPEND" && !c.args.is_empty() && url::catenate_at(&c.args).is_none(),
         Err(_) => false,
     }
 }

@@ -38,10 +38,8 @@ const MAX_PARTS: usize = 64;
 
 /// APPEND's arguments when they are a CATENATE; `Ok(None)` when they are not one.
 pub fn catenate(args: &[Value], utf8: bool) -> Result<Option<Catenate>, String> {
-    let Some(at) = args
-        .iter()
-        .position(|v| matches!(v, Value::Atom(a) if a.eq_ignore_ascii_case("CATENATE")))
-    else {
+    // After the mailbox: a mailbox may itself be called CATENATE.
+    let Some(at) = catenate_at(args) else {
         return Ok(None);
     };
     let (Some(first), [Value::List(items)]) = (args.first(), &args[at + 1..]) else {
@@ -86,6 +84,14 @@ pub fn catenate(args: &[Value], utf8: bool) -> Result<Option<Catenate>, String> 
     }))
 }
 
+/// Where the `CATENATE` atom is among APPEND's arguments (never the mailbox, first).
+pub fn catenate_at(args: &[Value]) -> Option<usize> {
+    args.iter()
+        .skip(1)
+        .position(|v| matches!(v, Value::Atom(a) if a.eq_ignore_ascii_case("CATENATE")))
+        .map(|p| p + 1)
+}
+
 /// `%XX` decoding; `None` for a malformed escape or bytes that are not UTF-8.
 fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
@@ -108,7 +114,13 @@ fn percent_decode(text: &str) -> Option<String> {
 pub fn imap_url(text: &str) -> Option<ImapUrl> {
     let path = match text.get(..7) {
         Some(scheme) if scheme.eq_ignore_ascii_case("imap://") => {
-            &text[7 + text[7..].find('/')?..]
+            let rest = &text[7..];
+            let slash = rest.find('/')?;
+            // `user@host`: a URL for some (maybe other) user's mailbox is not ours to follow.
+            if rest[..slash].contains('@') {
+                return None;
+            }
+            &rest[slash..]
         }
         _ => text,
     };
@@ -121,7 +133,10 @@ pub fn imap_url(text: &str) -> Option<ImapUrl> {
         None => (first, None),
     };
     let mailbox = percent_decode(mailbox)?;
-    let mailbox = super::super::mutf7::decode(&mailbox).unwrap_or(mailbox);
+    let mut mailbox = super::super::mutf7::decode(&mailbox).unwrap_or(mailbox);
+    if mailbox.eq_ignore_ascii_case("INBOX") {
+        mailbox = "INBOX".into();
+    }
     let mut url = ImapUrl {
         mailbox,
         uid_validity: validity,
@@ -180,6 +195,7 @@ mod tests {
             "/INBOX/;UID=1/;UID=2",
             "/a%2/;UID=1",
             "imap://nohost",
+            "imap://bob@mx.test/INBOX/;UID=1",
         ] {
             assert_eq!(imap_url(bad), None, "{bad}");
         }
@@ -198,6 +214,10 @@ mod tests {
         assert!(matches!(&cat.parts[0], CatPart::Url(u, Some(_)) if u == "/Drafts/;UID=2"));
         let c = parse_command(b"a APPEND Drafts (\\Seen)").unwrap();
         assert_eq!(catenate(&c.args, false), Ok(None));
+        // A mailbox called CATENATE is a mailbox (this used to panic).
+        let c = parse_command(b"a APPEND CATENATE (x)").unwrap();
+        assert_eq!(catenate(&c.args, false), Ok(None));
+        assert_eq!(imap_url("/inbox/;UID=1").unwrap().mailbox, "INBOX");
         for bad in [
             &b"a APPEND Drafts CATENATE ()"[..],
             b"a APPEND Drafts CATENATE (TEXT)",

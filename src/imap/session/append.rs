@@ -348,12 +348,18 @@ fn put_together(
     limit: u64,
 ) -> crate::store::Result<Result<Vec<u8>, Reply>> {
     use crate::imap::message::{partial, section_bytes};
+    use crate::imap::parse::Section;
     let mut out = Vec::new();
     for part in parts {
         match part {
             CatPart::Text(bytes) => out.extend_from_slice(&bytes),
             CatPart::Url(text, url) => {
-                let bad = || Reply::No(format!("[BADURL {text}] No such message"));
+                // url-resp-text (RFC 4469 §6): no CR, LF or "]" in the code.
+                let shown: String = text
+                    .chars()
+                    .filter(|&c| c.is_ascii() && !c.is_ascii_control() && c != ']')
+                    .collect();
+                let bad = || Reply::No(format!("[BADURL {shown}] No such message"));
                 let Some(url) = url else {
                     return Ok(Err(bad()));
                 };
@@ -376,6 +382,10 @@ fn put_together(
                     Some(section) => section_bytes(&raw, section),
                     None => raw,
                 };
+                // A part that is not there reads as empty: a URL naming nothing.
+                if bytes.is_empty() && matches!(url.section, Some(Section::Part(..))) {
+                    return Ok(Err(bad()));
+                }
                 out.extend_from_slice(partial(&bytes, url.partial));
             }
         }

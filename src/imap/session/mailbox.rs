@@ -397,7 +397,8 @@ impl Session {
                 let parts: Vec<&str> = mailbox.split('/').collect();
                 for i in 1..parts.len() {
                     let parent = parts[..i].join("/");
-                    if s.mailbox(&account, &parent)?.is_none() {
+                    // A `\Noselect` parent stays one: only a missing name is created.
+                    if !s.name_exists(&account, &parent)? {
                         s.create_mailbox(&account, &parent)?;
                     }
                 }
