@@ -147,17 +147,10 @@ fn structure(m: &Message, id: usize, extended: bool, depth: usize) -> String {
         None if part.is_multipart() => ("multipart".into(), Some("mixed".into())),
         None => ("text".into(), Some("plain".into())),
     };
-    let params = match content_type.and_then(|ct| ct.attributes()) {
-        Some(attrs) if !attrs.is_empty() => format!(
-            "({})",
-            attrs
-                .iter()
-                .map(|a| format!("{} {}", quote(&a.name), quote(&a.value)))
-                .collect::<Vec<_>>()
-                .join(" ")
-        ),
-        _ if ctype == "text" => "(\"charset\" \"us-ascii\")".into(),
-        _ => "NIL".into(),
+    let params = match param_list(content_type.and_then(|ct| ct.attributes())) {
+        Some(list) => list,
+        None if ctype == "text" => "(\"charset\" \"us-ascii\")".into(),
+        None => "NIL".into(),
     };
     if let PartType::Multipart(children) = &part.body {
         if depth < MAX_DEPTH {
@@ -224,21 +217,21 @@ fn structure(m: &Message, id: usize, extended: bool, depth: usize) -> String {
     out
 }
 
+/// `("name" "value" ...)` of a Content-Type or Content-Disposition; `None` without any.
+fn param_list(attrs: Option<&[mail_parser::Attribute]>) -> Option<String> {
+    let attrs = attrs.filter(|a| !a.is_empty())?;
+    let pairs: Vec<String> = attrs
+        .iter()
+        .map(|a| format!("{} {}", quote(&a.name), quote(&a.value)))
+        .collect();
+    Some(format!("({})", pairs.join(" ")))
+}
+
 /// body-fld-dsp, body-fld-lang and body-fld-loc (RFC 3501 §7.4.2), each after a space.
 fn extension(part: &mail_parser::MessagePart) -> String {
     let disposition = match part.content_disposition() {
         Some(d) => {
-            let params = match d.attributes() {
-                Some(attrs) if !attrs.is_empty() => format!(
-                    "({})",
-                    attrs
-                        .iter()
-                        .map(|a| format!("{} {}", quote(&a.name), quote(&a.value)))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                ),
-                _ => "NIL".into(),
-            };
+            let params = param_list(d.attributes()).unwrap_or_else(|| "NIL".into());
             format!("({} {params})", quote(d.ctype()))
         }
         None => "NIL".into(),

@@ -19,11 +19,7 @@ impl Session {
             uid,
         } = sort;
         let uses_modseq = key.uses_modseq();
-        let found = match self.find(key, uid).await? {
-            Ok(found) => found,
-            Err(reply) => return Ok(reply),
-        };
-        let keyed = match self.with_keys(found).await? {
+        let keyed = match self.found_with_keys(key, uid).await? {
             Ok(keyed) => keyed,
             Err(reply) => return Ok(reply),
         };
@@ -61,11 +57,7 @@ impl Session {
             key,
             uid,
         } = thread;
-        let found = match self.find(key, uid).await? {
-            Ok(found) => found,
-            Err(reply) => return Ok(reply),
-        };
-        let keyed = match self.with_keys(found).await? {
+        let keyed = match self.found_with_keys(key, uid).await? {
             Ok(keyed) => keyed,
             Err(reply) => return Ok(reply),
         };
@@ -85,11 +77,17 @@ impl Session {
         self.finish(tag, "OK THREAD completed", uid).await
     }
 
-    /// The found messages with their sort fields (see [`crate::store::Store::sort_keys`]).
-    async fn with_keys(
+    /// The messages `key` finds, with their sort fields (see
+    /// [`crate::store::Store::sort_keys`]).
+    async fn found_with_keys(
         &mut self,
-        found: Vec<Found>,
+        key: crate::imap::parse::SearchKey,
+        uid: bool,
     ) -> io::Result<Result<Vec<(Found, SortKeys)>, Reply>> {
+        let found = match self.find(key, uid).await? {
+            Ok(found) => found,
+            Err(reply) => return Ok(Err(reply)),
+        };
         let blobs: Vec<(u64, u64)> = found
             .iter()
             .map(|f| (f.record.blob, f.record.size))
