@@ -129,6 +129,8 @@ pub enum FetchValue<'a> {
     /// BODY (false) or BODYSTRUCTURE (true) with the stored description.
     Structure(bool, &'a str),
     InternalDate(i64),
+    /// SAVEDATE (RFC 8514), NIL when unknown.
+    SaveDate(Option<i64>),
     Size(u64),
     ModSeq(u64),
     /// `BINARY.SIZE[part]` (RFC 3516 §4.3).
@@ -145,6 +147,8 @@ pub fn fetch_value(value: &FetchValue) -> String {
         FetchValue::Structure(true, body) => format!("BODYSTRUCTURE {body}"),
         FetchValue::Structure(false, body) => format!("BODY {body}"),
         FetchValue::InternalDate(t) => format!("INTERNALDATE \"{}\"", date_time(t)),
+        FetchValue::SaveDate(Some(t)) => format!("SAVEDATE \"{}\"", date_time(t)),
+        FetchValue::SaveDate(None) => "SAVEDATE NIL".into(),
         FetchValue::Size(size) => format!("RFC822.SIZE {size}"),
         FetchValue::ModSeq(modseq) => format!("MODSEQ ({modseq})"),
         FetchValue::BinarySize(path, size) => format!("BINARY.SIZE[{}] {size}", part_path(path)),
@@ -409,6 +413,11 @@ mod tests {
                 FetchValue::InternalDate(0),
                 "INTERNALDATE \"01-Jan-1970 00:00:00 +0000\"",
             ),
+            (
+                FetchValue::SaveDate(Some(86400)),
+                "SAVEDATE \"02-Jan-1970 00:00:00 +0000\"",
+            ),
+            (FetchValue::SaveDate(None), "SAVEDATE NIL"),
             (FetchValue::Size(12), "RFC822.SIZE 12"),
             (FetchValue::ModSeq(7), "MODSEQ (7)"),
             (FetchValue::BinarySize(&[1, 2], 30), "BINARY.SIZE[1.2] 30"),

@@ -214,6 +214,8 @@ pub struct Candidate<'a> {
     pub recent: bool,
     /// Unix time of the search (WITHIN).
     pub now: i64,
+    /// When it was saved into the mailbox, if known and asked for (SAVEDATE).
+    pub saved: Option<i64>,
 }
 
 /// Whether the message matches; `content` loads its bytes (only when a key needs them).
@@ -251,6 +253,10 @@ pub fn matches(
         Before(d) => day < *d,
         On(d) => day == *d,
         Since(d) => day >= *d,
+        SavedBefore(d) => saved_day(c) < *d,
+        SavedOn(d) => saved_day(c) == *d,
+        SavedSince(d) => saved_day(c) >= *d,
+        SaveDateSupported => true,
         SentBefore(d) => sent_day(content).is_some_and(|s| s < *d),
         SentOn(d) => sent_day(content).is_some_and(|s| s == *d),
         SentSince(d) => sent_day(content).is_some_and(|s| s >= *d),
@@ -266,6 +272,11 @@ pub fn matches(
         Or(a, b) => matches(a, c, content) || matches(b, c, content),
         And(keys) => keys.iter().all(|k| matches(k, c, content)),
     }
+}
+
+/// The day a message was saved (RFC 8514 §4: the internal date's when not known).
+fn saved_day(c: &Candidate) -> i64 {
+    c.saved.unwrap_or(c.record.internal_date).div_euclid(86400)
 }
 
 /// The calendar day of the Date: header as written (days since 1970), if it has one.
@@ -393,6 +404,8 @@ mod tests {
             record,
             recent: false,
             now: record.internal_date + 100,
+            // Saved two days after its internal date.
+            saved: Some(record.internal_date + 2 * 86400),
         };
         matches(&key, &cand, &mut || Some(Rc::new(message.to_vec())))
     }
@@ -425,6 +438,21 @@ mod tests {
         assert!(
             !check("SENTSINCE 1-Jan-1970", MSG),
             "no Date: header, no match"
+        );
+    }
+
+    #[test]
+    fn save_date_keys() {
+        // plain_record's internal date is day 0 (1 Jan 1970); saved on day 2.
+        let record = plain_record(MSG, 0);
+        let check = |query: &str| search_in(query, &record, MSG);
+        assert!(check("SAVEDON 3-Jan-1970") && !check("SAVEDON 1-Jan-1970"));
+        assert!(check("SAVEDSINCE 2-Jan-1970") && !check("SAVEDSINCE 4-Jan-1970"));
+        assert!(check("SAVEDBEFORE 4-Jan-1970") && !check("SAVEDBEFORE 3-Jan-1970"));
+        assert!(check("SAVEDATESUPPORTED"));
+        assert!(
+            check("ON 1-Jan-1970"),
+            "the internal date stays the internal date"
         );
     }
 

@@ -429,6 +429,7 @@ impl Store {
             };
             if remove {
                 self.db.messages.delete(txn, &key)?;
+                self.db.save_dates.delete(txn, &key)?;
                 // The copy below counts it again.
                 self.adjust_usage(txn, account, -(record.size as i64))?;
                 self.change_counts(txn, source.id, |c| c.apply(&record, -1))?;

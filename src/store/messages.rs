@@ -99,6 +99,17 @@ impl Store {
         Ok(out)
     }
 
+    /// When a message was saved into its mailbox (IMAP SAVEDATE); `None` for messages
+    /// stored before schema 12.
+    pub fn save_date(&self, mailbox_id: u64, uid: u32) -> Result<Option<i64>> {
+        let txn = self.read_txn()?;
+        let saved = self
+            .db
+            .save_dates
+            .get(&txn, &message_key(mailbox_id, uid))?;
+        Ok(saved.map(|s| s as i64))
+    }
+
     /// One message record of a mailbox, by UID.
     pub fn message(&self, mailbox_id: u64, uid: u32) -> Result<Option<MessageRecord>> {
         let txn = self.read_txn()?;
@@ -266,6 +277,7 @@ impl Store {
                 continue;
             };
             self.db.messages.delete(txn, &key)?;
+            self.db.save_dates.delete(txn, &key)?;
             self.release_blob(txn, record.blob, record.size)?;
             gone.apply(&record, 1);
             freed += record.size;
@@ -465,6 +477,10 @@ impl Store {
         self.adjust_usage(txn, account, record.size as i64)?;
         self.change_counts(txn, mailbox.id, |c| c.apply(&record, 1))?;
         let uid = mailbox.uid_next;
+        let saved = u64::try_from(now()).unwrap_or(0);
+        self.db
+            .save_dates
+            .put(txn, &message_key(mailbox.id, uid), &saved)?;
         mailbox.uid_next += 1;
         mailbox.highest_modseq += 1;
         record.modseq = mailbox.highest_modseq;

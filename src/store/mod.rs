@@ -26,6 +26,7 @@
 //! | `subscriptions` | account `\0` name               | () (schema 8)                  |
 //! | `sort_keys` | blob id (u64 BE)                     | [`SortKeys`]: what SORT and THREAD compare (schema 9) |
 //! | `counts`    | mailbox id (u64 BE)                  | [`MailboxCounts`]: messages, unseen, deleted, bytes (schema 11) |
+//! | `save_dates` | mailbox id (u64 BE) ++ UID (u32 BE) | when the message was saved there, Unix time (u64 BE, schema 12) |
 //!
 //! A message's bytes are stored once as a blob; every mailbox entry that shows it (one per
 //! recipient, later IMAP COPY) holds a reference, and the blob is deleted with the last one.
@@ -387,6 +388,7 @@ impl Store {
                 if v < 11 {
                     counts::compute_counts(&db, &mut txn)?;
                 }
+                // 11 → 12: `save_dates` was created above; older messages have none.
                 write_u64(&db, &mut txn, META_SCHEMA_VERSION, SCHEMA_VERSION as u64)?;
             }
             Some(_) => {}

@@ -7,7 +7,7 @@ use heed::{Database, Env, RwTxn};
 use serde::{Deserialize, Serialize};
 
 /// Version of the layout below. Bump it, and add a migration, whenever a record changes.
-pub const SCHEMA_VERSION: u32 = 11;
+pub const SCHEMA_VERSION: u32 = 12;
 
 pub(crate) const META_SCHEMA_VERSION: &str = "schema_version";
 pub(crate) const META_NEXT_MAILBOX_ID: &str = "next_mailbox_id";
@@ -52,6 +52,9 @@ pub(crate) struct Databases {
     pub sort_keys: Database<U64<BigEndian>, SerdeBincode<SortKeys>>,
     /// Since schema 11: per mailbox id, its counters (see `store::counts`).
     pub counts: Database<U64<BigEndian>, SerdeBincode<MailboxCounts>>,
+    /// Since schema 12: per message key (mailbox id ++ UID), when it was saved into that
+    /// mailbox (Unix time; IMAP SAVEDATE, RFC 8514). Messages stored earlier have none.
+    pub save_dates: Database<Bytes, U64<BigEndian>>,
 }
 
 /// Number of named databases (LMDB needs an upper bound at open time).
@@ -80,6 +83,7 @@ impl Databases {
             self.subscriptions.stat(txn)?,
             self.sort_keys.stat(txn)?,
             self.counts.stat(txn)?,
+            self.save_dates.stat(txn)?,
         ];
         Ok(stats
             .iter()
@@ -107,6 +111,7 @@ impl Databases {
             subscriptions: env.create_database(txn, Some("subscriptions"))?,
             sort_keys: env.create_database(txn, Some("sort_keys"))?,
             counts: env.create_database(txn, Some("counts"))?,
+            save_dates: env.create_database(txn, Some("save_dates"))?,
         })
     }
 }

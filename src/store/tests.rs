@@ -604,9 +604,15 @@ fn mailbox_counters_follow_every_change() {
     check(s);
     s.copy_messages(alice, "INBOX", &[1, 3], "Archive", false)
         .unwrap();
-    s.copy_messages(alice, "INBOX", &[2], "Trash", true)
+    assert!(s.save_date(inbox.id, 2).unwrap().is_some());
+    let moved = s
+        .copy_messages(alice, "INBOX", &[2], "Trash", true)
         .unwrap();
     check(s);
+    // Save dates follow the records: gone with the moved one, new for its copy.
+    let trash = s.mailbox(alice, "Trash").unwrap().unwrap();
+    assert_eq!(s.save_date(inbox.id, 2).unwrap(), None);
+    assert!(s.save_date(trash.id, moved.uids[0].1).unwrap().is_some());
     s.expunge(alice, inbox.id, &[1]).unwrap();
     check(s);
     let c = s.mailbox_counts(inbox.id).unwrap();

@@ -1234,3 +1234,29 @@ def test_catenate_builds_a_message_from_parts(server):
     raw.send(b"c12 NOOP\r\n")
     assert raw.until_tagged(b"c12")[-1] == b"c12 OK NOOP completed\r\n"
     raw.close()
+
+
+def test_savedate(server):
+    """SAVEDATE (RFC 8514): when a message was saved into this mailbox, not its INTERNALDATE."""
+    import datetime
+
+    imap = imaps_login(server)
+    assert "SAVEDATE" in imap.capabilities
+    ok(imap.append("INBOX", None, '"01-Jan-2020 10:00:00 +0000"', make_message(new_token())))
+    ok(imap.select("INBOX"))
+    today = datetime.datetime.now(datetime.timezone.utc)
+    data = ok(imap.fetch("1", "(INTERNALDATE SAVEDATE)"))[0]
+    assert b'INTERNALDATE "01-Jan-2020 10:00:00 +0000"' in data, data
+    saved = re.search(rb'SAVEDATE "(\d\d-\w\w\w-\d{4}) ', data).group(1).decode()
+    assert saved.lstrip("0") == today.strftime("%d-%b-%Y").lstrip("0"), data
+    day = today.strftime("%d-%b-%Y")
+    assert ok(imap.search(None, "SAVEDSINCE", day)) == [b"1"]
+    assert ok(imap.search(None, "SAVEDBEFORE", day)) == [b""]
+    assert ok(imap.search(None, "BEFORE", "2-Jan-2020")) == [b"1"]
+    assert ok(imap.search(None, "SAVEDATESUPPORTED")) == [b"1"]
+    # A copy is saved anew in its mailbox.
+    ok(imap.copy("1", "Archive"))
+    ok(imap.select("Archive"))
+    data = ok(imap.fetch("1", "(INTERNALDATE SAVEDATE)"))[0]
+    assert b'INTERNALDATE "01-Jan-2020 10:00:00 +0000"' in data and b"SAVEDATE \"" in data, data
+    imap.logout()

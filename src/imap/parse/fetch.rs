@@ -105,6 +105,8 @@ pub enum FetchItem {
     BinarySize(Vec<u32>),
     /// PREVIEW (RFC 8970): the start of the message's text; `(LAZY)` changes nothing here.
     Preview,
+    /// SAVEDATE (RFC 8514): when the message was saved into this mailbox.
+    SaveDate,
 }
 
 /// Parses the FETCH item argument: a macro, one item, or a list.
@@ -151,6 +153,7 @@ pub(super) fn fetch_item(text: &str) -> Result<FetchItem, String> {
     Ok(match upper.as_str() {
         "FLAGS" => Flags,
         "INTERNALDATE" => InternalDate,
+        "SAVEDATE" => SaveDate,
         "RFC822.SIZE" => Size,
         "PREVIEW" => Preview,
         "UID" => Uid,

@@ -31,6 +31,13 @@ pub enum SearchKey {
     /// many seconds before the search.
     Older(u64),
     Younger(u64),
+    /// SAVEDATE (RFC 8514): the day the message was saved into the mailbox (the internal
+    /// date's when not known), in days since 1970.
+    SavedBefore(i64),
+    SavedOn(i64),
+    SavedSince(i64),
+    /// Whether the mailbox keeps save dates: here always.
+    SaveDateSupported,
     /// SEARCHRES `$`: the result saved by an earlier `SEARCH RETURN (SAVE)`.
     Saved,
     /// `\Recent` in this session (RFC 3501 §2.3.2; NEW is RECENT UNSEEN, OLD is NOT RECENT).
@@ -62,6 +69,17 @@ impl SearchKey {
             SearchKey::Or(a, b) => a.content_keys() + b.content_keys(),
             SearchKey::And(keys) => keys.iter().map(SearchKey::content_keys).sum(),
             _ => 0,
+        }
+    }
+
+    /// Whether the key looks at save dates (each message's is then looked up).
+    pub fn uses_save_date(&self) -> bool {
+        match self {
+            SearchKey::SavedBefore(_) | SearchKey::SavedOn(_) | SearchKey::SavedSince(_) => true,
+            SearchKey::Not(k) => k.uses_save_date(),
+            SearchKey::Or(a, b) => a.uses_save_date() || b.uses_save_date(),
+            SearchKey::And(keys) => keys.iter().any(SearchKey::uses_save_date),
+            _ => false,
         }
     }
 
@@ -213,6 +231,10 @@ fn search_key<'a>(
         "SENTBEFORE" => SentBefore(parse_date(&next(&atom)?.text()?)?),
         "SENTON" => SentOn(parse_date(&next(&atom)?.text()?)?),
         "SENTSINCE" => SentSince(parse_date(&next(&atom)?.text()?)?),
+        "SAVEDBEFORE" => SavedBefore(parse_date(&next(&atom)?.text()?)?),
+        "SAVEDON" => SavedOn(parse_date(&next(&atom)?.text()?)?),
+        "SAVEDSINCE" => SavedSince(parse_date(&next(&atom)?.text()?)?),
+        "SAVEDATESUPPORTED" => SaveDateSupported,
         "LARGER" => Larger(number_arg(next(&atom)?)? as u64),
         "OLDER" => Older(number_arg(next(&atom)?)? as u64),
         "YOUNGER" => Younger(number_arg(next(&atom)?)? as u64),

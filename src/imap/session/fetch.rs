@@ -31,6 +31,8 @@ struct Loaded {
     /// The first chunk of the message, read before a whole-message literal is announced
     /// so that a message gone meanwhile is left out rather than cut short.
     first_chunk: Option<Vec<u8>>,
+    /// SAVEDATE, when asked for (`None` inside: not known).
+    saved: Option<i64>,
 }
 
 /// Why a FETCH stops before its tagged OK.
@@ -220,6 +222,13 @@ impl Session {
         items: &[FetchItem],
     ) -> io::Result<Result<Option<Loaded>, Stop>> {
         let mut loaded = Loaded::default();
+        if items.contains(&FetchItem::SaveDate) {
+            let mailbox = self.selected.as_ref().map_or(0, |s| s.id);
+            match self.blocking(move |s| s.save_date(mailbox, uid)).await? {
+                Ok(saved) => loaded.saved = saved,
+                Err(e) => return Ok(Err(Stop::No(super::store_error_text(&e)))),
+            }
+        }
         if items.iter().any(needs_meta) {
             let (r, peer) = (record.clone(), self.conn.peer);
             let meta = self
@@ -412,6 +421,7 @@ fn fetch_data<'a>(
             (None, _) => FetchValue::Structure(false, "NIL"),
         }),
         FetchItem::InternalDate => value(FetchValue::InternalDate(record.internal_date)),
+        FetchItem::SaveDate => value(FetchValue::SaveDate(loaded.saved)),
         FetchItem::Size => value(FetchValue::Size(record.size)),
         FetchItem::ModSeq => value(FetchValue::ModSeq(record.modseq)),
         FetchItem::Rfc822

@@ -129,8 +129,9 @@ impl Session {
             .iter()
             .map(|m| (m.uid, m.record.clone(), m.gone, sel.is_recent(m.uid)))
             .collect();
+        let mailbox = sel.id;
         let found = self
-            .blocking(move |s| Ok(matching(s, &key, snapshot)))
+            .blocking(move |s| matching(s, &key, mailbox, snapshot))
             .await?;
         Ok(found.map_err(|e| Reply::No(store_error_text(&e))))
     }
@@ -138,7 +139,13 @@ impl Session {
 
 /// The messages that match. Runs in the store thread; a message's bytes are read only
 /// when a key needs them.
-fn matching(store: &Store, key: &SearchKey, snapshot: Snapshot) -> Vec<Found> {
+fn matching(
+    store: &Store,
+    key: &SearchKey,
+    mailbox: u64,
+    snapshot: Snapshot,
+) -> crate::store::Result<Vec<Found>> {
+    let save_dates = key.uses_save_date();
     let max_seq = snapshot.len() as u32;
     let max_uid = snapshot.last().map_or(0, |m| m.0);
     let mut out = Vec::new();
@@ -155,6 +162,11 @@ fn matching(store: &Store, key: &SearchKey, snapshot: Snapshot) -> Vec<Found> {
             record: &record,
             recent,
             now,
+            saved: if save_dates {
+                store.save_date(mailbox, uid)?
+            } else {
+                None
+            },
         };
         let mut cache: Option<Rc<Vec<u8>>> = None;
         let mut content = || {
@@ -171,7 +183,7 @@ fn matching(store: &Store, key: &SearchKey, snapshot: Snapshot) -> Vec<Found> {
             });
         }
     }
-    out
+    Ok(out)
 }
 
 /// What SAVE keeps: with MIN/MAX but neither ALL nor COUNT, only those (RFC 5182 §2.4).
