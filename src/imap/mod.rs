@@ -11,7 +11,8 @@
 //!   function per command; tables of tests in `parse/command_tests.rs`);
 //!   `parse/fetch.rs` FETCH items, sections and modifiers; `parse/search.rs` SEARCH keys
 //!   and RETURN options; `parse/sort.rs` SORT criteria and THREAD algorithms;
-//!   `parse/mailbox.rs` mailbox names, LIST, STATUS items, QRESYNC.
+//!   `parse/mailbox.rs` mailbox names, LIST, STATUS items, QRESYNC; `parse/url.rs`
+//!   CATENATE and its IMAP URLs.
 //! - [`encode`]: response formatting (pure): strings and literals, sets, dates, flag
 //!   lists, FETCH items, SEARCH/ESEARCH, LIST, STATUS, QUOTA, EXPUNGE/VANISHED.
 //! - [`mutf7`]: modified UTF-7 mailbox names for IMAP4rev1 clients.
@@ -73,6 +74,9 @@
 //! - QRESYNC (RFC 7162): SELECT (QRESYNC ...), UID FETCH (CHANGEDSINCE n VANISHED), and
 //!   VANISHED instead of EXPUNGE once enabled. Expunged UIDs are not kept with their
 //!   modseq, so VANISHED (EARLIER) names every gone UID in the client's range.
+//! - SORT, SORT=DISPLAY, ESORT and THREAD (RFC 5256, 5957, 5267) over the stored sort
+//!   fields; COMPRESS=DEFLATE (RFC 4978) in [`crate::net`]; CATENATE (RFC 4469);
+//!   SAVEDATE (RFC 8514). The README lists the rest with the decisions taken.
 //! - ESEARCH (RFC 4731) and SEARCHRES (RFC 5182), BINARY (RFC 3516), LIST-EXTENDED
 //!   (RFC 5258), LIST-STATUS (RFC 5819), QUOTA (RFC 9208, STORAGE only, one root `""` per
 //!   account; SETQUOTA is refused: quotas are the administrator's).
