@@ -88,12 +88,14 @@ fn addresses(raw: Option<&[u8]>) -> String {
     let mut out = String::new();
     for entry in parse(raw) {
         match entry {
+            // A NIL host would read as a group marker (RFC 3501 §7.4.2): an address
+            // without a domain gets Dovecot's placeholder.
             Entry::Mailbox(m) => out.push_str(&format!(
                 "({} {} {} {})",
                 nstring(m.name.as_deref()),
                 nstring(m.route.as_deref()),
                 quote(&m.local),
-                nstring(m.domain.as_deref())
+                quote(m.domain.as_deref().unwrap_or("MISSING_DOMAIN"))
             )),
             Entry::GroupStart(name) => out.push_str(&format!("(NIL NIL {} NIL)", quote(&name))),
             Entry::GroupEnd => out.push_str("(NIL NIL NIL NIL)"),

@@ -176,6 +176,11 @@ MIME_SET = [
                   "soft line break inside a word: xylo=\r\nphone, and Gr=FC=DFe\r\n--sep--\r\n")),
     # 6: no MIME headers at all (text/plain us-ascii by default), an encoded-word subject.
     message("From: plain@example.com", "Subject: =?utf-8?q?Kr=C3=BCmel?= plain", body="just text, ok\r\n"),
+    # 7: odd address forms: no domain, a comment as the only name, an empty group. (An
+    # unquoted address as its own name, `a@b <a@b>`, is left out: it is not RFC 5322, and
+    # Dovecot drops the addresses after it.)
+    message("From: joe", "To: Some One <so@x.test>, bare@x.test (Bare Name)",
+            "Cc: undisclosed-recipients:;", "Subject: odd addresses", body="x\r\n"),
 ]
 
 
@@ -353,6 +358,7 @@ FETCH_CASES = {
     "envelope-groups-comments-route": "FETCH 1 (ENVELOPE)",
     "envelope-rfc822-part": "FETCH 3 (ENVELOPE)",
     "envelope-all": "FETCH 2:* (ENVELOPE)",
+    "envelope-odd-addresses": "FETCH 7 (ENVELOPE)",
     "bodystructure-mixed-alternative": "FETCH 2 (BODYSTRUCTURE)",
     "bodystructure-rfc822": "FETCH 3 (BODYSTRUCTURE)",
     "bodystructure-binary": "FETCH 4 (BODYSTRUCTURE)",
