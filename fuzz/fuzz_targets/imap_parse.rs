@@ -21,6 +21,7 @@ fuzz_target!(|input: &[u8]| {
     }
     if let Ok(command) = parse_command(input) {
         let _ = search_keys(&command.args);
+        let _ = letterbox::imap::parse::notify::notify(&command.args, false);
         if let Ok((_, rest)) = search_return(&command.args) {
             let _ = search_keys(rest);
         }

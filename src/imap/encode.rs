@@ -250,11 +250,21 @@ pub fn esearch(
     if let (true, Some(n)) = (options.max, numbers.last()) {
         line.push_str(&format!(" MAX {n}"));
     }
-    if options.count {
-        line.push_str(&format!(" COUNT {}", numbers.len()));
-    }
     if options.all && !numbers.is_empty() {
         line.push_str(&format!(" ALL {}", number_set(numbers)));
+    }
+    if let Some((low, high)) = options.partial {
+        // RFC 5267 §4.4: the range as asked, then what is in it (NIL for nothing).
+        let from = (low as usize - 1).min(numbers.len());
+        let to = (high as usize).min(numbers.len());
+        let set = match &numbers[from..to] {
+            [] => "NIL".to_string(),
+            some => number_set(some),
+        };
+        line.push_str(&format!(" PARTIAL ({low}:{high} {set})"));
+    }
+    if options.count {
+        line.push_str(&format!(" COUNT {}", numbers.len()));
     }
     if let Some(m) = modseq {
         line.push_str(&format!(" MODSEQ {m}"));
@@ -478,11 +488,29 @@ mod tests {
             max: true,
             all: true,
             count: true,
-            save: false,
+            ..SearchReturn::default()
         };
+        // Dovecot's order: MIN MAX ALL (or PARTIAL) COUNT MODSEQ.
         assert_eq!(
             esearch("a1", true, &all, &[1, 4, 5, 9], Some(3)),
-            "* ESEARCH (TAG \"a1\") UID MIN 1 MAX 9 COUNT 4 ALL 1,4:5,9 MODSEQ 3\r\n"
+            "* ESEARCH (TAG \"a1\") UID MIN 1 MAX 9 ALL 1,4:5,9 COUNT 4 MODSEQ 3\r\n"
+        );
+        let partial = |low, high| SearchReturn {
+            partial: Some((low, high)),
+            count: true,
+            ..SearchReturn::default()
+        };
+        assert_eq!(
+            esearch("t", false, &partial(2, 3), &[7, 3, 9, 10], None),
+            "* ESEARCH (TAG \"t\") PARTIAL (2:3 3,9) COUNT 4\r\n"
+        );
+        assert_eq!(
+            esearch("t", false, &partial(4, 8), &[7, 3, 9, 10], None),
+            "* ESEARCH (TAG \"t\") PARTIAL (4:8 10) COUNT 4\r\n"
+        );
+        assert_eq!(
+            esearch("t", false, &partial(5, 5), &[7, 3, 9, 10], None),
+            "* ESEARCH (TAG \"t\") PARTIAL (5:5 NIL) COUNT 4\r\n"
         );
         assert_eq!(
             esearch("t", false, &all, &[], None),

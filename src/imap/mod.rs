@@ -76,7 +76,9 @@
 //!   modseq, so VANISHED (EARLIER) names every gone UID in the client's range.
 //! - SORT, SORT=DISPLAY, ESORT and THREAD (RFC 5256, 5957, 5267) over the stored sort
 //!   fields; COMPRESS=DEFLATE (RFC 4978) in [`crate::net`]; CATENATE (RFC 4469);
-//!   SAVEDATE (RFC 8514). The README lists the rest with the decisions taken.
+//!   SAVEDATE (RFC 8514); CONTEXT=SEARCH/SORT (RFC 5267 §4) in `session/context.rs`;
+//!   NOTIFY (RFC 5465) in `parse/notify.rs` and `session/notify.rs`.
+//!   The README lists the rest with the decisions taken.
 //! - ESEARCH (RFC 4731) and SEARCHRES (RFC 5182), BINARY (RFC 3516), LIST-EXTENDED
 //!   (RFC 5258), LIST-STATUS (RFC 5819), QUOTA (RFC 9208, STORAGE only, one root `""` per
 //!   account; SETQUOTA is refused: quotas are the administrator's).

@@ -6,7 +6,7 @@
 //! and never waits for later ones.
 
 use super::mailboxes::Flagged;
-use super::{Accepted, Copied, Delivery, FlagOp, Incoming, Result, Store, StoreError};
+use super::{Accepted, Copied, Delivery, FlagOp, Incoming, MailboxMark, Result, Store, StoreError};
 use crate::limits::{MAX_GROUP_COMMIT, MAX_GROUP_COMMIT_BYTES};
 use heed::RwTxn;
 use std::sync::mpsc;
@@ -89,6 +89,11 @@ impl Write<'_, '_, '_> {
         )?;
         self.changed |= flagged.0.iter().any(|(_, r)| r.modseq > before);
         Ok(flagged)
+    }
+
+    /// See [`Store::mailbox_mark`]: as this job's transaction sees it.
+    pub fn mailbox_mark(&self, account: &str, name: &str) -> Result<Option<MailboxMark>> {
+        self.store.mark_txn(self.txn, account, name)
     }
 
     /// See [`Store::append_all`].

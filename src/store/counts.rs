@@ -6,6 +6,21 @@ use super::schema::*;
 use super::{Result, Store};
 use heed::{RoTxn, RwTxn};
 
+/// An account's mailboxes with their counters, and its subscribed names.
+pub type AccountMailboxes = (Vec<(Mailbox, MailboxCounts)>, Vec<String>);
+
+/// What moves whenever a mailbox's messages change: a new message moves UIDNEXT, a flag
+/// HIGHESTMODSEQ, an expunge the count; a mailbox made anew has another id. An IMAP
+/// session compares it before reading a mailbox's records again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MailboxMark {
+    pub id: u64,
+    pub uid_validity: u32,
+    pub uid_next: u32,
+    pub highest_modseq: u64,
+    pub messages: u64,
+}
+
 /// What a mailbox holds, for STATUS.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MailboxCounts {
@@ -61,6 +76,48 @@ impl MailboxCounts {
 }
 
 impl Store {
+    /// An account's mailboxes with their counters, and its subscriptions, read in one
+    /// transaction (what NOTIFY compares).
+    pub fn mailboxes_with_counts(&self, account: &str) -> Result<AccountMailboxes> {
+        let txn = self.read_txn()?;
+        let mut mailboxes = Vec::new();
+        for mailbox in self.mailboxes_txn(&txn, account)? {
+            let counts = self.db.counts.get(&txn, &mailbox.id)?.unwrap_or_default();
+            mailboxes.push((mailbox, counts));
+        }
+        Ok((mailboxes, self.subscriptions_txn(&txn, account)?))
+    }
+
+    /// The [`MailboxMark`] of a selectable mailbox: two point lookups.
+    pub fn mailbox_mark(&self, account: &str, name: &str) -> Result<Option<MailboxMark>> {
+        let txn = self.read_txn()?;
+        self.mark_txn(&txn, account, name)
+    }
+
+    pub(super) fn mark_txn(
+        &self,
+        txn: &RoTxn,
+        account: &str,
+        name: &str,
+    ) -> Result<Option<MailboxMark>> {
+        let Some(mailbox) = self
+            .db
+            .mailboxes
+            .get(txn, &mailbox_key(account, name))?
+            .filter(|m| !m.noselect)
+        else {
+            return Ok(None);
+        };
+        let counts = self.db.counts.get(txn, &mailbox.id)?.unwrap_or_default();
+        Ok(Some(MailboxMark {
+            id: mailbox.id,
+            uid_validity: mailbox.uid_validity,
+            uid_next: mailbox.uid_next,
+            highest_modseq: mailbox.highest_modseq,
+            messages: counts.messages,
+        }))
+    }
+
     /// The counters of a mailbox (all zero for one without messages).
     pub fn mailbox_counts(&self, mailbox_id: u64) -> Result<MailboxCounts> {
         let txn = self.read_txn()?;

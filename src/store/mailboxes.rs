@@ -3,7 +3,7 @@
 
 use super::schema::*;
 use super::{Incoming, Result, Store, StoreError};
-use heed::RwTxn;
+use heed::{RoTxn, RwTxn};
 
 /// Subscriptions one account may hold (each is a name, with or without a mailbox).
 pub const MAX_SUBSCRIPTIONS: usize = 1000;
@@ -126,7 +126,13 @@ impl Store {
             return Err(StoreError::Exists("mailbox INBOX".into()));
         }
         let mut txn = self.write_txn()?;
-        let source = self.mailbox_txn(&txn, account, from)?;
+        // A `\Noselect` parent (kept for its children) is renamed with them, as Dovecot
+        // does; INBOX never is one.
+        let source = self
+            .db
+            .mailboxes
+            .get(&txn, &mailbox_key(account, from))?
+            .ok_or_else(|| StoreError::NotFound(format!("mailbox {from}")))?;
         if self
             .db
             .mailboxes
@@ -197,9 +203,13 @@ impl Store {
     /// The account's subscribed names, sorted.
     pub fn subscriptions(&self, account: &str) -> Result<Vec<String>> {
         let txn = self.read_txn()?;
+        self.subscriptions_txn(&txn, account)
+    }
+
+    pub(super) fn subscriptions_txn(&self, txn: &RoTxn, account: &str) -> Result<Vec<String>> {
         let prefix = mailbox_key(account, "");
         let mut names = Vec::new();
-        for item in self.db.subscriptions.prefix_iter(&txn, &prefix)? {
+        for item in self.db.subscriptions.prefix_iter(txn, &prefix)? {
             let (key, ()) = item?;
             names.push(String::from_utf8_lossy(&key[prefix.len()..]).into_owned());
         }

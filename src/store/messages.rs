@@ -88,11 +88,15 @@ impl Store {
     /// Every mailbox of an account, `\Noselect` parents included (LIST shows them).
     pub fn mailboxes(&self, account: &str) -> Result<Vec<Mailbox>> {
         let txn = self.read_txn()?;
+        self.mailboxes_txn(&txn, account)
+    }
+
+    pub(super) fn mailboxes_txn(&self, txn: &RoTxn, account: &str) -> Result<Vec<Mailbox>> {
         let mut out = Vec::new();
         for item in self
             .db
             .mailboxes
-            .prefix_iter(&txn, &mailbox_prefix(account))?
+            .prefix_iter(txn, &mailbox_prefix(account))?
         {
             out.push(item?.1);
         }

@@ -305,7 +305,7 @@ def _canonical_list(line: bytes, children_requested: bool) -> bytes:
             + name + rest)
 
 
-def normalise(lines: list[bytes], command: bytes = b"") -> list[bytes]:
+def normalise(lines: list[bytes], command: bytes = b"", keep_tags: bool = False) -> list[bytes]:
     """What may legitimately differ between two servers is replaced or dropped: tags, the
     human text after a status (and response code), UIDVALIDITY and MODSEQ values, the
     charset list of BADCHARSET, hints (untagged OK), RECENT and CAPABILITY lines, quoted
@@ -318,7 +318,8 @@ def normalise(lines: list[bytes], command: bytes = b"") -> list[bytes]:
         if any(pattern.match(line) for pattern in _DROPPED):
             continue
         line = re.sub(rb"^t\d+ ", b"TAG ", line)
-        line = re.sub(rb'\(TAG "t\d+"\)', b'(TAG "TAG")', line)
+        if not keep_tags:  # (kept where they tell search contexts apart)
+            line = re.sub(rb'\(TAG "t\d+"\)', b'(TAG "TAG")', line)
         for pattern, replacement in _VALUES:
             line = pattern.sub(replacement, line)
         match = _STATUS_TEXT.match(line)

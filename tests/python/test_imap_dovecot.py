@@ -262,7 +262,8 @@ def replies(ports, mailbox: str | None, commands) -> dict[str, list[bytes]]:
 
 # Cases whose command is meant to fail; every other data case must get OK from Dovecot,
 # so that two servers failing alike cannot pass as agreement.
-FAILING_CASES = {"bad-charset", "bad-criterion", "unknown-algorithm"}
+FAILING_CASES = {"bad-charset", "bad-criterion", "unknown-algorithm", "partial-with-all",
+                 "partial-twice", "partial-zero"}
 
 
 def assert_same(got: dict[str, list[bytes]], expected: list[bytes] | None = None,
@@ -411,6 +412,16 @@ SEARCH_CASES = {
     "esearch-uid": "UID SEARCH RETURN (MIN MAX COUNT ALL) ALL",
     "esearch-empty": "SEARCH RETURN (MIN MAX COUNT ALL) SUBJECT nosuchthing",
     "esearch-default": "SEARCH RETURN () FROM example",
+    # CONTEXT=SEARCH (RFC 5267 §4): PARTIAL windows, and CONTEXT as a mere hint.
+    "partial": "SEARCH RETURN (PARTIAL 2:4) ALL",
+    "partial-reversed-range": "UID SEARCH RETURN (MIN PARTIAL 9:2 COUNT) ALL",
+    "partial-beyond-the-end": "SEARCH RETURN (PARTIAL 50:60) ALL",
+    "partial-empty-result": "SEARCH RETURN (PARTIAL 1:3 MIN) SUBJECT nosuchthing",
+    "context-hint": "SEARCH RETURN (CONTEXT) FROM example",
+    "context-hint-count": "SEARCH RETURN (CONTEXT COUNT) ALL",
+    "partial-with-all": "SEARCH RETURN (PARTIAL 1:3 ALL) ALL",
+    "partial-twice": "SEARCH RETURN (PARTIAL 1:3 PARTIAL 4:5) ALL",
+    "partial-zero": "SEARCH RETURN (PARTIAL 0:3) ALL",
 }
 
 
@@ -425,7 +436,69 @@ def test_esearch_over_flags(ports):
                 case="esearch-over-flags")
 
 
+def test_esort_partial(ports):
+    assert_same(replies(ports, "sort", ["SORT RETURN (PARTIAL 2:4) (REVERSE SUBJECT) UTF-8 ALL",
+                                        "UID SORT RETURN (PARTIAL 1:2 COUNT) (DATE) UTF-8 UNSEEN"]),
+                case="esort-partial")
+
+
+def context_session(port: int, mailbox: str):
+    client = login(port, ALICE, PASSWORDS[ALICE])
+    client.ok(f"SELECT {mailbox}")
+    return client
+
+
+def test_search_context_updates(ports):
+    """RFC 5267 §4.3: SEARCH RETURN (UPDATE) contexts get REMOVEFROM/ADDTO as another
+    session changes flags, delivers and expunges; REMOVEFROM comes before EXPUNGE."""
+    msg = message("From: c@example.org", "Subject: context")
+    got = {}
+    for name, port in ports.items():
+        setup = login(port, ALICE, PASSWORDS[ALICE])
+        setup.ok("CREATE ctx")
+        for _ in range(6):
+            append(setup, "ctx", "01-May-2024 10:00:00 +0000", "", msg)
+        setup.close()
+        watcher, changer = context_session(port, "ctx"), context_session(port, "ctx")
+        lines = []
+
+        def run(client, text, *literals):
+            lines.append(b">> " + text.encode() + b"\r\n")
+            lines.extend(normalise(client.command(text, *literals), text.encode(), keep_tags=True))
+
+        try:
+            run(watcher, "SEARCH RETURN (UPDATE) UNSEEN")
+            run(watcher, "UID SEARCH RETURN (UPDATE COUNT) UNSEEN")
+            run(watcher, "SEARCH RETURN (UPDATE MIN) OR SEEN FLAGGED")
+            run(watcher, "UID SEARCH RETURN (PARTIAL 1:2 UPDATE) SEEN")
+            changer.ok("STORE 2 +FLAGS (\\Seen)")
+            changer.ok("STORE 5 +FLAGS (\\Flagged)")
+            append(changer, "ctx", "01-May-2024 10:00:00 +0000", "", msg)
+            run(watcher, "NOOP")
+            changer.ok("STORE 3 +FLAGS.SILENT (\\Deleted)")
+            changer.ok("EXPUNGE")
+            run(watcher, "NOOP")
+            run(watcher, 'CANCELUPDATE "t3"')
+            run(watcher, 'CANCELUPDATE "nosuchtag"')
+            append(changer, "ctx", "01-May-2024 10:00:00 +0000", "\\Seen", msg)
+            run(watcher, "NOOP")
+            # The session's own changes update its contexts too.
+            run(watcher, "STORE 1 +FLAGS (\\Seen)")
+            run(watcher, "UNSELECT")
+            run(watcher, "SELECT ctx")
+            append(changer, "ctx", "01-May-2024 10:00:00 +0000", "", msg)
+            run(watcher, "NOOP")
+        finally:
+            watcher.close()
+            changer.close()
+        got[name] = lines
+    assert b"ADDTO" in b"".join(got["dovecot"]) and b"REMOVEFROM" in b"".join(got["dovecot"])
+    assert_same(got)
+
+
 MAILBOX_CASES = {  # each case uses names of its own: the servers live for the whole module
+    "rename-noselect-parent": ["CREATE lt7", "CREATE lt7/c", "DELETE lt7", "RENAME lt7 lt8",
+                               'LIST "" lt7*', 'LIST "" lt8*', "CREATE lt9", "RENAME lt9 lt8"],
     "create-subscribe-delete": [
         "CREATE lt1", "CREATE lt1/x", "SUBSCRIBE lt1/x", "SUBSCRIBE lt1", "DELETE lt1/x",
         'LIST "" lt1* RETURN (CHILDREN)', 'LIST (SUBSCRIBED) "" lt1*',

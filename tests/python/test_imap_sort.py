@@ -147,10 +147,65 @@ def raw_line(imap, *args: str) -> bytes:
 def test_esort_returns_sorted_results(server):
     imap = setup(server)
     line = raw_line(imap, "SORT RETURN (MIN MAX COUNT ALL) (DATE) UTF-8 ALL")
-    assert line.endswith(b" MIN 2 MAX 4 COUNT 4 ALL 2,1,3:4\r\n"), line
+    assert line.endswith(b" MIN 2 MAX 4 ALL 2,1,3:4 COUNT 4\r\n"), line
     assert line.startswith(b"* ESEARCH (TAG "), line
     line = raw_line(imap, "SORT RETURN (COUNT) (DATE) UTF-8 SUBJECT nothing-like-this")
     assert line.endswith(b" COUNT 0\r\n"), line
+    imap.logout()
+
+
+def tagged(imap, tag: str, command: str) -> list[bytes]:
+    """Sends `command` under `tag`; the untagged lines before its tagged reply, then it."""
+    imap.send(f"{tag} {command}\r\n".encode())
+    lines = []
+    while not lines or not lines[-1].startswith(tag.encode() + b" "):
+        lines.append(imap.readline())
+    return lines
+
+
+def test_sort_context_updates_name_positions(server):
+    """CONTEXT=SORT (RFC 5267 §4.3): REMOVEFROM/ADDTO positions rebuild the sorted result."""
+    imap = setup(server)
+    assert "CONTEXT=SORT" in imap.capabilities and "CONTEXT=SEARCH" in imap.capabilities
+    assert tagged(imap, "S1", "UID SORT RETURN (UPDATE ALL) (DATE) UTF-8 UNSEEN") == [
+        b'* ESEARCH (TAG "S1") UID ALL 2,1,3:4\r\n', b"S1 OK SORT completed\r\n"]
+    assert tagged(imap, "S2", "SORT RETURN (UPDATE) (REVERSE DATE) UTF-8 ALL") == [
+        b'* ESEARCH (TAG "S2")\r\n', b"S2 OK SORT completed\r\n"]
+    other = imaps_login(server)
+    assert other.select("INBOX")[0] == "OK"
+    assert other.store("1", "+FLAGS", "(\\Seen)")[0] == "OK"
+    for date in ("Thu, 1 Jan 2026 00:00:00 +0000", "Sun, 1 Mar 2026 00:00:00 +0000"):
+        typ, data = other.append("INBOX", None, None, body(f"Subject: new\r\nDate: {date}\r\n", 0))
+        assert typ == "OK", data
+    # UNSEEN by date was 2,1,3,4: 1 leaves (position 2), 5 comes first, 6 last. (The
+    # appending session saw 5 and 6 first: they are \Recent there.)
+    assert tagged(imap, "S3", "NOOP") == [
+        b"* 1 FETCH (FLAGS (\\Seen \\Recent))\r\n", b"* 6 EXISTS\r\n",
+        b'* ESEARCH (TAG "S1") UID REMOVEFROM (2 1) ADDTO (1 5 5 6)\r\n',
+        b'* ESEARCH (TAG "S2") ADDTO (1 6 6 5)\r\n', b"S3 OK NOOP completed\r\n"]
+    # A key on sequence numbers is searched again in full: after the expunge, 2:3 is
+    # UIDs 3 and 4. (Dovecot keeps the UIDs 2:3 named when the search was made.)
+    assert tagged(imap, "S7", "UID SEARCH RETURN (UPDATE ALL) 2:3") == [
+        b'* ESEARCH (TAG "S7") UID ALL 2:3\r\n', b"S7 OK SEARCH completed\r\n"]
+    # An expunge is told before EXPUNGE, with the sequence numbers still valid.
+    assert other.store("2", "+FLAGS.SILENT", "(\\Deleted)")[0] == "OK"
+    assert other.expunge()[0] == "OK"
+    assert tagged(imap, "S4", "NOOP") == [
+        b'* ESEARCH (TAG "S1") UID REMOVEFROM (2 2)\r\n', b'* ESEARCH (TAG "S2") REMOVEFROM (5 2)\r\n',
+        b'* ESEARCH (TAG "S7") UID REMOVEFROM (0 2)\r\n', b"* 2 EXPUNGE\r\n",
+        b'* ESEARCH (TAG "S7") UID ADDTO (0 4)\r\n', b"S4 OK NOOP completed\r\n"]
+    # A tag in use by a context cannot start another; CANCELUPDATE frees it.
+    assert tagged(imap, "S1", "SEARCH RETURN (UPDATE) ALL") == [
+        b"S1 BAD Tag reuse: a search context has this tag\r\n"]
+    assert tagged(imap, "S5", 'CANCELUPDATE "S1" "S2" "S7"') == [b"S5 OK CANCELUPDATE completed\r\n"]
+    assert tagged(imap, "S6", 'CANCELUPDATE "S1"') == [b'S6 NO No search context has the tag "S1"\r\n']
+    # At most 8 contexts; the ninth search is answered, without updates.
+    for n in range(8):
+        assert tagged(imap, f"C{n}", "SEARCH RETURN (UPDATE COUNT) ALL")[-1] == f"C{n} OK SEARCH completed\r\n".encode()
+    assert tagged(imap, "C9", "SEARCH RETURN (UPDATE COUNT) ALL") == [
+        b'* NO [NOUPDATE "C9"] Too many search contexts\r\n', b'* ESEARCH (TAG "C9") COUNT 5\r\n',
+        b"C9 OK SEARCH completed\r\n"]
+    other.logout()
     imap.logout()
 
 

@@ -60,7 +60,7 @@ pub fn needs(name: &str) -> Needs {
         "STARTTLS" | "LOGIN" | "AUTHENTICATE" => Needs::NotAuthenticated,
         "ENABLE" | "SELECT" | "EXAMINE" | "NAMESPACE" | "LIST" | "LSUB" | "STATUS" | "CREATE"
         | "DELETE" | "SUBSCRIBE" | "UNSUBSCRIBE" | "RENAME" | "GETQUOTAROOT" | "GETQUOTA"
-        | "SETQUOTA" | "APPEND" | "IDLE" | "COMPRESS" => Needs::Authenticated,
+        | "SETQUOTA" | "APPEND" | "IDLE" | "COMPRESS" | "NOTIFY" => Needs::Authenticated,
         "STORE" | "EXPUNGE" | "MOVE" => Needs::Writable,
         _ => Needs::Selected,
     }
@@ -120,6 +120,10 @@ pub enum Command {
     Search(Search),
     Sort(Sort),
     Thread(Thread),
+    /// CANCELUPDATE (RFC 5267 §4.3.5) with the tags of the contexts to stop.
+    CancelUpdate(Vec<String>),
+    /// NOTIFY (RFC 5465): SET with its event groups, or NONE.
+    Notify(Option<super::notify::NotifySet>),
 }
 
 /// SASL mechanisms (RFC 9051 §6.2.2): PLAIN (RFC 4616) and, for older clients, LOGIN.
@@ -343,6 +347,11 @@ fn command(name: &str, args: &[Value], uid: bool, utf8: bool) -> Result<Command,
         }
         "SORT" => Command::Sort(super::sort::sort(args, uid)?),
         "THREAD" => Command::Thread(super::sort::thread(args, uid)?),
+        "NOTIFY" => Command::Notify(super::notify::notify(args, utf8)?),
+        "CANCELUPDATE" if args.is_empty() => return Err("CANCELUPDATE needs a tag".into()),
+        "CANCELUPDATE" => {
+            Command::CancelUpdate(args.iter().map(|a| a.text()).collect::<Result<_, _>>()?)
+        }
         _ => return Err(format!("Unknown command {name}")),
     })
 }

@@ -473,6 +473,55 @@ fn search_commands() {
         ("a SEARCH", Err("SEARCH needs a key")),
         ("a SEARCH RETURN ALL", Err("RETURN needs a list of options")),
         (
+            "a SEARCH RETURN (PARTIAL 9:3 UPDATE CONTEXT) ALL",
+            Ok(Command::Search(Search {
+                options: Some(SearchReturn {
+                    partial: Some((3, 9)),
+                    update: true,
+                    ..SearchReturn::default()
+                }),
+                key: SearchKey::All,
+                uid: false,
+            })),
+        ),
+        (
+            "a SEARCH RETURN (CONTEXT) ALL",
+            Ok(Command::Search(Search {
+                options: Some(SearchReturn::all()),
+                key: SearchKey::All,
+                uid: false,
+            })),
+        ),
+        (
+            "a SEARCH RETURN (PARTIAL 1:3 ALL) ALL",
+            Err("PARTIAL cannot be combined with ALL"),
+        ),
+        (
+            "a SEARCH RETURN (PARTIAL 1:2 PARTIAL 3:4) ALL",
+            Err("PARTIAL can be used only once"),
+        ),
+        (
+            "a SEARCH RETURN (PARTIAL) ALL",
+            Err("PARTIAL needs a range"),
+        ),
+        (
+            "a SEARCH RETURN (PARTIAL 0:3) ALL",
+            Err("Invalid PARTIAL range"),
+        ),
+        (
+            "a SEARCH RETURN (PARTIAL 1:*) ALL",
+            Err("Invalid PARTIAL range"),
+        ),
+        (
+            "a SEARCH RETURN (PARTIAL 5) ALL",
+            Err("Invalid PARTIAL range"),
+        ),
+        (
+            "a CANCELUPDATE \"a1\" b2",
+            Ok(Command::CancelUpdate(vec!["a1".into(), "b2".into()])),
+        ),
+        ("a CANCELUPDATE", Err("CANCELUPDATE needs a tag")),
+        (
             "a SEARCH CHARSET KOI8-R ALL",
             Err("[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset"),
         ),

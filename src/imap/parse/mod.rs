@@ -13,6 +13,7 @@
 pub mod command;
 pub mod fetch;
 pub mod mailbox;
+pub mod notify;
 pub mod search;
 pub mod sort;
 pub mod url;
@@ -23,6 +24,7 @@ pub use command::{
 };
 pub use fetch::{fetch_items, FetchItem, FetchModifiers, Section};
 pub use mailbox::{list_request, mailbox_name, status_items, ListRequest, Qresync, StatusItem};
+pub use notify::{EventGroup, Events, Filter, NotifySet};
 pub use search::{search_keys, search_return, SearchKey, SearchReturn};
 pub use sort::{Sort, SortBy, Thread, ThreadBy};
 pub use url::{CatPart, Catenate, ImapUrl};

@@ -72,30 +72,45 @@ impl SearchKey {
         }
     }
 
+    /// Whether any key in the tree (NOT, OR and AND looked through) is one `leaf` picks.
+    fn any(&self, leaf: &impl Fn(&SearchKey) -> bool) -> bool {
+        match self {
+            SearchKey::Not(k) => k.any(leaf),
+            SearchKey::Or(a, b) => a.any(leaf) || b.any(leaf),
+            SearchKey::And(keys) => keys.iter().any(|k| k.any(leaf)),
+            key => leaf(key),
+        }
+    }
+
     /// Whether the key looks at save dates (each message's is then looked up).
     pub fn uses_save_date(&self) -> bool {
-        match self {
-            SearchKey::SavedBefore(_) | SearchKey::SavedOn(_) | SearchKey::SavedSince(_) => true,
-            SearchKey::Not(k) => k.uses_save_date(),
-            SearchKey::Or(a, b) => a.uses_save_date() || b.uses_save_date(),
-            SearchKey::And(keys) => keys.iter().any(SearchKey::uses_save_date),
+        self.any(&|k| {
+            matches!(
+                k,
+                SearchKey::SavedBefore(_) | SearchKey::SavedOn(_) | SearchKey::SavedSince(_)
+            )
+        })
+    }
+
+    /// Whether a message's match can change without the message changing: keys on
+    /// sequence numbers, on `*` (the last UID), or on the time of the search (WITHIN).
+    /// Other keys need looking at only the messages that are new or changed.
+    pub fn depends_on_position(&self) -> bool {
+        self.any(&|k| match k {
+            SearchKey::Seq(_) | SearchKey::Older(_) | SearchKey::Younger(_) => true,
+            SearchKey::Uid(ranges) => ranges.iter().any(|&(a, b)| a == u32::MAX || b == u32::MAX),
             _ => false,
-        }
+        })
     }
 
     /// Whether the key contains MODSEQ (the reply then carries the highest modseq).
     pub fn uses_modseq(&self) -> bool {
-        match self {
-            SearchKey::ModSeq(_) => true,
-            SearchKey::Not(k) => k.uses_modseq(),
-            SearchKey::Or(a, b) => a.uses_modseq() || b.uses_modseq(),
-            SearchKey::And(keys) => keys.iter().any(SearchKey::uses_modseq),
-            _ => false,
-        }
+        self.any(&|k| matches!(k, SearchKey::ModSeq(_)))
     }
 }
 
-/// ESEARCH (RFC 4731) and SEARCHRES (RFC 5182) result options of `SEARCH RETURN (...)`.
+/// ESEARCH (RFC 4731), SEARCHRES (RFC 5182) and CONTEXT (RFC 5267 §4) result options of
+/// `SEARCH RETURN (...)`; CONTEXT itself is only a hint and is not kept.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SearchReturn {
     pub min: bool,
@@ -103,6 +118,10 @@ pub struct SearchReturn {
     pub all: bool,
     pub count: bool,
     pub save: bool,
+    /// PARTIAL low:high: the results at those positions (1 is the first), low ≤ high.
+    pub partial: Option<(u32, u32)>,
+    /// UPDATE: keep the search and report how its result changes (ADDTO/REMOVEFROM).
+    pub update: bool,
 }
 
 impl SearchReturn {
@@ -113,6 +132,11 @@ impl SearchReturn {
             ..SearchReturn::default()
         }
     }
+
+    /// Whether a result line is sent: SAVE alone sends none (RFC 5182 §2.4).
+    pub fn sends_result(&self) -> bool {
+        self.min || self.max || self.all || self.count || self.partial.is_some() || self.update
+    }
 }
 
 /// Splits off `RETURN (options)` from SEARCH arguments. `None` means a plain
@@ -120,19 +144,34 @@ impl SearchReturn {
 pub fn search_return(args: &[Value]) -> Result<(Option<SearchReturn>, &[Value]), String> {
     match args {
         [Value::Atom(a), Value::List(options), rest @ ..] if a.eq_ignore_ascii_case("RETURN") => {
-            if options.is_empty() {
-                return Ok((Some(SearchReturn::all()), rest));
-            }
             let mut r = SearchReturn::default();
-            for option in options {
+            let mut it = options.iter();
+            while let Some(option) = it.next() {
                 match option.atom().map(str::to_ascii_uppercase).as_deref() {
                     Some("MIN") => r.min = true,
                     Some("MAX") => r.max = true,
                     Some("ALL") => r.all = true,
                     Some("COUNT") => r.count = true,
                     Some("SAVE") => r.save = true,
+                    Some("UPDATE") => r.update = true,
+                    // A hint that the search will be used again (RFC 5267 §4.2).
+                    Some("CONTEXT") => {}
+                    Some("PARTIAL") if r.partial.is_some() => {
+                        return Err("PARTIAL can be used only once".into())
+                    }
+                    Some("PARTIAL") => {
+                        let range = it.next().ok_or("PARTIAL needs a range")?;
+                        r.partial = Some(partial_range(range)?);
+                    }
                     _ => return Err("Unknown SEARCH return option".into()),
                 }
+            }
+            if r.all && r.partial.is_some() {
+                return Err("PARTIAL cannot be combined with ALL".into());
+            }
+            // Nothing but hints: the same as `RETURN ()`.
+            if !r.sends_result() && !r.save {
+                r.all = true;
             }
             Ok((Some(r), rest))
         }
@@ -140,6 +179,23 @@ pub fn search_return(args: &[Value]) -> Result<(Option<SearchReturn>, &[Value]),
             Err("RETURN needs a list of options".into())
         }
         _ => Ok((None, args)),
+    }
+}
+
+/// `low:high` of PARTIAL (RFC 5267 §4.4): two non-zero numbers, either order, no `*`.
+fn partial_range(value: &Value) -> Result<(u32, u32), String> {
+    let text = value.atom().ok_or("Invalid PARTIAL range")?;
+    let number = |s: &str| {
+        s.parse::<u32>()
+            .ok()
+            .filter(|&n| n > 0 && !s.starts_with('+'))
+    };
+    match text.split_once(':') {
+        Some((a, b)) => match (number(a), number(b)) {
+            (Some(a), Some(b)) => Ok((a.min(b), a.max(b))),
+            _ => Err("Invalid PARTIAL range".into()),
+        },
+        None => Err("Invalid PARTIAL range".into()),
     }
 }
 

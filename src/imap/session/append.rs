@@ -293,6 +293,13 @@ impl Session {
                 Ok(prepared)
             })
             .await?;
+        // Into the selected mailbox, this session is the first to hear of the messages:
+        // their \Recent is claimed in the same commit (RFC 3501 §2.3.2).
+        let claim = self
+            .selected
+            .as_ref()
+            .filter(|sel| sel.name == mailbox && !sel.read_only && !self.rev2)
+            .map(|sel| sel.id);
         let result = match prepared {
             Ok(mut prepared) => {
                 let bytes = prepared.iter().map(|(m, _)| m.size()).sum();
@@ -301,14 +308,26 @@ impl Session {
                         .iter_mut()
                         .map(|(message, flags)| (message, flags.system, flags.keywords.as_slice()))
                         .collect();
-                    w.append_all(&account, &mailbox, &mut batch)
+                    let (validity, uids) = w.append_all(&account, &mailbox, &mut batch)?;
+                    // Only if the name still is the selected mailbox (not renamed away).
+                    let target = w.mailbox_mark(&account, &mailbox)?.map(|m| m.id);
+                    let claimed = match (claim, uids.last()) {
+                        (Some(id), Some(&last)) if target == Some(id) => {
+                            Some((w.claim_recent(id, last)?, last))
+                        }
+                        _ => None,
+                    };
+                    Ok((validity, uids, claimed))
                 })
                 .await?
             }
             Err(e) => Err(e),
         };
         match result {
-            Ok((validity, uids)) => {
+            Ok((validity, uids, claimed)) => {
+                if let (Some(sel), Some(claimed)) = (self.selected.as_mut(), claimed) {
+                    sel.preclaimed.push(claimed);
+                }
                 let set = crate::imap::encode::number_set(&uids);
                 let text = format!("OK [APPENDUID {validity} {set}] APPEND completed");
                 self.finish(tag, &text, true).await?;

@@ -122,6 +122,30 @@ impl Session {
         self.finish(tag, "OK FETCH completed", uid).await
     }
 
+    /// FETCH responses for the messages after UID `after` (NOTIFY's MessageNew items,
+    /// RFC 5465 §5.2). Bodies are peeked: nothing here sets `\Seen`.
+    pub(super) async fn fetch_new(&mut self, items: &[FetchItem], after: u32) -> io::Result<()> {
+        let Some(sel) = &self.selected else {
+            return Ok(());
+        };
+        let new: Vec<(usize, u32, MessageRecord)> = sel
+            .messages
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.uid > after && !m.gone)
+            .map(|(i, m)| (i + 1, m.uid, m.record.clone()))
+            .collect();
+        for (seq, uid, record) in new {
+            if let Err(stop) = self.fetch_one(seq, uid, &record, items, false).await? {
+                if matches!(stop, Stop::Broken) {
+                    let error = format!("NOTIFY FETCH of UID {uid} cut short by a store error");
+                    return Err(io::Error::other(error));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// UIDs of the set that are gone, before the FETCH responses (RFC 7162 §3.2.6).
     fn report_vanished(&mut self, set: &SequenceSet) {
         let ranges = self.uid_ranges(set);
@@ -231,19 +255,27 @@ impl Session {
         }
         if items.iter().any(needs_meta) {
             let (r, peer) = (record.clone(), self.conn.peer);
-            let meta = self
-                .blocking(move |s| {
-                    if let Some(meta) = s.message_meta(r.blob)? {
-                        return Ok(meta);
-                    }
-                    // Large or pre-schema-2 message: compute once, keep it.
-                    let meta = crate::mail::structure::meta(&s.read_message(&r)?);
-                    if let Err(e) = s.put_message_meta(r.blob, &meta) {
-                        log::warn!("imap {peer}: keeping the structure of UID {uid} failed: {e}");
-                    }
-                    Ok(meta)
-                })
-                .await?;
+            // Stored at delivery for most messages: one key, read here.
+            let stored = self.shared.store.reader().message_meta(r.blob);
+            let meta = match stored {
+                Ok(Some(meta)) => Ok(meta),
+                _ => {
+                    self.blocking(move |s| {
+                        if let Some(meta) = s.message_meta(r.blob)? {
+                            return Ok(meta);
+                        }
+                        // Large or pre-schema-2 message: compute once, keep it.
+                        let meta = crate::mail::structure::meta(&s.read_message(&r)?);
+                        if let Err(e) = s.put_message_meta(r.blob, &meta) {
+                            log::warn!(
+                                "imap {peer}: keeping the structure of UID {uid} failed: {e}"
+                            );
+                        }
+                        Ok(meta)
+                    })
+                    .await?
+                }
+            };
             match self.present(uid, meta) {
                 Ok(Some(meta)) => loaded.meta = Some(meta),
                 other => return Ok(other.map(|_| None)),

@@ -11,6 +11,7 @@ impl Session {
     /// IDLE (RFC 2177 §3).
     pub(super) async fn idle(&mut self, tag: &str) -> io::Result<Reply> {
         self.sync(true).await?;
+        self.update_contexts().await?;
         self.conn.send(b"+ idling\r\n");
         self.conn.flush().await?;
         let mut shutdown = self.shared.shutdown.clone();
@@ -20,9 +21,15 @@ impl Session {
             Shutdown,
         }
         loop {
+            // With NOTIFY, its own receiver: the events it asked for may leave the
+            // selected mailbox's changes for the reply to DONE.
+            let changes = match self.notify.as_mut() {
+                Some(notify) => &mut notify.changes,
+                None => &mut self.changes,
+            };
             let event = tokio::select! {
                 line = self.conn.read_line(MAX_IMAP_LINE) => Event::Line(line),
-                _ = self.changes.changed() => Event::Changed,
+                Ok(()) = changes.changed() => Event::Changed,
                 _ = shutdown.wait_for(|stop| *stop) => Event::Shutdown,
             };
             match event {
@@ -34,9 +41,15 @@ impl Session {
                     _ => return Ok(Reply::Bad("Expected DONE".into())),
                 },
                 Event::Changed => {
-                    // Mark it unseen again so sync() reads the mailbox.
-                    self.changes.mark_changed();
-                    self.sync(true).await?;
+                    if self.notify.is_some() {
+                        // Exactly the events NOTIFY asked for (RFC 5465 §4).
+                        self.push_events(true).await?;
+                    } else {
+                        // Mark it unseen again so sync() reads the mailbox.
+                        self.changes.mark_changed();
+                        self.sync(true).await?;
+                        self.update_contexts().await?;
+                    }
                     self.conn.flush().await?;
                 }
                 Event::Shutdown => {

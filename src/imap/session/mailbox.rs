@@ -3,7 +3,7 @@
 //! SUBSCRIBE/UNSUBSCRIBE, LIST/LSUB with LIST-EXTENDED and LIST-STATUS (RFC 5258, RFC
 //! 5819), STATUS, and GETQUOTA/GETQUOTAROOT (RFC 9208).
 
-use super::{store_error_text, Msg, Reply, Selected, Session};
+use super::{store_error_text, Reply, Selected, Session};
 use crate::imap::encode;
 use crate::imap::message::missing_uids;
 use crate::imap::parse::{ListRequest, Qresync, Select, StatusItem};
@@ -79,24 +79,15 @@ impl Session {
         if let Some(resync) = qresync {
             self.send_resync(&resync, &mailbox, &messages, &recent);
         }
-        self.selected = Some(Selected {
+        self.selected = Some(Selected::new(
             name,
-            id: mailbox.id,
+            mailbox.id,
             read_only,
-            uid_next: mailbox.uid_next,
-            messages: messages
-                .into_iter()
-                .map(|(uid, record)| Msg {
-                    uid,
-                    record,
-                    gone: false,
-                })
-                .collect(),
-            saved: Vec::new(),
-            known_keywords: keywords.iter().map(|k| k.to_ascii_lowercase()).collect(),
+            mailbox.uid_next,
+            messages,
             keywords,
             recent,
-        });
+        ));
         let mode = if read_only { "READ-ONLY" } else { "READ-WRITE" };
         let verb = if read_only { "EXAMINE" } else { "SELECT" };
         self.tagged(tag, &format!("OK [{mode}] {verb} completed"));

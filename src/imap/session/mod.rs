@@ -1,31 +1,36 @@
 //! One IMAP connection: not authenticated → authenticated → selected → logout.
 //!
 //! This file owns the session itself: the struct, the read-or-shutdown loop, the bounded
-//! command reader, the state check and dispatch of typed commands, the snapshot of the
-//! selected mailbox and its `sync`, and the reply helpers. The handlers live
+//! command reader (and, with NOTIFY, the wait for input or events), the state check and
+//! dispatch of typed commands, `sync` of the selected mailbox (whose snapshot is
+//! `selected.rs`), and the reply helpers. The handlers live
 //! beside it, one file per command group, each an `impl Session` block:
 //! `auth` (CAPABILITY, LOGIN, AUTHENTICATE, STARTTLS, ENABLE, ID, NOOP, LOGOUT),
 //! `mailbox` (SELECT/EXAMINE, CREATE, DELETE, RENAME, (UN)SUBSCRIBE, LIST/LSUB,
 //! NAMESPACE, STATUS, QUOTA), `append`, `fetch`, `modify` (STORE, COPY/MOVE,
-//! EXPUNGE, CLOSE/UNSELECT), `search` and `idle`. Every handler runs in the same
+//! EXPUNGE, CLOSE/UNSELECT), `search`, `sort`, `context` (RFC 5267 search contexts),
+//! `notify` (RFC 5465) and `idle`. Every handler runs in the same
 //! order: RFC reference, its already typed arguments, state checks, store calls, replies.
 //!
 //! Commands are read with bounded lines and bounded literals (see the module doc of
-//! [`crate::imap`]); store calls go through [`Store::call`], never holding a transaction
+//! [`crate::imap`]); store calls go through [`Store::call`] (a mailbox's mark and a
+//! message's description are point lookups of [`Store::reader`]), never holding a transaction
 //! across an `.await`. The selected mailbox is a snapshot of (UID, record) pairs that is
 //! brought up to date before every tagged reply.
 
 mod append;
 mod auth;
+mod context;
 mod fetch;
 mod flags;
 mod idle;
 mod mailbox;
 mod modify;
+mod notify;
 mod search;
+mod selected;
 mod sort;
 
-use super::encode;
 use super::message::resolve;
 use super::parse::{
     is_append_message, parse_request, ranges_of, tag_of, trailing_literal, trim_crlf, Command,
@@ -39,6 +44,7 @@ use crate::floor::Shared;
 use crate::limits::{MAX_IMAP_COMMAND, MAX_IMAP_LINE};
 use crate::net::{Connection, Line};
 use crate::store::{MessageRecord, Store, StoreError};
+use selected::{Selected, Tell};
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,19 +79,30 @@ impl Session {
         self.untagged(&greeting);
         let mut shutdown = self.shared.shutdown.clone();
         loop {
-            let read = self.read_command();
-            let Some(input) = read_or_shutdown(&mut shutdown, read).await else {
+            let end = match self.await_input(&mut shutdown).await {
+                Ok(true) => None,
+                Ok(false) => Some(End::Shutdown),
+                Err(e) => Some(End::from_io(e)),
+            };
+            let end = match end {
+                Some(end) => Some(end),
+                None => {
+                    let read = self.read_command();
+                    match read_or_shutdown(&mut shutdown, read).await {
+                        None => Some(End::Shutdown),
+                        Some(Ok(input)) => self
+                            .input(input)
+                            .await
+                            .unwrap_or_else(|e| Some(End::from_io(e))),
+                        Some(Err(e)) => Some(End::from_io(e)),
+                    }
+                }
+            };
+            if matches!(end, Some(End::Shutdown)) {
                 self.conn.send(b"* BYE Server shutting down\r\n");
                 self.conn.close().await;
                 return End::Shutdown;
-            };
-            let end = match input {
-                Ok(input) => self
-                    .input(input)
-                    .await
-                    .unwrap_or_else(|e| Some(End::from_io(e))),
-                Err(e) => Some(End::from_io(e)),
-            };
+            }
             if let Some(end) = end {
                 if matches!(end, End::Timeout) {
                     self.conn.send(b"* BYE Autologout: idle too long\r\n");
@@ -97,35 +114,38 @@ impl Session {
     }
 }
 
-struct Selected {
-    name: String,
-    id: u64,
-    read_only: bool,
-    /// At least the mailbox's UIDNEXT: bounds the UIDs VANISHED (EARLIER) may name.
-    uid_next: u32,
-    /// In UID order; `gone` marks messages expunged elsewhere but not yet reported.
-    messages: Vec<Msg>,
-    /// SEARCHRES (RFC 5182): the UIDs `$` stands for.
-    saved: Vec<u32>,
-    /// The keywords announced in FLAGS so far (RFC 3501 §7.2.6): each one a client may
-    /// see on a message has been announced first.
-    keywords: Vec<String>,
-    /// The same, lower-cased, for lookups.
-    known_keywords: std::collections::HashSet<String>,
-    /// The UIDs that are `\Recent` in this session (sorted; empty for IMAP4rev2).
-    recent: Vec<u32>,
-}
-
-impl Selected {
-    fn is_recent(&self, uid: u32) -> bool {
-        self.recent.binary_search(&uid).is_ok()
+impl Session {
+    /// With NOTIFY on (RFC 5465), waits for the client's next bytes and sends the events
+    /// that happen meanwhile; without, returns at once. False: the server shuts down.
+    async fn await_input(&mut self, shutdown: &mut watch::Receiver<bool>) -> io::Result<bool> {
+        enum Event {
+            Input(io::Result<usize>),
+            Changed,
+            Shutdown,
+        }
+        // Events are not the client's activity: the autologout clock runs on.
+        let deadline = tokio::time::Instant::now() + self.conn.read_timeout;
+        loop {
+            if self.conn.has_buffered_input() {
+                return Ok(true);
+            }
+            let Some(notify) = self.notify.as_mut() else {
+                return Ok(true);
+            };
+            self.conn.flush().await?;
+            let event = tokio::select! {
+                read = self.conn.fill_by(Some(deadline)) => Event::Input(read),
+                Ok(()) = notify.changes.changed() => Event::Changed,
+                _ = shutdown.wait_for(|stop| *stop) => Event::Shutdown,
+            };
+            match event {
+                // Whatever came (or the end of input) is the command reader's.
+                Event::Input(read) => return read.map(|_| true),
+                Event::Changed => self.push_events(false).await?,
+                Event::Shutdown => return Ok(false),
+            }
+        }
     }
-}
-
-struct Msg {
-    uid: u32,
-    record: MessageRecord,
-    gone: bool,
 }
 
 /// One command as read from the connection.
@@ -167,6 +187,8 @@ pub struct Session {
     qresync: bool,
     /// The last junk filter learning this session started (see `modify`).
     learning: Option<tokio::task::JoinHandle<()>>,
+    /// NOTIFY SET (RFC 5465): the events to send as they happen.
+    notify: Option<notify::Notify>,
 }
 
 type Flow = io::Result<Option<End>>;
@@ -198,6 +220,7 @@ impl Session {
             rev2: false,
             qresync: false,
             learning: None,
+            notify: None,
         }
     }
 
@@ -240,6 +263,35 @@ impl Session {
     {
         let committer = self.shared.committer.clone();
         async move { Ok(committer.write(bytes, f).await) }
+    }
+
+    /// [`Session::write`] for a change to the selected mailbox that the caller takes into
+    /// the snapshot itself (STORE, EXPUNGE). When nothing else changed the mailbox since
+    /// the snapshot, the mailbox's mark after the change is kept: the next sync then reads
+    /// nothing.
+    async fn write_in_selected<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut crate::store::Write) -> crate::store::Result<T> + Send + 'static,
+    ) -> io::Result<crate::store::Result<T>> {
+        let Some(sel) = &self.selected else {
+            return self.write(f).await;
+        };
+        let (account, name, id, known) = (self.account(), sel.name.clone(), sel.id, sel.mark);
+        let result = self
+            .write(move |w| {
+                let before = w.mailbox_mark(&account, &name)?;
+                let value = f(w)?;
+                let after = w.mailbox_mark(&account, &name)?;
+                let kept = before.is_some_and(|b| b.id == id) && before == known;
+                Ok((value, after.filter(|_| kept)))
+            })
+            .await?;
+        Ok(result.map(|(value, after)| {
+            if let (Some(after), Some(sel)) = (after, self.selected.as_mut()) {
+                sel.mark = Some(after);
+            }
+            value
+        }))
     }
 
     fn untagged(&mut self, text: &str) {
@@ -397,7 +449,12 @@ impl Session {
         let reply = match (self.refusal(&request.name, request.needs), request.command) {
             (Some(refusal), _) => refusal,
             // An unsupported charset is a NO, not a syntax error (RFC 9051 §6.4.4).
-            (None, Err(text)) if text.starts_with("[BADCHARSET") => Reply::No(text),
+            // So is an event NOTIFY cannot report (RFC 5465 §3.1).
+            (None, Err(text))
+                if text.starts_with("[BADCHARSET") || text.starts_with("[BADEVENT") =>
+            {
+                Reply::No(text)
+            }
             (None, Err(text)) => Reply::Bad(text),
             (None, Ok(command)) => self.dispatch(&tag, command).await?,
         };
@@ -471,32 +528,79 @@ impl Session {
             Command::Search(search) => self.search(tag, search).await,
             Command::Sort(sort) => self.sort(tag, sort).await,
             Command::Thread(thread) => self.thread(tag, thread).await,
+            Command::CancelUpdate(tags) => self.cancel_update(tag, &tags).await,
+            Command::Notify(set) => self.notify_command(tag, set).await,
         }
     }
 
     /// Reports pending mailbox changes, then sends the tagged reply.
     async fn finish(&mut self, tag: &str, text: &str, allow_expunge: bool) -> io::Result<Reply> {
         self.sync(allow_expunge).await?;
+        self.update_contexts().await?;
         self.tagged(tag, text);
         Ok(Reply::Done)
     }
 
     /// Brings the snapshot up to date and sends EXPUNGE / EXISTS / FETCH FLAGS.
     async fn sync(&mut self, allow_expunge: bool) -> io::Result<()> {
-        let Some(id) = self.selected.as_ref().map(|s| s.id) else {
+        self.sync_with(allow_expunge, true).await
+    }
+
+    /// [`Session::sync`]; without `flags`, flag changes wait for a later sync (NOTIFY
+    /// without FlagChange, RFC 5465 §5.1).
+    async fn sync_with(&mut self, allow_expunge: bool, flags: bool) -> io::Result<()> {
+        let Some(sel) = self.selected.as_ref() else {
             return Ok(());
         };
-        let pending_gone = self
-            .selected
-            .as_ref()
-            .is_some_and(|s| s.messages.iter().any(|m| m.gone));
+        let (id, name) = (sel.id, sel.name.clone());
+        let pending_gone = sel.messages.iter().any(|m| m.gone);
+        let pending_flags = flags && sel.flags_pending;
         let changed = self.changes.has_changed().unwrap_or(false);
-        if !(changed || (allow_expunge && pending_gone)) {
+        if !(changed || pending_flags || (allow_expunge && pending_gone)) {
             return Ok(());
         }
         self.changes.borrow_and_update();
-        let fresh = match self.blocking(move |s| s.messages(id)).await? {
-            Ok(f) => f,
+        // Most changes are to other mailboxes: two point lookups (the mailbox's mark) tell
+        // whether this one changed before its records are read.
+        let account = self.account();
+        let mark = self
+            .shared
+            .store
+            .reader()
+            .mailbox_mark(&account, &name)
+            .ok()
+            .flatten()
+            // Renamed away by another session: the name is no longer this mailbox.
+            .filter(|m| m.id == id);
+        let Some(sel) = self.selected.as_ref() else {
+            return Ok(());
+        };
+        if mark.is_some() && mark == sel.mark && !pending_flags && !(allow_expunge && pending_gone)
+        {
+            return Ok(());
+        }
+        // No mailbox of this id under its name: another session renamed it. Commands
+        // that go by name (STORE, APPEND's claim) follow it to its new name.
+        let renamed = mark.is_none();
+        let read = self
+            .blocking(move |s| {
+                let name = match renamed {
+                    true => s.mailboxes(&account)?.into_iter().find(|m| m.id == id),
+                    false => None,
+                };
+                Ok((s.messages(id)?, name.map(|m| m.name)))
+            })
+            .await?;
+        let fresh = match read {
+            Ok((fresh, new_name)) => {
+                if let Some(sel) = self.selected.as_mut() {
+                    sel.mark = mark;
+                    if let Some(new_name) = new_name {
+                        sel.name = new_name;
+                    }
+                }
+                fresh
+            }
             Err(e) => {
                 log::error!("imap {}: reading mailbox failed: {e}", self.conn.peer);
                 return Ok(());
@@ -513,17 +617,44 @@ impl Session {
             .map(|(u, _)| *u)
             .filter(|&u| u > known)
             .collect();
-        let recent = self.recent_among(id, arrived, read_only).await?;
-        let (condstore, qresync) = (self.condstore, self.qresync);
+        // What this session's APPENDs claimed needs no claim; below their claims, what
+        // is not in them was claimed by others.
+        let claims = match self.selected.as_mut() {
+            Some(sel) => std::mem::take(&mut sel.preclaimed),
+            None => Vec::new(),
+        };
+        let claimed_to = claims.iter().map(|&(_, up_to)| up_to).max().unwrap_or(0);
+        let (claimed, arrived): (Vec<u32>, Vec<u32>) =
+            arrived.into_iter().partition(|&u| u <= claimed_to);
+        let mut recent: Vec<u32> = claimed
+            .into_iter()
+            .filter(|&u| {
+                claims
+                    .iter()
+                    .any(|&(before, up_to)| u > before && u <= up_to)
+            })
+            .collect();
+        recent.extend(self.recent_among(id, arrived, read_only).await?);
+        let tell = Tell {
+            expunges: allow_expunge,
+            flags,
+            modseq: self.condstore,
+            vanished: self.qresync,
+            uids: self.qresync || self.notify.as_ref().is_some_and(|n| n.flag_changes()),
+        };
         let Some(sel) = self.selected.as_mut() else {
             return Ok(());
         };
         sel.recent.extend(recent.iter().copied());
-        let mut out = sel.refresh(fresh, allow_expunge, condstore, qresync);
+        let mut out = sel.refresh(fresh, tell);
         if !recent.is_empty() {
             out.push_str(&format!("* {} RECENT\r\n", sel.recent.len()));
         }
         self.conn.send(out.as_bytes());
+        // NOTIFY's MessageNew items follow the EXISTS (RFC 5465 §5.2).
+        if let Some(items) = self.notify.as_ref().and_then(|n| n.fetch_items()) {
+            self.fetch_new(&items, known).await?;
+        }
         Ok(())
     }
 
@@ -582,6 +713,7 @@ impl Session {
     fn apply_records(&mut self, updated: &[(u32, MessageRecord)]) {
         self.announce_keywords(updated.iter().map(|(_, r)| r));
         if let Some(sel) = self.selected.as_mut() {
+            sel.dirty = true;
             for (uid, record) in updated {
                 if let Ok(pos) = sel.messages.binary_search_by_key(uid, |m| m.uid) {
                     sel.messages[pos].record = record.clone();
@@ -597,96 +729,6 @@ impl Session {
             let out = sel.expunge(uids, qresync);
             self.conn.send(out.as_bytes());
         }
-    }
-}
-
-impl Selected {
-    /// Takes the mailbox as it is now (`fresh`) into the snapshot and returns what tells
-    /// the client: expunges (only when allowed, RFC 3501 §7.4.1), flag changes (with
-    /// MODSEQ once CONDSTORE is on) and the new message count.
-    fn refresh(
-        &mut self,
-        fresh: Vec<(u32, MessageRecord)>,
-        allow_expunge: bool,
-        condstore: bool,
-        qresync: bool,
-    ) -> String {
-        let mut out = String::new();
-        let present = |uid: u32| fresh.binary_search_by_key(&uid, |(u, _)| *u);
-        for m in self.messages.iter_mut() {
-            if present(m.uid).is_err() {
-                m.gone = true;
-            }
-        }
-        if allow_expunge {
-            let gone: Vec<u32> = self
-                .messages
-                .iter()
-                .filter(|m| m.gone)
-                .map(|m| m.uid)
-                .collect();
-            out.push_str(&self.expunge(&gone, qresync));
-        }
-        for (i, m) in self.messages.iter_mut().enumerate() {
-            let Ok(pos) = present(m.uid) else { continue };
-            let record = &fresh[pos].1;
-            if record.flags != m.record.flags || record.keywords != m.record.keywords {
-                m.record = record.clone();
-                let modseq = condstore.then_some(record.modseq);
-                let (flags, keywords) = (record.flags, &record.keywords);
-                let recent = self.recent.binary_search(&m.uid).is_ok();
-                out.push_str(&encode::fetch_flags(
-                    i + 1,
-                    Some(m.uid),
-                    flags,
-                    keywords,
-                    recent,
-                    modseq,
-                ));
-            }
-        }
-        let last = self.messages.last().map_or(0, |m| m.uid);
-        if let Some((uid, _)) = fresh.last() {
-            self.uid_next = self.uid_next.max(uid.saturating_add(1));
-        }
-        let before = self.messages.len();
-        for (uid, record) in fresh.into_iter().filter(|(u, _)| *u > last) {
-            self.messages.push(Msg {
-                uid,
-                record,
-                gone: false,
-            });
-        }
-        if self.messages.len() != before {
-            out.push_str(&encode::exists(self.messages.len()));
-        }
-        out
-    }
-
-    /// Drops `uids` from the snapshot and returns what tells the client: EXPUNGE per
-    /// message (highest sequence number first, so each number is still valid when read),
-    /// or one VANISHED once QRESYNC is enabled (RFC 7162 §3.2.10).
-    fn expunge(&mut self, uids: &[u32], qresync: bool) -> String {
-        let mut sorted = uids.to_vec();
-        sorted.sort_unstable();
-        self.recent.retain(|u| sorted.binary_search(u).is_err());
-        let mut out = String::new();
-        let mut vanished = Vec::new();
-        for i in (0..self.messages.len()).rev() {
-            if sorted.binary_search(&self.messages[i].uid).is_ok() {
-                if qresync {
-                    vanished.push(self.messages[i].uid);
-                } else {
-                    out.push_str(&encode::expunge(i + 1));
-                }
-                self.messages.remove(i);
-            }
-        }
-        if !vanished.is_empty() {
-            vanished.reverse();
-            out.push_str(&encode::vanished(&vanished));
-        }
-        out
     }
 }
 
@@ -710,87 +752,5 @@ fn store_error_text(e: &StoreError) -> String {
             format!("[OVERQUOTA] {e}")
         }
         _ => format!("[SERVERBUG] {e}"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::flags;
-
-    fn record(flags: u8, modseq: u64) -> MessageRecord {
-        MessageRecord {
-            blob: 1,
-            size: 10,
-            internal_date: 0,
-            flags,
-            keywords: Vec::new(),
-            modseq,
-        }
-    }
-
-    fn snapshot(uids: &[u32]) -> Selected {
-        Selected {
-            name: "INBOX".into(),
-            id: 1,
-            read_only: false,
-            uid_next: uids.last().map_or(1, |u| u + 1),
-            messages: uids
-                .iter()
-                .map(|&uid| Msg {
-                    uid,
-                    record: record(0, 1),
-                    gone: false,
-                })
-                .collect(),
-            saved: Vec::new(),
-            keywords: Vec::new(),
-            known_keywords: Default::default(),
-            recent: Vec::new(),
-        }
-    }
-
-    fn uids(sel: &Selected) -> Vec<u32> {
-        sel.messages.iter().map(|m| m.uid).collect()
-    }
-
-    #[test]
-    fn expunges_are_reported_highest_first_or_as_vanished() {
-        let mut sel = snapshot(&[3, 5, 7, 9]);
-        assert_eq!(
-            sel.expunge(&[9, 3, 5], false),
-            "* 4 EXPUNGE\r\n* 2 EXPUNGE\r\n* 1 EXPUNGE\r\n"
-        );
-        assert_eq!(uids(&sel), [7]);
-        let mut sel = snapshot(&[3, 4, 5, 9]);
-        assert_eq!(sel.expunge(&[9, 3, 4, 8], true), "* VANISHED 3:4,9\r\n");
-        assert_eq!(uids(&sel), [5]);
-        assert_eq!(sel.expunge(&[1], true), "");
-    }
-
-    #[test]
-    fn refresh_reports_expunges_flag_changes_and_new_messages() {
-        let mut sel = snapshot(&[1, 2, 3]);
-        let fresh = vec![
-            (1, record(0, 1)),
-            (3, record(flags::SEEN, 4)),
-            (4, record(0, 5)),
-        ];
-        // Expunges wait (during FETCH, STORE, SEARCH); the message stays addressable.
-        assert_eq!(
-            sel.refresh(fresh.clone(), false, true, false),
-            "* 3 FETCH (UID 3 FLAGS (\\Seen) MODSEQ (4))\r\n* 4 EXISTS\r\n"
-        );
-        assert_eq!(uids(&sel), [1, 2, 3, 4]);
-        assert!(sel.messages[1].gone);
-        assert_eq!(sel.uid_next, 5);
-        // Then they are reported, with nothing else changed.
-        assert_eq!(sel.refresh(fresh, true, true, false), "* 2 EXPUNGE\r\n");
-        assert_eq!(uids(&sel), [1, 3, 4]);
-        let fresh = vec![(1, record(flags::DELETED, 6))];
-        assert_eq!(
-            sel.refresh(fresh, true, false, true),
-            "* VANISHED 3:4\r\n* 1 FETCH (UID 1 FLAGS (\\Deleted))\r\n"
-        );
     }
 }

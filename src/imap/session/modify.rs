@@ -67,7 +67,7 @@ impl Session {
             FlagOp::Remove => None,
         };
         let result = self
-            .write(move |w| {
+            .write_in_selected(move |w| {
                 let (system, keywords) = (flags.system, &flags.keywords);
                 w.store_flags(
                     &account,
@@ -329,7 +329,8 @@ impl Session {
     ) -> io::Result<crate::store::Result<usize>> {
         let shared = {
             let (account, uids) = (account.clone(), uids.clone());
-            self.write(move |w| w.expunge(&account, id, &uids)).await?
+            self.write_in_selected(move |w| w.expunge(&account, id, &uids))
+                .await?
         };
         Ok(match shared {
             Err(StoreError::Full) => {

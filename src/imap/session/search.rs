@@ -14,7 +14,7 @@ use std::rc::Rc;
 const MAX_CONTENT_KEYS: usize = 16;
 
 /// A snapshot message as SEARCH sees it: UID, record, expunged elsewhere, `\Recent`.
-type Snapshot = Vec<(u32, MessageRecord, bool, bool)>;
+pub(super) type Snapshot = Vec<(u32, MessageRecord, bool, bool)>;
 
 impl Session {
     /// SEARCH and UID SEARCH (RFC 9051 §6.4.4).
@@ -22,11 +22,22 @@ impl Session {
         let Search { options, key, uid } = search;
         // IMAP4rev2 answers every SEARCH with ESEARCH (RFC 9051 §6.4.4).
         let options = options.or(self.rev2.then(SearchReturn::all));
+        if let Some(reply) = options
+            .filter(|o| o.update)
+            .and_then(|_| self.context_tag_in_use(tag))
+        {
+            return Ok(reply);
+        }
         let uses_modseq = key.uses_modseq();
+        let context_key = self.context_key(&options, &key);
         let found = match self.find(key, uid).await? {
             Ok(found) => found,
             Err(reply) => return Ok(reply),
         };
+        if let Some(key) = context_key {
+            let results = found.iter().map(|f| f.uid).collect();
+            self.keep_context(tag, uid, key, None, results);
+        }
         let found: Vec<(u32, u32, u64)> = found
             .into_iter()
             .map(|m| (m.seq, m.uid, m.record.modseq))
@@ -83,13 +94,25 @@ impl Session {
                 sel.saved = uids;
             }
         }
-        let only_save =
-            options.save && !(options.min || options.max || options.all || options.count);
-        if !only_save {
+        if options.sends_result() {
             let line = encode::esearch(tag, uid, &options, &numbers, modseq);
             self.conn.send(line.as_bytes());
         }
         self.finish(tag, &done, uid).await
+    }
+}
+
+impl Session {
+    /// The key a context of this search keeps (`$` as it is now), when UPDATE asks for one.
+    pub(super) fn context_key(
+        &self,
+        options: &Option<SearchReturn>,
+        key: &SearchKey,
+    ) -> Option<SearchKey> {
+        let sel = self.selected.as_ref()?;
+        options
+            .filter(|o| o.update)
+            .map(|_| key.clone().with_saved(&sel.saved))
     }
 }
 
@@ -139,7 +162,7 @@ impl Session {
 
 /// The messages that match. Runs in the store thread; a message's bytes are read only
 /// when a key needs them.
-fn matching(
+pub(super) fn matching(
     store: &Store,
     key: &SearchKey,
     mailbox: u64,
@@ -214,6 +237,7 @@ mod tests {
             all,
             count,
             save: true,
+            ..SearchReturn::default()
         };
         let uids = vec![3, 5, 9];
         assert_eq!(

@@ -7,6 +7,7 @@ use super::{store_error_text, Reply, Session};
 use crate::imap::parse::{Sort, SortBy, Thread, ThreadBy};
 use crate::imap::thread::{self, Item};
 use crate::mail::sortkeys::{casemap, SortKeys};
+use crate::store::Store;
 use std::cmp::Ordering;
 use std::io;
 
@@ -18,35 +19,31 @@ impl Session {
             key,
             uid,
         } = sort;
+        if let Some(reply) = options
+            .filter(|o| o.update)
+            .and_then(|_| self.context_tag_in_use(tag))
+        {
+            return Ok(reply);
+        }
         let uses_modseq = key.uses_modseq();
-        let keyed = match self.found_with_keys(key, uid).await? {
-            Ok(keyed) => keyed,
+        let context_key = self.context_key(&options, &key);
+        let found = match self.find(key, uid).await? {
+            Ok(found) => found,
             Err(reply) => return Ok(reply),
         };
-        let mut order: Vec<usize> = (0..keyed.len()).collect();
-        let sortable: Vec<Sortable> = keyed.iter().map(|(f, k)| Sortable::new(f, k)).collect();
-        // Equal under every criterion: mailbox order (RFC 5256 §3), hence a stable sort.
-        order.sort_by(|&a, &b| {
-            criteria
-                .iter()
-                .map(|&(by, reverse)| {
-                    let o = sortable[a].compare(&sortable[b], by);
-                    if reverse {
-                        o.reverse()
-                    } else {
-                        o
-                    }
-                })
-                .find(|o| o.is_ne())
-                .unwrap_or(Ordering::Equal)
-        });
-        let sorted: Vec<(u32, u32, u64)> = order
+        let order = criteria.clone();
+        let found = match self.blocking(move |s| sorted(s, found, &order)).await? {
+            Ok(found) => found,
+            Err(e) => return Ok(Reply::No(store_error_text(&e))),
+        };
+        let sorted: Vec<(u32, u32, u64)> = found
             .iter()
-            .map(|&i| {
-                let f = &keyed[i].0;
-                (f.seq, f.uid, f.record.modseq)
-            })
+            .map(|f| (f.seq, f.uid, f.record.modseq))
             .collect();
+        if let Some(key) = context_key {
+            let results = found.iter().map(|f| f.uid).collect();
+            self.keep_context(tag, uid, key, Some(criteria), results);
+        }
         self.answer(tag, "SORT", options, &sorted, uid, uses_modseq)
             .await
     }
@@ -98,6 +95,43 @@ impl Session {
             Err(e) => Err(Reply::No(store_error_text(&e))),
         })
     }
+}
+
+/// The messages found, in SORT order: the criteria in turn, then mailbox order (RFC
+/// 5256 §3). Runs in the store thread: one sort-field lookup per message.
+pub(super) fn sorted(
+    store: &Store,
+    found: Vec<Found>,
+    criteria: &[(SortBy, bool)],
+) -> crate::store::Result<Vec<Found>> {
+    let blobs: Vec<(u64, u64)> = found
+        .iter()
+        .map(|f| (f.record.blob, f.record.size))
+        .collect();
+    let keys = store.sort_keys(&blobs)?;
+    let sortable: Vec<Sortable> = found
+        .iter()
+        .zip(&keys)
+        .map(|(f, k)| Sortable::new(f, k))
+        .collect();
+    let mut order: Vec<usize> = (0..found.len()).collect();
+    // Stable: equal under every criterion keeps mailbox order.
+    order.sort_by(|&a, &b| {
+        criteria
+            .iter()
+            .map(|&(by, reverse)| {
+                let o = sortable[a].compare(&sortable[b], by);
+                if reverse {
+                    o.reverse()
+                } else {
+                    o
+                }
+            })
+            .find(|o| o.is_ne())
+            .unwrap_or(Ordering::Equal)
+    });
+    let mut found: Vec<Option<Found>> = found.into_iter().map(Some).collect();
+    Ok(order.into_iter().filter_map(|i| found[i].take()).collect())
 }
 
 /// A message's sort values, case-mapped once rather than at every comparison.
