@@ -19,7 +19,7 @@
 //!    [`junk`]: the learning junk filter per account (tokens, a Bayesian classifier over
 //!    statistics kept by the store). [`inbound`]: the checks on mail from the internet
 //!    (SPF, DKIM, DMARC, ARC, iprev, HELO, block lists, message rate) and their verdict.
-//!    [`sieve`]: the Sieve filter language (so far its lexer and parser).
+//!    [`sieve`]: the Sieve filter language: parser, validator and interpreter (pure).
 //! 7. [`delivery`]: the one path from "recipient accepted" to "stored"; DSN notices.
 //! 8. [`floor`]: what every session stands on: `Shared`, the session kernel, admission,
 //!    locks.

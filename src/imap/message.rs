@@ -4,6 +4,7 @@
 
 use super::parse::{in_set, Range, SearchKey, Section};
 use crate::mail;
+use crate::mail::header::decode_words;
 use crate::store::MessageRecord;
 
 /// The bytes of a `BODY[section]` (before any partial).
@@ -188,19 +189,6 @@ fn address_matches(header: &[u8], field: &str, needle: &str) -> bool {
             Entry::GroupEnd => false,
         })
     })
-}
-
-/// RFC 2047 encoded words decoded, by mail-parser's decoder (as if the text were a
-/// Subject).
-fn decode_words(text: &str) -> String {
-    if !text.contains("=?") {
-        return text.to_string();
-    }
-    let header = format!("Subject: {text}\r\n\r\n");
-    mail_parser::MessageParser::new()
-        .parse_headers(header.as_bytes())
-        .and_then(|m| m.subject().map(str::to_string))
-        .unwrap_or_else(|| text.to_string())
 }
 
 /// The facts SEARCH looks at for one message.

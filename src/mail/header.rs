@@ -137,6 +137,19 @@ fn line_end(bytes: &[u8], start: usize) -> usize {
         .map_or(bytes.len(), |p| start + p + 1)
 }
 
+/// RFC 2047 encoded words decoded, by mail-parser's decoder (as if the text were a
+/// Subject).
+pub fn decode_words(text: &str) -> String {
+    if !text.contains("=?") {
+        return text.to_string();
+    }
+    let header = format!("Subject: {text}\r\n\r\n");
+    mail_parser::MessageParser::new()
+        .parse_headers(header.as_bytes())
+        .and_then(|m| m.subject().map(str::to_string))
+        .unwrap_or_else(|| text.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

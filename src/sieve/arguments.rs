@@ -5,6 +5,25 @@
 use super::parse::{Argument, Value};
 use super::{Pos, SieveError};
 
+/// The tags that take a value (the argument after them), in any command or test.
+const VALUED_TAGS: [&str; 15] = [
+    "comparator",
+    "count",
+    "value",
+    "days",
+    "seconds",
+    "subject",
+    "from",
+    "addresses",
+    "handle",
+    "flags",
+    "index",
+    "zone",
+    "content",
+    "header",
+    "uniqueid",
+];
+
 /// A command's or test's arguments: tags first, in any order, then the positional ones.
 pub(super) struct Arguments<'a> {
     name: &'a str,
@@ -34,8 +53,10 @@ impl<'a> Arguments<'a> {
                     if tags.iter().any(|(_, t, _)| t == tag) {
                         return Err(SieveError::new(argument.at, format!(":{tag} given twice")));
                     }
-                    // Only :comparator takes a value among the tags known here.
-                    let value = (tag == "comparator").then(|| it.next()).flatten();
+                    let value = VALUED_TAGS
+                        .contains(&tag.as_str())
+                        .then(|| it.next())
+                        .flatten();
                     tags.push((argument.at, tag.as_str(), value));
                 }
                 _ => positional.push(argument),
@@ -50,6 +71,11 @@ impl<'a> Arguments<'a> {
         })
     }
 
+    /// Where the command or test starts.
+    pub(super) fn at(&self) -> Pos {
+        self.at
+    }
+
     /// Takes a tag without a value; `Some(where)` when it was given.
     pub(super) fn flag(&mut self, tag: &str) -> Result<Option<Pos>, SieveError> {
         Ok(self.take(tag).map(|(at, _)| at))
@@ -62,6 +88,53 @@ impl<'a> Arguments<'a> {
             Some((_, Some(value))) => Ok(Some(value)),
             Some((at, None)) => Err(SieveError::new(at, format!(":{tag} needs a value"))),
         }
+    }
+
+    /// A tag's string value (`:subject "x"`).
+    pub(super) fn string_of(&mut self, tag: &str) -> Result<Option<String>, SieveError> {
+        match self.value_of(tag)? {
+            None => Ok(None),
+            Some(Argument {
+                value: Value::String(s),
+                ..
+            }) => Ok(Some(s.clone())),
+            Some(other) => Err(SieveError::new(other.at, format!(":{tag} needs a string"))),
+        }
+    }
+
+    /// A tag's string-list value (`:flags ["a", "b"]`).
+    pub(super) fn strings_of(&mut self, tag: &str) -> Result<Option<Vec<String>>, SieveError> {
+        match self.value_of(tag)? {
+            None => Ok(None),
+            Some(
+                argument @ Argument {
+                    value: Value::String(_) | Value::List(_),
+                    ..
+                },
+            ) => Ok(Some(strings(argument))),
+            Some(other) => Err(SieveError::new(
+                other.at,
+                format!(":{tag} needs a string list"),
+            )),
+        }
+    }
+
+    /// A tag's number value (`:days 7`).
+    pub(super) fn number_of(&mut self, tag: &str) -> Result<Option<u64>, SieveError> {
+        match self.value_of(tag)? {
+            None => Ok(None),
+            Some(Argument {
+                value: Value::Number(n),
+                ..
+            }) => Ok(Some(*n)),
+            Some(other) => Err(SieveError::new(other.at, format!(":{tag} needs a number"))),
+        }
+    }
+
+    /// Whether positional arguments are left (for optional ones, as hasflag's
+    /// variable list).
+    pub(super) fn remaining(&self) -> usize {
+        self.positional.len()
     }
 
     fn take(&mut self, tag: &str) -> Option<(Pos, Option<&'a Argument>)> {

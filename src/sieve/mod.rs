@@ -4,18 +4,35 @@
 //! Built in layers, each pure and tested without a mailbox:
 //! - [`lex`]: bytes to tokens (strings, numbers, tags, comments), with positions;
 //! - [`parse`]: tokens to the generic command tree of RFC 5228 §8.2, nesting bounded;
-//! - [`program`]: the tree checked against the known commands, tests and `require`d
-//!   extensions into a typed [`program::Program`];
-//! - [`compare`]: comparators and match types (`:is`, `:contains`, `:matches`), for the
-//!   interpreter to come.
+//! - [`program`]: the tree checked against the known commands (`commands.rs`), tests
+//!   (`conditions.rs`) and `require`d extensions into a typed [`program::Program`];
+//!   strings become literals or variable templates ([`strings`]);
+//! - [`compare`]: comparators and match types;
+//! - [`run`]: the interpreter over a message ([`input`]) and its envelope, tests in
+//!   `eval.rs`: an [`run::Outcome`] of actions, carried out by the caller.
 //!
 //! Errors name the line and column they were found at.
 
 mod arguments;
+mod commands;
 pub mod compare;
+mod conditions;
+mod eval;
+pub mod input;
 pub mod lex;
 pub mod parse;
 pub mod program;
+pub mod run;
+pub mod strings;
+
+#[cfg(test)]
+mod compile_tests;
+#[cfg(test)]
+mod run_tests;
+
+pub use commands::valid_script_name;
+pub use program::compile;
+pub use run::{run, Action, Host, NoHost, Outcome};
 
 use std::fmt;
 

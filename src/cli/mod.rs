@@ -9,6 +9,8 @@ use crate::server;
 use crate::store::Store;
 use crate::{privilege, signals, tls};
 use clap::{Parser, Subcommand};
+
+mod sieve;
 use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -69,6 +71,11 @@ enum Command {
     Junk {
         #[command(subcommand)]
         action: JunkAction,
+    },
+    /// Sieve filter scripts.
+    Sieve {
+        #[command(subcommand)]
+        action: sieve::SieveAction,
     },
     /// DKIM signing keys.
     Dkim {
@@ -279,6 +286,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Queue { action } => queue_command(&cli, action),
         Command::Block { action } => block_command(&cli, action),
         Command::Junk { action } => junk_command(&cli, action),
+        Command::Sieve { action } => sieve::sieve_command(action),
         Command::Dkim {
             action: DkimAction::Generate { domain, selector },
         } => {

@@ -1,0 +1,2 @@
+if exists "list-id" { discard; stop; }
+if not exists ["message-id", "date"] { redirect "missing@example.net"; }

@@ -1,0 +1,2 @@
+require "reject";
+if header :contains "subject" "offers" { reject "No advertising, thank you."; }

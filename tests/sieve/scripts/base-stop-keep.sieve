@@ -1,0 +1,3 @@
+keep;
+if header :contains "subject" "lunch" { stop; }
+discard;

@@ -1,0 +1,2 @@
+require ["date", "index", "fileinto", "variables"];
+if date :index 1 :zone "+0000" :matches "received" "hour" "*" { fileinto "received-hour-${0}"; }

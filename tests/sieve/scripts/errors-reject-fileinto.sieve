@@ -1,0 +1,3 @@
+require ["reject", "fileinto"];
+fileinto "A";
+if exists "list-id" { reject "no lists"; }

@@ -1,0 +1,3 @@
+require ["vacation", "reject"];
+if exists "precedence" { reject "bulk"; }
+vacation "away";

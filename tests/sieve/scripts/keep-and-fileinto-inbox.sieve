@@ -1,0 +1,5 @@
+require "fileinto";
+keep;
+fileinto "INBOX";
+fileinto "Other";
+fileinto "Other";

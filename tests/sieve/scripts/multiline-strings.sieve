@@ -1,0 +1,8 @@
+require "fileinto";
+if header :contains "subject" text:
+Lunch
+.
+{ fileinto text:
+Multi
+.
+; }

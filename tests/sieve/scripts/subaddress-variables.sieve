@@ -1,0 +1,2 @@
+require ["subaddress", "fileinto", "variables", "envelope"];
+if envelope :matches :detail "to" "*" { fileinto "detail/${1}"; }

@@ -1,0 +1,2 @@
+require "vacation";
+if not header :contains "subject" "offers" { vacation "I am away."; }
