@@ -211,6 +211,7 @@ pub fn run(args: &[String], config: &Config, store: &Store) -> i32 {
             Ok(Resolution::NotLocal) if crate::address::normalize_address(r).is_some() => {
                 remote.push((r.clone(), None, 0));
             }
+            Ok(Resolution::Forward(original)) => remote.push((original, None, 0)),
             Ok(Resolution::NotLocal) => {
                 eprintln!("sendmail: {r:?} is not a mail address");
                 return EX_NOUSER;

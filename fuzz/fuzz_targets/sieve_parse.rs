@@ -17,6 +17,7 @@ fuzz_target!(|input: &[u8]| {
     if let Ok(program) = compile(input) {
         let message = Input {
             message: MESSAGE,
+            size: MESSAGE.len() as u64,
             envelope_from: "a@example.com",
             envelope_to: "c@example.org",
             now: 0,

@@ -286,7 +286,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Queue { action } => queue_command(&cli, action),
         Command::Block { action } => block_command(&cli, action),
         Command::Junk { action } => junk_command(&cli, action),
-        Command::Sieve { action } => sieve::sieve_command(action),
+        Command::Sieve { action } => sieve::sieve_command(&cli, action),
         Command::Dkim {
             action: DkimAction::Generate { domain, selector },
         } => {

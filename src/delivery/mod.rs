@@ -2,18 +2,23 @@
 //! relay's bounces and success notices all come through here:
 //!
 //! 1. [`resolve`] turns an envelope recipient into targets: (account, mailbox, flags).
-//!    INBOX with no flags is the default; this is the single place where filters (Sieve,
-//!    the junk classifier) will choose another mailbox or add flags.
+//!    INBOX with no flags is the default; the junk classifier ([`classify`]) and then
+//!    the account's Sieve script ([`filter`]) choose another mailbox or add flags.
 //! 2. [`prepare`] computes what the store keeps beside the bytes (the IMAP ENVELOPE and
 //!    BODYSTRUCTURE) before the write transaction, so the single LMDB writer only copies.
 //! 3. [`deliver`] hands the result to the group committer and returns once it is durable;
 //!    [`deliver_now`] does the same in one transaction of its own, for commands that run
 //!    without a server (sendmail).
 //!
-//! [`notice`] builds the DSNs (RFC 3461/3464) that the relay and SMTP owe a sender.
+//! [`notice`] builds the DSNs (RFC 3461/3464) that the relay and SMTP owe a sender;
+//! [`vacation`] the out-of-office replies and their rules; [`srs`] the sender addresses
+//! of forwarded mail.
 //! IMAP APPEND is not a delivery: the client chose the mailbox and flags itself.
 
+pub mod filter;
 pub mod notice;
+pub mod srs;
+pub mod vacation;
 
 use crate::store::{Accepted, Committer, Delivery, Reader, Recipient, Result, Store, Target};
 
@@ -26,6 +31,9 @@ pub enum Resolution {
     UnknownUser,
     /// Not one of our domains.
     NotLocal,
+    /// An SRS address of ours (a bounce to mail we forwarded): it goes on to this
+    /// address, the original sender.
+    Forward(String),
 }
 
 /// Resolves an envelope recipient to the mailboxes its copies go to. A few point lookups:
@@ -33,7 +41,8 @@ pub enum Resolution {
 ///
 /// `postmaster@` a local domain (any case, RFC 5321 §4.5.1) always resolves: to the
 /// account or alias of that name when there is one, else to the domain's oldest account,
-/// else to the server's.
+/// else to the server's. An SRS address we made (and nobody's account) forwards to the
+/// original sender.
 pub fn resolve(store: &Reader, address: &str) -> Result<Resolution> {
     Ok(match store.resolve_recipient(address)? {
         Recipient::Local(accounts) => {
@@ -47,6 +56,16 @@ pub fn resolve(store: &Reader, address: &str) -> Result<Resolution> {
                 };
                 match owner {
                     Some(account) => Resolution::Local(vec![Target::inbox(&account)]),
+                    None => Resolution::UnknownUser,
+                }
+            }
+            Some((local, _)) if srs::is_srs(local) => {
+                let original = match store.srs_secret()? {
+                    Some(secret) => srs::Srs::new(&secret).reverse(local, crate::clock::unix_now()),
+                    None => None,
+                };
+                match original {
+                    Some(original) => Resolution::Forward(original),
                     None => Resolution::UnknownUser,
                 }
             }

@@ -28,7 +28,7 @@ pub fn routing(store: &Store, sender: &str) -> Result<Routing> {
     }
     Ok(match super::resolve(&store.reader(), sender)? {
         super::Resolution::Local(targets) => Routing::Local(targets),
-        super::Resolution::NotLocal => Routing::Remote,
+        super::Resolution::NotLocal | super::Resolution::Forward(_) => Routing::Remote,
         // A local sender that no longer exists: nobody to tell.
         super::Resolution::UnknownUser => Routing::Nowhere,
     })
@@ -85,6 +85,49 @@ pub fn delivered(
     };
     Ok(Some(build(
         about, hostname, reports, &original, &routing, now,
+    )))
+}
+
+/// The failure notice for a recipient whose Sieve script rejected the message (RFC
+/// 5429 §2.1: when it cannot be refused in the SMTP dialogue, because other recipients
+/// took it). None when the sender is null or unknown here.
+pub fn rejected(
+    store: &Store,
+    hostname: &str,
+    about: About,
+    recipient: &str,
+    reason: &str,
+    header: &[u8],
+) -> Result<Option<Delivery>> {
+    let now = about.arrival;
+    let routing = routing(store, about.sender)?;
+    if matches!(routing, Routing::Nowhere) {
+        return Ok(None);
+    }
+    let report = RecipientReport {
+        address: recipient.to_string(),
+        orcpt: None,
+        action: Action::Failed,
+        status: "5.7.1".into(),
+        remote: None,
+        diagnostic: Some(format!(
+            "rejected by the recipient's filter: {}",
+            reason.replace(['\r', '\n'], " ")
+        )),
+        last_attempt: Some(now),
+        retry_until: None,
+    };
+    let original = Original {
+        bytes: crate::mail::header_of(header).to_vec(),
+        full: false,
+    };
+    Ok(Some(build(
+        about,
+        hostname,
+        vec![report],
+        &original,
+        &routing,
+        now,
     )))
 }
 

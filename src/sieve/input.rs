@@ -9,7 +9,10 @@ use std::cell::OnceCell;
 
 /// The message and its envelope, as the interpreter sees them.
 pub struct Input<'a> {
+    /// The message, or as much of it as the caller reads (see `size`).
     pub message: &'a [u8],
+    /// The whole message's size, for `size`.
+    pub size: u64,
     /// The envelope sender, "" for the null sender.
     pub envelope_from: &'a str,
     pub envelope_to: &'a str,
@@ -46,7 +49,7 @@ impl<'a> View<'a> {
     }
 
     pub fn size(&self) -> u64 {
-        self.input.message.len() as u64
+        self.input.size
     }
 
     pub fn exists(&self, name: &str) -> bool {

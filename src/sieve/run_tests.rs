@@ -17,6 +17,7 @@ fn outcome(script: &str) -> Outcome {
     let program = compile(script.as_bytes()).unwrap_or_else(|e| panic!("{script}: {e}"));
     let input = Input {
         message: MESSAGE,
+        size: MESSAGE.len() as u64,
         envelope_from: "alice+news@example.com",
         envelope_to: "bob@example.org",
         now: 1_796_171_826,

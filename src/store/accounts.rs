@@ -109,7 +109,8 @@ impl Store {
         Ok(address)
     }
 
-    /// Deletes an account with all its mailboxes, messages and junk filter statistics.
+    /// Deletes an account with all its mailboxes, messages, junk filter statistics and
+    /// Sieve scripts.
     pub fn remove_account(&self, address: &str) -> Result<()> {
         let (address, _) = parse_address(address)?;
         let mut txn = self.write_txn()?;
@@ -139,6 +140,7 @@ impl Store {
             self.db.subscriptions.delete(&mut txn, &key)?;
         }
         self.junk_forget_account(&mut txn, &address)?;
+        self.sieve_forget_account(&mut txn, &address)?;
         txn.commit()?;
         Ok(())
     }

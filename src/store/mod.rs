@@ -27,6 +27,9 @@
 //! | `sort_keys` | blob id (u64 BE)                     | [`SortKeys`]: what SORT and THREAD compare (schema 9) |
 //! | `counts`    | mailbox id (u64 BE)                  | [`MailboxCounts`]: messages, unseen, deleted, bytes (schema 11) |
 //! | `save_dates` | mailbox id (u64 BE) ++ UID (u32 BE) | when the message was saved there, Unix time (u64 BE, schema 12) |
+//! | `sieve_scripts` | account `\0` name | the script's bytes (schema 13) |
+//! | `sieve_active` | account | the active script's name (schema 13) |
+//! | `sieve_memory` | account `\0` key | until when vacation or duplicate remembers it, Unix time (u64 BE, schema 13) |
 //!
 //! A message's bytes are stored once as a blob; every mailbox entry that shows it (one per
 //! recipient, later IMAP COPY) holds a reference, and the blob is deleted with the last one.
@@ -62,6 +65,7 @@ mod mailboxes;
 mod messages;
 mod queue;
 mod schema;
+mod sieve;
 mod spool;
 
 pub use blocks::BLOCK_MEMORY_SECS;
@@ -74,6 +78,7 @@ pub use schema::{
     flags, notify, Account, Block, Mailbox, MessageMeta, MessageRecord, QueuedMessage,
     QueuedRecipient, RecipientState, SortKeys, SpecialUse, SCHEMA_VERSION,
 };
+pub use sieve::{ScriptInfo, MAX_SCRIPTS, MAX_SCRIPT_BYTES};
 pub use spool::{SpoolWriter, Spooled};
 
 use crate::address::{normalize_address, normalize_domain};
@@ -242,6 +247,12 @@ pub struct Delivery {
 pub struct Reader<'a>(&'a Store);
 
 impl Reader<'_> {
+    /// The SRS secret, when one was ever made (see [`Store::srs_secret`]).
+    pub fn srs_secret(&self) -> Result<Option<Vec<u8>>> {
+        let txn = self.0.read_txn()?;
+        Ok(self.0.db.meta.get(&txn, "srs_secret")?.map(<[u8]>::to_vec))
+    }
+
     /// See [`Store::resolve_recipient`].
     pub fn resolve_recipient(&self, address: &str) -> Result<Recipient> {
         self.0.resolve_recipient(address)
@@ -401,6 +412,7 @@ impl Store {
                     counts::compute_counts(&db, &mut txn)?;
                 }
                 // 11 → 12: `save_dates` was created above; older messages have none.
+                // 12 → 13: the `sieve_*` databases were created above, empty.
                 write_u64(&db, &mut txn, META_SCHEMA_VERSION, SCHEMA_VERSION as u64)?;
             }
             Some(_) => {}

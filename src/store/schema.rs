@@ -7,7 +7,7 @@ use heed::{Database, Env, RwTxn};
 use serde::{Deserialize, Serialize};
 
 /// Version of the layout below. Bump it, and add a migration, whenever a record changes.
-pub const SCHEMA_VERSION: u32 = 12;
+pub const SCHEMA_VERSION: u32 = 13;
 
 pub(crate) const META_SCHEMA_VERSION: &str = "schema_version";
 pub(crate) const META_NEXT_MAILBOX_ID: &str = "next_mailbox_id";
@@ -55,6 +55,13 @@ pub(crate) struct Databases {
     /// Since schema 12: per message key (mailbox id ++ UID), when it was saved into that
     /// mailbox (Unix time; IMAP SAVEDATE, RFC 8514). Messages stored earlier have none.
     pub save_dates: Database<Bytes, U64<BigEndian>>,
+    /// Since schema 13: Sieve scripts, keyed account `\0` name (see `store::sieve`).
+    pub sieve_scripts: Database<Bytes, Bytes>,
+    /// Since schema 13: the name of each account's active script.
+    pub sieve_active: Database<Str, Str>,
+    /// Since schema 13: what vacation replied to and duplicate saw, keyed account `\0`
+    /// key, until when (Unix time).
+    pub sieve_memory: Database<Bytes, U64<BigEndian>>,
 }
 
 /// Number of named databases (LMDB needs an upper bound at open time).
@@ -84,6 +91,9 @@ impl Databases {
             self.sort_keys.stat(txn)?,
             self.counts.stat(txn)?,
             self.save_dates.stat(txn)?,
+            self.sieve_scripts.stat(txn)?,
+            self.sieve_active.stat(txn)?,
+            self.sieve_memory.stat(txn)?,
         ];
         Ok(stats
             .iter()
@@ -112,6 +122,9 @@ impl Databases {
             sort_keys: env.create_database(txn, Some("sort_keys"))?,
             counts: env.create_database(txn, Some("counts"))?,
             save_dates: env.create_database(txn, Some("save_dates"))?,
+            sieve_scripts: env.create_database(txn, Some("sieve_scripts"))?,
+            sieve_active: env.create_database(txn, Some("sieve_active"))?,
+            sieve_memory: env.create_database(txn, Some("sieve_memory"))?,
         })
     }
 }

@@ -3,6 +3,7 @@
 //! junk filter. The verdicts become headers on the stored copies.
 
 use super::data::REPLY_NO_ROOM;
+use super::filter::Group;
 use super::*;
 use crate::delivery::Classified;
 use crate::inbound::policy::{refusal_at_mail, Decision, Refusal};
@@ -143,7 +144,7 @@ impl Session {
         targets: Vec<Target>,
         body: &Spooled,
         id: &str,
-    ) -> Vec<(Vec<Target>, Vec<u8>)> {
+    ) -> Vec<Group> {
         let judged_junk = check.judgement.decision == Ok(Decision::Junk);
         let sample = match body.view() {
             Ok(view) => view[..view.len().min(JUNK_SCAN_BYTES)].to_vec(),
@@ -181,7 +182,7 @@ impl Session {
                 }]
             }
         };
-        let mut groups: Vec<(Vec<Target>, Vec<u8>)> = Vec::new();
+        let mut groups: Vec<Group> = Vec::new();
         for c in classified {
             if let Some(p) = c.bayes {
                 log::info!(
@@ -193,9 +194,19 @@ impl Session {
             }
             let mut headers = check.results_header.clone().into_bytes();
             headers.extend_from_slice(junk_header(&check.judgement, c.junk, c.bayes).as_bytes());
-            match groups.iter_mut().find(|(_, h)| *h == headers) {
-                Some((group, _)) => group.extend(c.targets),
-                None => groups.push((c.targets, headers)),
+            // spamtest's view: the account's probability, or certain junk by the checks.
+            let spam = match c.bayes {
+                Some(p) => Some((p * 100.0).round().clamp(0.0, 100.0) as u8),
+                None => c.junk.then_some(100),
+            };
+            match groups.iter_mut().find(|g| g.headers == headers) {
+                Some(group) => group.targets.extend(c.targets),
+                None => groups.push(Group {
+                    targets: c.targets,
+                    headers,
+                    spam,
+                    outbound: None,
+                }),
             }
         }
         groups

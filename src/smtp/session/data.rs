@@ -6,6 +6,7 @@ use super::*;
 use crate::limits::MIN_DATA_RATE;
 use crate::net::Pace;
 use crate::store::StoreError;
+use filter::Group;
 
 /// RFC 3463 4.3.1: the disk or the store is full; the client may try again later.
 pub(super) const REPLY_NO_ROOM: &[u8] =
@@ -209,11 +210,11 @@ impl Session {
         let mut body = spool.finish();
         // The copies, grouped by the headers only they carry: one group, unless the
         // accounts' own junk filters told them apart.
-        let mut groups = vec![(targets, Vec::new())];
+        let mut groups = vec![Group::plain(targets)];
         if let Some(sender) = &tx.sender_check {
             match self.check_message(&tx, sender, &mut body, &id).await {
                 Ok(checked) => {
-                    let (targets, _) = groups.remove(0);
+                    let targets = groups.remove(0).targets;
                     groups = self.classify(checked, targets, &body, &id).await;
                 }
                 Err(reply) => {
@@ -222,6 +223,20 @@ impl Session {
                 }
             }
         }
+        let after = match self
+            .run_scripts(&tx, &mut groups, &base_prefix, &body, &id)
+            .await
+        {
+            Ok(after) => after,
+            Err(reply) => {
+                log::info!(
+                    "smtp {}: refused id={id}: the recipient's Sieve script rejected it",
+                    self.conn.peer
+                );
+                self.conn.send(&reply);
+                return;
+            }
+        };
         // SMTPUTF8 is needed on the way out only when something is not ASCII (RFC 6531
         // §3.2): a client that always says SMTPUTF8 must not get ASCII mail bounced by
         // next hops without it.
@@ -238,7 +253,7 @@ impl Session {
             recipients: tx.outbound.clone(),
             skip,
         });
-        let head = if tx.success_notices.is_empty() || tx.from.is_none() {
+        let head = if (tx.success_notices.is_empty() && after.is_empty()) || tx.from.is_none() {
             Vec::new()
         } else {
             body.head().unwrap_or_default()
@@ -247,10 +262,10 @@ impl Session {
         let (mut copies, mut queued) = (0, None);
         let count = groups.len();
         let mut body = Some(body);
-        for (index, (targets, headers)) in groups.into_iter().enumerate() {
+        for (index, group) in groups.into_iter().enumerate() {
             // Recorded below the Return-Path, above our Received: (RFC 8601 §2).
             let mut prefix = base_prefix.clone();
-            prefix.splice(skip as usize..skip as usize, headers);
+            prefix.splice(skip as usize..skip as usize, group.headers);
             let content = match body.take() {
                 Some(b) if index + 1 < count => match b.try_clone() {
                     Ok(copy) => {
@@ -266,10 +281,11 @@ impl Session {
                 Some(b) => b,
                 None => unreachable!("the body is kept until the last group"),
             };
+            let own = group.outbound.map(|o| Outbound { skip, ..o });
             let delivery = Delivery {
                 message: Incoming::new(prefix, content, now),
-                targets,
-                outbound: outbound.take(),
+                targets: group.targets,
+                outbound: own.or_else(|| outbound.take()),
             };
             // A later group that fails leaves the earlier ones delivered; the client's
             // retry then duplicates them (SMTP's at-least-once), never loses them.
@@ -309,9 +325,10 @@ impl Session {
         if queued.is_some() {
             self.shared.relay_wake.notify_one();
         }
-        if !head.is_empty() {
+        if !head.is_empty() && !tx.success_notices.is_empty() {
             self.send_success_notice(&tx, &head, now).await;
         }
+        self.after_scripts(&tx, after, head, now).await;
         let text = format!("OK id={id}");
         self.reply(250, "2.0.0", &text);
     }

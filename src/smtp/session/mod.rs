@@ -55,6 +55,7 @@ struct Chunking {
 mod auth;
 mod checks;
 mod data;
+mod filter;
 #[cfg(test)]
 mod tests;
 mod transaction;

@@ -178,6 +178,16 @@ impl Session {
                 false
             }
             Ok((Resolution::NotLocal, _)) => self.error(554, "5.7.1", "Relay access denied"),
+            Ok((Resolution::Forward(original), _)) => {
+                // A bounce to mail we forwarded: it goes on to the original sender.
+                if let Some(tx) = &mut self.tx {
+                    if !tx.outbound.iter().any(|(a, _, _)| *a == original) {
+                        tx.outbound.push((original, orcpt, notify::NEVER));
+                    }
+                }
+                self.reply(250, "2.1.5", "Recipient OK, will be forwarded");
+                false
+            }
             Err(e) => {
                 log::error!("recipient lookup failed: {e}");
                 self.reply(451, "4.3.0", "Temporary lookup failure, try again later");
