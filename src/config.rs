@@ -2,7 +2,7 @@
 //!
 //! Without a file, letterbox runs on an embedded default: domains `localhost` and the host
 //! name, listeners on 127.0.0.1, standard ports as root and unprivileged ports (2525, 2587,
-//! 2465, 2110, 2995, 2143, 2993) otherwise. Unknown keys and bad values are errors naming key and line.
+//! 2465, 2110, 2995, 2143, 2993, 24190) otherwise. Unknown keys and bad values are errors naming key and line.
 //!
 //! Listener changes need a restart; SIGHUP reloads everything else (limits, TLS files,
 //! seeded domains).
@@ -67,10 +67,12 @@ pub enum ListenerKind {
     Imap,
     /// IMAP over implicit TLS, port 993.
     Imaps,
+    /// ManageSieve (RFC 5804) with STARTTLS, port 4190.
+    Managesieve,
 }
 
 impl ListenerKind {
-    pub const ALL: [ListenerKind; 7] = [
+    pub const ALL: [ListenerKind; 8] = [
         ListenerKind::Smtp,
         ListenerKind::Submission,
         ListenerKind::Submissions,
@@ -78,6 +80,7 @@ impl ListenerKind {
         ListenerKind::Pop3s,
         ListenerKind::Imap,
         ListenerKind::Imaps,
+        ListenerKind::Managesieve,
     ];
 
     pub fn name(self) -> &'static str {
@@ -89,6 +92,7 @@ impl ListenerKind {
             ListenerKind::Pop3s => "pop3s",
             ListenerKind::Imap => "imap",
             ListenerKind::Imaps => "imaps",
+            ListenerKind::Managesieve => "managesieve",
         }
     }
 
@@ -101,6 +105,7 @@ impl ListenerKind {
             ListenerKind::Pop3s => 995,
             ListenerKind::Imap => 143,
             ListenerKind::Imaps => 993,
+            ListenerKind::Managesieve => 4190,
         }
     }
 
@@ -114,6 +119,7 @@ impl ListenerKind {
             ListenerKind::Pop3s => 2995,
             ListenerKind::Imap => 2143,
             ListenerKind::Imaps => 2993,
+            ListenerKind::Managesieve => 24190,
         }
     }
 
@@ -664,8 +670,8 @@ allow_plaintext_on_loopback = true
             .iter()
             .map(|l| l.port)
             .collect();
-        assert_eq!(ports, vec![2525, 2587, 2465, 2110, 2995, 2143, 2993]);
+        assert_eq!(ports, vec![2525, 2587, 2465, 2110, 2995, 2143, 2993, 24190]);
         let ports: Vec<u16> = c.effective_listeners(true).iter().map(|l| l.port).collect();
-        assert_eq!(ports, vec![25, 587, 465, 110, 995, 143, 993]);
+        assert_eq!(ports, vec![25, 587, 465, 110, 995, 143, 993, 4190]);
     }
 }

@@ -25,7 +25,7 @@
 //!    locks.
 //! 9. [`relay`]: outbound delivery: `route` (MX, smarthost), `client` (SMTP client),
 //!    `runner` and `schedule` (the scheduler), `retry` (pure), `dkim`.
-//! 10. Protocol servers: [`smtp`], [`pop3`], [`imap`], each a pure `parse` under a
+//! 10. Protocol servers: [`smtp`], [`pop3`], [`imap`], [`managesieve`], each a pure `parse` under a
 //!     `session` state machine.
 //! 11. [`sendmail`] (local injection) and [`server`] (listeners, shutdown fan-out).
 //! 12. [`cli`]: the command line (`serve`, `user`, `domain`, `alias`, `queue`, `junk`,
@@ -46,6 +46,7 @@ pub mod inbound;
 pub mod junk;
 pub mod limits;
 pub mod mail;
+pub mod managesieve;
 pub mod net;
 pub mod pop3;
 pub mod privilege;

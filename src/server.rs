@@ -160,6 +160,7 @@ fn refuse(kind: ListenerKind, stream: &TcpStream, why: &str) {
     let line = match kind {
         ListenerKind::Pop3 | ListenerKind::Pop3s => format!("-ERR [SYS/TEMP] {why}\r\n"),
         ListenerKind::Imap | ListenerKind::Imaps => format!("* BYE [UNAVAILABLE] {why}\r\n"),
+        ListenerKind::Managesieve => format!("BYE (TRYLATER) \"{why}\"\r\n"),
         _ => format!("421 4.7.0 {why}, try again later\r\n"),
     };
     if !kind.implicit_tls() {
@@ -192,6 +193,11 @@ async fn handle(shared: Arc<Shared>, kind: ListenerKind, stream: TcpStream, peer
         }
         ListenerKind::Imap | ListenerKind::Imaps => {
             let mut session = crate::imap::session::Session::new(shared, conn);
+            let end = session.run().await;
+            (format!("{end:?}"), session.user().map(str::to_string))
+        }
+        ListenerKind::Managesieve => {
+            let mut session = crate::managesieve::session::Session::new(shared, conn);
             let end = session.run().await;
             (format!("{end:?}"), session.user().map(str::to_string))
         }

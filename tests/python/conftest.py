@@ -44,7 +44,7 @@ ALICE = "alice@example.org"
 BOB = "bob@example.org"
 PASSWORDS = {ALICE: "alice-Secret-4827", BOB: "bob-Secret-9153"}
 EXTERNAL_SENDER = "someone@remote.test"
-LISTENER_KINDS = ("smtp", "submission", "submissions", "pop3", "pop3s", "imap", "imaps")
+LISTENER_KINDS = ("smtp", "submission", "submissions", "pop3", "pop3s", "imap", "imaps", "managesieve")
 
 IO_TIMEOUT = 10  # seconds, for every client socket
 START_TIMEOUT = 30

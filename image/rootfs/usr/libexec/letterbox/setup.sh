@@ -109,6 +109,11 @@ port = 143
 kind = "imaps"
 address = "0.0.0.0"
 port = 993
+
+[[listener]]
+kind = "managesieve"
+address = "0.0.0.0"
+port = 4190
 EOF
 # Readable by root and the letterbox group only: it may get smarthost credentials.
 chgrp letterbox "$new" && chmod 640 "$new"
