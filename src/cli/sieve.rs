@@ -180,7 +180,7 @@ fn test(
         (Some(p), _, _) => Some(p.min(100)),
         (None, Some(store), Some(account)) => crate::junk::probability(store, account, &message)
             .map_err(|e| e.to_string())?
-            .map(|p| (p * 100.0).round() as u8),
+            .map(|p| (p * 100.0).round().clamp(0.0, 100.0) as u8),
         _ => None,
     };
     let now = crate::clock::unix_now();

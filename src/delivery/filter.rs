@@ -28,6 +28,9 @@ pub struct Verdict {
     pub error: Option<String>,
     /// `duplicate` ids to remember once the message is stored, with their lifetime.
     pub duplicates: Vec<(String, u64)>,
+    /// Which script decided: its name and a digest of its text (a failure is told
+    /// once per version of the script).
+    pub script: (String, u64),
 }
 
 /// The store's answers to one account's script.
@@ -89,9 +92,16 @@ pub fn filter(store: &Store, default: &Target, input: &Input) -> Result<Option<V
     let Some((name, text)) = store.active_sieve_script(account)? else {
         return Ok(None);
     };
+    let script = (name.clone(), vacation::fnv(&text));
+    let failed = |error: String| Verdict {
+        targets: vec![default.clone()],
+        error: Some(format!("script \"{name}\": {error}")),
+        script: script.clone(),
+        ..Verdict::default()
+    };
     let program = match crate::sieve::compile(&text) {
         Ok(program) => program,
-        Err(e) => return Ok(Some(failed(default, format!("script \"{name}\": {e}")))),
+        Err(e) => return Ok(Some(failed(e.to_string()))),
     };
     let host = StoreHost {
         store,
@@ -100,9 +110,12 @@ pub fn filter(store: &Store, default: &Target, input: &Input) -> Result<Option<V
     };
     let outcome = crate::sieve::run(&program, input, &host);
     if let Some(e) = outcome.error {
-        return Ok(Some(failed(default, format!("script \"{name}\": {e}"))));
+        return Ok(Some(failed(e)));
     }
-    let mut verdict = Verdict::default();
+    let mut verdict = Verdict {
+        script: script.clone(),
+        ..Verdict::default()
+    };
     for action in outcome.actions {
         match action {
             Action::Store {
@@ -113,7 +126,7 @@ pub fn filter(store: &Store, default: &Target, input: &Input) -> Result<Option<V
                 let target = placed(store, default, &mailbox, &flags, create);
                 match target {
                     Ok(target) => super::merge_targets(&mut verdict.targets, &[target]),
-                    Err(e) => return Ok(Some(failed(default, format!("script \"{name}\": {e}")))),
+                    Err(e) => return Ok(Some(failed(e))),
                 }
             }
             Action::Redirect { address, .. } => verdict.redirects.push(address),
@@ -137,14 +150,6 @@ pub fn filter(store: &Store, default: &Target, input: &Input) -> Result<Option<V
         })
         .collect();
     Ok(Some(verdict))
-}
-
-fn failed(default: &Target, error: String) -> Verdict {
-    Verdict {
-        targets: vec![default.clone()],
-        error: Some(error),
-        ..Verdict::default()
-    }
 }
 
 /// The copy a keep or fileinto makes: keep (INBOX) goes where the message would have
@@ -214,10 +219,12 @@ pub fn remember(store: &Store, account: &str, verdict: &Verdict, now: i64) -> Re
     Ok(())
 }
 
-/// Whether the owner was already told that this version of their script fails; records
-/// it when not.
-pub fn first_failure(store: &Store, account: &str, error: &str, now: i64) -> Result<bool> {
-    let key = format!("e\0{:016x}", vacation::fnv(error.as_bytes()));
+/// Whether the owner is yet to be told that this version of their script fails (keyed
+/// by the script, not the error text, which may carry what a message put in it);
+/// records that they were.
+pub fn first_failure(store: &Store, account: &str, verdict: &Verdict, now: i64) -> Result<bool> {
+    let (name, digest) = &verdict.script;
+    let key = format!("e\0{name}\0{digest:016x}");
     if store.sieve_remembers(account, &key, now)? {
         return Ok(false);
     }
@@ -299,8 +306,8 @@ mod tests {
             v.error.as_deref(),
             Some("script \"s\": fileinto \"Nowhere\": no such mailbox")
         );
-        assert!(first_failure(&t.store, ALICE, v.error.as_deref().unwrap(), 0).unwrap());
-        assert!(!first_failure(&t.store, ALICE, v.error.as_deref().unwrap(), 1).unwrap());
+        assert!(first_failure(&t.store, ALICE, &v, 0).unwrap());
+        assert!(!first_failure(&t.store, ALICE, &v, 1).unwrap());
         // A script stored broken (not through the CLI) is a failure too.
         let v = verdict(&t.store, "if {", &inbox);
         assert_eq!(v.targets, [inbox]);

@@ -44,6 +44,18 @@ pub enum Resolution {
 /// else to the server's. An SRS address we made (and nobody's account) forwards to the
 /// original sender.
 pub fn resolve(store: &Reader, address: &str) -> Result<Resolution> {
+    // Before the aliases: a catch-all must not swallow the bounces of forwarded mail.
+    if let Some((local, domain)) = address.rsplit_once('@') {
+        if srs::is_srs(local) && store.is_local_domain(domain)? {
+            let original = match store.srs_secret()? {
+                Some(secret) => srs::Srs::new(&secret).reverse(local, crate::clock::unix_now()),
+                None => None,
+            };
+            if let Some(original) = original {
+                return Ok(Resolution::Forward(original));
+            }
+        }
+    }
     Ok(match store.resolve_recipient(address)? {
         Recipient::Local(accounts) => {
             Resolution::Local(accounts.iter().map(|a| Target::inbox(a)).collect())
@@ -56,16 +68,6 @@ pub fn resolve(store: &Reader, address: &str) -> Result<Resolution> {
                 };
                 match owner {
                     Some(account) => Resolution::Local(vec![Target::inbox(&account)]),
-                    None => Resolution::UnknownUser,
-                }
-            }
-            Some((local, _)) if srs::is_srs(local) => {
-                let original = match store.srs_secret()? {
-                    Some(secret) => srs::Srs::new(&secret).reverse(local, crate::clock::unix_now()),
-                    None => None,
-                };
-                match original {
-                    Some(original) => Resolution::Forward(original),
                     None => Resolution::UnknownUser,
                 }
             }

@@ -154,6 +154,16 @@ pub fn build(
         original_full: original.full,
         id: &id,
     });
+    to_sender(body, about.sender, routing, now).unwrap_or_else(|| Delivery {
+        message: Incoming::new(Vec::new(), Spooled::Memory(Vec::new()), now),
+        targets: Vec::new(),
+        outbound: None,
+    })
+}
+
+/// A message of ours (a notice, a vacation reply) to `sender`, with the null reverse
+/// path: stored for a local sender, queued for a remote one; None for nobody.
+pub fn to_sender(body: Vec<u8>, sender: &str, routing: &Routing, now: i64) -> Option<Delivery> {
     let eight_bit = !body.is_ascii();
     let prefix = b"Return-Path: <>\r\n".to_vec();
     let skip = prefix.len() as u64;
@@ -164,19 +174,19 @@ pub fn build(
             Vec::new(),
             Some(Outbound {
                 sender: String::new(),
-                recipients: vec![(about.sender.to_string(), None, notify::NEVER)],
+                recipients: vec![(sender.to_string(), None, notify::NEVER)],
                 skip,
                 eight_bit,
                 ..Outbound::default()
             }),
         ),
-        Routing::Nowhere => (Vec::new(), None),
+        Routing::Nowhere => return None,
     };
-    Delivery {
+    Some(Delivery {
         message,
         targets,
         outbound,
-    }
+    })
 }
 
 fn random_id() -> u64 {

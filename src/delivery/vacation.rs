@@ -117,11 +117,13 @@ pub fn build(
             header::decode_words(&value("subject").unwrap_or_default())
         ),
     };
+    // A subject is one line of a reasonable length, whatever the script made of it.
+    let subject: String = clean(&subject).chars().take(200).collect();
     let from = reply.from.clone().unwrap_or_else(|| account.to_string());
     let mut out = String::new();
     out.push_str(&format!("From: {}\r\n", clean(&from)));
     out.push_str(&format!("To: <{}>\r\n", clean(sender)));
-    out.push_str(&format!("Subject: {}\r\n", encode_words(&clean(&subject))));
+    out.push_str(&format!("Subject: {}\r\n", encode_words(&subject)));
     out.push_str(&format!(
         "Date: {}\r\n",
         crate::mail::date::rfc5322_date(now)
@@ -133,11 +135,18 @@ pub fn build(
     if let Some(id) = value("message-id") {
         let id = clean(&id);
         out.push_str(&format!("In-Reply-To: {id}\r\n"));
-        let references = value("references").map(|r| clean(&r));
-        match references {
-            Some(r) => out.push_str(&format!("References: {r} {id}\r\n")),
-            None => out.push_str(&format!("References: {id}\r\n")),
-        }
+        // The last few of the thread's ids, one per line (RFC 5322's line length).
+        let mut ids: Vec<String> = value("references")
+            .map(|r| clean(&r).split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default();
+        ids.push(id.clone());
+        let keep = ids.len().saturating_sub(10);
+        let ids: Vec<String> = ids
+            .into_iter()
+            .skip(keep)
+            .filter(|i| i.len() <= 900)
+            .collect();
+        out.push_str(&format!("References: {}\r\n", ids.join("\r\n ")));
     }
     out.push_str("Auto-Submitted: auto-replied (vacation)\r\n");
     out.push_str("Precedence: bulk\r\n");
@@ -169,16 +178,32 @@ fn crlf(text: &str) -> String {
     text.replace("\r\n", "\n").replace('\n', "\r\n")
 }
 
-/// Non-ASCII header text as one RFC 2047 encoded word.
+/// Non-ASCII header text as RFC 2047 encoded words of at most 75 characters (45 bytes
+/// of UTF-8 each, never splitting a character), on folded lines.
 fn encode_words(text: &str) -> String {
     use base64::Engine;
     if text.is_ascii() {
         return text.to_string();
     }
-    format!(
-        "=?UTF-8?B?{}?=",
-        base64::engine::general_purpose::STANDARD.encode(text)
-    )
+    let mut words = Vec::new();
+    let mut chunk = String::new();
+    for c in text.chars() {
+        if chunk.len() + c.len_utf8() > 45 {
+            words.push(std::mem::take(&mut chunk));
+        }
+        chunk.push(c);
+    }
+    words.push(chunk);
+    words
+        .iter()
+        .map(|w| {
+            format!(
+                "=?UTF-8?B?{}?=",
+                base64::engine::general_purpose::STANDARD.encode(w)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\r\n ")
 }
 
 #[cfg(test)]
@@ -255,5 +280,10 @@ mod tests {
         assert!(text.contains("Auto-Submitted: auto-replied (vacation)\r\n"));
         assert!(text.ends_with("8bit\r\n\r\nAway\r\nback Monday — Bob\r\n"));
         assert_ne!(memory_key("a@b", &reply), memory_key("c@b", &reply));
+        let long = encode_words(&"é".repeat(100));
+        assert!(long
+            .split("\r\n ")
+            .all(|w| w.len() <= 75 && w.starts_with("=?UTF-8?B?")));
+        assert_eq!(long.split("\r\n ").count(), 5);
     }
 }

@@ -217,8 +217,22 @@ pub fn sign(message: &[u8], domain: &str, keys: Vec<(String, DkimKey)>) -> Vec<u
     out
 }
 
-/// The domain to sign for: the From: header's, else the envelope sender's.
+/// The domain to sign for: the From: header's, else the envelope sender's. Mail we
+/// forward (an SRS sender: a Sieve redirect) is signed only for the SRS domain, and not
+/// at all when its From: claims that domain too: a forged From: of ours arriving from
+/// outside must not leave here with our aligned signature.
 fn signing_domains(message: &[u8], sender: &str) -> Vec<String> {
+    if let Some((local, domain)) = sender.rsplit_once('@') {
+        if crate::delivery::srs::is_srs(local) {
+            let from = from_domain(message);
+            let domain = domain.to_ascii_lowercase();
+            return if from.as_deref() == Some(domain.as_str()) {
+                Vec::new()
+            } else {
+                vec![domain]
+            };
+        }
+    }
     let mut domains = Vec::new();
     if let Some(parsed) = mail_parser::MessageParser::new().parse_headers(message) {
         if let Some(address) = parsed
@@ -235,6 +249,12 @@ fn signing_domains(message: &[u8], sender: &str) -> Vec<String> {
         domains.push(d.to_ascii_lowercase());
     }
     domains
+}
+
+fn from_domain(message: &[u8]) -> Option<String> {
+    let parsed = mail_parser::MessageParser::new().parse_headers(message)?;
+    let address = parsed.from()?.first()?.address()?;
+    Some(address.rsplit_once('@')?.1.to_ascii_lowercase())
 }
 
 /// The DKIM-Signature header fields for a queued message, or nothing.

@@ -22,6 +22,8 @@ pub const MAX_STRING: usize = 64 * 1024;
 pub const MAX_VARIABLES: usize = 255;
 /// Included scripts inside one another.
 pub const MAX_INCLUDE_DEPTH: usize = 10;
+/// What one `include` costs against [`MAX_STEPS`]: at most 100 per run.
+const INCLUDE_STEPS: u64 = 1_000;
 /// `vacation`'s wait between replies to one sender, by default and at least/most (RFC
 /// 5230 §4.1: 7 days by default, at least 1 day; Pigeonhole's defaults too).
 pub const VACATION_DEFAULT_SECONDS: u64 = 7 * 86_400;
@@ -127,6 +129,8 @@ pub(super) struct Run<'a, H: Host> {
     pub(super) steps: u64,
     pub(super) duplicates: Vec<(String, Option<u64>)>,
     included: Vec<(bool, String)>,
+    /// The included scripts now running, innermost last.
+    running: Vec<(bool, String)>,
     depth: usize,
 }
 
@@ -145,6 +149,7 @@ pub fn run(program: &Program, input: &Input, host: &impl Host) -> Outcome {
         steps: 0,
         duplicates: Vec::new(),
         included: Vec::new(),
+        running: Vec::new(),
         depth: 0,
     };
     match run.block(&program.commands) {
@@ -407,6 +412,12 @@ impl<H: Host> Run<'_, H> {
         if once && self.included.contains(&key) {
             return Ok(Flow::Next);
         }
+        // RFC 6609 §3.2: including a script that is already running is an error.
+        if self.running.contains(&key) {
+            return Err(format!("script \"{name}\" includes itself"));
+        }
+        // Reading and compiling a script costs more than a command.
+        self.step(INCLUDE_STEPS)?;
         if self.depth >= MAX_INCLUDE_DEPTH {
             return Err(format!("include nested deeper than {MAX_INCLUDE_DEPTH}"));
         }
@@ -416,13 +427,15 @@ impl<H: Host> Run<'_, H> {
             Ok(None) => return Err(format!("included script \"{name}\" does not exist")),
             Err(e) => return Err(format!("included script \"{name}\": {e}")),
         };
-        self.included.push(key);
+        self.included.push(key.clone());
+        self.running.push(key);
         let outer = std::mem::take(&mut self.scope);
         let outer_variables = self.variables_on;
         self.variables_on = program.required.iter().any(|r| r == "variables");
         self.depth += 1;
         let flow = self.block(&program.commands);
         self.depth -= 1;
+        self.running.pop();
         self.variables_on = outer_variables;
         self.scope = outer;
         match flow? {

@@ -194,3 +194,70 @@ fn vacation_reply() {
     };
     assert_eq!(reply.seconds, 86_400, "at least a day");
 }
+
+/// Scripts by name, for include.
+struct Scripts(Vec<(&'static str, &'static str)>);
+
+impl super::run::Host for Scripts {
+    fn mailbox_exists(&self, _name: &str) -> bool {
+        false
+    }
+    fn duplicate_seen(&self, _key: &str) -> bool {
+        false
+    }
+    fn include(
+        &self,
+        _global: bool,
+        name: &str,
+    ) -> Result<Option<super::program::Program>, String> {
+        match self.0.iter().find(|(n, _)| *n == name) {
+            Some((_, text)) => compile(text.as_bytes())
+                .map(Some)
+                .map_err(|e| e.to_string()),
+            None => Ok(None),
+        }
+    }
+}
+
+#[test]
+fn include_global_return_and_recursion() {
+    let host = Scripts(vec![
+        (
+            "lib",
+            "require [\"include\", \"variables\", \"fileinto\"]; global \"box\"; \
+             fileinto \"${box}\"; return; discard;",
+        ),
+        ("self", "require \"include\"; include \"self\";"),
+    ]);
+    let run_with = |script: &str| {
+        let program = compile(script.as_bytes()).unwrap();
+        let input = Input {
+            message: MESSAGE,
+            size: MESSAGE.len() as u64,
+            envelope_from: "",
+            envelope_to: "bob@example.org",
+            now: 0,
+            local_zone: 0,
+            spam_percent: None,
+        };
+        run(&program, &input, &host)
+    };
+    let o = run_with(
+        "require [\"include\", \"variables\"]; global \"box\"; set \"box\" \"Lists\";\n\
+         include \"lib\"; include :once \"lib\"; include :optional \"missing\"; keep;",
+    );
+    assert_eq!(o.error, None);
+    assert_eq!(o.actions, [store("Lists", &[]), store("INBOX", &[])]);
+    assert_eq!(
+        run_with("require \"include\"; include \"missing\";")
+            .error
+            .as_deref(),
+        Some("included script \"missing\" does not exist")
+    );
+    assert_eq!(
+        run_with("require \"include\"; include \"self\";")
+            .error
+            .as_deref(),
+        Some("script \"self\" includes itself")
+    );
+}

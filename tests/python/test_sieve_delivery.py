@@ -172,7 +172,7 @@ def test_redirect_leaves_with_an_srs_sender_and_its_bounce_comes_back(relay):  #
     assert mx_send(server, make_message(token, sender=sender), [ALICE], sender=sender) == {}
     (forwarded,) = sink.wait_for(1, timeout=20)
     assert forwarded.rcpt_tos == ["friend@remote.test"]
-    match = re.fullmatch(r"SRS0=[a-z2-7]{4}=[a-z2-7]{2}=remote\.test=someone@example\.org",
+    match = re.fullmatch(r"SRS0=[a-z2-7]{8}=[a-z2-7]{2}=remote\.test=someone@example\.org",
                          forwarded.mail_from)
     assert match, forwarded.mail_from
     assert token.encode() in forwarded.data
@@ -185,6 +185,9 @@ def test_redirect_leaves_with_an_srs_sender_and_its_bounce_comes_back(relay):  #
     back = messages[1]
     assert back.mail_from == "" and back.rcpt_tos == [sender]
     assert f"Undelivered {token}".encode() in back.data
+    # Only bounces may use it: from anyone else it is nobody, or it would be a relay.
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
+        mx_send(server, bounce, [forwarded.mail_from], sender=f"spammer@{REMOTE}")
     # A forged SRS address is nobody.
     forged = forwarded.mail_from.replace("someone", "mallory")
     with pytest.raises(smtplib.SMTPRecipientsRefused):

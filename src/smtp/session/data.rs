@@ -8,6 +8,9 @@ use crate::net::Pace;
 use crate::store::StoreError;
 use filter::Group;
 
+/// More `Received:` fields than this and the message is refused as looping.
+const MAX_HOPS: usize = 50;
+
 /// RFC 3463 4.3.1: the disk or the store is full; the client may try again later.
 pub(super) const REPLY_NO_ROOM: &[u8] =
     b"452 4.3.1 Insufficient system storage, try again later\r\n";
@@ -177,7 +180,7 @@ impl Session {
 
     /// Commits the message for all recipients, then replies.
     pub(super) async fn deliver(&mut self, spool: SpoolWriter) {
-        let Some(tx) = self.tx.take() else { return };
+        let Some(mut tx) = self.tx.take() else { return };
         let mut targets: Vec<Target> = Vec::new();
         for (_, resolved) in &tx.recipients {
             delivery::merge_targets(&mut targets, resolved);
@@ -208,6 +211,19 @@ impl Session {
         let base_prefix = trace.headers();
         let skip = crate::smtp::return_path_len(&base_prefix);
         let mut body = spool.finish();
+        // RFC 5321 §6.3: a message that went round too often is a loop (Postfix counts
+        // the same way, to 50). Checked for everyone: a Sieve redirect could make one.
+        let hops = crate::mail::header::fields(&body.head().unwrap_or_default())
+            .filter(|f| f.is("received"))
+            .count();
+        if hops > MAX_HOPS {
+            log::warn!(
+                "smtp {}: refused id={id}: {hops} Received: fields",
+                self.conn.peer
+            );
+            self.reply(554, "5.4.6", "Too many hops: a mail loop?");
+            return;
+        }
         // The copies, grouped by the headers only they carry: one group, unless the
         // accounts' own junk filters told them apart.
         let mut groups = vec![Group::plain(targets)];
@@ -227,7 +243,12 @@ impl Session {
             .run_scripts(&tx, &mut groups, &base_prefix, &body, &id)
             .await
         {
-            Ok(after) => after,
+            Ok(after) => {
+                // A recipient whose every account rejected it is told of no delivery.
+                let refused = after.refused_recipients(&tx.recipients);
+                tx.success_notices.retain(|(r, _)| !refused.contains(r));
+                after
+            }
             Err(reply) => {
                 log::info!(
                     "smtp {}: refused id={id}: the recipient's Sieve script rejected it",
@@ -328,7 +349,14 @@ impl Session {
         if !head.is_empty() && !tx.success_notices.is_empty() {
             self.send_success_notice(&tx, &head, now).await;
         }
-        self.after_scripts(&tx, after, head, now).await;
+        if let Err(e) = self.after_scripts(&tx, after, head, now).await {
+            log::error!(
+                "smtp {}: id={id}: a Sieve reject notice: {e}",
+                self.conn.peer
+            );
+            self.reply(451, "4.3.0", "Could not store the message, try again later");
+            return;
+        }
         let text = format!("OK id={id}");
         self.reply(250, "2.0.0", &text);
     }

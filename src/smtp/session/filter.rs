@@ -46,6 +46,22 @@ impl AfterCommit {
     pub fn is_empty(&self) -> bool {
         self.verdicts.is_empty()
     }
+
+    /// The recipients all of whose accounts' scripts rejected the message.
+    pub fn refused_recipients(&self, recipients: &[(String, Vec<Target>)]) -> Vec<String> {
+        let rejecting = |account: &str| {
+            self.verdicts
+                .iter()
+                .any(|(a, v)| a == account && v.reject.is_some())
+        };
+        recipients
+            .iter()
+            .filter(|(_, targets)| {
+                !targets.is_empty() && targets.iter().all(|t| rejecting(&t.account))
+            })
+            .map(|(rcpt, _)| rcpt.clone())
+            .collect()
+    }
 }
 
 impl Session {
@@ -82,8 +98,16 @@ impl Session {
         }
         let sample = match body.view() {
             Ok(view) => view[..view.len().min(SIEVE_SCAN_BYTES)].to_vec(),
-            Err(_) => Vec::new(),
+            Err(e) => {
+                // A script over an empty message could discard it: keep it instead.
+                log::error!(
+                    "smtp {}: sieve for id={id}: reading the spool: {e}",
+                    self.conn.peer
+                );
+                return Ok(AfterCommit::default());
+            }
         };
+        let header_ascii = crate::mail::header_of(&sample).is_ascii();
         let size = prefix.len() as u64 + body.len();
         let sender = tx.from.clone().unwrap_or_default();
         let mut after = AfterCommit::default();
@@ -95,11 +119,7 @@ impl Session {
                     kept.push(target);
                     continue;
                 }
-                let recipient = tx
-                    .recipients
-                    .iter()
-                    .find(|(_, ts)| ts.iter().any(|t| t.account == target.account))
-                    .map_or(target.account.clone(), |(r, _)| r.clone());
+                let recipient = recipient_of(tx, &target.account);
                 let mut message = prefix.to_vec();
                 message.extend_from_slice(&group.headers);
                 message.extend_from_slice(&sample);
@@ -120,7 +140,7 @@ impl Session {
                         filter::filter(store, &default, &input)
                     })
                     .await;
-                let verdict = match verdict {
+                let mut verdict = match verdict {
                     Ok(Some(v)) => v,
                     Ok(None) => {
                         kept.push(target);
@@ -144,17 +164,45 @@ impl Session {
                     verdict.error.as_deref().map(|e| format!(" error={e:?}")).unwrap_or_default()
                 );
                 if let Some(reason) = &verdict.reject {
-                    let only = tx.recipients.len() == 1 && tx.outbound.is_empty();
+                    // Refused in the dialogue only when nobody else (another recipient, or
+                    // another account behind the same alias) takes the message.
+                    let only = tx.outbound.is_empty()
+                        && matches!(tx.recipients.as_slice(), [(_, targets)] if targets.len() == 1);
                     if only {
                         return Err(format_reply(550, Some("5.7.1"), &[&reply_text(reason)]));
                     }
+                }
+                // No out-of-office replies to junk: its senders are mostly forged.
+                if verdict.vacation.is_some()
+                    && target
+                        .keywords
+                        .iter()
+                        .any(|k| k.eq_ignore_ascii_case(delivery::JUNK_KEYWORD))
+                {
+                    log::info!(
+                        "smtp {}: sieve id={id}: no vacation reply to junk",
+                        self.conn.peer
+                    );
+                    verdict.vacation = None;
                 }
                 delivery::merge_targets(&mut kept, &verdict.targets);
                 for address in &verdict.redirects {
                     // To one of ours: a copy there, without running its script (no loops).
                     match delivery::resolve(&self.shared.store.reader(), address) {
                         Ok(Resolution::Local(local)) => delivery::merge_targets(&mut kept, &local),
-                        _ => redirects.push(self.redirect(tx, address).await),
+                        Ok(Resolution::NotLocal) => {
+                            let utf8 = tx.smtputf8
+                                && !(header_ascii && sender.is_ascii() && address.is_ascii());
+                            redirects.push(self.redirect(tx, address, utf8).await);
+                        }
+                        // Nobody here, or the lookup failed: the copy stays with the account.
+                        other => {
+                            log::warn!(
+                                "smtp {}: sieve id={id}: redirect to {address}: {other:?}; kept instead",
+                                self.conn.peer
+                            );
+                            delivery::merge_targets(&mut kept, std::slice::from_ref(&target));
+                        }
                     }
                 }
                 after.verdicts.push((target.account.clone(), verdict));
@@ -167,7 +215,7 @@ impl Session {
 
     /// A queued copy for `address`, its sender rewritten with SRS.
     // `&mut self`: a future holding `&Session` would not be Send (Connection is not Sync).
-    async fn redirect(&mut self, tx: &Transaction, address: &str) -> Group {
+    async fn redirect(&mut self, tx: &Transaction, address: &str, smtputf8: bool) -> Group {
         let sender = tx.from.clone().unwrap_or_default();
         let domain = self.config.hostname.clone();
         let rewritten = self
@@ -187,43 +235,43 @@ impl Session {
             outbound: Some(Outbound {
                 sender: rewritten,
                 eight_bit: tx.eight_bit,
-                smtputf8: tx.smtputf8,
-                recipients: vec![(address.to_string(), None, notify::NEVER)],
+                smtputf8,
+                // Default NOTIFY: a failure goes back to the SRS sender, and on from there
+                // to the original sender, so a redirected message is never lost unseen.
+                recipients: vec![(address.to_string(), None, 0)],
                 ..Outbound::default()
             }),
         }
     }
 
-    /// After the commit: bounces for rejects, vacation replies, failure notices, memory.
+    /// After the commit, before the 250: bounces for rejects (an error here is the
+    /// caller's 451: the sender must learn of the reject), then vacation replies,
+    /// failure notices and the memory, each failing on its own (logged).
     pub(super) async fn after_scripts(
         &mut self,
         tx: &Transaction,
         after: AfterCommit,
         head: Vec<u8>,
         now: i64,
-    ) {
+    ) -> Result<(), crate::store::StoreError> {
         if after.verdicts.is_empty() {
-            return;
+            return Ok(());
         }
         let sender = tx.from.clone().unwrap_or_default();
         let hostname = self.config.hostname.clone();
-        let recipients: Vec<(String, String)> = tx
-            .recipients
+        let recipients: Vec<(String, String)> = after
+            .verdicts
             .iter()
-            .flat_map(|(r, ts)| ts.iter().map(|t| (t.account.clone(), r.clone())))
+            .map(|(account, _)| (account.clone(), recipient_of(tx, account)))
             .collect();
         let envid = tx.envid.clone();
-        let result = self
+        let peer = self.conn.peer;
+        let queued = self
             .shared
             .store
             .call(move |store| {
                 let mut queued = false;
-                for (account, verdict) in &after.verdicts {
-                    filter::remember(store, account, verdict, now)?;
-                    let rcpt = recipients
-                        .iter()
-                        .find(|(a, _)| a == account)
-                        .map_or(account.clone(), |(_, r)| r.clone());
+                for ((_, verdict), (_, rcpt)) in after.verdicts.iter().zip(&recipients) {
                     if let Some(reason) = &verdict.reject {
                         let about = notice::About {
                             sender: &sender,
@@ -231,35 +279,67 @@ impl Session {
                             arrival: now,
                         };
                         if let Some(bounce) =
-                            notice::rejected(store, &hostname, about, &rcpt, reason, &head)?
+                            notice::rejected(store, &hostname, about, rcpt, reason, &head)?
                         {
                             queued |= bounce.outbound.is_some();
                             delivery::deliver_now(store, bounce)?;
                         }
                     }
-                    if let Some(reply) = &verdict.vacation {
-                        queued |= send_vacation(
-                            store, account, &rcpt, reply, &sender, &head, &hostname, now,
-                        )?;
-                    }
-                    if let Some(error) = &verdict.error {
-                        if filter::first_failure(store, account, error, now)? {
-                            delivery::deliver_now(
-                                store,
-                                failure_notice(account, error, &hostname, now),
-                            )?;
+                }
+                for ((account, verdict), (_, rcpt)) in after.verdicts.iter().zip(&recipients) {
+                    let done = (|| -> crate::store::Result<()> {
+                        filter::remember(store, account, verdict, now)?;
+                        if let Some(reply) = &verdict.vacation {
+                            let facts = Facts {
+                                account,
+                                rcpt,
+                                sender: &sender,
+                                head: &head,
+                                hostname: &hostname,
+                                now,
+                            };
+                            queued |= send_vacation(store, &facts, reply)?;
                         }
+                        if let Some(error) = &verdict.error {
+                            if filter::first_failure(store, account, verdict, now)? {
+                                delivery::deliver_now(
+                                    store,
+                                    failure_notice(account, error, &hostname, now),
+                                )?;
+                            }
+                        }
+                        Ok(())
+                    })();
+                    if let Err(e) = done {
+                        log::error!("smtp {peer}: after the script of {account}: {e}");
                     }
                 }
                 Ok(queued)
             })
-            .await;
-        match result {
-            Ok(true) => self.shared.relay_wake.notify_one(),
-            Ok(false) => {}
-            Err(e) => log::error!("smtp {}: after the scripts: {e}", self.conn.peer),
+            .await?;
+        if queued {
+            self.shared.relay_wake.notify_one();
         }
+        Ok(())
     }
+}
+
+/// The address a recipient account was reached by (its RCPT, or an alias of it).
+fn recipient_of(tx: &Transaction, account: &str) -> String {
+    tx.recipients
+        .iter()
+        .find(|(_, targets)| targets.iter().any(|t| t.account == account))
+        .map_or(account.to_string(), |(rcpt, _)| rcpt.clone())
+}
+
+/// What a vacation reply is about.
+struct Facts<'a> {
+    account: &'a str,
+    rcpt: &'a str,
+    sender: &'a str,
+    head: &'a [u8],
+    hostname: &'a str,
+    now: i64,
 }
 
 /// The domain our SRS addresses use: the host name's local domain, else the first one.
@@ -291,17 +371,19 @@ fn reply_text(reason: &str) -> String {
 
 /// A vacation reply, when RFC 3834 allows one and none went to this sender within the
 /// period: queued (or stored, for a local sender) with the null sender. True if queued.
-#[allow(clippy::too_many_arguments)]
 fn send_vacation(
     store: &crate::store::Store,
-    account: &str,
-    rcpt: &str,
+    facts: &Facts,
     reply: &crate::sieve::run::Reply,
-    sender: &str,
-    head: &[u8],
-    hostname: &str,
-    now: i64,
 ) -> crate::store::Result<bool> {
+    let Facts {
+        account,
+        rcpt,
+        sender,
+        head,
+        hostname,
+        now,
+    } = *facts;
     let mut own = vec![account.to_string(), rcpt.to_string()];
     own.extend(reply.addresses.iter().cloned());
     if let Err(why) = vacation::may_reply(head, sender, &own) {
@@ -313,33 +395,12 @@ fn send_vacation(
         return Ok(false);
     }
     let message = vacation::build(reply, account, sender, head, hostname, now);
-    let prefix = b"Return-Path: <>\r\n".to_vec();
-    let skip = prefix.len() as u64;
-    let eight_bit = !message.is_ascii();
     let routing = notice::routing(store, sender)?;
-    let (targets, outbound) = match routing {
-        notice::Routing::Local(targets) => (targets, None),
-        notice::Routing::Remote => (
-            Vec::new(),
-            Some(Outbound {
-                sender: String::new(),
-                recipients: vec![(sender.to_string(), None, notify::NEVER)],
-                skip,
-                eight_bit,
-                ..Outbound::default()
-            }),
-        ),
-        notice::Routing::Nowhere => return Ok(false),
+    let Some(delivery) = notice::to_sender(message, sender, &routing, now) else {
+        return Ok(false);
     };
-    let queued = outbound.is_some();
-    delivery::deliver_now(
-        store,
-        Delivery {
-            message: Incoming::new(prefix, crate::store::Spooled::Memory(message), now),
-            targets,
-            outbound,
-        },
-    )?;
+    let queued = delivery.outbound.is_some();
+    delivery::deliver_now(store, delivery)?;
     store.sieve_remember(account, &key, now + reply.seconds as i64, now)?;
     log::info!("sieve: vacation reply from {account} to <{sender}>");
     Ok(queued)
@@ -366,13 +427,7 @@ fn failure_notice(account: &str, error: &str, hostname: &str, now: i64) -> Deliv
         hash = vacation::fnv(error.as_bytes()),
         error = error.replace(['\r', '\n'], " "),
     );
-    Delivery {
-        message: Incoming::new(
-            b"Return-Path: <>\r\n".to_vec(),
-            crate::store::Spooled::Memory(text.into_bytes()),
-            now,
-        ),
-        targets: vec![Target::inbox(account)],
-        outbound: None,
-    }
+    let routing = notice::Routing::Local(vec![Target::inbox(account)]);
+    notice::to_sender(text.into_bytes(), account, &routing, now)
+        .expect("a local routing always delivers")
 }

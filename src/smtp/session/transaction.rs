@@ -178,6 +178,13 @@ impl Session {
                 false
             }
             Ok((Resolution::NotLocal, _)) => self.error(554, "5.7.1", "Relay access denied"),
+            Ok((Resolution::Forward(_), _))
+                if self.tx.as_ref().is_some_and(|tx| tx.from.is_some()) =>
+            {
+                // Only bounces (the null sender) go back through an SRS address: anything
+                // else would make it a relay for whoever learnt one.
+                self.error(550, "5.1.1", "No such user here")
+            }
             Ok((Resolution::Forward(original), _)) => {
                 // A bounce to mail we forwarded: it goes on to the original sender.
                 if let Some(tx) = &mut self.tx {
