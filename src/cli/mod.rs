@@ -10,7 +10,9 @@ use crate::store::Store;
 use crate::{privilege, signals, tls};
 use clap::{Parser, Subcommand};
 
+mod queue;
 mod sieve;
+mod vacation;
 use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -60,7 +62,7 @@ enum Command {
     /// Look at and steer the outbound queue.
     Queue {
         #[command(subcommand)]
-        action: QueueAction,
+        action: queue::QueueAction,
     },
     /// Sources refused after failed logins (IPv4 addresses, IPv6 /64s); works live.
     Block {
@@ -71,6 +73,12 @@ enum Command {
     Junk {
         #[command(subcommand)]
         action: JunkAction,
+    },
+    /// An out-of-office reply: `vacation ADDRESS on [--subject S] [--until DATE] < text`.
+    Vacation {
+        address: String,
+        #[command(subcommand)]
+        action: vacation::VacationAction,
     },
     /// Sieve filter scripts.
     Sieve {
@@ -88,22 +96,6 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-}
-
-#[derive(Subcommand, Debug)]
-enum QueueAction {
-    /// One line per queued message: id, age, sender, recipients and their state.
-    List,
-    /// Everything about one message, with its header.
-    Show { id: u64 },
-    /// Try it again now.
-    Retry { id: u64 },
-    /// Try every message again now.
-    Flush,
-    /// Remove it without telling anyone.
-    Delete { id: u64 },
-    /// Give up on it and send the sender a failure notice.
-    Bounce { id: u64 },
 }
 
 #[derive(Subcommand, Debug)]
@@ -283,10 +275,11 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
-        Command::Queue { action } => queue_command(&cli, action),
+        Command::Queue { action } => queue::queue_command(&cli, action),
         Command::Block { action } => block_command(&cli, action),
         Command::Junk { action } => junk_command(&cli, action),
         Command::Sieve { action } => sieve::sieve_command(&cli, action),
+        Command::Vacation { address, action } => vacation::vacation_command(&cli, address, action),
         Command::Dkim {
             action: DkimAction::Generate { domain, selector },
         } => {
@@ -554,9 +547,9 @@ fn block_command(cli: &Cli, action: &BlockAction) -> Result<(), String> {
             let blocks = store.blocks(now).map_err(|e| e.to_string())?;
             for (source, b) in &blocks {
                 let state = if b.until > now {
-                    format!("blocked for {}", age(b.until - now))
+                    format!("blocked for {}", queue::age(b.until - now))
                 } else {
-                    format!("expired {} ago", age(now - b.until))
+                    format!("expired {} ago", queue::age(now - b.until))
                 };
                 println!("{source}  {state}  level {}  {}", b.level, b.reason);
             }
@@ -629,126 +622,6 @@ fn junk_command(cli: &Cli, action: &JunkAction) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-fn queue_command(cli: &Cli, action: &QueueAction) -> Result<(), String> {
-    let config = load_config(cli)?;
-    let store = open_store(cli)?;
-    let now = crate::clock::unix_now();
-    let missing = |id: u64| format!("no queued message {id}");
-    match action {
-        QueueAction::List => {
-            let entries = store.queue_entries().map_err(|e| e.to_string())?;
-            for (id, e) in &entries {
-                let waiting: Vec<String> = e
-                    .recipients
-                    .iter()
-                    .map(|r| format!("{} ({})", r.address, describe_state(r, now)))
-                    .collect();
-                println!(
-                    "{id}  {}  {} bytes  <{}>  {}",
-                    age(now - e.arrival),
-                    e.size - e.skip,
-                    e.sender,
-                    waiting.join(", ")
-                );
-            }
-            if entries.is_empty() {
-                println!("the queue is empty");
-            }
-        }
-        QueueAction::Show { id } => {
-            let e = store
-                .queued(*id)
-                .map_err(|e| e.to_string())?
-                .ok_or(missing(*id))?;
-            println!(
-                "id: {id}\nsender: <{}>\narrived: {} ago\nsize: {} bytes",
-                e.sender,
-                age(now - e.arrival),
-                e.size - e.skip
-            );
-            if let Some(envid) = &e.envid {
-                println!("envid: {envid}");
-            }
-            for r in &e.recipients {
-                println!(
-                    "recipient: <{}> {} attempts={}",
-                    r.address,
-                    describe_state(r, now),
-                    r.attempts
-                );
-                if let Some(err) = &r.last_error {
-                    println!("  last error: {err}");
-                }
-            }
-            let first = store.read_chunk(e.blob, 0).map_err(|e| e.to_string())?;
-            let start = (e.skip as usize).min(first.len());
-            println!();
-            print!(
-                "{}",
-                String::from_utf8_lossy(crate::mail::header_of(&first[start..]))
-            );
-        }
-        QueueAction::Retry { id } => {
-            if store
-                .retry_now(Some(&[*id]), now)
-                .map_err(|e| e.to_string())?
-                == 0
-            {
-                return Err(missing(*id));
-            }
-            println!("queued message {id} will be tried now");
-        }
-        QueueAction::Flush => {
-            let n = store.retry_now(None, now).map_err(|e| e.to_string())?;
-            println!("{n} queued messages will be tried now");
-        }
-        QueueAction::Delete { id } => {
-            if !store.delete_queued(*id).map_err(|e| e.to_string())? {
-                return Err(missing(*id));
-            }
-            println!("deleted queued message {id}");
-        }
-        QueueAction::Bounce { id } => {
-            let found = crate::relay::bounce_all(
-                &store,
-                &config.relay,
-                &config.hostname,
-                *id,
-                "delivery cancelled by the administrator",
-                now,
-            )
-            .map_err(|e| e.to_string())?;
-            if !found {
-                return Err(missing(*id));
-            }
-            println!("bounced queued message {id}");
-        }
-    }
-    Ok(())
-}
-
-fn describe_state(r: &crate::store::QueuedRecipient, now: i64) -> String {
-    use crate::store::RecipientState::*;
-    match r.state {
-        Pending => "pending".into(),
-        Deferred => format!("deferred, next try in {}", age(r.next_attempt - now)),
-        Delivered { relayed: false } => "delivered".into(),
-        Delivered { relayed: true } => "relayed".into(),
-        Failed => "failed".into(),
-    }
-}
-
-/// `3d4h`, `5m`, `12s`.
-fn age(seconds: i64) -> String {
-    let s = seconds.max(0);
-    match s {
-        0..=59 => format!("{s}s"),
-        60..=3599 => format!("{}m", s / 60),
-        3600..=86_399 => format!("{}h{}m", s / 3600, s % 3600 / 60),
-        _ => format!("{}d{}h", s / 86_400, s % 86_400 / 3600),
-    }
 }
 
 /// `500M`, `2G`, `123456`, or `none` (0: unlimited).

@@ -192,3 +192,23 @@ def test_redirect_leaves_with_an_srs_sender_and_its_bounce_comes_back(relay):  #
     forged = forwarded.mail_from.replace("someone", "mallory")
     with pytest.raises(smtplib.SMTPRecipientsRefused):
         mx_send(server, bounce, [forged], sender="")
+
+
+def test_vacation_command_on_and_off_keeps_the_own_filters(server):
+    put_script(server, ALICE, 'require "imap4flags";\naddflag "\\\\Flagged";\n', name="mine")
+    on = server.cli("vacation", ALICE, "on", "--subject", "Out of office", "--until", "2099-12-31",
+                    "--days", "2", stdin_text="Back in January.\n.\n")
+    assert on.stdout == f"vacation is on for {ALICE} until 2099-12-31\n"
+    assert server.cli("vacation", ALICE, "status").stdout == "on until 2099-12-31\n"
+    with smtp_login(server, BOB) as smtp:
+        smtp.sendmail(BOB, [ALICE], make_message(new_token(), sender=BOB))
+    ((_, reply),) = wait_for(server, BOB, 1)
+    assert reply["Subject"] == "Out of office"
+    assert reply.get_payload() == "Back in January.\r\n.\r\n"
+    # The account's own script still ran behind the reply.
+    ((flags, _),) = mailbox(server, ALICE)
+    assert flags == "\\Flagged"
+    assert server.cli("vacation", ALICE, "off").stdout == f"vacation is off for {ALICE}\n"
+    assert server.cli("sieve", "list", ALICE).stdout.endswith("(active)\n")
+    assert server.cli("sieve", "list", ALICE).stdout.startswith("mine ")
+    assert server.cli("vacation", ALICE, "status").stdout == "off\n"
