@@ -212,6 +212,18 @@ pub fn run(args: &[String], config: &Config, store: &Store) -> i32 {
                 remote.push((r.clone(), None, 0));
             }
             Ok(Resolution::Forward(original)) => remote.push((original, None, 0)),
+            // Our own sender needs no rewriting: the forwarded copies are queued as is.
+            Ok(Resolution::Alias {
+                local,
+                remote: forwards,
+            }) => {
+                delivery::merge_targets(&mut targets, &local);
+                for address in forwards {
+                    if !remote.iter().any(|(a, _, _)| *a == address) {
+                        remote.push((address, None, 0));
+                    }
+                }
+            }
             Ok(Resolution::NotLocal) => {
                 eprintln!("sendmail: {r:?} is not a mail address");
                 return EX_NOUSER;

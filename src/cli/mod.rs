@@ -54,7 +54,8 @@ enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
-    /// Manage aliases (an address, or @domain for a catch-all, delivering to local accounts).
+    /// Manage aliases (an address, or @domain for a catch-all; to local accounts, or to
+    /// other servers' addresses, forwarded with SRS).
     Alias {
         #[command(subcommand)]
         action: AliasAction,

@@ -82,7 +82,7 @@ fn mailbox_exists(store: &Store, account: &str, name: &str) -> Result<bool> {
 
 /// Whether the account has an active script (one lookup).
 pub fn has_script(store: &Store, account: &str) -> Result<bool> {
-    Ok(store.active_sieve_script(account)?.is_some())
+    store.has_active_sieve_script(account)
 }
 
 /// Runs the active script of `default.account` over the message; `None` when it has

@@ -34,6 +34,12 @@ pub enum Resolution {
     /// An SRS address of ours (a bounce to mail we forwarded): it goes on to this
     /// address, the original sender.
     Forward(String),
+    /// An alias that forwards to other servers (with an SRS sender), and maybe to local
+    /// accounts too.
+    Alias {
+        local: Vec<Target>,
+        remote: Vec<String>,
+    },
 }
 
 /// Resolves an envelope recipient to the mailboxes its copies go to. A few point lookups:
@@ -74,6 +80,10 @@ pub fn resolve(store: &Reader, address: &str) -> Result<Resolution> {
             _ => Resolution::UnknownUser,
         },
         Recipient::NotLocal => Resolution::NotLocal,
+        Recipient::Forward { accounts, remote } => Resolution::Alias {
+            local: accounts.iter().map(|a| Target::inbox(a)).collect(),
+            remote,
+        },
     })
 }
 

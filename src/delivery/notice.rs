@@ -28,6 +28,8 @@ pub fn routing(store: &Store, sender: &str) -> Result<Routing> {
     }
     Ok(match super::resolve(&store.reader(), sender)? {
         super::Resolution::Local(targets) => Routing::Local(targets),
+        super::Resolution::Alias { local, .. } if !local.is_empty() => Routing::Local(local),
+        super::Resolution::Alias { .. } => Routing::Remote,
         super::Resolution::NotLocal | super::Resolution::Forward(_) => Routing::Remote,
         // A local sender that no longer exists: nobody to tell.
         super::Resolution::UnknownUser => Routing::Nowhere,

@@ -240,8 +240,9 @@ impl Store {
     // ---- aliases ----
 
     /// Adds an alias. `source` is an address, or `@domain` for a domain's catch-all.
-    /// Targets must be local accounts: forwarding outside would need SRS (see
-    /// [`crate::relay`]).
+    /// Targets are local accounts, or addresses on other servers (mail to those is
+    /// forwarded with its sender rewritten by SRS, see `delivery::srs`); a target in one
+    /// of our domains must be an account.
     pub fn add_alias(&self, source: &str, targets: &[String]) -> Result<String> {
         let (source, domain) = parse_alias_source(source)?;
         if targets.is_empty() {
@@ -262,14 +263,18 @@ impl Store {
             return Err(StoreError::Exists(format!("account {source}")));
         }
         let mut normalized = Vec::new();
-        for target in targets {
-            let (target, _) = parse_address(target)?;
-            if self.db.accounts.get(&txn, &target)?.is_none() {
+        for given in targets {
+            let (mut target, target_domain) = parse_address(given)?;
+            let local = self.db.domains.get(&txn, &target_domain)?.is_some();
+            if local && self.db.accounts.get(&txn, &target)?.is_none() {
                 return Err(StoreError::Invalid(format!(
-                    "alias target {target} is not a local account: forwarding to other \
-                     servers is refused, because without sender rewriting (SRS) it would \
-                     fail SPF checks at the destination"
+                    "alias target {target} is in a local domain but is no account"
                 )));
+            }
+            if !local {
+                // Another server's local part keeps its case: only that server may fold it.
+                let (local_part, _) = given.trim().rsplit_once('@').unwrap_or((given, ""));
+                target = format!("{local_part}@{target_domain}");
             }
             if !normalized.contains(&target) {
                 normalized.push(target);
@@ -318,11 +323,23 @@ impl Store {
                 return Ok(Recipient::Local(vec![candidate]));
             }
             if let Some(targets) = self.db.aliases.get(&txn, &candidate)? {
-                let mut live = Vec::new();
+                let (mut live, mut remote) = (Vec::new(), Vec::new());
                 for t in targets {
                     if self.db.accounts.get(&txn, &t)?.is_some() {
                         live.push(t);
+                    } else if let Some((_, d)) = t.rsplit_once('@') {
+                        // An account deleted since is nobody; another server's address is
+                        // forwarded to.
+                        if self.db.domains.get(&txn, d)?.is_none() {
+                            remote.push(t);
+                        }
                     }
+                }
+                if !remote.is_empty() {
+                    return Ok(Recipient::Forward {
+                        accounts: live,
+                        remote,
+                    });
                 }
                 if !live.is_empty() {
                     return Ok(Recipient::Local(live));

@@ -161,6 +161,12 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 pub enum Recipient {
     /// Local accounts that receive the message (an alias may name several).
     Local(Vec<String>),
+    /// An alias that also forwards to other servers: its local accounts and the remote
+    /// addresses.
+    Forward {
+        accounts: Vec<String>,
+        remote: Vec<String>,
+    },
     /// The domain is ours but nobody is called that.
     UnknownUser,
     /// Not one of our domains.

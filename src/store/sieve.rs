@@ -48,6 +48,13 @@ impl Store {
         Ok(text.map(<[u8]>::to_vec))
     }
 
+    /// Whether the account has an active script (one small read: deliveries ask it for
+    /// every recipient).
+    pub fn has_active_sieve_script(&self, account: &str) -> Result<bool> {
+        let txn = self.read_txn()?;
+        Ok(self.db.sieve_active.get(&txn, account)?.is_some())
+    }
+
     /// The active script's name and text.
     pub fn active_sieve_script(&self, account: &str) -> Result<Option<(String, Vec<u8>)>> {
         let txn = self.read_txn()?;

@@ -150,6 +150,19 @@ fn resolve_accounts_aliases_subaddress_catchall() {
         s.resolve_recipient("carol@example.org").unwrap(),
         Recipient::UnknownUser
     );
+    // Forwarding outside: the remote address, and the local accounts beside it.
+    s.add_alias(
+        "fwd@example.org",
+        &["Friend@Remote.test".into(), "alice@example.org".into()],
+    )
+    .unwrap();
+    assert_eq!(
+        s.resolve_recipient("fwd@example.org").unwrap(),
+        Recipient::Forward {
+            accounts: vec!["alice@example.org".into()],
+            remote: vec!["Friend@remote.test".into()],
+        }
+    );
 }
 
 #[test]

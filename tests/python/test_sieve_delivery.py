@@ -212,3 +212,24 @@ def test_vacation_command_on_and_off_keeps_the_own_filters(server):
     assert server.cli("sieve", "list", ALICE).stdout.endswith("(active)\n")
     assert server.cli("sieve", "list", ALICE).stdout.startswith("mine ")
     assert server.cli("vacation", ALICE, "status").stdout == "off\n"
+
+
+def test_an_alias_forwards_outside_with_an_srs_sender(relay):  # noqa: F811
+    r = relay()
+    sink = r.sink()
+    server = r.start()
+    server.cli("alias", "add", "fwd@example.org", "friend@remote.test", ALICE)
+    refused = server.cli("alias", "add", "typo@example.org", "nobody@example.org", check=False)
+    assert refused.returncode != 0
+    assert "alias target nobody@example.org is in a local domain but is no account" in refused.stderr
+    token = new_token()
+    sender = f"someone@{REMOTE}"
+    message = make_message(token, sender=sender, to="fwd@example.org")
+    assert mx_send(server, message, ["fwd@example.org"], sender=sender) == {}
+    (forwarded,) = sink.wait_for(1, timeout=20)
+    assert forwarded.rcpt_tos == ["friend@remote.test"]
+    assert re.fullmatch(r"SRS0=[a-z2-7]{8}=[a-z2-7]{2}=remote\.test=someone@example\.org",
+                        forwarded.mail_from), forwarded.mail_from
+    assert token.encode() in forwarded.data
+    ((_, copy),) = mailbox(server, ALICE)
+    assert copy["Subject"] == f"test {token}"

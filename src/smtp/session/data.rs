@@ -19,7 +19,9 @@ impl Session {
     pub(super) async fn data(&mut self) -> io::Result<Option<End>> {
         let refusal = match &self.tx {
             None => Some((503, "5.5.1", "Send MAIL first")),
-            Some(tx) if tx.recipients.is_empty() && tx.outbound.is_empty() => {
+            Some(tx)
+                if tx.recipients.is_empty() && tx.outbound.is_empty() && tx.forwards.is_empty() =>
+            {
                 Some((554, "5.5.1", "No valid recipients"))
             }
             _ => None,
@@ -96,7 +98,9 @@ impl Session {
         let max = self.config.limits.max_message_size;
         let failure: Option<&'static [u8]> = match &self.tx {
             None => Some(b"503 5.5.1 Send MAIL first\r\n"),
-            Some(tx) if tx.recipients.is_empty() && tx.outbound.is_empty() => {
+            Some(tx)
+                if tx.recipients.is_empty() && tx.outbound.is_empty() && tx.forwards.is_empty() =>
+            {
                 Some(b"554 5.5.1 No valid recipients\r\n")
             }
             _ => None,
@@ -258,6 +262,14 @@ impl Session {
                 return;
             }
         };
+        // Forwarding aliases: a queued copy each, its sender rewritten (SRS).
+        let header_ascii = crate::mail::header_of(&body.head().unwrap_or_default()).is_ascii();
+        for address in &tx.forwards {
+            let sender_ascii = tx.from.as_deref().is_none_or(str::is_ascii);
+            let utf8 = tx.smtputf8 && !(header_ascii && sender_ascii && address.is_ascii());
+            let group = self.redirect(&tx, address, utf8).await;
+            groups.push(group);
+        }
         // SMTPUTF8 is needed on the way out only when something is not ASCII (RFC 6531
         // §3.2): a client that always says SMTPUTF8 must not get ASCII mail bounced by
         // next hops without it.

@@ -213,9 +213,15 @@ impl Session {
         Ok(after)
     }
 
-    /// A queued copy for `address`, its sender rewritten with SRS.
+    /// A queued copy for `address` (a redirect, a forwarding alias), its sender rewritten
+    /// with SRS.
     // `&mut self`: a future holding `&Session` would not be Send (Connection is not Sync).
-    async fn redirect(&mut self, tx: &Transaction, address: &str, smtputf8: bool) -> Group {
+    pub(super) async fn redirect(
+        &mut self,
+        tx: &Transaction,
+        address: &str,
+        smtputf8: bool,
+    ) -> Group {
         let sender = tx.from.clone().unwrap_or_default();
         let domain = self.config.hostname.clone();
         let rewritten = self

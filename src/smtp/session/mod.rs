@@ -35,6 +35,8 @@ struct Transaction {
     recipients: Vec<(String, Vec<Target>)>,
     /// Remote recipients (submission only) with their ORCPT and NOTIFY: they are queued.
     outbound: Vec<(String, Option<String>, u8)>,
+    /// Where aliases forward to on other servers: queued with an SRS sender.
+    forwards: Vec<String>,
     /// Local recipients that asked for NOTIFY=SUCCESS, with their ORCPT.
     success_notices: Vec<(String, Option<String>)>,
     /// BDAT state: bytes so far, and whether something already failed.

@@ -52,6 +52,7 @@ impl Session {
             ret_full: None,
             recipients: Vec::new(),
             outbound: Vec::new(),
+            forwards: Vec::new(),
             success_notices: Vec::new(),
             chunks: None,
             sender_check,
@@ -81,7 +82,11 @@ impl Session {
         }
         let resolved = delivery::resolve(&self.shared.store.reader(), &address);
         match resolved {
-            Ok(Resolution::Local(targets)) if targets.iter().any(|t| t.account == user) => None,
+            Ok(Resolution::Local(targets) | Resolution::Alias { local: targets, .. })
+                if targets.iter().any(|t| t.account == user) =>
+            {
+                None
+            }
             Ok(_) => denied,
             Err(e) => Some((451, "4.3.0", format!("Temporary lookup failure: {e}"))),
         }
@@ -137,7 +142,9 @@ impl Session {
         let to = to.as_str();
         let resolved = delivery::resolve(&store, to).and_then(|resolution| {
             let mut full = false;
-            if let Resolution::Local(targets) = &resolution {
+            if let Resolution::Local(targets) | Resolution::Alias { local: targets, .. } =
+                &resolution
+            {
                 for target in targets {
                     full |= store.over_quota(&target.account, 0)?;
                 }
@@ -145,7 +152,7 @@ impl Session {
             Ok((resolution, full))
         });
         match resolved {
-            Ok((Resolution::Local(_), true)) => {
+            Ok((Resolution::Local(_) | Resolution::Alias { .. }, true)) => {
                 // Temporary: the owner may make room before the sender gives up.
                 self.error(452, "4.2.2", "Mailbox full")
             }
@@ -156,6 +163,20 @@ impl Session {
                     // success notices into backscatter.
                     if authenticated && notify::wants(notify, notify::SUCCESS) {
                         tx.success_notices.push((to.to_string(), orcpt));
+                    }
+                }
+                self.reply(250, "2.1.5", "Recipient OK");
+                false
+            }
+            Ok((Resolution::Alias { local, remote }, false)) => {
+                if let Some(tx) = &mut self.tx {
+                    if !local.is_empty() {
+                        tx.recipients.push((to.to_string(), local));
+                    }
+                    for address in remote {
+                        if !tx.forwards.contains(&address) {
+                            tx.forwards.push(address);
+                        }
                     }
                 }
                 self.reply(250, "2.1.5", "Recipient OK");
