@@ -253,6 +253,27 @@ pub fn run(args: &[String], config: &Config, store: &Store) -> i32 {
     let prefix = trace.headers();
     let skip = crate::smtp::return_path_len(&prefix);
     let eight_bit = !prepared.message.is_ascii();
+    // The recipients' Sieve scripts, as at SMTP delivery (the sender is ours: a redirect
+    // needs no SRS).
+    let scripted = match run_scripts(store, targets, &prefix, &prepared, &sender, now) {
+        Ok(scripted) => scripted,
+        Err(e) => {
+            eprintln!("sendmail: {e}");
+            return EX_TEMPFAIL;
+        }
+    };
+    let targets = scripted.targets;
+    // The header the notices and replies quote, kept before the message moves.
+    let head = if scripted.verdicts.is_empty() {
+        Vec::new()
+    } else {
+        mail::header_of(&prepared.message).to_vec()
+    };
+    for address in scripted.remote {
+        if !remote.iter().any(|(a, _, _)| *a == address) {
+            remote.push((address, None, 0));
+        }
+    }
     let outbound = (!remote.is_empty()).then(|| Outbound {
         sender: sender.clone(),
         eight_bit,
@@ -267,6 +288,17 @@ pub fn run(args: &[String], config: &Config, store: &Store) -> i32 {
     };
     match delivery::deliver_now(store, delivery) {
         Ok(_) => {
+            let envelope = delivery::after::Envelope {
+                sender: &sender,
+                envid: None,
+                hostname: &config.hostname,
+                head: &head,
+                now,
+            };
+            if let Err(e) = delivery::after::carry_out(store, &scripted.verdicts, &envelope) {
+                eprintln!("sendmail: a Sieve reject notice: {e}");
+                return EX_TEMPFAIL;
+            }
             // Tell a running server (another process) to look: local copies and queue.
             if let Err(e) = store.touch_queue() {
                 log::warn!("sendmail: {e}");
@@ -278,6 +310,63 @@ pub fn run(args: &[String], config: &Config, store: &Store) -> i32 {
             EX_TEMPFAIL
         }
     }
+}
+
+/// Where the copies go once the recipients' scripts had their say.
+struct Scripted {
+    targets: Vec<crate::store::Target>,
+    /// Redirects to other servers.
+    remote: Vec<String>,
+    verdicts: Vec<(String, String, delivery::filter::Verdict)>,
+}
+
+fn run_scripts(
+    store: &Store,
+    targets: Vec<crate::store::Target>,
+    prefix: &[u8],
+    prepared: &Prepared,
+    sender: &str,
+    now: i64,
+) -> crate::store::Result<Scripted> {
+    let mut out = Scripted {
+        targets: Vec::new(),
+        remote: Vec::new(),
+        verdicts: Vec::new(),
+    };
+    let mut message = prefix.to_vec();
+    message.extend_from_slice(&prepared.message);
+    for target in targets {
+        let account = target.account.clone();
+        let recipient = prepared
+            .recipients
+            .iter()
+            .find(|r| r.eq_ignore_ascii_case(&account))
+            .cloned()
+            .unwrap_or_else(|| account.clone());
+        let input = crate::sieve::input::Input {
+            message: &message,
+            size: message.len() as u64,
+            envelope_from: sender,
+            envelope_to: &recipient,
+            now,
+            local_zone: 0,
+            spam_percent: None,
+        };
+        let Some(verdict) = delivery::filter::filter(store, &target, &input)? else {
+            delivery::merge_targets(&mut out.targets, &[target]);
+            continue;
+        };
+        delivery::merge_targets(&mut out.targets, &verdict.targets);
+        for address in &verdict.redirects {
+            match delivery::resolve(&store.reader(), address)? {
+                Resolution::Local(local) => delivery::merge_targets(&mut out.targets, &local),
+                Resolution::NotLocal => out.remote.push(address.clone()),
+                _ => delivery::merge_targets(&mut out.targets, std::slice::from_ref(&target)),
+            }
+        }
+        out.verdicts.push((account, recipient, verdict));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 //! of forwarded mail.
 //! IMAP APPEND is not a delivery: the client chose the mailbox and flags itself.
 
+pub mod after;
 pub mod filter;
 pub mod notice;
 pub mod srs;

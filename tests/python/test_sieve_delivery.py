@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import email
 import email.policy
+import os
 import re
 import smtplib
+import subprocess
 import time
 
 import pytest
@@ -19,6 +21,7 @@ from conftest import (
     imaps_login,
     make_message,
     new_token,
+    require_binary,
     smtp_connect,
     smtp_login,
 )
@@ -233,3 +236,16 @@ def test_an_alias_forwards_outside_with_an_srs_sender(relay):  # noqa: F811
     assert token.encode() in forwarded.data
     ((_, copy),) = mailbox(server, ALICE)
     assert copy["Subject"] == f"test {token}"
+
+
+def test_sendmail_runs_the_scripts_too(server):
+    put_script(server, ALICE, 'require ["fileinto", "mailbox"];\n'
+                              'if header :contains "subject" "nightly" { fileinto :create "Reports"; }\n')
+    env = dict(os.environ, LETTERBOX_CONFIG=str(server.config_path), LETTERBOX_DATA=str(server.data_dir))
+    result = subprocess.run([require_binary(), "sendmail", "-f", BOB, ALICE],
+                            input=b"Subject: nightly report\n\nall good\n", env=env,
+                            capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    ((_, filed),) = mailbox(server, ALICE, "Reports")
+    assert filed["Subject"] == "nightly report"
+    assert mailbox(server, ALICE) == []

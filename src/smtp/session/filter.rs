@@ -2,13 +2,13 @@
 //! chooses where its account's copies go ([`delivery::filter`]); a `redirect` becomes a
 //! queued copy with an SRS sender, stored before the 250 like every copy; a `reject`
 //! refuses the message at DATA when its recipient is the only one, and is a bounce
-//! otherwise. After the commit: vacation replies (RFC 3834's rules, once per sender and
-//! period), the one-time notice of a failing script, and the `duplicate` memory.
+//! otherwise. After the commit, [`after::carry_out`] does the rest (notices, vacation
+//! replies, memory).
 
 use super::*;
+use crate::delivery::after;
 use crate::delivery::filter::{self, Verdict};
 use crate::delivery::srs::Srs;
-use crate::delivery::vacation;
 use crate::sieve::input::Input;
 use crate::store::Spooled;
 
@@ -265,62 +265,27 @@ impl Session {
         }
         let sender = tx.from.clone().unwrap_or_default();
         let hostname = self.config.hostname.clone();
-        let recipients: Vec<(String, String)> = after
+        let verdicts: Vec<(String, String, Verdict)> = after
             .verdicts
-            .iter()
-            .map(|(account, _)| (account.clone(), recipient_of(tx, account)))
+            .into_iter()
+            .map(|(account, verdict)| {
+                let rcpt = recipient_of(tx, &account);
+                (account, rcpt, verdict)
+            })
             .collect();
         let envid = tx.envid.clone();
-        let peer = self.conn.peer;
         let queued = self
             .shared
             .store
             .call(move |store| {
-                let mut queued = false;
-                for ((_, verdict), (_, rcpt)) in after.verdicts.iter().zip(&recipients) {
-                    if let Some(reason) = &verdict.reject {
-                        let about = notice::About {
-                            sender: &sender,
-                            envid: envid.as_deref(),
-                            arrival: now,
-                        };
-                        if let Some(bounce) =
-                            notice::rejected(store, &hostname, about, rcpt, reason, &head)?
-                        {
-                            queued |= bounce.outbound.is_some();
-                            delivery::deliver_now(store, bounce)?;
-                        }
-                    }
-                }
-                for ((account, verdict), (_, rcpt)) in after.verdicts.iter().zip(&recipients) {
-                    let done = (|| -> crate::store::Result<()> {
-                        filter::remember(store, account, verdict, now)?;
-                        if let Some(reply) = &verdict.vacation {
-                            let facts = Facts {
-                                account,
-                                rcpt,
-                                sender: &sender,
-                                head: &head,
-                                hostname: &hostname,
-                                now,
-                            };
-                            queued |= send_vacation(store, &facts, reply)?;
-                        }
-                        if let Some(error) = &verdict.error {
-                            if filter::first_failure(store, account, verdict, now)? {
-                                delivery::deliver_now(
-                                    store,
-                                    failure_notice(account, error, &hostname, now),
-                                )?;
-                            }
-                        }
-                        Ok(())
-                    })();
-                    if let Err(e) = done {
-                        log::error!("smtp {peer}: after the script of {account}: {e}");
-                    }
-                }
-                Ok(queued)
+                let envelope = after::Envelope {
+                    sender: &sender,
+                    envid: envid.as_deref(),
+                    hostname: &hostname,
+                    head: &head,
+                    now,
+                };
+                after::carry_out(store, &verdicts, &envelope)
             })
             .await?;
         if queued {
@@ -336,16 +301,6 @@ fn recipient_of(tx: &Transaction, account: &str) -> String {
         .iter()
         .find(|(_, targets)| targets.iter().any(|t| t.account == account))
         .map_or(account.to_string(), |(rcpt, _)| rcpt.clone())
-}
-
-/// What a vacation reply is about.
-struct Facts<'a> {
-    account: &'a str,
-    rcpt: &'a str,
-    sender: &'a str,
-    head: &'a [u8],
-    hostname: &'a str,
-    now: i64,
 }
 
 /// The domain our SRS addresses use: the host name's local domain, else the first one.
@@ -373,67 +328,4 @@ fn reply_text(reason: &str) -> String {
     } else {
         text
     }
-}
-
-/// A vacation reply, when RFC 3834 allows one and none went to this sender within the
-/// period: queued (or stored, for a local sender) with the null sender. True if queued.
-fn send_vacation(
-    store: &crate::store::Store,
-    facts: &Facts,
-    reply: &crate::sieve::run::Reply,
-) -> crate::store::Result<bool> {
-    let Facts {
-        account,
-        rcpt,
-        sender,
-        head,
-        hostname,
-        now,
-    } = *facts;
-    let mut own = vec![account.to_string(), rcpt.to_string()];
-    own.extend(reply.addresses.iter().cloned());
-    if let Err(why) = vacation::may_reply(head, sender, &own) {
-        log::info!("sieve: no vacation reply from {account} to <{sender}>: {why}");
-        return Ok(false);
-    }
-    let key = vacation::memory_key(sender, reply);
-    if store.sieve_remembers(account, &key, now)? {
-        return Ok(false);
-    }
-    let message = vacation::build(reply, account, sender, head, hostname, now);
-    let routing = notice::routing(store, sender)?;
-    let Some(delivery) = notice::to_sender(message, sender, &routing, now) else {
-        return Ok(false);
-    };
-    let queued = delivery.outbound.is_some();
-    delivery::deliver_now(store, delivery)?;
-    store.sieve_remember(account, &key, now + reply.seconds as i64, now)?;
-    log::info!("sieve: vacation reply from {account} to <{sender}>");
-    Ok(queued)
-}
-
-/// The message that tells an account's owner their script failed (once per failure).
-fn failure_notice(account: &str, error: &str, hostname: &str, now: i64) -> Delivery {
-    let text = format!(
-        "From: Mail Delivery System <MAILER-DAEMON@{hostname}>\r\n\
-         To: <{account}>\r\n\
-         Subject: Your Sieve script failed\r\n\
-         Date: {date}\r\n\
-         Message-ID: <sieve-error.{now}.{hash:016x}@{hostname}>\r\n\
-         Auto-Submitted: auto-generated\r\n\
-         MIME-Version: 1.0\r\n\
-         Content-Type: text/plain; charset=utf-8\r\n\
-         Content-Transfer-Encoding: 8bit\r\n\
-         \r\n\
-         Your Sieve filter could not run on a message delivered to {account}:\r\n\
-         \r\n    {error}\r\n\r\n\
-         The message was kept in your inbox, as will be every message until the script\r\n\
-         is fixed. You are told this once.\r\n",
-        date = crate::mail::date::rfc5322_date(now),
-        hash = vacation::fnv(error.as_bytes()),
-        error = error.replace(['\r', '\n'], " "),
-    );
-    let routing = notice::Routing::Local(vec![Target::inbox(account)]);
-    notice::to_sender(text.into_bytes(), account, &routing, now)
-        .expect("a local routing always delivers")
 }
