@@ -28,6 +28,24 @@ from conftest import (
 from test_relay import REMOTE, relay  # noqa: F401  (the relay fixture)
 
 
+def spf_verdict(dns_server, sender: str) -> str:
+    """pyspf's verdict for mail from `sender` arriving from 127.0.0.1, asking the test's DNS."""
+    import dns.resolver
+    import spf
+
+    resolver = dns.resolver.Resolver(configure=False)
+    resolver.nameservers = ["127.0.0.1"]
+    resolver.port = dns_server.port
+    resolver.lifetime = 5
+    saved = dns.resolver.default_resolver
+    dns.resolver.default_resolver = resolver
+    try:
+        verdict, _ = spf.check2(i="127.0.0.1", s=sender, h="mx.test")
+    finally:
+        dns.resolver.default_resolver = saved
+    return verdict
+
+
 def put_script(server, account: str, text: str, name: str = "main") -> None:
     server.cli("sieve", "put", account, name, stdin_text=text)
     server.cli("sieve", "activate", account, name)
@@ -180,6 +198,12 @@ def test_redirect_leaves_with_an_srs_sender_and_its_bounce_comes_back(relay):  #
     assert match, forwarded.mail_from
     assert token.encode() in forwarded.data
     assert mailbox(server, ALICE) == [], "redirect without :copy keeps no copy"
+    # Why SRS: at the next hop (pyspf over the test's DNS), the original sender's SPF
+    # fails for our address, the rewritten sender's passes.
+    r.dns.set("example.org", "TXT", ["v=spf1 ip4:127.0.0.1 -all"])
+    r.dns.set(REMOTE, "TXT", ["v=spf1 ip4:192.0.2.1 -all"])
+    assert spf_verdict(r.dns, forwarded.mail_from) == "pass"
+    assert spf_verdict(r.dns, sender) == "fail"
     # The next hop bounces it to the SRS address: it goes on to the original sender.
     bounce = (f"From: MAILER-DAEMON@{REMOTE}\r\nTo: <{forwarded.mail_from}>\r\n"
               f"Subject: Undelivered {token}\r\n\r\nbounced\r\n").encode()
