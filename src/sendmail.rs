@@ -205,6 +205,9 @@ pub fn run(args: &[String], config: &Config, store: &Store) -> i32 {
     }
     let mut targets = Vec::new();
     let mut remote = Vec::new();
+    // Copies forwarded on (aliases to other servers, Sieve redirects): queued apart, with
+    // the sender rewritten by SRS unless it is one of ours.
+    let mut forwards: Vec<String> = Vec::new();
     for r in &prepared.recipients {
         match delivery::resolve(&store.reader(), r) {
             Ok(Resolution::Local(resolved)) => delivery::merge_targets(&mut targets, &resolved),
@@ -212,17 +215,12 @@ pub fn run(args: &[String], config: &Config, store: &Store) -> i32 {
                 remote.push((r.clone(), None, 0));
             }
             Ok(Resolution::Forward(original)) => remote.push((original, None, 0)),
-            // Our own sender needs no rewriting: the forwarded copies are queued as is.
             Ok(Resolution::Alias {
                 local,
-                remote: forwards,
+                remote: outside,
             }) => {
                 delivery::merge_targets(&mut targets, &local);
-                for address in forwards {
-                    if !remote.iter().any(|(a, _, _)| *a == address) {
-                        remote.push((address, None, 0));
-                    }
-                }
+                forwards.extend(outside);
             }
             Ok(Resolution::NotLocal) => {
                 eprintln!("sendmail: {r:?} is not a mail address");
@@ -269,11 +267,9 @@ pub fn run(args: &[String], config: &Config, store: &Store) -> i32 {
     } else {
         mail::header_of(&prepared.message).to_vec()
     };
-    for address in scripted.remote {
-        if !remote.iter().any(|(a, _, _)| *a == address) {
-            remote.push((address, None, 0));
-        }
-    }
+    forwards.extend(scripted.remote);
+    forwards.sort();
+    forwards.dedup();
     let outbound = (!remote.is_empty()).then(|| Outbound {
         sender: sender.clone(),
         eight_bit,
@@ -281,12 +277,30 @@ pub fn run(args: &[String], config: &Config, store: &Store) -> i32 {
         skip,
         ..Outbound::default()
     });
+    let forwarded = match forward_copy(
+        store,
+        &config.hostname,
+        &sender,
+        &forwards,
+        (&prefix, &prepared.message, skip),
+        now,
+    ) {
+        Ok(forwarded) => forwarded,
+        Err(e) => {
+            eprintln!("sendmail: {e}");
+            return EX_TEMPFAIL;
+        }
+    };
     let delivery = Delivery {
         message: Incoming::new(prefix, Spooled::Memory(prepared.message), now),
         targets,
         outbound,
     };
-    match delivery::deliver_now(store, delivery) {
+    let stored = delivery::deliver_now(store, delivery).and_then(|accepted| match forwarded {
+        Some(copy) => delivery::deliver_now(store, copy).map(|_| accepted),
+        None => Ok(accepted),
+    });
+    match stored {
         Ok(_) => {
             let envelope = delivery::after::Envelope {
                 sender: &sender,
@@ -310,6 +324,43 @@ pub fn run(args: &[String], config: &Config, store: &Store) -> i32 {
             EX_TEMPFAIL
         }
     }
+}
+
+/// The forwarded copy of (our trace prefix, the message, the Return-Path's length):
+/// queued to `forwards` with an SRS sender when the sender is not one of ours (else SPF
+/// at the next hop would fail it).
+fn forward_copy(
+    store: &Store,
+    hostname: &str,
+    sender: &str,
+    forwards: &[String],
+    (prefix, message, skip): (&[u8], &[u8], u64),
+    now: i64,
+) -> crate::store::Result<Option<Delivery>> {
+    if forwards.is_empty() {
+        return Ok(None);
+    }
+    let ours = match sender.rsplit_once('@') {
+        Some((_, domain)) => store.is_local_domain(domain)?,
+        None => true,
+    };
+    let sender = if ours {
+        sender.to_string()
+    } else {
+        let domain = delivery::postmaster_domain(&store.reader(), hostname)?.unwrap_or_default();
+        delivery::srs::Srs::new(&store.srs_secret()?).forward(sender, &domain, now)
+    };
+    Ok(Some(Delivery {
+        message: Incoming::new(prefix.to_vec(), Spooled::Memory(message.to_vec()), now),
+        targets: Vec::new(),
+        outbound: Some(Outbound {
+            sender,
+            eight_bit: !message.is_ascii(),
+            recipients: forwards.iter().map(|f| (f.clone(), None, 0)).collect(),
+            skip,
+            ..Outbound::default()
+        }),
+    }))
 }
 
 /// Where the copies go once the recipients' scripts had their say.
@@ -361,7 +412,14 @@ fn run_scripts(
             match delivery::resolve(&store.reader(), address)? {
                 Resolution::Local(local) => delivery::merge_targets(&mut out.targets, &local),
                 Resolution::NotLocal => out.remote.push(address.clone()),
-                _ => delivery::merge_targets(&mut out.targets, std::slice::from_ref(&target)),
+                Resolution::Forward(original) => out.remote.push(original),
+                Resolution::Alias { local, remote } => {
+                    delivery::merge_targets(&mut out.targets, &local);
+                    out.remote.extend(remote);
+                }
+                Resolution::UnknownUser => {
+                    delivery::merge_targets(&mut out.targets, std::slice::from_ref(&target))
+                }
             }
         }
         out.verdicts.push((account, recipient, verdict));

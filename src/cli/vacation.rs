@@ -78,6 +78,26 @@ pub(super) fn vacation_command(
                 (Some(text), Some(SCRIPT)) => previous_of(text),
                 (_, other) => other.map(str::to_string),
             };
+            if let Some(previous) = &previous {
+                // Its own vacation or reject would conflict with ours: the run would fail,
+                // and with it the user's filters.
+                let own = store
+                    .sieve_script(&address, previous)
+                    .map_err(e)?
+                    .unwrap_or_default();
+                if let Ok(program) = crate::sieve::compile(&own) {
+                    if let Some(conflict) = program
+                        .required
+                        .iter()
+                        .find(|r| ["vacation", "reject", "ereject"].contains(&r.as_str()))
+                    {
+                        return Err(format!(
+                            "the active script {previous:?} uses {conflict}: add the reply there, \
+                             or deactivate it first"
+                        ));
+                    }
+                }
+            }
             let text = script(
                 &address,
                 subject.as_deref(),
@@ -204,7 +224,11 @@ fn script(
         None => out.push_str(&vacation),
     }
     if let Some(previous) = previous {
-        out.push_str(&format!("include :personal {};\r\n", quoted(previous)));
+        // :optional: a script deleted or renamed since must not break the reply.
+        out.push_str(&format!(
+            "include :personal :optional {};\r\n",
+            quoted(previous)
+        ));
     }
     out
 }
@@ -254,12 +278,11 @@ mod tests {
             local_zone: 0,
             spam_percent: None,
         };
-        // 2026-12-24 23:00 UTC: still on; the include has no host here, so it fails.
+        // 2026-12-24 23:00 UTC: still on; the earlier script is gone (no host here): the
+        // reply still goes out.
         let outcome = crate::sieve::run(&program, &input(1_798_153_200), &crate::sieve::NoHost);
-        assert_eq!(
-            outcome.error.as_deref(),
-            Some("included script \"my \"filters\"\" does not exist")
-        );
+        assert_eq!(outcome.error, None);
+        assert!(matches!(outcome.actions.as_slice(), [Action::Vacation(_)]));
         let plain = script(
             "bob@example.org",
             None,

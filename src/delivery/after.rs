@@ -93,7 +93,7 @@ fn send_vacation(
     }
     let message = vacation::build(reply, account, sender, head, hostname, now);
     let routing = notice::routing(store, sender)?;
-    let Some(delivery) = notice::to_sender(message, sender, &routing, now) else {
+    let Some(delivery) = notice::to_sender(message, &routing, now) else {
         return Ok(false);
     };
     let queued = delivery.outbound.is_some();
@@ -125,6 +125,5 @@ fn failure_notice(account: &str, error: &str, hostname: &str, now: i64) -> Deliv
         error = error.replace(['\r', '\n'], " "),
     );
     let routing = notice::Routing::Local(vec![Target::inbox(account)]);
-    notice::to_sender(text.into_bytes(), account, &routing, now)
-        .expect("a local routing always delivers")
+    notice::to_sender(text.into_bytes(), &routing, now).expect("a local routing always delivers")
 }

@@ -16,7 +16,8 @@ pub struct Original {
 pub enum Routing {
     /// Local copies, as [`super::resolve`] placed them.
     Local(Vec<crate::store::Target>),
-    Remote,
+    /// Queued to this address (the sender's, or the original sender behind an SRS one).
+    Remote(String),
     /// Null or unknown local sender: nobody to tell.
     Nowhere,
 }
@@ -29,8 +30,13 @@ pub fn routing(store: &Store, sender: &str) -> Result<Routing> {
     Ok(match super::resolve(&store.reader(), sender)? {
         super::Resolution::Local(targets) => Routing::Local(targets),
         super::Resolution::Alias { local, .. } if !local.is_empty() => Routing::Local(local),
-        super::Resolution::Alias { .. } => Routing::Remote,
-        super::Resolution::NotLocal | super::Resolution::Forward(_) => Routing::Remote,
+        super::Resolution::Alias { remote, .. } => match remote.into_iter().next() {
+            Some(first) => Routing::Remote(first),
+            None => Routing::Nowhere,
+        },
+        // A notice to an SRS address of ours goes straight to the original sender.
+        super::Resolution::Forward(original) => Routing::Remote(original),
+        super::Resolution::NotLocal => Routing::Remote(sender.to_string()),
         // A local sender that no longer exists: nobody to tell.
         super::Resolution::UnknownUser => Routing::Nowhere,
     })
@@ -156,7 +162,7 @@ pub fn build(
         original_full: original.full,
         id: &id,
     });
-    to_sender(body, about.sender, routing, now).unwrap_or_else(|| Delivery {
+    to_sender(body, routing, now).unwrap_or_else(|| Delivery {
         message: Incoming::new(Vec::new(), Spooled::Memory(Vec::new()), now),
         targets: Vec::new(),
         outbound: None,
@@ -165,18 +171,18 @@ pub fn build(
 
 /// A message of ours (a notice, a vacation reply) to `sender`, with the null reverse
 /// path: stored for a local sender, queued for a remote one; None for nobody.
-pub fn to_sender(body: Vec<u8>, sender: &str, routing: &Routing, now: i64) -> Option<Delivery> {
+pub fn to_sender(body: Vec<u8>, routing: &Routing, now: i64) -> Option<Delivery> {
     let eight_bit = !body.is_ascii();
     let prefix = b"Return-Path: <>\r\n".to_vec();
     let skip = prefix.len() as u64;
     let message = Incoming::new(prefix, Spooled::Memory(body), now);
     let (targets, outbound) = match routing {
         Routing::Local(targets) => (targets.clone(), None),
-        Routing::Remote => (
+        Routing::Remote(address) => (
             Vec::new(),
             Some(Outbound {
                 sender: String::new(),
-                recipients: vec![(sender.to_string(), None, notify::NEVER)],
+                recipients: vec![(address.clone(), None, notify::NEVER)],
                 skip,
                 eight_bit,
                 ..Outbound::default()

@@ -15,6 +15,7 @@ use crate::store::{StoreError, MAX_SCRIPTS, MAX_SCRIPT_BYTES};
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// A command line outside its literals.
 const MAX_LINE: usize = 8 * 1024;
@@ -81,7 +82,8 @@ impl Session {
 
     fn capabilities(&mut self) {
         let mut out = String::from("\"IMPLEMENTATION\" \"letterbox\"\r\n");
-        let sasl = if login_allowed(&self.conn, &self.config) && self.user.is_none() {
+        // RFC 5804 §1.7: an empty list only while STARTTLS is still to come.
+        let sasl = if login_allowed(&self.conn, &self.config) {
             "PLAIN"
         } else {
             ""
@@ -91,7 +93,7 @@ impl Session {
             "\"SIEVE\" \"{}\"\r\n",
             crate::sieve::program::EXTENSIONS.join(" ")
         ));
-        if !self.conn.is_tls() {
+        if !self.conn.is_tls() && self.user.is_none() {
             out.push_str("\"STARTTLS\"\r\n");
         }
         out.push_str(&format!(
@@ -104,6 +106,7 @@ impl Session {
                 String::from_utf8_lossy(&quote(user.as_bytes()))
             ));
         }
+        out.push_str("\"UNAUTHENTICATE\"\r\n");
         out.push_str("\"VERSION\" \"1.0\"\r\n");
         self.conn.send(out.as_bytes());
     }
@@ -141,12 +144,25 @@ impl Session {
     /// go on after, `Err(None)` for a closed connection.
     async fn read_command(&mut self) -> io::Result<Result<Vec<u8>, Option<&'static str>>> {
         let mut command = Vec::new();
+        // Once a command has begun, all of it (literals too) within the command timeout.
+        let mut deadline: Option<Instant> = None;
         loop {
             let line = match self.conn.read_line(MAX_LINE).await? {
                 Line::Complete(line) => line,
-                Line::TooLong => return Ok(Err(Some("Line too long"))),
+                Line::TooLong => {
+                    // A literal it announced is read and thrown away, not taken as commands.
+                    let tail = self.conn.finish_too_long().await?;
+                    if let Some(Ok(n)) = literal_at_end(&tail) {
+                        if n > MAX_LITERAL || !self.skip(n as usize).await? {
+                            return Ok(Err(None));
+                        }
+                    }
+                    return Ok(Err(Some("Line too long")));
+                }
                 Line::Closed => return Ok(Err(None)),
             };
+            let deadline = *deadline
+                .get_or_insert_with(|| Instant::now() + self.config.limits.command_timeout());
             let literal = literal_at_end(&line);
             command.extend_from_slice(&line);
             match literal {
@@ -154,7 +170,9 @@ impl Session {
                 Some(Ok(n)) if n <= MAX_LITERAL => {
                     let mut left = n as usize;
                     while left > 0 {
-                        if !self.conn.has_buffered_input() && self.conn.fill().await? == 0 {
+                        if !self.conn.has_buffered_input()
+                            && self.conn.fill_by(Some(deadline)).await? == 0
+                        {
                             return Ok(Err(None));
                         }
                         let take = left.min(self.conn.buffered().len());
@@ -173,6 +191,20 @@ impl Session {
                 return Ok(Err(Some("Command too long")));
             }
         }
+    }
+
+    /// Reads and drops `n` bytes within the command timeout; false if the client left.
+    async fn skip(&mut self, mut n: usize) -> io::Result<bool> {
+        let deadline = Instant::now() + self.config.limits.command_timeout();
+        while n > 0 {
+            if !self.conn.has_buffered_input() && self.conn.fill_by(Some(deadline)).await? == 0 {
+                return Ok(false);
+            }
+            let take = n.min(self.conn.buffered().len());
+            self.conn.consume(take);
+            n -= take;
+        }
+        Ok(true)
     }
 
     async fn command(&mut self, input: &[u8]) -> Outcome {

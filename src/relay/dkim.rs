@@ -217,21 +217,24 @@ pub fn sign(message: &[u8], domain: &str, keys: Vec<(String, DkimKey)>) -> Vec<u
     out
 }
 
-/// The domain to sign for: the From: header's, else the envelope sender's. Mail we
-/// forward (an SRS sender: a Sieve redirect) is signed only for the SRS domain, and not
-/// at all when its From: claims that domain too: a forged From: of ours arriving from
-/// outside must not leave here with our aligned signature.
+/// The domain to sign for: the From: header's, else the envelope sender's. Mail that
+/// came in from outside unauthenticated and is leaving again (a Sieve redirect, a
+/// forwarding alias: our own Received: says `with SMTP`, `ESMTP` or `ESMTPS`, no `A`) is
+/// signed only for the SRS domain of its sender, and not at all when its From: claims
+/// that domain: a forged From: of ours must not leave here with our aligned signature.
+/// What we made ourselves (notices, vacation replies) has no Received: of ours.
 fn signing_domains(message: &[u8], sender: &str) -> Vec<String> {
-    if let Some((local, domain)) = sender.rsplit_once('@') {
-        if crate::delivery::srs::is_srs(local) {
-            let from = from_domain(message);
-            let domain = domain.to_ascii_lowercase();
-            return if from.as_deref() == Some(domain.as_str()) {
-                Vec::new()
-            } else {
-                vec![domain]
-            };
+    if came_from_outside(message) {
+        let Some((local, domain)) = sender.rsplit_once('@') else {
+            return Vec::new();
+        };
+        let domain = domain.to_ascii_lowercase();
+        if !crate::delivery::srs::is_srs(local)
+            || from_domain(message).as_deref() == Some(domain.as_str())
+        {
+            return Vec::new();
         }
+        return vec![domain];
     }
     let mut domains = Vec::new();
     if let Some(parsed) = mail_parser::MessageParser::new().parse_headers(message) {
@@ -249,6 +252,28 @@ fn signing_domains(message: &[u8], sender: &str) -> Vec<String> {
         domains.push(d.to_ascii_lowercase());
     }
     domains
+}
+
+/// Whether the first Received: field (ours: the message starts with it once the
+/// Return-Path is skipped) records an unauthenticated SMTP arrival (RFC 3848).
+fn came_from_outside(message: &[u8]) -> bool {
+    let Some(first) = crate::mail::header::fields(message).next() else {
+        return false;
+    };
+    if !first.is("received") || !String::from_utf8_lossy(first.raw).contains("(letterbox)") {
+        return false;
+    }
+    let value = String::from_utf8_lossy(&first.value()).into_owned();
+    let protocol = value
+        .split_whitespace()
+        .skip_while(|w| *w != "with")
+        .nth(1)
+        .unwrap_or("")
+        .to_ascii_uppercase();
+    matches!(
+        protocol.as_str(),
+        "SMTP" | "ESMTP" | "ESMTPS" | "UTF8SMTP" | "UTF8SMTPS"
+    )
 }
 
 fn from_domain(message: &[u8]) -> Option<String> {
@@ -327,4 +352,39 @@ pub async fn verify(
         lines.push("no DKIM signature".into());
     }
     Ok((lines, all_pass))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::signing_domains;
+
+    fn message(protocol: &str, from: &str) -> Vec<u8> {
+        format!(
+            "Received: from client.test ([192.0.2.1])\r\n\tby mx.example.org (letterbox) with {protocol} id 1;\r\n\
+             \tTue, 1 Dec 2026 10:00:00 +0000\r\nFrom: {from}\r\nSubject: x\r\n\r\nbody\r\n"
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn forwarded_mail_is_not_signed_for_a_from_of_ours() {
+        let srs = "SRS0=abcdefgh=aa=remote.test=someone@example.org";
+        // Our user's own mail: the From: domain, then the sender's.
+        assert_eq!(
+            signing_domains(&message("ESMTPSA", "a@example.org"), "a@example.org"),
+            ["example.org", "example.org"]
+        );
+        // Forwarded from outside: only the SRS domain, and nothing for a forged From: of it.
+        assert_eq!(
+            signing_domains(&message("ESMTPS", "x@remote.test"), srs),
+            ["example.org"]
+        );
+        assert!(signing_domains(&message("ESMTPS", "ceo@example.org"), srs).is_empty());
+        assert!(signing_domains(&message("ESMTP", "ceo@example.org"), "").is_empty());
+        // What we made ourselves has no Received: of ours.
+        assert_eq!(
+            signing_domains(b"From: bob@example.org\r\n\r\nAway\r\n", ""),
+            ["example.org"]
+        );
+    }
 }

@@ -28,8 +28,8 @@
 //!   when RET=FULL asked for it and it is at most [`MAX_RETURNED_MESSAGE`] bytes.
 //! - DSN (RFC 3461) is honoured: parameters are passed on to a next hop that offers DSN;
 //!   when it does not, a NOTIFY=SUCCESS recipient gets a "relayed" notice from us.
-//! - Aliases that forward to other domains are refused when they are created (no SRS):
-//!   forwarding would fail SPF at the destination.
+//! - Forwarded mail (aliases to other domains, Sieve redirects) is queued with an SRS
+//!   sender (`delivery::srs`), so SPF at the destination sees our domain.
 
 pub mod client;
 pub mod dkim;

@@ -121,6 +121,7 @@ def test_protocol_edges_by_hand(server):
     assert raw.send(b'AUTHENTICATE "PLAIN" "AGFAYg=="\r\n') == [b'NO (ENCRYPT-NEEDED) "Use STARTTLS first"\r\n']
     again = raw.starttls()
     assert b'"SASL" "PLAIN"\r\n' in again and b'"STARTTLS"\r\n' not in again
+    assert b'"UNAUTHENTICATE"\r\n' in again
     import base64
     token = base64.b64encode(f"\0{ALICE}\0{PASSWORDS[ALICE]}".encode())
     # The response after the server's empty challenge, as a literal.
@@ -136,6 +137,14 @@ def test_protocol_edges_by_hand(server):
     assert raw.send(b'RENAMESCRIPT "good" "good"\r\n') == [b'NO (ALREADYEXISTS) "script good already exists"\r\n']
     assert raw.send(b'NOOP "t1"\r\n') == [b'OK (TAG "t1") "Done"\r\n']
     assert raw.send(b"FROB\r\n") == [b'NO "Unknown command FROB"\r\n']
+    # After login the capabilities still name PLAIN (sieve-connect refuses an empty
+    # SASL list without STARTTLS).
+    caps = raw.send(b"CAPABILITY\r\n")
+    assert b'"SASL" "PLAIN"\r\n' in caps and caps[-1] == b'OK "Capability completed"\r\n'
+    # A line too long that announces a literal: the literal is skipped, not run.
+    long_line = b'PUTSCRIPT "' + b"x" * 9000 + b'" {10+}\r\n' + b"LOGOUT\r\n\r\n"
+    assert raw.send(long_line) == [b'NO "Line too long"\r\n']
+    assert raw.send(b"NOOP\r\n") == [b'OK "Done"\r\n']
     assert raw.send(b"UNAUTHENTICATE\r\n") == [b'OK "Unauthenticate completed"\r\n']
     assert raw.send(b"LISTSCRIPTS\r\n") == [b'NO "Authenticate first"\r\n']
     # A literal beyond any script's size is not read: the session ends.

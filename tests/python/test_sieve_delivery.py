@@ -273,3 +273,21 @@ def test_sendmail_runs_the_scripts_too(server):
     ((_, filed),) = mailbox(server, ALICE, "Reports")
     assert filed["Subject"] == "nightly report"
     assert mailbox(server, ALICE) == []
+
+
+def test_a_bounce_to_an_srs_address_goes_on_with_the_inbound_checks_on(relay):  # noqa: F811
+    # The checks run on port 25 (the default) and classify mail with no local copy.
+    r = relay(smarthost="\n[inbound]\nenabled = true\n")
+    sink = r.sink()
+    server = r.start()
+    put_script(server, ALICE, 'redirect "friend@remote.test";\n')
+    sender = f"someone@{REMOTE}"
+    assert mx_send(server, make_message(new_token(), sender=sender), [ALICE], sender=sender) == {}
+    (forwarded,) = sink.wait_for(1, timeout=20)
+    token = new_token()
+    bounce = (f"From: MAILER-DAEMON@{REMOTE}\r\nTo: <{forwarded.mail_from}>\r\n"
+              f"Subject: Undelivered {token}\r\n\r\nbounced\r\n").encode()
+    assert mx_send(server, bounce, [forwarded.mail_from], sender="") == {}
+    back = sink.wait_for(2, timeout=20)[1]
+    assert back.mail_from == "" and back.rcpt_tos == [sender]
+    assert f"Undelivered {token}".encode() in back.data

@@ -262,6 +262,11 @@ impl Session {
                 return;
             }
         };
+        // The transaction's own queued recipients (submission's, or bounces going back
+        // through an SRS address) need a group to travel with, even with no local copy.
+        if !tx.outbound.is_empty() && !groups.iter().any(|g| g.outbound.is_none()) {
+            groups.insert(0, Group::plain(Vec::new()));
+        }
         // Forwarding aliases: a queued copy each, its sender rewritten (SRS).
         let header_ascii = crate::mail::header_of(&body.head().unwrap_or_default()).is_ascii();
         for address in &tx.forwards {

@@ -167,6 +167,7 @@ impl Session {
                     // Refused in the dialogue only when nobody else (another recipient, or
                     // another account behind the same alias) takes the message.
                     let only = tx.outbound.is_empty()
+                        && tx.forwards.is_empty()
                         && matches!(tx.recipients.as_slice(), [(_, targets)] if targets.len() == 1);
                     if only {
                         return Err(format_reply(550, Some("5.7.1"), &[&reply_text(reason)]));
@@ -188,12 +189,19 @@ impl Session {
                 delivery::merge_targets(&mut kept, &verdict.targets);
                 for address in &verdict.redirects {
                     // To one of ours: a copy there, without running its script (no loops).
-                    match delivery::resolve(&self.shared.store.reader(), address) {
-                        Ok(Resolution::Local(local)) => delivery::merge_targets(&mut kept, &local),
-                        Ok(Resolution::NotLocal) => {
-                            let utf8 = tx.smtputf8
-                                && !(header_ascii && sender.is_ascii() && address.is_ascii());
-                            redirects.push(self.redirect(tx, address, utf8).await);
+                    let resolved = delivery::resolve(&self.shared.store.reader(), address);
+                    // Where it goes on to other servers: the address, an alias's remote
+                    // targets, or the original sender behind an SRS address of ours.
+                    let remote = match resolved {
+                        Ok(Resolution::Local(local)) => {
+                            delivery::merge_targets(&mut kept, &local);
+                            continue;
+                        }
+                        Ok(Resolution::NotLocal) => vec![address.clone()],
+                        Ok(Resolution::Forward(original)) => vec![original],
+                        Ok(Resolution::Alias { local, remote }) => {
+                            delivery::merge_targets(&mut kept, &local);
+                            remote
                         }
                         // Nobody here, or the lookup failed: the copy stays with the account.
                         other => {
@@ -202,7 +210,13 @@ impl Session {
                                 self.conn.peer
                             );
                             delivery::merge_targets(&mut kept, std::slice::from_ref(&target));
+                            continue;
                         }
+                    };
+                    for address in remote {
+                        let utf8 = tx.smtputf8
+                            && !(header_ascii && sender.is_ascii() && address.is_ascii());
+                        redirects.push(self.redirect(tx, &address, utf8).await);
                     }
                 }
                 after.verdicts.push((target.account.clone(), verdict));
