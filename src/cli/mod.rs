@@ -264,6 +264,15 @@ fn open_store(cli: &Cli) -> Result<Store, String> {
     Ok(store)
 }
 
+/// `address` lower-cased, when it is an account; an error naming it otherwise.
+fn existing_account(store: &Store, address: &str) -> Result<String, String> {
+    let address = address.to_ascii_lowercase();
+    match store.account(&address).map_err(|e| e.to_string())? {
+        Some(_) => Ok(address),
+        None => Err(format!("account {address} does not exist")),
+    }
+}
+
 fn run(cli: Cli) -> Result<(), String> {
     match &cli.command {
         Command::Serve => serve(&cli),

@@ -3,7 +3,7 @@
 //! `sieve test`, which runs a script over a message and prints what it would do, doing
 //! none of it (as Pigeonhole's `sieve-test` does).
 
-use super::{open_store, Cli};
+use super::{existing_account, open_store, Cli};
 use crate::sieve::input::Input;
 use crate::sieve::run::{Action, Outcome};
 use clap::Subcommand;
@@ -77,14 +77,7 @@ pub(super) fn sieve_command(cli: &Cli, action: &SieveAction) -> Result<(), Strin
     else {
         unreachable!("test returned above")
     };
-    let address = address.to_ascii_lowercase();
-    if store
-        .account(&address)
-        .map_err(|e| e.to_string())?
-        .is_none()
-    {
-        return Err(format!("account {address} does not exist"));
-    }
+    let address = existing_account(&store, address)?;
     let e = |e: crate::store::StoreError| e.to_string();
     match action {
         SieveAction::List { .. } => {

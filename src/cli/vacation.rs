@@ -3,7 +3,7 @@
 //! [`SCRIPT`] and makes it active; the script the account had active before keeps
 //! running behind it (`include`), and `off` makes that one active again.
 
-use super::{open_store, Cli};
+use super::{existing_account, open_store, Cli};
 use clap::Subcommand;
 use std::io::Read;
 
@@ -39,14 +39,7 @@ pub(super) fn vacation_command(
     action: &VacationAction,
 ) -> Result<(), String> {
     let store = open_store(cli)?;
-    let address = address.to_ascii_lowercase();
-    if store
-        .account(&address)
-        .map_err(|e| e.to_string())?
-        .is_none()
-    {
-        return Err(format!("account {address} does not exist"));
-    }
+    let address = existing_account(&store, address)?;
     let e = |e: crate::store::StoreError| e.to_string();
     let ours = store.sieve_script(&address, SCRIPT).map_err(e)?;
     let active = store
