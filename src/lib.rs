@@ -12,7 +12,8 @@
 //! 4. Platform: [`alloc`] (the static binaries' allocator), [`tls`] (rustls server and client configurations, the self-signed
 //!    certificate), [`dns`] (one resolver, typed lookups), [`net`] (the connection type
 //!    with bounded line reading; dot-stuffing), [`privilege`] (dropping root),
-//!    [`signals`] (SIGHUP / SIGTERM / SIGINT).
+//!    [`signals`] (SIGHUP / SIGTERM / SIGINT), [`sntp`] (the clock's offset from time
+//!    servers).
 //! 5. [`store`]: the LMDB store (accounts, mailboxes, messages, outbound queue, quota
 //!    counters); its module doc is the schema. Imports no protocol.
 //! 6. [`auth`]: password hashing, the credential cache, SASL PLAIN/LOGIN decoding.
@@ -56,5 +57,6 @@ pub mod server;
 pub mod sieve;
 pub mod signals;
 pub mod smtp;
+pub mod sntp;
 pub mod store;
 pub mod tls;

@@ -10,6 +10,7 @@ use crate::store::Store;
 use crate::{privilege, signals, tls};
 use clap::{Parser, Subcommand};
 
+mod clock;
 mod queue;
 mod sieve;
 mod vacation;
@@ -80,6 +81,11 @@ enum Command {
         address: String,
         #[command(subcommand)]
         action: vacation::VacationAction,
+    },
+    /// The clock against time servers (SNTP).
+    Clock {
+        #[command(subcommand)]
+        action: clock::ClockAction,
     },
     /// Sieve filter scripts.
     Sieve {
@@ -289,6 +295,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Block { action } => block_command(&cli, action),
         Command::Junk { action } => junk_command(&cli, action),
         Command::Sieve { action } => sieve::sieve_command(&cli, action),
+        Command::Clock { action } => clock::clock_command(action),
         Command::Vacation { address, action } => vacation::vacation_command(&cli, address, action),
         Command::Dkim {
             action: DkimAction::Generate { domain, selector },
