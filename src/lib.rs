@@ -33,6 +33,7 @@
 //!     `dkim`, `sendmail`, `config check`).
 #![forbid(unsafe_op_in_unsafe_fn)]
 
+pub mod acme;
 pub mod address;
 pub mod alloc;
 pub mod auth;
@@ -42,6 +43,7 @@ pub mod config;
 pub mod delivery;
 pub mod dns;
 pub mod floor;
+pub mod http;
 pub mod imap;
 pub mod inbound;
 pub mod junk;
@@ -60,3 +62,4 @@ pub mod smtp;
 pub mod sntp;
 pub mod store;
 pub mod tls;
+pub mod web;

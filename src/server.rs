@@ -43,7 +43,8 @@ pub fn bind(listeners: &[Listener]) -> Result<Vec<BoundListener>, String> {
 }
 
 /// Reloads configuration and certificates on SIGHUP.
-pub type Reloader = Box<dyn Fn() -> Result<(Config, tokio_rustls::TlsAcceptor), String> + Send>;
+pub type Reloader =
+    Box<dyn Fn() -> Result<(Config, Arc<rustls::sign::CertifiedKey>), String> + Send>;
 
 /// Serves until SIGTERM/SIGINT, then drains. Prints `listening KIND ADDR` per listener and
 /// `ready` on stdout once connections are accepted.
@@ -70,6 +71,7 @@ pub async fn run(
         ));
     }
     tokio::spawn(crate::relay::runner::run(shared.clone()));
+    tokio::spawn(crate::acme::run(shared.clone()));
     let _ = writeln!(stdout, "ready");
     let _ = stdout.flush();
     drop(stdout);
@@ -78,8 +80,9 @@ pub async fn run(
     while let Some(signal) = signals.recv().await {
         match signal {
             Signal::Reload => match reload() {
-                Ok((config, acceptor)) => {
-                    shared.tls.replace(acceptor);
+                Ok((config, certificate)) => {
+                    shared.tls.replace(certificate);
+                    let start_acme = shared.config().acme.is_none() && config.acme.is_some();
                     let domains = config.domains.clone();
                     let added = shared
                         .store
@@ -96,6 +99,9 @@ pub async fn run(
                         log::error!("reload: adding the configured domains: {e}");
                     }
                     shared.set_config(config);
+                    if start_acme {
+                        tokio::spawn(crate::acme::run(shared.clone()));
+                    }
                     log::info!("reloaded configuration and certificates");
                 }
                 Err(e) => log::error!("reload failed, keeping the old configuration: {e}"),
@@ -161,6 +167,15 @@ fn refuse(kind: ListenerKind, stream: &TcpStream, why: &str) {
         ListenerKind::Pop3 | ListenerKind::Pop3s => format!("-ERR [SYS/TEMP] {why}\r\n"),
         ListenerKind::Imap | ListenerKind::Imaps => format!("* BYE [UNAVAILABLE] {why}\r\n"),
         ListenerKind::Managesieve => format!("BYE (TRYLATER) \"{why}\"\r\n"),
+        ListenerKind::Http | ListenerKind::Https => {
+            String::from_utf8_lossy(&crate::http::response(
+                503,
+                "Service Unavailable",
+                "text/plain",
+                format!("{why}\n").as_bytes(),
+            ))
+            .into_owned()
+        }
         _ => format!("421 4.7.0 {why}, try again later\r\n"),
     };
     if !kind.implicit_tls() {
@@ -173,7 +188,11 @@ async fn handle(shared: Arc<Shared>, kind: ListenerKind, stream: TcpStream, peer
     let config = shared.config();
     let mut conn = Connection::new(Box::new(stream), peer, config.limits.command_timeout());
     if kind.implicit_tls() {
-        let acceptor = shared.tls.acceptor();
+        let acceptor = if kind == ListenerKind::Https {
+            shared.tls.web_acceptor()
+        } else {
+            shared.tls.acceptor()
+        };
         if let Err(e) = conn.start_tls(&acceptor).await {
             log::info!("{kind} {peer}: TLS handshake failed: {e}");
             return;
@@ -200,6 +219,9 @@ async fn handle(shared: Arc<Shared>, kind: ListenerKind, stream: TcpStream, peer
             let mut session = crate::managesieve::session::Session::new(shared, conn);
             let end = session.run().await;
             (format!("{end:?}"), session.user().map(str::to_string))
+        }
+        ListenerKind::Http | ListenerKind::Https => {
+            (format!("{:?}", crate::web::serve(shared, conn).await), None)
         }
     };
     match user {

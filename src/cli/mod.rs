@@ -509,7 +509,7 @@ fn serve(cli: &Cli) -> Result<(), String> {
     for domain in &config.domains {
         store.ensure_domain(domain).map_err(|e| e.to_string())?;
     }
-    let acceptor = tls::load(&config, &data)?;
+    let certificate = tls::load(&config, &data)?;
     let signals = signals::listen().map_err(|e| format!("signals: {e}"))?;
     // The blocking pool runs store calls (some long: SEARCH over a mailbox, DKIM signing),
     // argon2 (at most two at once) and large message descriptions. Threads start on
@@ -526,8 +526,8 @@ fn serve(cli: &Cli) -> Result<(), String> {
             Some(p) => Config::load(p).map_err(|e| e.to_string())?,
             None => Config::embedded_default(),
         };
-        let acceptor = tls::load(&config, &reload_data)?;
-        Ok((config, acceptor))
+        let certificate = tls::load(&config, &reload_data)?;
+        Ok((config, certificate))
     });
     log::info!(
         "letterbox {} serving {} (data in {})",
@@ -545,7 +545,7 @@ fn serve(cli: &Cli) -> Result<(), String> {
         let shared = Arc::new(Shared::new(
             store,
             config,
-            tls::TlsContext::new(acceptor),
+            tls::TlsContext::new(certificate)?,
             shutdown,
         ));
         server::run(shared, listeners, stop, signals, reload).await

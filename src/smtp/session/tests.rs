@@ -45,9 +45,9 @@ async fn start_with_map(kind: ListenerKind, max_errors: u32, map_size: usize) ->
     config.limits.command_timeout_secs = 10;
     // The inbound checks need DNS; tests/python/test_inbound.py runs them on a fixture.
     config.inbound.enabled = false;
-    let acceptor = crate::tls::load(&config, &t.0).unwrap();
+    let certificate = crate::tls::load(&config, &t.0).unwrap();
     let (stop, shutdown) = watch::channel(false);
-    let tls = crate::tls::TlsContext::new(acceptor);
+    let tls = crate::tls::TlsContext::new(certificate).unwrap();
     let shared = Arc::new(Shared::new(store, config, tls, shutdown));
     let (client, server) = tokio::io::duplex(64 * 1024);
     let peer = "127.0.0.1:40000".parse().unwrap();

@@ -7,6 +7,9 @@
 //! Listener changes need a restart; SIGHUP reloads everything else (limits, TLS files,
 //! seeded domains).
 
+mod acme;
+
+pub use acme::{Acme, Challenge};
 use serde::Deserialize;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -48,6 +51,8 @@ pub struct Config {
     pub relay: Relay,
     #[serde(default)]
     pub inbound: Inbound,
+    /// Certificates from an ACME CA (Let's Encrypt by default); absent: none are requested.
+    pub acme: Option<Acme>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -69,9 +74,14 @@ pub enum ListenerKind {
     Imaps,
     /// ManageSieve (RFC 5804) with STARTTLS, port 4190.
     Managesieve,
+    /// HTTP, port 80: ACME HTTP-01 challenges and the MTA-STS policy, nothing else.
+    Http,
+    /// HTTPS, port 443: the same, plus ACME TLS-ALPN-01 challenges.
+    Https,
 }
 
 impl ListenerKind {
+    /// The embedded default's listeners (the web ones only when configured).
     pub const ALL: [ListenerKind; 8] = [
         ListenerKind::Smtp,
         ListenerKind::Submission,
@@ -93,6 +103,8 @@ impl ListenerKind {
             ListenerKind::Imap => "imap",
             ListenerKind::Imaps => "imaps",
             ListenerKind::Managesieve => "managesieve",
+            ListenerKind::Http => "http",
+            ListenerKind::Https => "https",
         }
     }
 
@@ -106,6 +118,8 @@ impl ListenerKind {
             ListenerKind::Imap => 143,
             ListenerKind::Imaps => 993,
             ListenerKind::Managesieve => 4190,
+            ListenerKind::Http => 80,
+            ListenerKind::Https => 443,
         }
     }
 
@@ -120,6 +134,8 @@ impl ListenerKind {
             ListenerKind::Imap => 2143,
             ListenerKind::Imaps => 2993,
             ListenerKind::Managesieve => 24190,
+            ListenerKind::Http => 2080,
+            ListenerKind::Https => 2443,
         }
     }
 
@@ -127,7 +143,10 @@ impl ListenerKind {
     pub fn implicit_tls(self) -> bool {
         matches!(
             self,
-            ListenerKind::Submissions | ListenerKind::Pop3s | ListenerKind::Imaps
+            ListenerKind::Submissions
+                | ListenerKind::Pop3s
+                | ListenerKind::Imaps
+                | ListenerKind::Https
         )
     }
 }
@@ -455,6 +474,7 @@ impl Config {
             auth: AuthPolicy::default(),
             relay: Relay::default(),
             inbound: Inbound::default(),
+            acme: None,
         }
     }
 
@@ -507,6 +527,9 @@ impl Config {
         }
         if l.command_timeout_secs == 0 || l.data_timeout_secs == 0 {
             return bad("limits", "timeouts must be positive");
+        }
+        if let Some(acme) = &self.acme {
+            acme.validate().or_else(|why| bad("acme", &why))?;
         }
         if self.map_size_mib == Some(0) {
             return bad("map_size_mib", "must be positive");
