@@ -72,6 +72,7 @@ pub async fn run(
     }
     tokio::spawn(crate::relay::runner::run(shared.clone()));
     tokio::spawn(crate::acme::run(shared.clone()));
+    tokio::spawn(watch_clock(shared.clone()));
     let _ = writeln!(stdout, "ready");
     let _ = stdout.flush();
     drop(stdout);
@@ -120,6 +121,55 @@ pub async fn run(
         Err(_) => log::warn!("grace period over; closing remaining sessions"),
     }
     Ok(())
+}
+
+/// Offsets beyond this are logged as warnings: DKIM signatures and certificate checks start
+/// to go wrong.
+const CLOCK_WARN_SECS: f64 = 2.0;
+
+/// Checks the clock against `[clock] servers` at start and every `check_hours`, logging the
+/// offset. Only reports: setting the clock needs root, which `serve` has dropped.
+async fn watch_clock(shared: Arc<Shared>) {
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        let clock = shared.config().clock.clone();
+        if clock.check_hours == 0 {
+            return;
+        }
+        let servers = clock.effective_servers();
+        let answers = tokio::task::spawn_blocking(move || {
+            servers
+                .iter()
+                .map(|s| (s.clone(), crate::sntp::query(s, Duration::from_secs(5))))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        let best = answers
+            .iter()
+            .filter_map(|(server, answer)| answer.as_ref().ok().map(|s| (server, s)))
+            .min_by(|a, b| a.1.delay.total_cmp(&b.1.delay));
+        match best {
+            Some((server, s)) if s.offset.abs() >= CLOCK_WARN_SECS => log::warn!(
+                "clock: this machine is {:.3} s {} {server}: set the clock (letterbox clock sync, as root)",
+                s.offset.abs(),
+                if s.offset > 0.0 { "behind" } else { "ahead of" }
+            ),
+            Some((server, s)) => log::info!("clock: offset {:+.3} s from {server}", s.offset),
+            None => {
+                let why: Vec<String> = answers
+                    .into_iter()
+                    .filter_map(|(_, a)| a.err())
+                    .collect();
+                log::warn!("clock: no time server answered ({})", why.join("; "));
+            }
+        }
+        let wait = Duration::from_secs(clock.check_hours.saturating_mul(3600));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+    }
 }
 
 async fn accept_loop(

@@ -295,7 +295,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Block { action } => block_command(&cli, action),
         Command::Junk { action } => junk_command(&cli, action),
         Command::Sieve { action } => sieve::sieve_command(&cli, action),
-        Command::Clock { action } => clock::clock_command(action),
+        Command::Clock { action } => clock::clock_command(action, &load_config(&cli)?),
         Command::Vacation { address, action } => vacation::vacation_command(&cli, address, action),
         Command::Dkim {
             action: DkimAction::Generate { domain, selector },

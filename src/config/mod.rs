@@ -8,8 +8,10 @@
 //! seeded domains).
 
 mod acme;
+mod clock;
 
 pub use acme::{Acme, Challenge};
+pub use clock::Clock;
 use serde::Deserialize;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -53,6 +55,8 @@ pub struct Config {
     pub inbound: Inbound,
     /// Certificates from an ACME CA (Let's Encrypt by default); absent: none are requested.
     pub acme: Option<Acme>,
+    #[serde(default)]
+    pub clock: Clock,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -475,6 +479,7 @@ impl Config {
             relay: Relay::default(),
             inbound: Inbound::default(),
             acme: None,
+            clock: Clock::default(),
         }
     }
 

@@ -147,6 +147,9 @@ class Server:
             # Tests stay on loopback: a queued remote recipient must never make the relay
             # ask the machine's real resolver. Nothing answers on this port.
             lines += ["", "[relay]", 'dns_servers = ["127.0.0.1:9"]']
+        if "[clock]" not in self.extra_config:
+            # No time servers off loopback; test_clock runs the check against its own.
+            lines += ["", "[clock]", "check_hours = 0"]
         if "[inbound]" not in self.extra_config:
             # SPF, DKIM and DMARC need DNS, which only test_inbound provides (a fixture).
             lines += ["", "[inbound]", "enabled = false"]

@@ -95,7 +95,8 @@ def acme_env(server_dir):
     dns.stop()
 
 
-def acme_server(make_server, pebble, http_port, https_port, challenge):
+def acme_server(make_server, pebble, http_port, https_port, challenge, domains=()):
+    names = "".join(f'"{d}", ' for d in domains)
     config = f"""
 [[listener]]
 kind = "http"
@@ -111,6 +112,7 @@ port = {https_port}
 directory = "{pebble.directory}"
 contact = ["mailto:postmaster@example.org"]
 challenge = "{challenge}"
+domains = [{names}]
 ca_file = "{pebble.cert}"
 """
     return make_server(extra_config=config)
@@ -172,12 +174,32 @@ def test_tls_alpn_issuance_renewal_and_a_failed_renewal(make_server, acme_env):
 
 def test_http01_issuance_and_the_challenge_path(make_server, acme_env):
     dns, pebble, http_port, https_port = acme_env
-    server = acme_server(make_server, pebble, http_port, https_port, "http-01")
-    wait_for_count(server, "acme: new certificate for mx.test", 1, 60)
+    dns.set("mta-sts.example.org", "A", [HOST])
+    server = acme_server(make_server, pebble, http_port, https_port, "http-01",
+                         domains=(HOSTNAME, "mta-sts.example.org"))
+    wait_for_count(server, "acme: new certificate for mx.test, mta-sts.example.org", 1, 60)
     verify, _ = served_certificate(server.port("submissions"), pebble.root())
     assert verify == "Verify return code: 0 (ok)"
     # Pebble fetched the token over http; its log names the URL it asked.
     assert f"http://{HOSTNAME}:{http_port}/.well-known/acme-challenge/" in (pebble.dir / "pebble.log").read_text()
+    # Our MTA-STS policy, over HTTPS with the certificate just issued (curl verifies it).
+    root = pebble.root()
+    url = f"https://mta-sts.example.org:{https_port}/.well-known/mta-sts.txt"
+    fetched = subprocess.run(
+        [require_tool("curl"), "-sS", "--fail", "--cacert", str(root),
+         "--resolve", f"mta-sts.example.org:{https_port}:{HOST}", url],
+        capture_output=True, timeout=30)
+    assert fetched.returncode == 0, fetched.stderr
+    assert fetched.stdout == b"version: STSv1\r\nmode: enforce\r\nmx: mx.test\r\nmax_age: 604800\r\n"
+    # Not for a domain that is not ours, and not over plain http.
+    other = subprocess.run(
+        ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", str(root), "-k",
+         "--resolve", f"mta-sts.example.net:{https_port}:{HOST}",
+         f"https://mta-sts.example.net:{https_port}/.well-known/mta-sts.txt"],
+        capture_output=True, timeout=30)
+    assert other.stdout == b"404"
+    raw = http_get(http_port, "/.well-known/mta-sts.txt", "mta-sts.example.org")
+    assert raw.startswith(b"HTTP/1.1 404 Not Found\r\n")
     # Outside an order the web listener knows no token, and serves nothing else.
     raw = http_get(http_port, "/.well-known/acme-challenge/nothing-here", HOSTNAME)
     assert raw.startswith(b"HTTP/1.1 404 Not Found\r\n")

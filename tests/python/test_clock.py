@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import struct
 import subprocess
@@ -92,3 +93,50 @@ def test_bad_servers_are_reported_and_fail_the_check():
         for s in (kiss, alarm, forged):
             s.close()
         silent.close()
+
+
+def sync(*servers: str, dry_run: bool = False, user: str | None = None):
+    args = [require_binary(), "clock", "sync", "--timeout", "2"]
+    for server in servers:
+        args += ["--server", server]
+    if dry_run:
+        args.append("--dry-run")
+    if user:
+        args = ["runuser", "-u", user, "--"] + args
+    return subprocess.run(args, capture_output=True, text=True, timeout=30)
+
+
+def test_sync_steps_only_beyond_half_a_second_and_only_as_root():
+    far, near = SntpServer(3600.0), SntpServer(0.1)
+    try:
+        result = sync(f"127.0.0.1:{far.port}", dry_run=True)
+        assert result.returncode == 0, result.stderr
+        assert re.fullmatch(rf"would step the clock by \+3600\.\d{{3}} s \(127\.0\.0\.1:{far.port}\)",
+                            result.stdout.splitlines()[-1]), result.stdout
+        result = sync(f"127.0.0.1:{near.port}")
+        assert result.returncode == 0, result.stderr
+        assert re.fullmatch(rf"clock within 0\.5 s of 127\.0\.0\.1:{near.port} \(\+0\.\d{{3}} s\): left alone",
+                            result.stdout.splitlines()[-1]), result.stdout
+        # Without root the clock is not touched, and the command says why.
+        result = sync(f"127.0.0.1:{far.port}", user="nobody")
+        assert result.returncode == 1
+        assert re.fullmatch(rf"letterbox: setting the clock needs root; it is \+3600\.\d{{3}} s off 127\.0\.0\.1:{far.port}",
+                            result.stderr.strip()), result.stderr
+        # Of two answers the one with the shorter round trip counts: both agree here.
+        result = sync(f"127.0.0.1:{near.port}", f"127.0.0.1:{far.port}", dry_run=True)
+        assert len(result.stdout.splitlines()) == 3
+    finally:
+        far.close()
+        near.close()
+
+
+def test_the_server_checks_its_clock_at_start_and_warns_when_off(make_server):
+    ahead = SntpServer(30.0)
+    try:
+        server = make_server(extra_config=f'\n[clock]\nservers = ["127.0.0.1:{ahead.port}"]\n')
+        server.wait_for_log("clock: this machine is 30.0")
+        assert re.search(rf"WARN  letterbox::server\] clock: this machine is 30\.\d{{3}} s behind 127\.0\.0\.1:{ahead.port}: "
+                         r"set the clock \(letterbox clock sync, as root\)", server.stderr_text())
+        assert ahead.requests == 1
+    finally:
+        ahead.close()

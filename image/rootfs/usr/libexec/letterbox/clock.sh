@@ -1,14 +1,23 @@
 #!/bin/sh
-# The clock without a battery ("fake-hwclock"): a Raspberry Pi starts in 1970. busybox has
-# no NTP client, so the best estimate is the time saved at the last shutdown, or the build
-# time for a new card. qemu virt has an RTC that is already ahead of both.
+# The clock without a battery: a Raspberry Pi starts in 1970.
 #
-#   clock.sh restore   at boot (rcS): move the clock forward to the saved time, never back
+#   clock.sh restore   at boot (rcS): move the clock forward to the time saved at the last
+#                      shutdown (or the build time of a new card), never back; the estimate
+#                      for boots without network. qemu virt has an RTC ahead of both.
 #   clock.sh save      write the current time to /data/clock (rcK, and the loop below)
-#   clock.sh keep      save every 10 minutes, so a power cut loses at most that (inittab)
+#   clock.sh keep      (inittab) once the network is up, set the clock from time servers
+#                      with `letterbox clock sync` (SNTP: [clock] servers, else the DHCP
+#                      lease's, else pool.ntp.org), then again every 6 hours; save
+#                      it every 10 minutes, so a power cut loses at most that.
 #
-# A real SNTP client is future work.
+# serve.sh waits (at most 20 s) for the first sync attempt, so letterbox starts with the
+# right time when the network gives it.
 saved=/data/clock
+tried=/run/letterbox/clock-tried
+
+sync_clock() {
+  letterbox clock sync --timeout 3 2>&1 | logger -t clock
+}
 
 save() {
   # Only onto the real data partition, and atomically: a torn file would be worse than none.
@@ -28,7 +37,20 @@ case "$1" in
     fi
     ;;
   save) save ;;
-  keep) while sleep 600; do save; done ;;
+  keep)
+    mkdir -p /run/letterbox
+    # Up to 20 s for a default route (the DHCP lease), then one attempt either way.
+    n=0
+    while [ $n -lt 20 ] && ! ip route | grep -q '^default'; do sleep 1; n=$((n + 1)); done
+    sync_clock
+    touch "$tried"
+    rounds=0
+    while sleep 600; do
+      save
+      rounds=$((rounds + 1))
+      [ $((rounds % 36)) -eq 0 ] && sync_clock
+    done
+    ;;
   *)
     echo "usage: $0 restore|save|keep" >&2
     exit 2

@@ -13,7 +13,8 @@ while :; do
     fi
     ip link set "$ifc" up
     # -b: go to the background at once if no lease comes in the first round.
-    udhcpc -b -S -i "$ifc" -p "$pidfile" -s /usr/share/udhcpc/default.script \
+    # -O ntpsrv: ask for the network's time servers too (clock.sh uses them).
+    udhcpc -b -S -O ntpsrv -i "$ifc" -p "$pidfile" -s /usr/share/udhcpc/default.script \
       -x "hostname:$(hostname)" >/dev/null 2>&1
   done
   sleep 5

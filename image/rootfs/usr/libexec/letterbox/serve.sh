@@ -7,6 +7,11 @@ config=/data/letterbox.toml
 # First boot: wait for the setup on the console to write the configuration.
 while [ ! -e "$config" ]; do sleep 0.5; done
 
+# The first start of a boot waits (at most 20 s) for clock.sh's first time sync: ACME,
+# certificate checks and DKIM need the right time.
+n=0
+while [ ! -e /run/letterbox/clock-tried ] && [ $n -lt 40 ]; do sleep 0.5; n=$((n + 1)); done
+
 # busybox init restarts a service the moment it exits; a config error would spin. Every
 # start after the first of this boot waits 2 s.
 if [ -e /run/letterbox.started ]; then sleep 2; fi
