@@ -10,8 +10,10 @@ use crate::store::Store;
 use crate::{privilege, signals, tls};
 use clap::{Parser, Subcommand};
 
+mod check;
 mod clock;
 mod queue;
+mod records;
 mod sieve;
 mod vacation;
 use std::io::{BufRead, IsTerminal, Read, Write};
@@ -81,6 +83,24 @@ enum Command {
         address: String,
         #[command(subcommand)]
         action: vacation::VacationAction,
+    },
+    /// The deliverability doctor: MX, PTR, SPF, DKIM, DMARC, MTA-STS, TLS-RPT, block
+    /// lists, port 25, the certificate and the clock, then the DNS records to publish.
+    Check {
+        /// Only this local domain (the host is always checked).
+        domain: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// Only print the records to publish (no lookups).
+        #[arg(long)]
+        records: bool,
+        /// Whose MX the outbound port-25 probe connects to.
+        #[arg(long, default_value = "gmail.com")]
+        probe: String,
+        /// Port of the MTA-STS policy servers (only tests change it).
+        #[arg(long, default_value_t = 443, hide = true)]
+        https_port: u16,
     },
     /// The clock against time servers (SNTP).
     Clock {
@@ -295,6 +315,22 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Block { action } => block_command(&cli, action),
         Command::Junk { action } => junk_command(&cli, action),
         Command::Sieve { action } => sieve::sieve_command(&cli, action),
+        Command::Check {
+            domain,
+            json,
+            records,
+            probe,
+            https_port,
+        } => check::check_command(
+            &cli,
+            domain.as_deref(),
+            check::Output {
+                json: *json,
+                records_only: *records,
+            },
+            probe,
+            *https_port,
+        ),
         Command::Clock { action } => clock::clock_command(action, &load_config(&cli)?),
         Command::Vacation { address, action } => vacation::vacation_command(&cli, address, action),
         Command::Dkim {

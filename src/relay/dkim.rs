@@ -112,22 +112,8 @@ pub fn generate(data_dir: &Path, domain: &str, selector: &str) -> Result<Vec<Str
     }
     let name = |s: &str| format!("{s}._domainkey.{domain}");
     Ok(vec![
-        format!(
-            "{}. IN TXT {}",
-            name(&rsa_selector),
-            txt_strings(&format!(
-                "v=DKIM1; k=rsa; p={}",
-                crate::auth::encode_base64(rsa_public.as_bytes())
-            ))
-        ),
-        format!(
-            "{}. IN TXT {}",
-            name(&ed_selector),
-            txt_strings(&format!(
-                "v=DKIM1; k=ed25519; p={}",
-                crate::auth::encode_base64(&ed_public)
-            ))
-        ),
+        txt_line(&name(&rsa_selector), &rsa_record(rsa_public.as_bytes())),
+        txt_line(&name(&ed_selector), &ed25519_record(&ed_public)),
     ])
 }
 
@@ -161,6 +147,70 @@ fn txt_strings(value: &str) -> String {
         .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
         .collect();
     parts.join(" ")
+}
+
+/// The DNS record values of the stored keys of `domain`, as (selector, TXT value), RSA first:
+/// what `letterbox check` compares with what is published.
+pub fn public_records(data_dir: &Path, domain: &str) -> Vec<(String, String)> {
+    use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey};
+    let dir = key_dir(data_dir, domain);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    let mut records = Vec::new();
+    for name in &names {
+        let Ok(pem) = std::fs::read_to_string(dir.join(name)) else {
+            continue;
+        };
+        if let Some(selector) = name.strip_suffix(".rsa.pem") {
+            let public = rsa::RsaPrivateKey::from_pkcs8_pem(&pem)
+                .ok()
+                .and_then(|key| rsa::RsaPublicKey::from(&key).to_public_key_der().ok());
+            if let Some(der) = public {
+                records.push((selector.to_string(), rsa_record(der.as_bytes())));
+            }
+        }
+    }
+    for name in &names {
+        if let Some(selector) = name.strip_suffix(".ed25519.pem") {
+            use ring::signature::KeyPair;
+            let public = std::fs::read(dir.join(name))
+                .ok()
+                .and_then(|pem| PrivateKeyDer::from_pem_slice(&pem).ok())
+                .and_then(|der| {
+                    ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(der.secret_der())
+                        .ok()
+                })
+                .map(|pair| pair.public_key().as_ref().to_vec());
+            if let Some(public) = public {
+                records.push((selector.to_string(), ed25519_record(&public)));
+            }
+        }
+    }
+    records
+}
+
+fn rsa_record(public_der: &[u8]) -> String {
+    format!(
+        "v=DKIM1; k=rsa; p={}",
+        crate::auth::encode_base64(public_der)
+    )
+}
+
+fn ed25519_record(public: &[u8]) -> String {
+    format!(
+        "v=DKIM1; k=ed25519; p={}",
+        crate::auth::encode_base64(public)
+    )
+}
+
+/// A TXT record line in zone-file form.
+pub fn txt_line(name: &str, value: &str) -> String {
+    format!("{name}. IN TXT {}", txt_strings(value))
 }
 
 /// The keys of a domain as (selector, key), RSA first.

@@ -135,6 +135,16 @@ impl TlsContext {
     }
 }
 
+/// The certificate file `serve` would load first (see [`load`]).
+pub fn served_cert_path(config: &Config, data_dir: &Path) -> PathBuf {
+    let (acme, _) = acme_paths(data_dir);
+    if config.acme.is_some() && acme.exists() {
+        acme
+    } else {
+        cert_paths(config, data_dir).0
+    }
+}
+
 /// Where ACME keeps the certificate it obtained and its key.
 pub fn acme_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
     let dir = data_dir.join("acme");

@@ -56,6 +56,11 @@ impl CertInfo {
         self.not_before + (self.not_after - self.not_before) * 2 / 3
     }
 
+    /// Whether a CA (not we) issued `der` for `host`: what MTA-STS senders will accept.
+    pub fn trusted_for(der: &[u8], host: &str) -> bool {
+        !CertInfo::self_signed(der) && CertInfo::parse(der).is_ok_and(|info| info.covers(host))
+    }
+
     /// Whether the issuer and subject are the same (ours, self-signed).
     pub fn self_signed(der: &[u8]) -> bool {
         x509_cert::Certificate::from_der(der)

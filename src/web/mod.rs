@@ -99,10 +99,9 @@ async fn answer(shared: &Arc<Shared>, request: &Request, https: bool) -> Answer 
 pub fn mta_sts_policy(shared: &Shared) -> String {
     let config = shared.config();
     let current = shared.tls.current();
-    let trusted = current.end_entity_cert().is_ok_and(|der| {
-        !CertInfo::self_signed(der)
-            && CertInfo::parse(der).is_ok_and(|info| info.covers(&config.hostname))
-    });
+    let trusted = current
+        .end_entity_cert()
+        .is_ok_and(|der| CertInfo::trusted_for(der, &config.hostname));
     policy_text(&config.hostname, trusted)
 }
 

@@ -114,6 +114,17 @@ port = 993
 kind = "managesieve"
 address = "0.0.0.0"
 port = 4190
+
+# ACME challenges and the MTA-STS policy; certificates come once an [acme] section is added.
+[[listener]]
+kind = "http"
+address = "0.0.0.0"
+port = 80
+
+[[listener]]
+kind = "https"
+address = "0.0.0.0"
+port = 443
 EOF
 # Readable by root and the letterbox group only: it may get smarthost credentials.
 chgrp letterbox "$new" && chmod 640 "$new"
@@ -175,3 +186,6 @@ echo "Done. letterbox is starting: SMTP on 25, submission on 587 and 465, POP3 o
 addresses=$(ip -4 -o addr show scope global | awk '{ sub("/.*", "", $4); printf " %s", $4 }')
 echo "This machine's addresses:${addresses:- (none yet)}. Log in as root to add users:"
 echo "  letterbox user add bob@$domain"
+echo
+echo "Publish these DNS records for $domain; later, 'letterbox check' tells what is missing:"
+letterbox --config "$config" check --records 2>&1
