@@ -276,6 +276,8 @@ pub struct Relay {
     pub dns_servers: Vec<String>,
     /// Port of remote MX hosts. Only tests and special set-ups change it.
     pub mx_port: u16,
+    /// Port of remote MTA-STS policy hosts (443). Only tests change it.
+    pub mta_sts_port: u16,
     /// STARTTLS towards MX hosts: `opportunistic` (when offered; an unverified
     /// certificate is accepted, as Postfix's `may`), `verify` (required and verified),
     /// or `none`.
@@ -298,6 +300,7 @@ impl Default for Relay {
             delay_notice_secs: 4 * 3600,
             dns_servers: Vec::new(),
             mx_port: 25,
+            mta_sts_port: 443,
             mx_tls: MxTls::Opportunistic,
             ca_file: None,
             smarthosts: Vec::new(),

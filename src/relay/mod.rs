@@ -8,6 +8,7 @@
 //! - [`schedule`]: the scheduler's bookkeeping: due entries, per-route limits (pure).
 //! - [`retry`]: the backoff schedule (pure).
 //! - [`dkim`]: DKIM keys (`letterbox dkim generate`) and signing with mail-auth.
+//! - [`mta_sts`]: recipient domains' MTA-STS policies (RFC 8461), enforced by [`route`].
 //!
 //! This module ties them together: [`record`] applies the outcome of an attempt to a queue
 //! entry and writes any DSN (built by [`crate::delivery::notice`]) in the same
@@ -33,6 +34,7 @@
 
 pub mod client;
 pub mod dkim;
+pub mod mta_sts;
 pub mod retry;
 pub mod route;
 pub mod runner;

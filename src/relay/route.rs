@@ -7,6 +7,7 @@
 //!   (5.1.10, 5.1.2); every other DNS trouble (SERVFAIL, timeouts) is temporary.
 
 use super::client::{Connectors, Failure, Hop, TlsPolicy};
+use super::mta_sts::{Mode, Policies};
 use crate::auth::Secret;
 use crate::config::{MxTls, Relay, SmarthostTls};
 use crate::dns::{DnsError, Mx};
@@ -48,16 +49,17 @@ impl Route {
     }
 }
 
-/// Next-hop lookups over [`crate::dns`], with the relay's reading of each answer.
+/// Next-hop lookups over [`crate::dns`], with the relay's reading of each answer, and the
+/// recipient domains' MTA-STS policies.
 #[derive(Clone)]
-pub struct Resolver(crate::dns::Resolver);
+pub struct Resolver(crate::dns::Resolver, Policies);
 
 impl Resolver {
+    /// `client_tls`: the verifying client configuration (policies are fetched with it).
     pub fn new(relay: &Relay, client_tls: Arc<rustls::ClientConfig>) -> Resolver {
-        Resolver(crate::dns::Resolver::new(
-            relay.dns_server_addrs(),
-            client_tls,
-        ))
+        let dns = crate::dns::Resolver::new(relay.dns_server_addrs(), client_tls.clone());
+        let policies = Policies::new(dns.clone(), client_tls, relay.mta_sts_port);
+        Resolver(dns, policies)
     }
 
     /// The hosts to try for a domain, best first.
@@ -157,14 +159,27 @@ pub async fn hops(
                 .collect())
         }
         Route::Mx(domain) => {
-            let tls = match relay.mx_tls {
+            let mut tls = match relay.mx_tls {
                 MxTls::Opportunistic => TlsPolicy::Opportunistic,
                 MxTls::Verify => TlsPolicy::Required,
                 MxTls::None => TlsPolicy::None,
             };
+            let mut hosts = resolver.mx_hosts(domain).await?;
+            let policy = resolver.1.for_domain(domain).await;
+            if let Some(policy) = policy.filter(|p| p.mode == Mode::Enforce) {
+                // RFC 8461 4.2: only the policy's MX hosts, over verified TLS.
+                let listed = hosts.len();
+                hosts.retain(|host| policy.matches(host));
+                if hosts.is_empty() {
+                    return Err(Failure::temporary(format!(
+                        "MTA-STS: the enforced policy of {domain} names none of its {listed} MX host(s)"
+                    )));
+                }
+                tls = TlsPolicy::Required;
+            }
             let mut hops = Vec::new();
             let mut last_error = None;
-            for host in resolver.mx_hosts(domain).await? {
+            for host in hosts {
                 match resolver.addresses(&host).await {
                     Ok(addresses) => hops.extend(addresses.into_iter().map(|ip| Hop {
                         host: host.clone(),
