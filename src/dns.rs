@@ -6,6 +6,10 @@
 //! or, when empty, /etc/resolv.conf. On the appliance resolv.conf appears only with the
 //! DHCP lease, so without configured servers the system configuration is read lazily and
 //! re-read after a failure.
+//!
+//! The relay's resolver may validate DNSSEC itself (`[relay] dnssec`, hickory's validator
+//! with the root's trust anchor, or `dnssec_trust_anchor`): answers then say whether they
+//! were proven ([`Secured`]), which DANE needs. Without validation nothing is "secure".
 
 use hickory_resolver::config::{
     ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig,
@@ -16,6 +20,7 @@ use hickory_resolver::proto::rr::RData;
 use hickory_resolver::TokioResolver;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,12 +59,38 @@ impl Mx {
     }
 }
 
+/// An answer, and whether DNSSEC validation proved it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Secured<T> {
+    pub value: T,
+    pub secure: bool,
+}
+
+/// A TLSA record (RFC 6698 2.1), as its numbers and data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tlsa {
+    pub usage: u8,
+    pub selector: u8,
+    pub matching: u8,
+    pub data: Vec<u8>,
+}
+
+/// Whether answers are validated, and against which trust anchor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Validation {
+    Off,
+    /// DNSSEC validated here; `None`: the root's key built into hickory, else a file of
+    /// DNSKEY records.
+    On(Option<PathBuf>),
+}
+
 /// A resolver; cheap to clone.
 #[derive(Clone)]
 pub struct Resolver {
     inner: Option<Arc<TokioResolver>>,
     servers: Vec<SocketAddr>,
     client_tls: Arc<rustls::ClientConfig>,
+    validation: Validation,
 }
 
 impl Resolver {
@@ -67,17 +98,44 @@ impl Resolver {
     /// serves hickory's DNS-over-TLS support, whose default would load the OS
     /// certificate store (absent on the appliance).
     pub fn new(servers: Vec<SocketAddr>, client_tls: Arc<rustls::ClientConfig>) -> Resolver {
+        Resolver::with_validation(servers, client_tls, Validation::Off)
+    }
+
+    /// Like [`Resolver::new`], validating DNSSEC as `validation` says.
+    pub fn with_validation(
+        servers: Vec<SocketAddr>,
+        client_tls: Arc<rustls::ClientConfig>,
+        validation: Validation,
+    ) -> Resolver {
         let mut resolver = Resolver {
             inner: None,
             servers,
             client_tls,
+            validation,
         };
-        resolver.inner = resolver.build().map(Arc::new).ok();
+        resolver.inner = match resolver.build() {
+            Ok(r) => Some(Arc::new(r)),
+            Err(e) => {
+                if resolver.validation != Validation::Off {
+                    log::error!("{e}");
+                }
+                None
+            }
+        };
         resolver
     }
 
+    /// Whether answers are DNSSEC-validated.
+    pub fn validates(&self) -> bool {
+        self.validation != Validation::Off
+    }
+
     fn build(&self) -> Result<TokioResolver, String> {
-        build_resolver(&self.servers, &self.client_tls)
+        let anchor = match &self.validation {
+            Validation::Off => None,
+            Validation::On(path) => Some(path.as_deref()),
+        };
+        build_resolver(&self.servers, &self.client_tls, anchor)
     }
 
     fn resolver(&mut self) -> Result<Arc<TokioResolver>, DnsError> {
@@ -95,24 +153,66 @@ impl Resolver {
     /// The MX records of `domain`; an empty list when it has none (RFC 5321 §5.1 then
     /// makes the domain its own implicit MX).
     pub async fn mx(&mut self, domain: &str) -> Result<Vec<Mx>, DnsError> {
+        self.mx_secured(domain).await.map(|answer| answer.value)
+    }
+
+    /// [`Resolver::mx`], saying whether the MX RRset was proven by DNSSEC.
+    pub async fn mx_secured(&mut self, domain: &str) -> Result<Secured<Vec<Mx>>, DnsError> {
         let resolver = self.resolver()?;
         match resolver.mx_lookup(fqdn(domain).as_str()).await {
-            Ok(lookup) => Ok(lookup
-                .answers()
-                .iter()
-                .filter_map(|record| match &record.data {
-                    RData::MX(mx) => Some(Mx {
-                        preference: mx.preference,
-                        exchange: if mx.exchange.is_root() {
-                            String::new()
-                        } else {
-                            mx.exchange.to_ascii().trim_end_matches('.').to_string()
-                        },
-                    }),
-                    _ => None,
-                })
-                .collect()),
-            Err(e) => self.failure(e, "MX", domain).map(|()| Vec::new()),
+            Ok(lookup) => {
+                let answers = lookup.answers();
+                let value: Vec<Mx> = answers
+                    .iter()
+                    .filter_map(|record| match &record.data {
+                        RData::MX(mx) => Some(Mx {
+                            preference: mx.preference,
+                            exchange: if mx.exchange.is_root() {
+                                String::new()
+                            } else {
+                                mx.exchange.to_ascii().trim_end_matches('.').to_string()
+                            },
+                        }),
+                        _ => None,
+                    })
+                    .collect();
+                let secure = self.validates() && !value.is_empty() && all_secure(answers);
+                Ok(Secured { value, secure })
+            }
+            Err(e) => self.failure(e, "MX", domain).map(|()| Secured {
+                value: Vec::new(),
+                secure: false,
+            }),
+        }
+    }
+
+    /// The TLSA records at `name` (e.g. `_25._tcp.mx.example.org`), saying whether they
+    /// were proven by DNSSEC.
+    pub async fn tlsa(&mut self, name: &str) -> Result<Secured<Vec<Tlsa>>, DnsError> {
+        use hickory_resolver::proto::rr::RecordType;
+        let resolver = self.resolver()?;
+        match resolver.lookup(fqdn(name).as_str(), RecordType::TLSA).await {
+            Ok(lookup) => {
+                let answers = lookup.answers();
+                let value: Vec<Tlsa> = answers
+                    .iter()
+                    .filter_map(|record| match &record.data {
+                        RData::TLSA(t) => Some(Tlsa {
+                            usage: t.cert_usage.into(),
+                            selector: t.selector.into(),
+                            matching: t.matching.into(),
+                            data: t.cert_data.clone(),
+                        }),
+                        _ => None,
+                    })
+                    .collect();
+                let secure = self.validates() && !value.is_empty() && all_secure(answers);
+                Ok(Secured { value, secure })
+            }
+            Err(e) => self.failure(e, "TLSA", name).map(|()| Secured {
+                value: Vec::new(),
+                secure: false,
+            }),
         }
     }
 
@@ -197,6 +297,12 @@ impl Resolver {
     }
 }
 
+fn all_secure(records: &[hickory_resolver::proto::rr::Record]) -> bool {
+    records
+        .iter()
+        .all(|r| r.proof == hickory_resolver::proto::dnssec::Proof::Secure)
+}
+
 fn fqdn(name: &str) -> String {
     format!("{}.", name.trim_end_matches('.'))
 }
@@ -205,6 +311,7 @@ fn fqdn(name: &str) -> String {
 pub fn build_resolver(
     servers: &[SocketAddr],
     client_tls: &rustls::ClientConfig,
+    dnssec: Option<Option<&Path>>,
 ) -> Result<TokioResolver, String> {
     let config = if servers.is_empty() {
         let (config, _) = hickory_resolver::system_conf::read_system_conf()
@@ -227,7 +334,17 @@ pub fn build_resolver(
     options.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
     options.timeout = Duration::from_secs(5);
     options.attempts = 2;
-    TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
+    let mut builder = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default());
+    match dnssec {
+        None => {}
+        Some(None) => options.validate = true,
+        Some(Some(path)) => {
+            let anchor = hickory_resolver::proto::dnssec::TrustAnchors::from_file(path)
+                .map_err(|e| format!("DNSSEC trust anchor {}: {e}", path.display()))?;
+            builder = builder.with_trust_anchor(Arc::new(anchor));
+        }
+    }
+    builder
         .with_options(options)
         .with_tls_config(client_tls.clone())
         .build()

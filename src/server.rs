@@ -83,7 +83,6 @@ pub async fn run(
             Signal::Reload => match reload() {
                 Ok((config, certificate)) => {
                     shared.tls.replace(certificate);
-                    let start_acme = shared.config().acme.is_none() && config.acme.is_some();
                     let domains = config.domains.clone();
                     let added = shared
                         .store
@@ -100,9 +99,7 @@ pub async fn run(
                         log::error!("reload: adding the configured domains: {e}");
                     }
                     shared.set_config(config);
-                    if start_acme {
-                        tokio::spawn(crate::acme::run(shared.clone()));
-                    }
+                    shared.acme_wake.notify_one();
                     log::info!("reloaded configuration and certificates");
                 }
                 Err(e) => log::error!("reload failed, keeping the old configuration: {e}"),
@@ -134,7 +131,11 @@ async fn watch_clock(shared: Arc<Shared>) {
     loop {
         let clock = shared.config().clock.clone();
         if clock.check_hours == 0 {
-            return;
+            // Off: look at the configuration again in an hour (a reload may turn it on).
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(3600)) => continue,
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
         }
         let servers = clock.effective_servers();
         let answers = tokio::task::spawn_blocking(move || {
@@ -236,7 +237,12 @@ fn refuse(kind: ListenerKind, stream: &TcpStream, why: &str) {
 async fn handle(shared: Arc<Shared>, kind: ListenerKind, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let config = shared.config();
-    let mut conn = Connection::new(Box::new(stream), peer, config.limits.command_timeout());
+    // The web listeners answer one request: a handshake and head get seconds, not minutes.
+    let timeout = match kind {
+        ListenerKind::Http | ListenerKind::Https => crate::web::HEAD_DEADLINE,
+        _ => config.limits.command_timeout(),
+    };
+    let mut conn = Connection::new(Box::new(stream), peer, timeout);
     if kind.implicit_tls() {
         let acceptor = if kind == ListenerKind::Https {
             shared.tls.web_acceptor()

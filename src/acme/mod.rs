@@ -1,8 +1,10 @@
 //! Certificates from an ACME CA (RFC 8555), kept fresh without a restart.
 //!
-//! [`run`] is one task: it looks at `<data_dir>/acme/cert.pem`, requests a certificate when
-//! there is none, when its names no longer match `[acme] domains`, or two thirds into its
-//! lifetime, and sleeps until then. A new certificate is written next to the account key and
+//! [`run`] is one task for the server's life: it looks at `<data_dir>/acme/cert.pem`,
+//! requests a certificate when there is none (or its key does not fit), when its names no
+//! longer match `[acme] domains`, or two thirds into its lifetime, and sleeps until then or
+//! until a reload (SIGHUP) wakes it. A certificate that is due again the moment it arrives
+//! (a clock far ahead, a CA's odd lifetime) counts as a failure, so it never loops. A new certificate is written next to the account key and
 //! handed to [`crate::tls::TlsContext::replace`], so new connections get it at once. A
 //! failed attempt keeps the certificate in use, is logged as a warning, is written to
 //! `status.json` for `letterbox check`, and is retried after 1 minute, doubling up to 6 hours.
@@ -80,6 +82,10 @@ fn plan(data_dir: &Path, names: &[String], now: i64) -> Plan {
     let Ok(info) = CertInfo::parse(&der) else {
         return Plan::Request("the certificate file is unreadable");
     };
+    let (cert_path, key_path) = crate::tls::acme_paths(data_dir);
+    if crate::tls::load_pair(&cert_path, &key_path).is_err() {
+        return Plan::Request("the certificate and key do not fit together");
+    }
     if !names.iter().all(|n| info.covers(n)) {
         return Plan::Request("the configured names changed");
     }
@@ -91,7 +97,7 @@ fn plan(data_dir: &Path, names: &[String], now: i64) -> Plan {
     }
 }
 
-/// Keeps the ACME certificate fresh until shutdown; returns at once without `[acme]`.
+/// Keeps the ACME certificate fresh until shutdown; idle while there is no `[acme]`.
 pub async fn run(shared: Arc<Shared>) {
     let data_dir = shared.store.data_dir().to_path_buf();
     let mut shutdown = shared.shutdown.clone();
@@ -99,7 +105,10 @@ pub async fn run(shared: Arc<Shared>) {
     loop {
         let config = shared.config();
         let Some(acme) = config.acme.clone() else {
-            return;
+            tokio::select! {
+                _ = shared.acme_wake.notified() => continue,
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
         };
         let names = acme.names(&config.hostname);
         let now = crate::clock::unix_now();
@@ -110,7 +119,17 @@ pub async fn run(shared: Arc<Shared>) {
                     "acme: requesting a certificate for {} ({why})",
                     names.join(", ")
                 );
-                match issue::issue(&shared, &acme, &names, &data_dir).await {
+                let issued = issue::issue(&shared, &acme, &names, &data_dir)
+                    .await
+                    .and_then(
+                        |info| match plan(&data_dir, &names, crate::clock::unix_now()) {
+                            Plan::Wait(_) => Ok(info),
+                            Plan::Request(why) => Err(format!(
+                            "the new certificate is due again at once ({why}): is the clock right?"
+                        )),
+                        },
+                    );
+                match issued {
                     Ok(info) => {
                         retry = FIRST_RETRY;
                         log::info!(
@@ -151,6 +170,7 @@ pub async fn run(shared: Arc<Shared>) {
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
+            _ = shared.acme_wake.notified() => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
     }
@@ -173,6 +193,14 @@ mod tests {
         params.not_after = rcgen::date_time_ymd(2026, 4, 1);
         let key = rcgen::KeyPair::generate().unwrap();
         std::fs::write(&cert, params.self_signed(&key).unwrap().pem()).unwrap();
+        let key_path = crate::tls::acme_paths(&dir).1;
+        let other = rcgen::KeyPair::generate().unwrap();
+        std::fs::write(&key_path, other.serialize_pem()).unwrap();
+        assert_eq!(
+            plan(&dir, &names, 1_767_225_600),
+            Plan::Request("the certificate and key do not fit together")
+        );
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
         let start = 1_767_225_600; // 2026-01-01
         let renew = start + (90 * 86400) * 2 / 3;
         assert_eq!(plan(&dir, &names, start), Plan::Wait(renew - start));

@@ -278,6 +278,10 @@ pub struct Relay {
     pub mx_port: u16,
     /// Port of remote MTA-STS policy hosts (443). Only tests change it.
     pub mta_sts_port: u16,
+    /// Validate DNSSEC (hickory's validator) and enforce the MX hosts' TLSA records (DANE).
+    pub dnssec: bool,
+    /// DNSKEY records (zone-file form) to trust instead of the root's key.
+    pub dnssec_trust_anchor: Option<PathBuf>,
     /// STARTTLS towards MX hosts: `opportunistic` (when offered; an unverified
     /// certificate is accepted, as Postfix's `may`), `verify` (required and verified),
     /// or `none`.
@@ -301,6 +305,8 @@ impl Default for Relay {
             dns_servers: Vec::new(),
             mx_port: 25,
             mta_sts_port: 443,
+            dnssec: false,
+            dnssec_trust_anchor: None,
             mx_tls: MxTls::Opportunistic,
             ca_file: None,
             smarthosts: Vec::new(),

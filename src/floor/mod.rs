@@ -35,6 +35,8 @@ pub struct Shared {
     pub shutdown: watch::Receiver<bool>,
     /// Wakes the relay scheduler when something was queued.
     pub relay_wake: tokio::sync::Notify,
+    /// Wakes the ACME task after a reload (names or the `[acme]` section may have changed).
+    pub acme_wake: tokio::sync::Notify,
     config: RwLock<Arc<Config>>,
     /// The checks on inbound mail, rebuilt when the DNS servers change.
     inbound: RwLock<Arc<Checker>>,
@@ -60,6 +62,7 @@ impl Shared {
             maildrop_locks: MaildropLocks::default(),
             shutdown,
             relay_wake: tokio::sync::Notify::new(),
+            acme_wake: tokio::sync::Notify::new(),
             config: RwLock::new(Arc::new(config)),
             connections: Mutex::new(Connections::default()),
         }

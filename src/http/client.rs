@@ -129,10 +129,23 @@ async fn round_trip<S: AsyncRead + AsyncWrite + Unpin>(
     loop {
         if head.is_none() {
             head = parse_response(&buf, head_only)?;
+            // Interim answers (100 Continue, 103 Early Hints) come before the real one.
+            let interim = head
+                .as_ref()
+                .filter(|(h, _)| (100..200).contains(&h.status) && h.status != 101)
+                .map(|(_, len)| *len);
+            if let Some(len) = interim {
+                buf.drain(..len);
+                head = None;
+                continue;
+            }
         }
         if let Some((h, len)) = &head {
             let body = &buf[*len..];
             let done = match h.framing {
+                Framing::Length(n) if n > MAX_BODY as u64 => {
+                    return Err(format!("body of {n} bytes, over {MAX_BODY}"))
+                }
                 Framing::Length(n) => (body.len() as u64 >= n).then(|| body[..n as usize].to_vec()),
                 Framing::Chunked => decode_chunked(body)?,
                 Framing::Close => closed.then(|| body.to_vec()),
@@ -152,7 +165,14 @@ async fn round_trip<S: AsyncRead + AsyncWrite + Unpin>(
         match stream.read(&mut chunk).await {
             Ok(0) => closed = true,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => closed = true,
+            // A TLS peer that closes without close_notify: fine when the framing says where
+            // the body ends, not when the close is the end (it could be a cut).
+            Err(e)
+                if e.kind() == std::io::ErrorKind::UnexpectedEof
+                    && !matches!(head.as_ref().map(|h| h.0.framing), Some(Framing::Close)) =>
+            {
+                closed = true
+            }
             Err(e) => return Err(e.to_string()),
         }
     }
@@ -239,7 +259,10 @@ impl HttpClient for Client {
                 .headers
                 .iter()
                 .filter(|(name, _)| {
-                    !matches!(name.as_str(), "host" | "content-length" | "connection")
+                    !matches!(
+                        name.as_str(),
+                        "host" | "content-length" | "connection" | "user-agent"
+                    )
                 })
                 .map(|(name, value)| {
                     (

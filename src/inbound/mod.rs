@@ -139,7 +139,7 @@ impl Checker {
     fn authenticator(&self) -> Option<MessageAuthenticator> {
         let mut slot = self.authenticator.lock().expect("authenticator");
         if slot.is_none() {
-            match build_resolver(&self.servers, &self.client_tls) {
+            match build_resolver(&self.servers, &self.client_tls, None) {
                 Ok(resolver) => *slot = Some(MessageAuthenticator(resolver)),
                 Err(e) => log::warn!("inbound checks: {e}"),
             }

@@ -50,6 +50,14 @@ pub struct Hop {
     pub addr: SocketAddr,
     pub tls: TlsPolicy,
     pub credentials: Option<(String, Secret)>,
+    /// DNSSEC-proven TLSA records of the host: STARTTLS required, the certificate checked
+    /// against them (see [`super::dane`]).
+    pub dane: Option<std::sync::Arc<Vec<crate::dns::Tlsa>>>,
+    /// For an MX host: the policy its TLS results are reported under (RFC 8460).
+    pub tlsrpt: Option<super::tlsrpt::PolicyType>,
+    /// After a TLS failure, try once more this way: an MTA-STS policy in testing mode is
+    /// checked (for the report) but does not stop delivery.
+    pub fallback: Option<TlsPolicy>,
 }
 
 /// A server reply: its code and its text (all lines, joined by spaces, for diagnostics).
@@ -162,6 +170,11 @@ pub struct Connectors {
 }
 
 impl Client {
+    /// Whether the session runs over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.conn.is_tls()
+    }
+
     /// Connects, reads the greeting, says EHLO, and sets up TLS and AUTH as `hop` asks.
     pub async fn connect(hop: Hop, helo: &str, tls: &Connectors) -> Result<Client, Failure> {
         let stream = tokio::time::timeout(COMMAND_TIMEOUT, TcpStream::connect(hop.addr))
@@ -186,6 +199,25 @@ impl Client {
         }
         client.ehlo(helo).await?;
         let offers_tls = client.capabilities & EXT_START_TLS != 0;
+        if let Some(records) = client.hop.dane.clone() {
+            if !offers_tls {
+                return Err(Failure::temporary(format!(
+                    "{} does not offer STARTTLS, which its TLSA records require",
+                    client.hop.host
+                )));
+            }
+            let reply = client.command("STARTTLS\r\n").await?;
+            if reply.code != 220 {
+                return Err(Failure::from_reply(&reply));
+            }
+            let connector = super::dane::connector(&records).map_err(Failure::temporary)?;
+            client.handshake(&connector).await?;
+            client.ehlo(helo).await?;
+            if client.hop.credentials.is_some() {
+                client.authenticate().await?;
+            }
+            return Ok(client);
+        }
         match client.hop.tls {
             TlsPolicy::Required if !offers_tls => {
                 return Err(Failure::temporary(format!(

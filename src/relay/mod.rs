@@ -9,6 +9,8 @@
 //! - [`retry`]: the backoff schedule (pure).
 //! - [`dkim`]: DKIM keys (`letterbox dkim generate`) and signing with mail-auth.
 //! - [`mta_sts`]: recipient domains' MTA-STS policies (RFC 8461), enforced by [`route`].
+//! - [`dane`]: TLSA records (RFC 7672) checked against MX certificates, with `[relay] dnssec`.
+//! - [`tlsrpt`]: the TLS results per recipient domain and day, and the daily reports (RFC 8460).
 //!
 //! This module ties them together: [`record`] applies the outcome of an attempt to a queue
 //! entry and writes any DSN (built by [`crate::delivery::notice`]) in the same
@@ -33,12 +35,14 @@
 //!   sender (`delivery::srs`), so SPF at the destination sees our domain.
 
 pub mod client;
+pub mod dane;
 pub mod dkim;
 pub mod mta_sts;
 pub mod retry;
 pub mod route;
 pub mod runner;
 pub mod schedule;
+pub mod tlsrpt;
 
 use crate::config::Relay;
 use crate::delivery::notice::{self, About, Original};

@@ -5,8 +5,9 @@
 //! when its `id` is new, fetches `https://mta-sts.<domain>/.well-known/mta-sts.txt` (verified
 //! TLS, no redirects, 64 KiB at most, `text/plain`). In `enforce` mode only the MX hosts the
 //! policy names are used, STARTTLS is required and the certificate must verify for the MX
-//! name: a host that fails that is a deferral, never a plaintext delivery. `testing` and
-//! `none` change nothing (testing failures are logged).
+//! name: a host that fails that is a deferral, never a plaintext delivery. `none` changes
+//! nothing; `testing` is checked the same way, but a host that fails is then used as
+//! before (the relay logs it and counts it for the TLS report, see [`super::tlsrpt`]).
 //!
 //! Policies are cached in memory for their `max_age`, and a cached policy stays in force
 //! when the record or the policy host cannot be reached (RFC 8461 5.1). The cache starts
@@ -58,11 +59,16 @@ pub fn record_id(txt: &str) -> Option<String> {
     if fields.next()? != "v=STSv1" {
         return None;
     }
-    fields.find_map(|f| {
-        let id = f.strip_prefix("id=")?;
-        (!id.is_empty() && id.len() <= 32 && id.bytes().all(|b| b.is_ascii_alphanumeric()))
-            .then(|| id.to_string())
-    })
+    let ids: Vec<&str> = fields.filter_map(|f| f.strip_prefix("id=")).collect();
+    match ids.as_slice() {
+        [id] if !id.is_empty()
+            && id.len() <= 32
+            && id.bytes().all(|b| b.is_ascii_alphanumeric()) =>
+        {
+            Some(id.to_string())
+        }
+        _ => None,
+    }
 }
 
 /// Parses a policy body (RFC 8461 3.2). Unknown keys are ignored, as the RFC asks.
@@ -79,12 +85,13 @@ pub fn parse_policy(text: &str) -> Result<Policy, String> {
         let value = value.trim();
         match key.trim() {
             "version" => version = Some(value.to_string()),
+            // ABNF literals are case-insensitive (RFC 5234 2.3).
             "mode" => {
-                mode = Some(match value {
+                mode = Some(match value.to_ascii_lowercase().as_str() {
                     "enforce" => Mode::Enforce,
                     "testing" => Mode::Testing,
                     "none" => Mode::None,
-                    other => return Err(format!("unknown mode {other:?}")),
+                    _ => return Err(format!("unknown mode {value:?}")),
                 })
             }
             "mx" => mx.push(value.trim_end_matches('.').to_ascii_lowercase()),
@@ -99,7 +106,7 @@ pub fn parse_policy(text: &str) -> Result<Policy, String> {
             _ => {}
         }
     }
-    if version.as_deref() != Some("STSv1") {
+    if !version.is_some_and(|v| v.eq_ignore_ascii_case("STSv1")) {
         return Err("no version: STSv1".into());
     }
     let mode = mode.ok_or("no mode")?;
@@ -155,10 +162,16 @@ impl Policies {
         let cached = self.cached(&domain, now);
         let id = match self.dns.clone().txt(&format!("_mta-sts.{domain}")).await {
             Ok(records) => {
-                let ids: Vec<String> = records.iter().filter_map(|r| record_id(r)).collect();
+                let sts: Vec<&String> = records
+                    .iter()
+                    .filter(|r| r.trim_start().starts_with("v=STSv1"))
+                    .collect();
                 // Exactly one record, or none counts (RFC 8461 3.1).
-                match ids.as_slice() {
-                    [id] => id.clone(),
+                match sts.as_slice() {
+                    [one] => match record_id(one) {
+                        Some(id) => id,
+                        None => return cached.map(|(_, p)| p),
+                    },
                     _ => return cached.map(|(_, p)| p),
                 }
             }
@@ -180,7 +193,9 @@ impl Policies {
                     policy.mode,
                     policy.mx.join(" ")
                 );
-                self.cache.lock().expect("mta-sts lock").insert(
+                let mut cache = self.cache.lock().expect("mta-sts lock");
+                cache.retain(|_, c| c.expires > now);
+                cache.insert(
                     domain,
                     Cached {
                         id,
@@ -242,6 +257,7 @@ mod tests {
         assert_eq!(record_id("v=STSv1;id=abc").as_deref(), Some("abc"));
         assert_eq!(record_id("v=STSv2; id=abc"), None);
         assert_eq!(record_id("v=STSv1; id=a-b"), None);
+        assert_eq!(record_id("v=STSv1; id=bad-id; id=ok"), None);
         assert_eq!(record_id("v=spf1 -all"), None);
     }
 

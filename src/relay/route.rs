@@ -8,9 +8,10 @@
 
 use super::client::{Connectors, Failure, Hop, TlsPolicy};
 use super::mta_sts::{Mode, Policies};
+use super::tlsrpt::PolicyType;
 use crate::auth::Secret;
 use crate::config::{MxTls, Relay, SmarthostTls};
-use crate::dns::{DnsError, Mx};
+use crate::dns::{DnsError, Mx, Tlsa};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -56,16 +57,32 @@ pub struct Resolver(crate::dns::Resolver, Policies);
 
 impl Resolver {
     /// `client_tls`: the verifying client configuration (policies are fetched with it).
+    /// With `[relay] dnssec` the answers are DNSSEC-validated, for DANE.
     pub fn new(relay: &Relay, client_tls: Arc<rustls::ClientConfig>) -> Resolver {
-        let dns = crate::dns::Resolver::new(relay.dns_server_addrs(), client_tls.clone());
+        let validation = if relay.dnssec {
+            crate::dns::Validation::On(relay.dnssec_trust_anchor.clone())
+        } else {
+            crate::dns::Validation::Off
+        };
+        let dns = crate::dns::Resolver::with_validation(
+            relay.dns_server_addrs(),
+            client_tls.clone(),
+            validation,
+        );
         let policies = Policies::new(dns.clone(), client_tls, relay.mta_sts_port);
         Resolver(dns, policies)
     }
 
-    /// The hosts to try for a domain, best first.
-    pub async fn mx_hosts(&mut self, domain: &str) -> Result<Vec<String>, Failure> {
-        match self.0.mx(domain).await {
-            Ok(records) => {
+    /// The DNS resolver beneath.
+    pub fn dns(&self) -> crate::dns::Resolver {
+        self.0.clone()
+    }
+
+    /// The hosts to try for a domain, best first, and whether DNSSEC proved them.
+    pub async fn mx_hosts(&mut self, domain: &str) -> Result<(Vec<String>, bool), Failure> {
+        match self.0.mx_secured(domain).await {
+            Ok(answer) => {
+                let (records, secure) = (answer.value, answer.secure);
                 if records.iter().any(Mx::is_null) {
                     return Err(Failure::permanent(
                         "5.1.10",
@@ -74,19 +91,29 @@ impl Resolver {
                 }
                 if records.is_empty() {
                     // No MX records: the domain itself is the implicit MX.
-                    return Ok(vec![domain.to_string()]);
+                    return Ok((vec![domain.to_string()], false));
                 }
                 let mut records: Vec<(u16, String)> = records
                     .into_iter()
                     .map(|mx| (mx.preference, mx.exchange))
                     .collect();
                 shuffle_equal_preferences(&mut records);
-                Ok(records.into_iter().map(|(_, host)| host).collect())
+                Ok((records.into_iter().map(|(_, host)| host).collect(), secure))
             }
             Err(DnsError::NxDomain) => Err(Failure::permanent(
                 "5.1.2",
                 format!("domain {domain} does not exist"),
             )),
+            Err(e) => Err(temporary(e)),
+        }
+    }
+
+    /// The DNSSEC-proven TLSA records of `host` on `port` (RFC 7672 2.2); `None` when
+    /// there are none or they are not proven.
+    pub async fn tlsa(&mut self, host: &str, port: u16) -> Result<Option<Vec<Tlsa>>, Failure> {
+        match self.0.tlsa(&format!("_{port}._tcp.{host}")).await {
+            Ok(answer) if answer.secure => Ok(Some(answer.value)),
+            Ok(_) | Err(DnsError::NxDomain) => Ok(None),
             Err(e) => Err(temporary(e)),
         }
     }
@@ -155,6 +182,9 @@ pub async fn hops(
                     addr: SocketAddr::new(ip, smarthost.port),
                     tls,
                     credentials: credentials.clone(),
+                    dane: None,
+                    tlsrpt: None,
+                    fallback: None,
                 })
                 .collect())
         }
@@ -164,8 +194,10 @@ pub async fn hops(
                 MxTls::Verify => TlsPolicy::Required,
                 MxTls::None => TlsPolicy::None,
             };
-            let mut hosts = resolver.mx_hosts(domain).await?;
+            let (mut hosts, mx_secure) = resolver.mx_hosts(domain).await?;
             let policy = resolver.1.for_domain(domain).await;
+            let sts = policy.as_ref().is_some_and(|p| p.mode != Mode::None);
+            let testing = policy.as_ref().is_some_and(|p| p.mode == Mode::Testing);
             if let Some(policy) = policy.filter(|p| p.mode == Mode::Enforce) {
                 // RFC 8461 4.2: only the policy's MX hosts, over verified TLS.
                 let listed = hosts.len();
@@ -180,13 +212,44 @@ pub async fn hops(
             let mut hops = Vec::new();
             let mut last_error = None;
             for host in hosts {
+                // DANE (RFC 7672 2.2.1): only below a proven MX RRset.
+                let dane = if mx_secure {
+                    match resolver.tlsa(&host, relay.mx_port).await {
+                        Ok(records) => records.map(Arc::new),
+                        Err(e) => {
+                            // A TLSA lookup that fails may hide records: skip the host.
+                            last_error = Some(e);
+                            continue;
+                        }
+                    }
+                } else {
+                    None
+                };
                 match resolver.addresses(&host).await {
-                    Ok(addresses) => hops.extend(addresses.into_iter().map(|ip| Hop {
-                        host: host.clone(),
-                        addr: SocketAddr::new(ip, relay.mx_port),
-                        tls,
-                        credentials: None,
-                    })),
+                    Ok(addresses) => {
+                        hops.extend(addresses.into_iter().map(|ip| {
+                            Hop {
+                                host: host.clone(),
+                                addr: SocketAddr::new(ip, relay.mx_port),
+                                tls: if dane.is_some() || testing {
+                                    TlsPolicy::Required
+                                } else {
+                                    tls
+                                },
+                                fallback: (dane.is_none() && testing && tls != TlsPolicy::Required)
+                                    .then_some(tls),
+                                credentials: None,
+                                dane: dane.clone(),
+                                tlsrpt: Some(if dane.is_some() {
+                                    PolicyType::Tlsa
+                                } else if sts {
+                                    PolicyType::Sts
+                                } else {
+                                    PolicyType::NoPolicyFound
+                                }),
+                            }
+                        }))
+                    }
                     Err(e) => last_error = Some(e),
                 }
             }

@@ -10,6 +10,7 @@
 use super::client::{AsyncPieces, Client, Connectors, Envelope, Failure, Outcome};
 use super::route::{hops, Resolver, Route};
 use super::schedule::Scheduler;
+use super::tlsrpt::{PolicyType, Results};
 use super::{record, Attempt};
 use crate::clock::unix_now;
 use crate::config::Config;
@@ -46,7 +47,15 @@ pub async fn run(shared: Arc<Shared>) {
     let mut tools: Option<(Arc<Config>, Connectors, Resolver)> = None;
     let connections = Arc::new(tokio::sync::Semaphore::new(0));
     let mut permits = 0usize;
+    let tlsrpt = Arc::new(Results::open(shared.store.data_dir(), unix_now()));
+    let mut last_flush = std::time::Instant::now();
+    let mut next_reports = std::time::Instant::now();
     loop {
+        if last_flush.elapsed() >= std::time::Duration::from_secs(60) {
+            tlsrpt.flush();
+            last_flush = std::time::Instant::now();
+        }
+
         let config = shared.config();
         // Rebuild TLS and DNS clients when the configuration changed (SIGHUP).
         if tools
@@ -55,6 +64,11 @@ pub async fn run(shared: Arc<Shared>) {
         {
             match super::route::connectors(&config.relay) {
                 Ok((connectors, client_tls)) => {
+                    if config.relay.dnssec {
+                        log::info!("relay: DNSSEC validated here; MX hosts' TLSA records are enforced (DANE)");
+                    } else {
+                        log::info!("relay: DANE not enforced: DNS answers are not DNSSEC-validated ([relay] dnssec = false)");
+                    }
                     let resolver = Resolver::new(&config.relay, client_tls);
                     tools = Some((config.clone(), connectors, resolver));
                 }
@@ -72,6 +86,17 @@ pub async fn run(shared: Arc<Shared>) {
                     p.forget();
                     permits = wanted;
                 }
+            }
+        }
+        // Yesterday's TLS reports: at start, then hourly.
+        if let Some((_, _, resolver)) = &tools {
+            if std::time::Instant::now() >= next_reports {
+                next_reports = std::time::Instant::now() + std::time::Duration::from_secs(3600);
+                tokio::spawn(super::tlsrpt::send_due(
+                    shared.clone(),
+                    tlsrpt.clone(),
+                    resolver.dns(),
+                ));
             }
         }
         match shared.store.call(|s| s.queue_generation()).await {
@@ -111,6 +136,7 @@ pub async fn run(shared: Arc<Shared>) {
                             connectors: connectors.clone(),
                             resolver: resolver.clone(),
                             route: route.clone(),
+                            tlsrpt: tlsrpt.clone(),
                         };
                         let done = done_tx.clone();
                         let limit = connections.clone();
@@ -135,8 +161,11 @@ pub async fn run(shared: Arc<Shared>) {
                 // The entries changed: make sure the next round rereads them.
                 generation = None;
             }
-            _ = tokio::time::sleep(wait) => {}
-            _ = shutdown.wait_for(|stop| *stop) => return,
+            _ = tokio::time::sleep(wait.min(std::time::Duration::from_secs(60))) => {}
+            _ = shutdown.wait_for(|stop| *stop) => {
+                tlsrpt.flush();
+                return;
+            }
         }
     }
 }
@@ -210,6 +239,7 @@ struct Delivery {
     connectors: Connectors,
     resolver: Resolver,
     route: Route,
+    tlsrpt: Arc<Results>,
 }
 
 impl Delivery {
@@ -222,6 +252,18 @@ impl Delivery {
             Ok(h) => h,
             Err(failure) => {
                 log::info!("relay {name}: {}", failure.diagnostic);
+                if let Route::Mx(domain) = &self.route {
+                    // Only an MTA-STS verdict counts here (result_type filters the rest).
+                    if failure.diagnostic.starts_with("MTA-STS") {
+                        self.tlsrpt.record(
+                            unix_now(),
+                            domain,
+                            PolicyType::Sts,
+                            "",
+                            Some(&failure.diagnostic),
+                        );
+                    }
+                }
                 for item in &batch {
                     if !self.fail_item(item, None, &failure).await {
                         unrecorded.push(item.id);
@@ -281,7 +323,32 @@ impl Delivery {
     async fn connect(&self, hops: &[super::client::Hop]) -> Result<Client, Failure> {
         let mut last = Failure::temporary("no host to try");
         for hop in hops {
-            match Client::connect(hop.clone(), &self.config.hostname, &self.connectors).await {
+            let mut connected =
+                Client::connect(hop.clone(), &self.config.hostname, &self.connectors).await;
+            if let (Some(policy), Route::Mx(domain)) = (hop.tlsrpt, &self.route) {
+                let failure = match &connected {
+                    Ok(c) if c.is_tls() => None,
+                    Ok(_) => Some("does not offer STARTTLS"),
+                    Err(f) => Some(f.diagnostic.as_str()),
+                };
+                self.tlsrpt
+                    .record(unix_now(), domain, policy, &hop.host, failure);
+            }
+            if let (Err(f), Some(fallback)) = (&connected, hop.fallback) {
+                if super::tlsrpt::result_type(&f.diagnostic).is_some() {
+                    log::info!(
+                        "relay: {} fails the MTA-STS policy in testing mode ({}); delivering anyway",
+                        hop.host,
+                        f.diagnostic
+                    );
+                    let mut again = hop.clone();
+                    again.tls = fallback;
+                    again.fallback = None;
+                    connected =
+                        Client::connect(again, &self.config.hostname, &self.connectors).await;
+                }
+            }
+            match connected {
                 Ok(c) => return Ok(c),
                 Err(f) => {
                     log::info!("relay: {} ({}): {}", hop.host, hop.addr, f.diagnostic);

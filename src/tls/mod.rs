@@ -40,21 +40,31 @@ pub struct Certs {
     http_tokens: RwLock<HashMap<String, String>>,
 }
 
-impl ResolvesServerCert for Certs {
+/// What one kind of listener serves from [`Certs`]: only the web listeners know
+/// `acme-tls/1` and answer with challenge certificates.
+#[derive(Debug)]
+struct Resolver {
+    certs: Arc<Certs>,
+    acme: bool,
+}
+
+impl ResolvesServerCert for Resolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let acme = hello
-            .alpn()
-            .is_some_and(|mut offered| offered.any(|p| p == ACME_TLS_ALPN));
+        let acme = self.acme
+            && hello
+                .alpn()
+                .is_some_and(|mut offered| offered.any(|p| p == ACME_TLS_ALPN));
         if acme {
             let name = hello.server_name()?.to_ascii_lowercase();
             return self
+                .certs
                 .challenges
                 .read()
                 .expect("tls lock")
                 .get(&name)
                 .cloned();
         }
-        Some(self.current.read().expect("tls lock").clone())
+        Some(self.certs.current.read().expect("tls lock").clone())
     }
 }
 
@@ -72,9 +82,18 @@ impl TlsContext {
             challenges: RwLock::new(HashMap::new()),
             http_tokens: RwLock::new(HashMap::new()),
         });
-        let mail = server_config(certs.clone(), Vec::new())?;
+        let mail = server_config(
+            Resolver {
+                certs: certs.clone(),
+                acme: false,
+            },
+            Vec::new(),
+        )?;
         let web = server_config(
-            certs.clone(),
+            Resolver {
+                certs: certs.clone(),
+                acme: true,
+            },
             vec![ACME_TLS_ALPN.to_vec(), b"http/1.1".to_vec()],
         )?;
         Ok(TlsContext {
@@ -225,13 +244,13 @@ pub fn challenge_key(
     Ok(Arc::new(CertifiedKey::new(vec![cert], signer)))
 }
 
-fn server_config(certs: Arc<Certs>, alpn: Vec<Vec<u8>>) -> Result<ServerConfig, String> {
+fn server_config(resolver: Resolver, alpn: Vec<Vec<u8>>) -> Result<ServerConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| format!("tls: {e}"))?
         .with_no_client_auth()
-        .with_cert_resolver(certs);
+        .with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = alpn;
     Ok(config)
 }

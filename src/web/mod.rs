@@ -8,13 +8,17 @@
 //!   `testing`, so a self-signed appliance never tells senders to refuse it.
 //!
 //! One request per connection, answered with `Connection: close`. The head must arrive
-//! within the command timeout and fit in [`crate::http::MAX_HEAD`].
+//! whole within [`HEAD_DEADLINE`] (a slow client cannot hold a connection slot longer) and
+//! fit in [`crate::http::MAX_HEAD`].
 
 use crate::floor::Shared;
 use crate::http::{parse_request, response, Request};
 use crate::net::Connection;
 use crate::tls::x509::CertInfo;
 use std::sync::Arc;
+
+/// The time a client has to send its request head, from the connection on.
+pub const HEAD_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// How MTA-STS policies say how long to cache them: one week (RFC 8461 3.2 suggests weeks).
 pub const MTA_STS_MAX_AGE: u64 = 604_800;
@@ -28,6 +32,7 @@ pub enum End {
 }
 
 pub async fn serve(shared: Arc<Shared>, mut conn: Connection) -> End {
+    let deadline = tokio::time::Instant::now() + HEAD_DEADLINE;
     let request = loop {
         match parse_request(conn.buffered()) {
             Ok(Some((request, _))) => break request,
@@ -43,7 +48,10 @@ pub async fn serve(shared: Arc<Shared>, mut conn: Connection) -> End {
                 return End::Bad(why);
             }
         }
-        match conn.fill().await {
+        if tokio::time::Instant::now() >= deadline {
+            return End::Bad("no request head in time".into());
+        }
+        match conn.fill_by(Some(deadline)).await {
             Ok(0) | Err(_) => return End::Closed,
             Ok(_) => {}
         }

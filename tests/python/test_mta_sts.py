@@ -137,3 +137,58 @@ def test_a_policy_served_with_the_wrong_type_is_not_used(sts):
     assert submit(server, ["bob@remote.test"], make_message(new_token(), sender="alice@example.org")) == {}
     sink.wait_for(1)
     assert 'Content-Type "text/html", not text/plain' in server.stderr_text()
+
+
+def test_tls_results_are_counted_and_reported_the_next_day(sts):
+    """RFC 8460: the day's sessions are counted per domain and policy; a finished day's
+    counts go to the rua address of the domain's _smtp._tls record, as gzipped JSON."""
+    import datetime
+    import email
+    import email.policy
+    import gzip
+    import json
+    r, policy = sts("testing")
+    wrong_cert, wrong_key = make_self_signed(r.dir, ["other.test"], stem="wrong")
+    sink = SmtpSink(MX1, 0, tls_cert=wrong_cert, tls_key=wrong_key, starttls=True).start()
+    r.sinks.append(sink)
+    server = r.start()
+    for _ in range(2):
+        assert submit(server, ["bob@remote.test"], make_message(new_token(), sender="alice@example.org")) == {}
+    sink.wait_for(2)
+    wait_for_empty_queue(server)
+    server.stop()
+    today = datetime.datetime.now(datetime.timezone.utc).date()
+    counts = json.loads((server.data_dir / "tlsrpt" / f"{today}.json").read_text())
+    # The certificate does not fit the policy: both sessions fail its check (testing mode
+    # delivers anyway, over unverified TLS).
+    assert counts == {"date": str(today), "counts": {"remote.test\tsts": {
+        "successful": 0, "failures": {"certificate-not-trusted\tmx1.remote.test": 2}}}}
+    # Make it yesterday's, publish a reporting address, and start again.
+    yesterday = today - datetime.timedelta(days=1)
+    counts["date"] = str(yesterday)
+    (server.data_dir / "tlsrpt" / f"{yesterday}.json").write_text(json.dumps(counts))
+    (server.data_dir / "tlsrpt" / f"{today}.json").unlink()
+    r.dns.set("_smtp._tls.remote.test", "TXT", ["v=TLSRPTv1; rua=mailto:tls-reports@remote.test"])
+    server.start()
+    deadline = time.monotonic() + 20
+    while not any(m.rcpt_tos == ["tls-reports@remote.test"] for m in sink.messages):
+        assert time.monotonic() < deadline, "no report arrived"
+        time.sleep(0.2)
+    (report,) = [m for m in sink.messages if m.rcpt_tos == ["tls-reports@remote.test"]]
+    assert report.mail_from == ""
+    message = email.message_from_bytes(report.data, policy=email.policy.compat32)
+    assert message["TLS-Report-Domain"] == "remote.test"
+    assert message["TLS-Report-Submitter"] == "mx.test"
+    assert message.get_content_type() == "multipart/report" and message.get_param("report-type") == "tlsrpt"
+    attachment = message.get_payload()[1]
+    assert attachment.get_content_type() == "application/tlsrpt+gzip"
+    assert attachment.get_filename().startswith("mx.test!remote.test!")
+    data = json.loads(gzip.decompress(attachment.get_payload(decode=True)))
+    assert data["date-range"] == {"start-datetime": f"{yesterday}T00:00:00Z", "end-datetime": f"{yesterday}T23:59:59Z"}
+    assert data["policies"] == [{
+        "policy": {"policy-type": "sts", "policy-domain": "remote.test"},
+        "summary": {"total-successful-session-count": 0, "total-failure-session-count": 2},
+        "failure-details": [{"result-type": "certificate-not-trusted", "receiving-mx-hostname": "mx1.remote.test",
+                             "failed-session-count": 2}],
+    }]
+    assert (server.data_dir / "tlsrpt" / f"{yesterday}.sent").exists()

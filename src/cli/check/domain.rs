@@ -66,6 +66,15 @@ async fn dmarc_check(dns: &Resolver, domain: &str, out: &mut Findings) {
     match looked_up!(dmarc, out, domain, "DMARC") {
         Some(record) => {
             let policy = tag(&record, "p").unwrap_or_default();
+            if !matches!(policy.as_str(), "none" | "quarantine" | "reject") {
+                out.add(
+                    Level::Fail,
+                    domain,
+                    "DMARC",
+                    format!("{record}: no valid p= (none, quarantine or reject)"),
+                );
+                return;
+            }
             let level = if policy == "none" {
                 Level::Warn
             } else {
@@ -194,7 +203,8 @@ async fn dkim_check(setup: &Setup<'_>, dns: &Resolver, domain: &str, out: &mut F
     }
     for (selector, ours) in keys {
         let name = format!("{selector}._domainkey.{domain}");
-        let published = txt_with(dns, &name, "v=DKIM1").await;
+        // v=DKIM1 is optional (RFC 6376 3.6.1): any record with a p= tag is a key.
+        let published = dkim_record(dns, &name).await;
         match published {
             Err(e) => out.add(Level::Fail, domain, "DKIM", e),
             Ok(None) => out.add(
@@ -217,6 +227,16 @@ async fn dkim_check(setup: &Setup<'_>, dns: &Resolver, domain: &str, out: &mut F
             ),
         }
     }
+}
+
+/// The DKIM key record at `name`, if one is published.
+async fn dkim_record(dns: &Resolver, name: &str) -> Result<Option<String>, String> {
+    let records = match dns.clone().txt(name).await {
+        Ok(records) => records,
+        Err(DnsError::NxDomain) => Vec::new(),
+        Err(e) => return Err(format!("lookup failed: {e}")),
+    };
+    Ok(records.into_iter().find(|r| tag(r, "p").is_some()))
 }
 
 async fn mta_sts_check(setup: &Setup<'_>, dns: &Resolver, domain: &str, out: &mut Findings) {
@@ -247,40 +267,49 @@ async fn mta_sts_check(setup: &Setup<'_>, dns: &Resolver, domain: &str, out: &mu
             setup.https_port
         )
     };
-    let policy = match client.send("GET", &url, &[], &[]).await {
-        Ok(rsp) if rsp.head.status == 200 => String::from_utf8_lossy(&rsp.body).into_owned(),
-        Ok(rsp) => {
-            out.add(
-                Level::Fail,
-                domain,
-                "MTA-STS",
-                format!("{url} answers {}", rsp.head.status),
-            );
-            return;
-        }
+    let rsp = match client.send("GET", &url, &[], &[]).await {
+        Ok(rsp) => rsp,
         Err(e) => {
             out.add(Level::Fail, domain, "MTA-STS", format!("policy: {e}"));
             return;
         }
     };
-    let field = |name: &str| -> Vec<String> {
-        policy
-            .lines()
-            .filter_map(|l| l.split_once(':'))
-            .filter(|(k, _)| k.trim().eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.trim().to_string())
-            .collect()
+    // What a sender checks (RFC 8461 3.2, 3.3), with the relay's own parser.
+    let content_type = rsp
+        .head
+        .headers
+        .iter()
+        .find(|(name, _)| name == "content-type")
+        .map(|(_, v)| String::from_utf8_lossy(v).to_ascii_lowercase())
+        .unwrap_or_default();
+    let policy = if rsp.head.status != 200 {
+        Err(format!("{url} answers {}", rsp.head.status))
+    } else if !content_type.starts_with("text/plain") {
+        Err(format!(
+            "{url} is served as {content_type:?}, not text/plain"
+        ))
+    } else {
+        crate::relay::mta_sts::parse_policy(&String::from_utf8_lossy(&rsp.body))
+            .map_err(|e| format!("the policy is invalid: {e}"))
     };
-    let mode = field("mode").into_iter().next().unwrap_or_default();
-    let covers = field("mx").iter().any(|mx| {
-        mx.eq_ignore_ascii_case(host)
-            || mx.strip_prefix("*.").is_some_and(|base| {
-                host.split_once('.')
-                    .is_some_and(|(_, r)| r.eq_ignore_ascii_case(base))
-            })
-    });
-    let id = tag(&record, "id").unwrap_or_default();
-    if !covers {
+    let policy = match policy {
+        Ok(p) => p,
+        Err(e) => {
+            out.add(Level::Fail, domain, "MTA-STS", e);
+            return;
+        }
+    };
+    let Some(id) = crate::relay::mta_sts::record_id(&record) else {
+        out.add(
+            Level::Fail,
+            domain,
+            "MTA-STS",
+            format!("_mta-sts.{domain}: the id is missing or not 1-32 letters and digits"),
+        );
+        return;
+    };
+    let mode = format!("{:?}", policy.mode).to_ascii_lowercase();
+    if !policy.matches(host) && policy.mode != crate::relay::mta_sts::Mode::None {
         out.add(
             Level::Fail,
             domain,

@@ -6,8 +6,8 @@
 //! Decisions: the host name's A/AAAA records are taken as the public addresses (a home
 //! server behind NAT cannot learn its own from inside); outbound port 25 is probed by
 //! connecting to the MX of `--probe` (gmail.com), unless a smarthost is configured; the
-//! certificate checked is the one `serve` would load. DANE is not checked: letterbox's
-//! resolver does not validate DNSSEC, and this says so instead of pretending.
+//! certificate checked is the one `serve` would load. DANE passes only with `[relay]
+//! dnssec` (answers validated here); without it the report says so instead of pretending.
 
 mod domain;
 
@@ -166,12 +166,21 @@ async fn host_checks(setup: &Setup<'_>, dns: &Resolver, out: &mut Findings) -> V
     port25_check(setup, dns, out).await;
     certificate_check(setup, out);
     clock_check(setup, out).await;
-    out.add(
-        Level::Warn,
-        host,
-        "DANE",
-        "not enforced outbound: the resolver does not validate DNSSEC, so TLSA records of MX hosts are not checked",
-    );
+    if config.relay.dnssec {
+        out.add(
+            Level::Pass,
+            host,
+            "DANE",
+            "enforced outbound: DNSSEC is validated here and MX hosts' TLSA records are checked",
+        );
+    } else {
+        out.add(
+            Level::Warn,
+            host,
+            "DANE",
+            "not enforced outbound: DNS answers are not DNSSEC-validated ([relay] dnssec = false), so TLSA records of MX hosts are not checked",
+        );
+    }
     addresses
 }
 
@@ -307,8 +316,8 @@ async fn port25_check(setup: &Setup<'_>, dns: &Resolver, out: &mut Findings) {
         );
         return;
     };
-    let ips = dns.clone().ip(&mx).await.unwrap_or_default();
-    let Some(ip) = ips.first() else {
+    let mut ips = dns.clone().ip(&mx).await.unwrap_or_default();
+    if ips.is_empty() {
         out.add(
             Level::Warn,
             host,
@@ -316,10 +325,24 @@ async fn port25_check(setup: &Setup<'_>, dns: &Resolver, out: &mut Findings) {
             format!("not probed: {mx} has no address"),
         );
         return;
+    }
+    // IPv4 first: a host without an IPv6 route must not look blocked.
+    ips.sort_by_key(|ip| ip.is_ipv6());
+    let mut tried = None;
+    for ip in &ips {
+        let addr = SocketAddr::new(*ip, port);
+        let connected =
+            tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
+                .await;
+        let ok = matches!(connected, Ok(Ok(_)));
+        tried = Some((addr, connected));
+        if ok {
+            break;
+        }
+    }
+    let Some((addr, connected)) = tried else {
+        return;
     };
-    let addr = SocketAddr::new(*ip, port);
-    let connected =
-        tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr)).await;
     match connected {
         Ok(Ok(_)) => out.add(
             Level::Pass,
@@ -398,7 +421,7 @@ fn certificate_check(setup: &Setup<'_>, out: &mut Findings) {
             Level::Warn,
             host,
             "certificate",
-            "self-signed: mail apps warn and MTA-STS senders refuse it; set up [acme]",
+            "self-signed: mail apps warn, and our MTA-STS policy stays in testing mode; set up [acme]",
         );
     } else if days < EXPIRY_WARN_DAYS {
         out.add(

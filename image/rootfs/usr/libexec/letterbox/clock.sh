@@ -10,7 +10,7 @@
 #                      lease's, else pool.ntp.org), then again every 6 hours; save
 #                      it every 10 minutes, so a power cut loses at most that.
 #
-# serve.sh waits (at most 20 s) for the first sync attempt, so letterbox starts with the
+# serve.sh waits (at most 10 s) for the first sync attempt, so letterbox starts with the
 # right time when the network gives it.
 saved=/data/clock
 tried=/run/letterbox/clock-tried
@@ -39,9 +39,9 @@ case "$1" in
   save) save ;;
   keep)
     mkdir -p /run/letterbox
-    # Up to 20 s for a default route (the DHCP lease), then one attempt either way.
+    # Up to 10 s for a default route (the DHCP lease), then one attempt either way.
     n=0
-    while [ $n -lt 20 ] && ! ip route | grep -q '^default'; do sleep 1; n=$((n + 1)); done
+    while [ $n -lt 10 ] && ! ip route | grep -q '^default'; do sleep 1; n=$((n + 1)); done
     sync_clock
     touch "$tried"
     rounds=0

@@ -182,7 +182,8 @@ mv "$new" "$config"
 sync
 
 echo
-echo "Done. letterbox is starting: SMTP on 25, submission on 587 and 465, POP3 on 110 and 995."
+echo "Done. letterbox is starting: SMTP on 25, submission on 587 and 465, POP3 on 110 and 995,"
+echo "IMAP on 143 and 993, ManageSieve on 4190, and 80/443 for certificates (ACME) and MTA-STS."
 addresses=$(ip -4 -o addr show scope global | awk '{ sub("/.*", "", $4); printf " %s", $4 }')
 echo "This machine's addresses:${addresses:- (none yet)}. Log in as root to add users:"
 echo "  letterbox user add bob@$domain"
