@@ -217,3 +217,19 @@ def http_get(port: int, path: str, host: str, method: str = "GET") -> bytes:
         while chunk := s.recv(4096):
             out += chunk
         return out
+
+
+def test_a_slow_request_head_is_cut_off(make_server):
+    """The web listeners face the internet: a client that never finishes its request head
+    loses the connection after 15 s, and others are served meanwhile."""
+    port = free_port()
+    server = make_server(extra_config=f'\n[[listener]]\nkind = "http"\naddress = "{HOST}"\nport = {port}\n')
+    slow = socket.create_connection((HOST, port), timeout=30)
+    slow.sendall(b"GET /.well-known/acme-challenge/x HTTP/1.1\r\nHost: mx.test\r\n")
+    began = time.monotonic()
+    assert http_get(port, "/", HOSTNAME).startswith(b"HTTP/1.1 404 Not Found\r\n")
+    assert slow.recv(100) == b""  # closed by the server, without an answer
+    waited = time.monotonic() - began
+    assert 13 < waited < 20, waited
+    slow.close()
+    assert server.running
