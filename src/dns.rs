@@ -176,7 +176,9 @@ impl Resolver {
                         _ => None,
                     })
                     .collect();
-                let secure = self.validates() && !value.is_empty() && all_secure(answers);
+                let secure = self.validates()
+                    && !value.is_empty()
+                    && all_secure(answers, hickory_resolver::proto::rr::RecordType::MX);
                 Ok(Secured { value, secure })
             }
             Err(e) => self.failure(e, "MX", domain).map(|()| Secured {
@@ -206,7 +208,8 @@ impl Resolver {
                         _ => None,
                     })
                     .collect();
-                let secure = self.validates() && !value.is_empty() && all_secure(answers);
+                let secure =
+                    self.validates() && !value.is_empty() && all_secure(answers, RecordType::TLSA);
                 Ok(Secured { value, secure })
             }
             Err(e) => self.failure(e, "TLSA", name).map(|()| Secured {
@@ -297,10 +300,23 @@ impl Resolver {
     }
 }
 
-fn all_secure(records: &[hickory_resolver::proto::rr::Record]) -> bool {
-    records
+/// Whether every record of the asked type (and every CNAME on the way) was proven. RRSIGs
+/// in the answer are not judged: hickory marks only the one it used, and an extra one
+/// (a key rollover, or an attacker's junk) must not turn DANE off.
+fn all_secure(
+    records: &[hickory_resolver::proto::rr::Record],
+    wanted: hickory_resolver::proto::rr::RecordType,
+) -> bool {
+    use hickory_resolver::proto::rr::RecordType;
+    let mut relevant = records
         .iter()
-        .all(|r| r.proof == hickory_resolver::proto::dnssec::Proof::Secure)
+        .filter(|r| {
+            let t = r.record_type();
+            t == wanted || t == RecordType::CNAME
+        })
+        .peekable();
+    relevant.peek().is_some()
+        && relevant.all(|r| r.proof == hickory_resolver::proto::dnssec::Proof::Secure)
 }
 
 fn fqdn(name: &str) -> String {

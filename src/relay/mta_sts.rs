@@ -215,33 +215,43 @@ impl Policies {
     }
 
     async fn fetch(&self, domain: &str) -> Result<Policy, String> {
-        let host = format!("mta-sts.{domain}");
-        let url = if self.port == 443 {
-            format!("https://{host}/.well-known/mta-sts.txt")
-        } else {
-            format!("https://{host}:{}/.well-known/mta-sts.txt", self.port)
-        };
-        let rsp = self.http.send("GET", &url, &[], &[]).await?;
-        if rsp.head.status != 200 {
-            return Err(format!("{url} answered {}", rsp.head.status));
-        }
-        let content_type = rsp
-            .head
-            .headers
-            .iter()
-            .find(|(name, _)| name == "content-type")
-            .map(|(_, v)| String::from_utf8_lossy(v).to_ascii_lowercase())
-            .unwrap_or_default();
-        if !content_type.starts_with("text/plain") {
-            return Err(format!(
-                "{url}: Content-Type {content_type:?}, not text/plain"
-            ));
-        }
-        if rsp.body.len() > MAX_POLICY {
-            return Err(format!("{url}: policy over 64 KiB"));
-        }
-        parse_policy(&String::from_utf8_lossy(&rsp.body))
+        fetch(&self.http, domain, self.port).await
     }
+}
+
+/// Fetches and parses `domain`'s policy as RFC 8461 3.3 says: HTTPS on `port` (443), no
+/// redirects, status 200, `text/plain`, at most 64 KiB. `letterbox check` asks this too.
+pub async fn fetch(
+    http: &crate::http::client::Client,
+    domain: &str,
+    port: u16,
+) -> Result<Policy, String> {
+    let host = format!("mta-sts.{domain}");
+    let url = if port == 443 {
+        format!("https://{host}/.well-known/mta-sts.txt")
+    } else {
+        format!("https://{host}:{port}/.well-known/mta-sts.txt")
+    };
+    let rsp = http.send("GET", &url, &[], &[]).await?;
+    if rsp.head.status != 200 {
+        return Err(format!("{url} answered {}", rsp.head.status));
+    }
+    let content_type = rsp
+        .head
+        .headers
+        .iter()
+        .find(|(name, _)| name == "content-type")
+        .map(|(_, v)| String::from_utf8_lossy(v).to_ascii_lowercase())
+        .unwrap_or_default();
+    if !content_type.starts_with("text/plain") {
+        return Err(format!(
+            "{url}: Content-Type {content_type:?}, not text/plain"
+        ));
+    }
+    if rsp.body.len() > MAX_POLICY {
+        return Err(format!("{url}: policy over 64 KiB"));
+    }
+    parse_policy(&String::from_utf8_lossy(&rsp.body))
 }
 
 #[cfg(test)]

@@ -215,7 +215,14 @@ pub async fn hops(
                 // DANE (RFC 7672 2.2.1): only below a proven MX RRset.
                 let dane = if mx_secure {
                     match resolver.tlsa(&host, relay.mx_port).await {
-                        Ok(records) => records.map(Arc::new),
+                        // Records none of which we can use still make TLS mandatory
+                        // (unauthenticated, RFC 7672 2.2), unless a stricter policy
+                        // (MTA-STS enforce, mx_tls = "verify") verifies the certificate.
+                        Ok(records) => records
+                            .filter(|r| {
+                                !super::dane::usable(r).is_empty() || tls != TlsPolicy::Required
+                            })
+                            .map(Arc::new),
                         Err(e) => {
                             // A TLSA lookup that fails may hide records: skip the host.
                             last_error = Some(e);

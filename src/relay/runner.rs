@@ -327,12 +327,16 @@ impl Delivery {
                 Client::connect(hop.clone(), &self.config.hostname, &self.connectors).await;
             if let (Some(policy), Route::Mx(domain)) = (hop.tlsrpt, &self.route) {
                 let failure = match &connected {
-                    Ok(c) if c.is_tls() => None,
-                    Ok(_) => Some("does not offer STARTTLS"),
-                    Err(f) => Some(f.diagnostic.as_str()),
+                    Ok(c) if c.is_tls() => Some(None),
+                    // Plain by choice (mx_tls = "none"): nothing to report.
+                    Ok(_) if hop.tls == super::client::TlsPolicy::None => None,
+                    Ok(_) => Some(Some("does not offer STARTTLS")),
+                    Err(f) => Some(Some(f.diagnostic.as_str())),
                 };
-                self.tlsrpt
-                    .record(unix_now(), domain, policy, &hop.host, failure);
+                if let Some(failure) = failure {
+                    self.tlsrpt
+                        .record(unix_now(), domain, policy, &hop.host, failure);
+                }
             }
             if let (Err(f), Some(fallback)) = (&connected, hop.fallback) {
                 if super::tlsrpt::result_type(&f.diagnostic).is_some() {

@@ -63,11 +63,12 @@ pub fn result_type(diagnostic: &str) -> Option<&'static str> {
     } else if d.contains("MTA-STS: the enforced policy") {
         "sts-policy-invalid"
     } else if d.contains("TLS with") {
-        if d.contains("NotValidForName") {
+        // rustls's words for its certificate errors (Display, and Debug as a fallback).
+        if d.contains("not valid for name") || d.contains("NotValidForName") {
             "certificate-host-mismatch"
-        } else if d.contains("Expired") {
+        } else if d.contains("certificate expired") || d.contains("Expired") {
             "certificate-expired"
-        } else if d.contains("UnknownIssuer") {
+        } else if d.contains("UnknownIssuer") || d.contains("unknown issuer") {
             "certificate-not-trusted"
         } else {
             "validation-failure"
@@ -81,6 +82,21 @@ pub fn result_type(diagnostic: &str) -> Option<&'static str> {
 pub struct Results {
     dir: PathBuf,
     day: Mutex<(Day, bool)>,
+    /// Set while [`send_due`] runs: one run at a time.
+    sending: std::sync::atomic::AtomicBool,
+}
+
+/// Whether `date` is `YYYY-MM-DD`.
+fn valid_date(date: &str) -> bool {
+    let b = date.as_bytes();
+    b.len() == 10
+        && b.iter().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                *c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        })
 }
 
 fn today(now: i64) -> String {
@@ -102,6 +118,7 @@ impl Results {
         Results {
             dir,
             day: Mutex::new((day, false)),
+            sending: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -123,14 +140,7 @@ impl Results {
             None => None,
         };
         let mut guard = self.day.lock().expect("tlsrpt lock");
-        let date = today(now);
-        if guard.0.date != date {
-            self.write(&guard.0);
-            guard.0 = Day {
-                date,
-                counts: BTreeMap::new(),
-            };
-        }
+        self.roll_locked(&mut guard, now);
         let tally = guard
             .0
             .counts
@@ -147,6 +157,26 @@ impl Results {
         guard.1 = true;
     }
 
+    /// When the day changed: writes the old day's counts (if they changed) and starts anew.
+    pub fn roll(&self, now: i64) {
+        let mut guard = self.day.lock().expect("tlsrpt lock");
+        self.roll_locked(&mut guard, now);
+    }
+
+    fn roll_locked(&self, guard: &mut (Day, bool), now: i64) {
+        let date = today(now);
+        if guard.0.date != date {
+            if guard.1 {
+                self.write(&guard.0);
+            }
+            guard.0 = Day {
+                date,
+                counts: BTreeMap::new(),
+            };
+            guard.1 = false;
+        }
+    }
+
     /// Writes the day's counts if they changed.
     pub fn flush(&self) {
         let mut guard = self.day.lock().expect("tlsrpt lock");
@@ -157,6 +187,10 @@ impl Results {
     }
 
     fn write(&self, day: &Day) {
+        // A day already reported is never written again (no second report).
+        if self.dir.join(format!("{}.sent", day.date)).exists() {
+            return;
+        }
         let written = std::fs::create_dir_all(&self.dir)
             .map_err(|e| e.to_string())
             .and_then(|()| {
@@ -186,11 +220,20 @@ impl Results {
             if day >= date.as_str() {
                 continue;
             }
-            if let Some(parsed) = std::fs::read(&path)
+            match std::fs::read(&path)
                 .ok()
                 .and_then(|b| serde_json::from_slice::<Day>(&b).ok())
             {
-                out.push((parsed.date, path, parsed.counts));
+                Some(parsed) if parsed.date == day && valid_date(day) => {
+                    out.push((parsed.date, path, parsed.counts))
+                }
+                _ => {
+                    log::warn!(
+                        "tlsrpt: {} is not a day's counts: set aside",
+                        path.display()
+                    );
+                    let _ = std::fs::rename(&path, path.with_extension("bad"));
+                }
             }
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -200,7 +243,22 @@ impl Results {
 
 /// Queues the reports of the finished days, then marks each day's file sent.
 pub async fn send_due(shared: Arc<Shared>, results: Arc<Results>, dns: crate::dns::Resolver) {
+    use std::sync::atomic::Ordering;
+    if results.sending.swap(true, Ordering::AcqRel) {
+        return;
+    }
     let now = crate::clock::unix_now();
+    results.roll(now);
+    send_finished(&shared, &results, dns, now).await;
+    results.sending.store(false, Ordering::Release);
+}
+
+async fn send_finished(
+    shared: &Arc<Shared>,
+    results: &Results,
+    dns: crate::dns::Resolver,
+    now: i64,
+) {
     let hostname = shared.config().hostname.clone();
     for (date, path, counts) in results.finished(now) {
         let mut domains: Vec<&str> = counts
@@ -214,7 +272,15 @@ pub async fn send_due(shared: Arc<Shared>, results: Arc<Results>, dns: crate::dn
                 .txt(&format!("_smtp._tls.{domain}"))
                 .await
                 .unwrap_or_default();
-            let addresses: Vec<String> = records.iter().flat_map(|r| mailto_addresses(r)).collect();
+            // Exactly one v=TLSRPTv1 record, or the domain asks for nothing (RFC 8460 3).
+            let tlsrpt: Vec<&String> = records
+                .iter()
+                .filter(|r| r.trim_start().starts_with("v=TLSRPTv1"))
+                .collect();
+            let addresses = match tlsrpt.as_slice() {
+                [one] => mailto_addresses(one),
+                _ => Vec::new(),
+            };
             if addresses.is_empty() {
                 continue;
             }
@@ -250,6 +316,22 @@ pub async fn send_due(shared: Arc<Shared>, results: Arc<Results>, dns: crate::dn
         let _ = std::fs::rename(&path, path.with_extension("sent"));
     }
     shared.relay_wake.notify_one();
+}
+
+/// The most report addresses one domain gets.
+const MAX_RUA: usize = 3;
+
+/// Whether `address` is a plain mailbox: what may go into RCPT TO and To: unquoted.
+fn plain_mailbox(address: &str) -> bool {
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && crate::address::normalize_domain(domain).is_some()
+        && address.len() <= 254
+        && local
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"<>()[]\\,;:@\"".contains(&b))
 }
 
 /// The report of one policy domain for one day (RFC 8460 4).
@@ -310,12 +392,29 @@ pub fn mailto_addresses(record: &str) -> Vec<String> {
     if fields.next() != Some("v=TLSRPTv1") {
         return Vec::new();
     }
-    fields
+    let mut out: Vec<String> = Vec::new();
+    for uri in fields
         .filter_map(|f| f.strip_prefix("rua="))
         .flat_map(|list| list.split(','))
         .filter_map(|uri| uri.trim().strip_prefix("mailto:"))
-        .map(|a| a.split('!').next().unwrap_or(a).to_string())
-        .filter(|a| a.contains('@'))
+    {
+        // Addresses from DNS go into SMTP commands: only plain mailboxes, a few.
+        if plain_mailbox(uri) && !out.iter().any(|a| a.eq_ignore_ascii_case(uri)) {
+            out.push(uri.to_string());
+        }
+        if out.len() == MAX_RUA {
+            break;
+        }
+    }
+    out
+}
+
+/// Letters and digits only (RFC 8460 5.1 unique-id), short enough for a MIME boundary.
+fn unique_id(report_id: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, report_id.as_bytes());
+    digest.as_ref()[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
         .collect()
 }
 
@@ -334,11 +433,12 @@ pub fn report_message(
     let _ = gz.write_all(json.as_bytes());
     let gzipped = gz.finish().unwrap_or_default();
     let b64 = crate::auth::encode_base64(&gzipped);
-    let boundary = format!("tlsrpt-{report_id}");
+    let boundary = format!("tlsrpt-{}", unique_id(report_id));
+    let part = |range: std::ops::Range<usize>| date.get(range).and_then(|p| p.parse::<u32>().ok());
     let start = crate::mail::date::days_from_civil(
-        date[..4].parse().unwrap_or(1970),
-        date[5..7].parse().unwrap_or(1),
-        date[8..10].parse().unwrap_or(1),
+        i64::from(part(0..4).unwrap_or(1970)),
+        part(5..7).unwrap_or(1),
+        part(8..10).unwrap_or(1),
     ) * 86400;
     let file = format!(
         "{hostname}!{domain}!{start}!{}!{report_id}.json.gz",
@@ -452,8 +552,13 @@ mod tests {
     #[test]
     fn rua_addresses() {
         assert_eq!(
-            mailto_addresses("v=TLSRPTv1; rua=mailto:a@example.net,https://r.example.net/x, mailto:b@example.net!10m"),
+            mailto_addresses("v=TLSRPTv1; rua=mailto:a@example.net,https://r.example.net/x, mailto:b@example.net"),
             vec!["a@example.net", "b@example.net"]
+        );
+        assert!(mailto_addresses("v=TLSRPTv1; rua=mailto:a@b.net>\r\nRCPT TO:<x@y.net").is_empty());
+        assert_eq!(
+            mailto_addresses("v=TLSRPTv1; rua=mailto:a@x.net,mailto:A@x.net,mailto:b@x.net,mailto:c@x.net,mailto:d@x.net").len(),
+            3
         );
         assert!(mailto_addresses("v=spf1 -all").is_empty());
     }

@@ -225,11 +225,28 @@ def test_a_slow_request_head_is_cut_off(make_server):
     port = free_port()
     server = make_server(extra_config=f'\n[[listener]]\nkind = "http"\naddress = "{HOST}"\nport = {port}\n')
     slow = socket.create_connection((HOST, port), timeout=30)
-    slow.sendall(b"GET /.well-known/acme-challenge/x HTTP/1.1\r\nHost: mx.test\r\n")
     began = time.monotonic()
+    slow.sendall(b"GET /.well-known/acme-challenge/x HTTP/1.1\r\n")
     assert http_get(port, "/", HOSTNAME).startswith(b"HTTP/1.1 404 Not Found\r\n")
-    assert slow.recv(100) == b""  # closed by the server, without an answer
+    # One byte every 4 s: each read is in time, the head as a whole is not.
+    closed = False
+    for byte in b"Host: mx.test\r\nX-Slow: 1\r\n":
+        time.sleep(4)
+        try:
+            slow.sendall(bytes([byte]))
+        except OSError:
+            closed = True
+            break
+        slow.settimeout(0.01)
+        try:
+            if slow.recv(100) == b"":
+                closed = True
+                break
+        except socket.timeout:
+            pass
+        slow.settimeout(30)
+    assert closed, "the server kept a trickling client"
     waited = time.monotonic() - began
-    assert 13 < waited < 20, waited
+    assert 14 < waited < 21, waited
     slow.close()
     assert server.running

@@ -91,15 +91,22 @@ stub-zone:
 def dane(relay):  # noqa: F811
     zones = []
 
-    def factory(matching: bool, dnssec: bool = True):
+    def factory(matching: bool, dnssec: bool = True, wrong_anchor: bool = False):
         r = relay()
         sink = r.sink(MX1)
         digest = spki_sha256(r.cert) if matching else "00" * 32
         zone = SignedZone(r.dir, ZONE.format(mx=MX1, port=sink.port, digest=digest))
         zones.append(zone)
+        anchor = zone.anchor
+        if wrong_anchor:
+            # Another key for the same name: the zone's signatures are then bogus.
+            other = subprocess.run(["ldns-keygen", "-a", "ECDSAP256SHA256", "-k", "dane.test"],
+                                   cwd=r.dir, capture_output=True, text=True, check=True).stdout.strip()
+            anchor = r.dir / f"{other}.key"
+            anchor.chmod(0o644)
         r.relay_options = f'dns_servers = ["127.0.0.1:{zone.port}"]\nmx_tls = "none"'
         if dnssec:
-            r.relay_options += f'\ndnssec = true\ndnssec_trust_anchor = "{zone.anchor}"'
+            r.relay_options += f'\ndnssec = true\ndnssec_trust_anchor = "{anchor}"'
         return r, sink, r.start()
 
     yield factory
@@ -131,3 +138,10 @@ def test_without_validation_tlsa_records_are_not_used_and_the_log_says_so(dane):
     assert not received.tls  # mx_tls = none, and no DANE without DNSSEC
     assert ("relay: DANE not enforced: DNS answers are not DNSSEC-validated ([relay] dnssec = false)"
             in server.stderr_text())
+
+
+def test_a_zone_that_fails_validation_defers_instead_of_sending_plain(dane):
+    r, sink, server = dane(matching=True, wrong_anchor=True)
+    assert submit(server, ["bob@dane.test"], make_message(new_token(), sender="alice@example.org")) == {}
+    wait_for_deferral(server, "MX lookup for dane.test: DNS error: DNSSEC validation failed", timeout=20)
+    assert sink.messages == []

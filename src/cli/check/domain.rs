@@ -99,11 +99,7 @@ async fn dmarc_check(dns: &Resolver, domain: &str, out: &mut Findings) {
 /// The first TXT record at `name` starting with `prefix` (case-insensitive); lookup
 /// trouble (not "no such name") is an error, reported as such.
 async fn txt_with(dns: &Resolver, name: &str, prefix: &str) -> Result<Option<String>, String> {
-    let records = match dns.clone().txt(name).await {
-        Ok(records) => records,
-        Err(DnsError::NxDomain) => Vec::new(),
-        Err(e) => return Err(format!("lookup failed: {e}")),
-    };
+    let records = txt_records(dns, name).await?;
     Ok(records.into_iter().find(|r| {
         r.trim_start()
             .get(..prefix.len())
@@ -231,12 +227,17 @@ async fn dkim_check(setup: &Setup<'_>, dns: &Resolver, domain: &str, out: &mut F
 
 /// The DKIM key record at `name`, if one is published.
 async fn dkim_record(dns: &Resolver, name: &str) -> Result<Option<String>, String> {
-    let records = match dns.clone().txt(name).await {
-        Ok(records) => records,
-        Err(DnsError::NxDomain) => Vec::new(),
-        Err(e) => return Err(format!("lookup failed: {e}")),
-    };
+    let records = txt_records(dns, name).await?;
     Ok(records.into_iter().find(|r| tag(r, "p").is_some()))
+}
+
+/// The TXT records at `name`; none for a name that does not exist.
+async fn txt_records(dns: &Resolver, name: &str) -> Result<Vec<String>, String> {
+    match dns.clone().txt(name).await {
+        Ok(records) => Ok(records),
+        Err(DnsError::NxDomain) => Ok(Vec::new()),
+        Err(e) => Err(format!("lookup failed: {e}")),
+    }
 }
 
 async fn mta_sts_check(setup: &Setup<'_>, dns: &Resolver, domain: &str, out: &mut Findings) {
@@ -259,43 +260,10 @@ async fn mta_sts_check(setup: &Setup<'_>, dns: &Resolver, domain: &str, out: &mu
         }
     };
     let client = crate::http::client::Client::new(tls, dns.clone(), Duration::from_secs(10));
-    let url = if setup.https_port == 443 {
-        format!("https://mta-sts.{domain}/.well-known/mta-sts.txt")
-    } else {
-        format!(
-            "https://mta-sts.{domain}:{}/.well-known/mta-sts.txt",
-            setup.https_port
-        )
-    };
-    let rsp = match client.send("GET", &url, &[], &[]).await {
-        Ok(rsp) => rsp,
-        Err(e) => {
-            out.add(Level::Fail, domain, "MTA-STS", format!("policy: {e}"));
-            return;
-        }
-    };
-    // What a sender checks (RFC 8461 3.2, 3.3), with the relay's own parser.
-    let content_type = rsp
-        .head
-        .headers
-        .iter()
-        .find(|(name, _)| name == "content-type")
-        .map(|(_, v)| String::from_utf8_lossy(v).to_ascii_lowercase())
-        .unwrap_or_default();
-    let policy = if rsp.head.status != 200 {
-        Err(format!("{url} answers {}", rsp.head.status))
-    } else if !content_type.starts_with("text/plain") {
-        Err(format!(
-            "{url} is served as {content_type:?}, not text/plain"
-        ))
-    } else {
-        crate::relay::mta_sts::parse_policy(&String::from_utf8_lossy(&rsp.body))
-            .map_err(|e| format!("the policy is invalid: {e}"))
-    };
-    let policy = match policy {
+    let policy = match crate::relay::mta_sts::fetch(&client, domain, setup.https_port).await {
         Ok(p) => p,
         Err(e) => {
-            out.add(Level::Fail, domain, "MTA-STS", e);
+            out.add(Level::Fail, domain, "MTA-STS", format!("policy: {e}"));
             return;
         }
     };

@@ -166,7 +166,22 @@ async fn host_checks(setup: &Setup<'_>, dns: &Resolver, out: &mut Findings) -> V
     port25_check(setup, dns, out).await;
     certificate_check(setup, out);
     clock_check(setup, out).await;
-    if config.relay.dnssec {
+    let anchor_missing = config
+        .relay
+        .dnssec_trust_anchor
+        .as_ref()
+        .filter(|p| std::fs::metadata(p).is_err());
+    if let (true, Some(path)) = (config.relay.dnssec, anchor_missing) {
+        out.add(
+            Level::Fail,
+            host,
+            "DANE",
+            format!(
+                "[relay] dnssec_trust_anchor {} cannot be read: every outbound lookup fails",
+                path.display()
+            ),
+        );
+    } else if config.relay.dnssec {
         out.add(
             Level::Pass,
             host,
