@@ -21,6 +21,7 @@
 //!    statistics kept by the store). [`inbound`]: the checks on mail from the internet
 //!    (SPF, DKIM, DMARC, ARC, iprev, HELO, block lists, message rate) and their verdict.
 //!    [`sieve`]: the Sieve filter language: parser, validator and interpreter (pure).
+//!    [`backup`]: backup archives of the store and keys, restore, the daily backup.
 //! 7. [`delivery`]: the one path from "recipient accepted" to "stored"; DSN notices.
 //! 8. [`floor`]: what every session stands on: `Shared`, the session kernel, admission,
 //!    locks.
@@ -37,6 +38,7 @@ pub mod acme;
 pub mod address;
 pub mod alloc;
 pub mod auth;
+pub mod backup;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -10,8 +10,10 @@ use crate::store::Store;
 use crate::{privilege, signals, tls};
 use clap::{Parser, Subcommand};
 
+mod backup;
 mod check;
 mod clock;
+mod progress;
 mod queue;
 mod records;
 mod sieve;
@@ -112,6 +114,13 @@ enum Command {
         #[command(subcommand)]
         action: sieve::SieveAction,
     },
+    /// Back up the store, the keys and the configuration, while serving: to a file, a
+    /// directory (dated names) or - (stdout); gzip by default, age encryption on request.
+    Backup(backup::BackupArgs),
+    /// Restore a backup onto a stopped server (an existing store needs --force).
+    Restore(backup::RestoreArgs),
+    /// Check the store's invariants (or a backup's, given its file).
+    Verify(backup::VerifyArgs),
     /// DKIM signing keys.
     Dkim {
         #[command(subcommand)]
@@ -332,6 +341,9 @@ fn run(cli: Cli) -> Result<(), String> {
             *https_port,
         ),
         Command::Clock { action } => clock::clock_command(action, &load_config(&cli)?),
+        Command::Backup(args) => backup::backup_command(&cli, args),
+        Command::Restore(args) => backup::restore_command(&cli, args),
+        Command::Verify(args) => backup::verify_command(&cli, args),
         Command::Vacation { address, action } => vacation::vacation_command(&cli, address, action),
         Command::Dkim {
             action: DkimAction::Generate { domain, selector },
@@ -534,6 +546,11 @@ fn serve(cli: &Cli) -> Result<(), String> {
     let as_root = privilege::is_root();
     let listeners = server::bind(&config.effective_listeners(as_root))?;
     std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
+    // Held until the process ends (see ServeLock).
+    let serve_lock = crate::store::ServeLock::take(&data)
+        .map_err(|e| format!("{}: {e}", data.join("serve.lock").display()))?
+        .ok_or_else(|| format!("another letterbox is serving {}", data.display()))?;
+    std::mem::forget(serve_lock);
     if as_root {
         let user = privilege::target_user(config.run_as.as_deref())?;
         privilege::chown_tree(&data, &user)?;

@@ -8,9 +8,11 @@
 //! seeded domains).
 
 mod acme;
+mod backup;
 mod clock;
 
 pub use acme::{Acme, Challenge};
+pub use backup::Backup;
 pub use clock::Clock;
 use serde::Deserialize;
 use std::fmt;
@@ -57,6 +59,8 @@ pub struct Config {
     pub acme: Option<Acme>,
     #[serde(default)]
     pub clock: Clock,
+    /// The daily backup (see [`Backup`]); absent: none.
+    pub backup: Option<Backup>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -489,6 +493,7 @@ impl Config {
             inbound: Inbound::default(),
             acme: None,
             clock: Clock::default(),
+            backup: None,
         }
     }
 
@@ -544,6 +549,9 @@ impl Config {
         }
         if let Some(acme) = &self.acme {
             acme.validate().or_else(|why| bad("acme", &why))?;
+        }
+        if let Some(backup) = &self.backup {
+            backup.validate().or_else(|why| bad("backup", &why))?;
         }
         if self.map_size_mib == Some(0) {
             return bad("map_size_mib", "must be positive");

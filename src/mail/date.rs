@@ -99,8 +99,67 @@ pub fn imap_date_time(unix: i64) -> String {
     )
 }
 
+/// `YYYYMMDD-HHMMSS` in UTC, for file names that sort by time.
+pub fn file_stamp(unix: i64) -> String {
+    let c = civil(unix);
+    format!(
+        "{:04}{:02}{:02}-{:02}{:02}{:02}",
+        c.year, c.month, c.day, c.hour, c.minute, c.second
+    )
+}
+
+/// C's asctime form, in UTC, as an mbox `From ` line carries it: `Thu Jan  1 00:00:00 1970`.
+pub fn asctime(unix: i64) -> String {
+    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    let c = civil(unix);
+    format!(
+        "{} {} {:2} {:02}:{:02}:{:02} {}",
+        DAYS[c.weekday],
+        MONTHS[(c.month - 1) as usize],
+        c.day,
+        c.hour,
+        c.minute,
+        c.second,
+        c.year
+    )
+}
+
+/// Parses the asctime form (`Thu Jan  1 00:00:00 1970`, taken as UTC; a trailing zone
+/// or year order some writers use is tolerated): the date of an mbox `From ` line.
+pub fn parse_asctime(text: &str) -> Option<i64> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    // weekday month day time year [zone], or weekday month day time [zone] year.
+    if words.len() < 5 {
+        return None;
+    }
+    let month = month_number(words[1])?;
+    let day: u32 = words[2].parse().ok()?;
+    let mut hms = words[3].split(':').map(|p| p.parse::<i64>());
+    let (h, mi) = (hms.next()?.ok()?, hms.next()?.ok()?);
+    let s = hms.next().transpose().ok()?.unwrap_or(0);
+    let year: i64 = words[4..].iter().find_map(|w| {
+        (w.len() == 4 && w.bytes().all(|b| b.is_ascii_digit())).then(|| w.parse().ok())?
+    })?;
+    if !(1..=31).contains(&day) || h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    Some(days_from_civil(year, month, day) * 86_400 + h * 3600 + mi * 60 + s)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn asctime_round_trip() {
+        assert_eq!(asctime(0), "Thu Jan  1 00:00:00 1970");
+        assert_eq!(asctime(1_795_474_268), "Mon Nov 23 22:51:08 2026");
+        assert_eq!(parse_asctime("Mon Nov 23 22:51:08 2026"), Some(1_795_474_268));
+        assert_eq!(parse_asctime("Thu Jan  1 00:00:00 1970"), Some(0));
+        assert_eq!(parse_asctime("Mon Nov 23 22:51:08 +0000 2026"), Some(1_795_474_268));
+        assert_eq!(parse_asctime("Mon Nov 23 22:51 2026"), Some(1_795_474_260));
+        assert_eq!(parse_asctime("garbage"), None);
+        assert_eq!(file_stamp(1_795_474_268), "20261123-225108");
+    }
+
     use super::*;
 
     #[test]

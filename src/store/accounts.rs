@@ -141,6 +141,7 @@ impl Store {
         }
         self.junk_forget_account(&mut txn, &address)?;
         self.sieve_forget_account(&mut txn, &address)?;
+        self.imports_forget_account(&mut txn, &address)?;
         txn.commit()?;
         Ok(())
     }

@@ -464,7 +464,7 @@ impl Store {
     }
 }
 
-fn validate_name(name: &str) -> Result<()> {
+pub(super) fn validate_name(name: &str) -> Result<()> {
     let bad = name.is_empty()
         || name.len() > 512
         || name.starts_with('/')

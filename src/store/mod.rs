@@ -30,6 +30,7 @@
 //! | `sieve_scripts` | account `\0` name | the script's bytes (schema 13) |
 //! | `sieve_active` | account | the active script's name (schema 13) |
 //! | `sieve_memory` | account `\0` key | until when vacation or duplicate remembers it, Unix time (u64 BE, schema 13) |
+//! | `imports` | account `\0` source | [`ImportMark`]: how far an import or migration got (schema 14) |
 //!
 //! A message's bytes are stored once as a blob; every mailbox entry that shows it (one per
 //! recipient, later IMAP COPY) holds a reference, and the blob is deleted with the last one.
@@ -60,13 +61,16 @@ mod blocks;
 mod committer;
 mod counts;
 mod gate;
+mod imports;
 mod junk;
 mod mailboxes;
 mod messages;
 mod queue;
 mod schema;
 mod sieve;
+mod snapshot;
 mod spool;
+mod verify;
 
 pub use blocks::BLOCK_MEMORY_SECS;
 pub use committer::{Committer, Write};
@@ -75,11 +79,13 @@ pub use junk::{JunkTotals, TokenCounts};
 pub use mailboxes::{Copied, FlagOp};
 pub use queue::{Accepted, Outbound};
 pub use schema::{
-    flags, notify, Account, Block, Mailbox, MessageMeta, MessageRecord, QueuedMessage,
+    flags, notify, Account, Block, ImportMark, Mailbox, MessageMeta, MessageRecord, QueuedMessage,
     QueuedRecipient, RecipientState, SortKeys, SpecialUse, SCHEMA_VERSION,
 };
 pub use sieve::{ScriptInfo, MAX_SCRIPTS, MAX_SCRIPT_BYTES};
 pub use spool::{SpoolWriter, Spooled};
+pub use snapshot::ServeLock;
+pub use verify::Verdict;
 
 use crate::address::{normalize_address, normalize_domain};
 use crate::limits::BLOB_CHUNK;
@@ -380,6 +386,21 @@ impl Store {
         // SAFETY: the environment is opened once per process (Store is shared through an Arc)
         // and the files are only ever touched through LMDB.
         let env = unsafe { options.open(&path)? };
+        if let Some(found) = snapshot::stored_version(&env)? {
+            if found < SCHEMA_VERSION as u64 {
+                match snapshot::before_migration(&env, data_dir, found, SCHEMA_VERSION) {
+                    Ok(copy) => log::warn!(
+                        "store: upgrading schema {found} to {SCHEMA_VERSION}; the store as it was is in {}",
+                        copy.display()
+                    ),
+                    Err(why) => log::warn!(
+                        "store: upgrading schema {found} to {SCHEMA_VERSION} without a copy first: {why}"
+                    ),
+                }
+            }
+        }
+        // The whole migration is this one transaction: if any step fails, nothing of it
+        // is written and the store stays as the older letterbox left it.
         let mut txn = env.write_txn()?;
         let db = Databases::create(&env, &mut txn)?;
         match read_u64(&db, &txn, META_SCHEMA_VERSION)? {
@@ -419,6 +440,7 @@ impl Store {
                 }
                 // 11 → 12: `save_dates` was created above; older messages have none.
                 // 12 → 13: the `sieve_*` databases were created above, empty.
+                // 13 → 14: `imports` was created above, empty.
                 write_u64(&db, &mut txn, META_SCHEMA_VERSION, SCHEMA_VERSION as u64)?;
             }
             Some(_) => {}

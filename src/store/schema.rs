@@ -7,7 +7,7 @@ use heed::{Database, Env, RwTxn};
 use serde::{Deserialize, Serialize};
 
 /// Version of the layout below. Bump it, and add a migration, whenever a record changes.
-pub const SCHEMA_VERSION: u32 = 13;
+pub const SCHEMA_VERSION: u32 = 14;
 
 pub(crate) const META_SCHEMA_VERSION: &str = "schema_version";
 pub(crate) const META_NEXT_MAILBOX_ID: &str = "next_mailbox_id";
@@ -62,6 +62,9 @@ pub(crate) struct Databases {
     /// Since schema 13: what vacation replied to and duplicate saw, keyed account `\0`
     /// key, until when (Unix time).
     pub sieve_memory: Database<Bytes, U64<BigEndian>>,
+    /// Since schema 14: how far each import or migration got, keyed account `\0` source
+    /// (see `store::imports`), written in the transaction of the messages it counts.
+    pub imports: Database<Bytes, SerdeBincode<ImportMark>>,
 }
 
 /// Number of named databases (LMDB needs an upper bound at open time).
@@ -94,6 +97,7 @@ impl Databases {
             self.sieve_scripts.stat(txn)?,
             self.sieve_active.stat(txn)?,
             self.sieve_memory.stat(txn)?,
+            self.imports.stat(txn)?,
         ];
         Ok(stats
             .iter()
@@ -125,8 +129,24 @@ impl Databases {
             sieve_scripts: env.create_database(txn, Some("sieve_scripts"))?,
             sieve_active: env.create_database(txn, Some("sieve_active"))?,
             sieve_memory: env.create_database(txn, Some("sieve_memory"))?,
+            imports: env.create_database(txn, Some("imports"))?,
         })
     }
+}
+
+/// How far an import (mbox, Maildir) or a migration (one IMAP folder) got. What the
+/// fields mean is the importer's business; the store only keeps them atomic with the
+/// messages they count.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ImportMark {
+    /// The source's UIDVALIDITY, for an IMAP folder (a change restarts it).
+    pub validity: u32,
+    /// The byte offset after the last message taken (mbox), or the last UID (IMAP).
+    pub position: u64,
+    /// The last file name taken (Maildir, in sorted order).
+    pub last: String,
+    /// Messages taken so far.
+    pub count: u64,
 }
 
 /// A blocked source.

@@ -1,0 +1,63 @@
+//! Imports and migrations: batches of messages appended together with the mark that says
+//! how far the source was read, in one transaction. A killed import therefore resumes
+//! exactly after the last batch that committed: nothing twice, nothing lost.
+
+use super::schema::*;
+use super::{Incoming, Result, Store};
+use heed::RwTxn;
+
+fn import_key(account: &str, source: &str) -> Vec<u8> {
+    mailbox_key(account, source)
+}
+
+impl Store {
+    /// How far the import of `source` into `account` got, if it ever started.
+    pub fn import_mark(&self, account: &str, source: &str) -> Result<Option<ImportMark>> {
+        let txn = self.read_txn()?;
+        Ok(self.db.imports.get(&txn, &import_key(account, source))?)
+    }
+
+    /// Appends `messages` (message, system flags, keywords) to the mailbox `name` of
+    /// `account`, created when missing (with `special_use` then), and records `mark`
+    /// for `source`, all in one transaction. Returns the UIDs.
+    pub fn import_batch(
+        &self,
+        account: &str,
+        name: &str,
+        special_use: Option<SpecialUse>,
+        messages: &mut [(&mut Incoming, u8, &[String])],
+        source: &str,
+        mark: &ImportMark,
+    ) -> Result<Vec<u32>> {
+        self.check_room(messages.iter().map(|(m, _, _)| m.size()).sum())?;
+        let mut txn = self.write_txn()?;
+        if self.db.mailboxes.get(&txn, &mailbox_key(account, name))?.is_none() {
+            super::mailboxes::validate_name(name)?;
+            self.create_mailbox_txn(&mut txn, account, name, special_use)?;
+        }
+        let (_, uids) = if messages.is_empty() {
+            (0, Vec::new())
+        } else {
+            self.append_all_txn(&mut txn, account, name, messages)?
+        };
+        self.db
+            .imports
+            .put(&mut txn, &import_key(account, source), mark)?;
+        txn.commit()?;
+        Ok(uids)
+    }
+
+    /// Forgets every import mark of `account` (with the account itself).
+    pub(super) fn imports_forget_account(&self, txn: &mut RwTxn, account: &str) -> Result<()> {
+        let keys: Vec<Vec<u8>> = self
+            .db
+            .imports
+            .prefix_iter(txn, &mailbox_prefix(account))?
+            .map(|item| item.map(|(key, _)| key.to_vec()))
+            .collect::<heed::Result<_>>()?;
+        for key in keys {
+            self.db.imports.delete(txn, &key)?;
+        }
+        Ok(())
+    }
+}
