@@ -22,6 +22,7 @@
 //!    (SPF, DKIM, DMARC, ARC, iprev, HELO, block lists, message rate) and their verdict.
 //!    [`sieve`]: the Sieve filter language: parser, validator and interpreter (pure).
 //!    [`backup`]: backup archives of the store and keys, restore, the daily backup.
+//!    [`transfer`]: mbox and Maildir import and export, batches with resume marks.
 //! 7. [`delivery`]: the one path from "recipient accepted" to "stored"; DSN notices.
 //! 8. [`floor`]: what every session stands on: `Shared`, the session kernel, admission,
 //!    locks.
@@ -64,4 +65,5 @@ pub mod smtp;
 pub mod sntp;
 pub mod store;
 pub mod tls;
+pub mod transfer;
 pub mod web;

@@ -17,6 +17,7 @@ mod progress;
 mod queue;
 mod records;
 mod sieve;
+mod transfer;
 mod vacation;
 use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::PathBuf;
@@ -121,6 +122,10 @@ enum Command {
     Restore(backup::RestoreArgs),
     /// Check the store's invariants (or a backup's, given its file).
     Verify(backup::VerifyArgs),
+    /// Import mail from an mbox or Maildir (resumable: a second run takes only what is new).
+    Import(transfer::ImportArgs),
+    /// Export an account's mail (or one mailbox) as mbox or Maildir.
+    Export(transfer::ExportArgs),
     /// DKIM signing keys.
     Dkim {
         #[command(subcommand)]
@@ -344,6 +349,8 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Backup(args) => backup::backup_command(&cli, args),
         Command::Restore(args) => backup::restore_command(&cli, args),
         Command::Verify(args) => backup::verify_command(&cli, args),
+        Command::Import(args) => transfer::import_command(&cli, args),
+        Command::Export(args) => transfer::export_command(&cli, args),
         Command::Vacation { address, action } => vacation::vacation_command(&cli, address, action),
         Command::Dkim {
             action: DkimAction::Generate { domain, selector },

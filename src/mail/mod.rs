@@ -19,6 +19,8 @@ pub mod binary;
 pub mod date;
 pub mod dsn;
 pub mod header;
+pub mod maildir;
+pub mod mbox;
 pub mod sortkeys;
 pub mod structure;
 

@@ -19,13 +19,16 @@ impl Store {
 
     /// Appends `messages` (message, system flags, keywords) to the mailbox `name` of
     /// `account`, created when missing (with `special_use` then), and records `mark`
-    /// for `source`, all in one transaction. Returns the UIDs.
+    /// for `source`, all in one transaction. `senders` are the messages' envelope
+    /// senders, if the source said (empty strings, or a short list, for none). Returns
+    /// the UIDs.
     pub fn import_batch(
         &self,
         account: &str,
         name: &str,
         special_use: Option<SpecialUse>,
         messages: &mut [(&mut Incoming, u8, &[String])],
+        senders: &[&str],
         source: &str,
         mark: &ImportMark,
     ) -> Result<Vec<u32>> {
@@ -40,11 +43,44 @@ impl Store {
         } else {
             self.append_all_txn(&mut txn, account, name, messages)?
         };
+        if senders.iter().any(|s| !s.is_empty()) {
+            let id = self.mailbox_txn(&txn, account, name)?.id;
+            for (uid, sender) in uids.iter().zip(senders) {
+                if sender.is_empty() {
+                    continue;
+                }
+                if let Some(record) = self.db.messages.get(&txn, &message_key(id, *uid))? {
+                    self.db.senders.put(&mut txn, &record.blob, sender)?;
+                }
+            }
+        }
         self.db
             .imports
             .put(&mut txn, &import_key(account, source), mark)?;
         txn.commit()?;
         Ok(uids)
+    }
+
+    /// The envelope sender an import recorded for a blob.
+    pub fn import_sender(&self, blob: u64) -> Result<Option<String>> {
+        let txn = self.read_txn()?;
+        Ok(self.db.senders.get(&txn, &blob)?.map(str::to_string))
+    }
+
+    /// Forgets the marks of `account` whose source starts with `prefix`; returns how many.
+    pub fn forget_imports(&self, account: &str, prefix: &str) -> Result<usize> {
+        let mut txn = self.write_txn()?;
+        let keys: Vec<Vec<u8>> = self
+            .db
+            .imports
+            .prefix_iter(&txn, &import_key(account, prefix))?
+            .map(|item| item.map(|(key, _)| key.to_vec()))
+            .collect::<heed::Result<_>>()?;
+        for key in &keys {
+            self.db.imports.delete(&mut txn, key)?;
+        }
+        txn.commit()?;
+        Ok(keys.len())
     }
 
     /// Forgets every import mark of `account` (with the account itself).

@@ -305,6 +305,7 @@ impl Store {
         self.db.blob_refs.delete(txn, &blob)?;
         self.db.message_meta.delete(txn, &blob)?;
         self.db.sort_keys.delete(txn, &blob)?;
+        self.db.senders.delete(txn, &blob)?;
         self.junk_forget_blob(txn, blob)?;
         for chunk in 0..chunk_count(size) {
             self.db.blobs.delete(txn, &blob_chunk_key(blob, chunk))?;

@@ -31,6 +31,7 @@
 //! | `sieve_active` | account | the active script's name (schema 13) |
 //! | `sieve_memory` | account `\0` key | until when vacation or duplicate remembers it, Unix time (u64 BE, schema 13) |
 //! | `imports` | account `\0` source | [`ImportMark`]: how far an import or migration got (schema 14) |
+//! | `senders` | blob id (u64 BE) | the envelope sender of a message imported from mbox (schema 14) |
 //!
 //! A message's bytes are stored once as a blob; every mailbox entry that shows it (one per
 //! recipient, later IMAP COPY) holds a reference, and the blob is deleted with the last one.
@@ -440,7 +441,7 @@ impl Store {
                 }
                 // 11 → 12: `save_dates` was created above; older messages have none.
                 // 12 → 13: the `sieve_*` databases were created above, empty.
-                // 13 → 14: `imports` was created above, empty.
+                // 13 → 14: `imports` and `senders` were created above, empty.
                 write_u64(&db, &mut txn, META_SCHEMA_VERSION, SCHEMA_VERSION as u64)?;
             }
             Some(_) => {}

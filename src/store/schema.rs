@@ -65,10 +65,13 @@ pub(crate) struct Databases {
     /// Since schema 14: how far each import or migration got, keyed account `\0` source
     /// (see `store::imports`), written in the transaction of the messages it counts.
     pub imports: Database<Bytes, SerdeBincode<ImportMark>>,
+    /// Since schema 14: per blob, the envelope sender an mbox `From ` line gave a message
+    /// imported from it (export writes it back; delivered mail has its Return-Path:).
+    pub senders: Database<U64<BigEndian>, Str>,
 }
 
 /// Number of named databases (LMDB needs an upper bound at open time).
-pub(crate) const DATABASE_COUNT: u32 = 24;
+pub(crate) const DATABASE_COUNT: u32 = 32;
 
 impl Databases {
     /// Bytes of the pages every database uses (free pages not counted), from LMDB's own
@@ -98,6 +101,7 @@ impl Databases {
             self.sieve_active.stat(txn)?,
             self.sieve_memory.stat(txn)?,
             self.imports.stat(txn)?,
+            self.senders.stat(txn)?,
         ];
         Ok(stats
             .iter()
@@ -130,6 +134,7 @@ impl Databases {
             sieve_active: env.create_database(txn, Some("sieve_active"))?,
             sieve_memory: env.create_database(txn, Some("sieve_memory"))?,
             imports: env.create_database(txn, Some("imports"))?,
+            senders: env.create_database(txn, Some("senders"))?,
         })
     }
 }
