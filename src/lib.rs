@@ -30,7 +30,8 @@
 //!    `runner` and `schedule` (the scheduler), `retry` (pure), `dkim`.
 //! 10. Protocol servers: [`smtp`], [`pop3`], [`imap`], [`managesieve`], each a pure `parse` under a
 //!     `session` state machine.
-//! 11. [`sendmail`] (local injection) and [`server`] (listeners, shutdown fan-out).
+//! 11. [`sendmail`] (local injection), [`server`] (listeners, shutdown fan-out) and
+//!     [`migrate`] (pulling an account from another IMAP server).
 //! 12. [`cli`]: the command line (`serve`, `user`, `domain`, `alias`, `queue`, `junk`,
 //!     `dkim`, `sendmail`, `config check`).
 #![forbid(unsafe_op_in_unsafe_fn)]
@@ -53,6 +54,7 @@ pub mod junk;
 pub mod limits;
 pub mod mail;
 pub mod managesieve;
+pub mod migrate;
 pub mod net;
 pub mod pop3;
 pub mod privilege;

@@ -341,6 +341,7 @@ pub fn verify_command(cli: &Cli, args: &VerifyArgs) -> Result<(), String> {
         println!("{what} is sound");
         Ok(())
     } else {
-        Err(format!("{what} has {} problems", verdict.problems.len() as u64 + verdict.more))
+        let n = verdict.problems.len() as u64 + verdict.more;
+        Err(format!("{what} is not sound ({n} problem{})", if n == 1 { "" } else { "s" }))
     }
 }

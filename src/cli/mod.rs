@@ -126,6 +126,8 @@ enum Command {
     Import(transfer::ImportArgs),
     /// Export an account's mail (or one mailbox) as mbox or Maildir.
     Export(transfer::ExportArgs),
+    /// Pull a whole account from another IMAP server (resumable, incremental).
+    Migrate(transfer::MigrateArgs),
     /// DKIM signing keys.
     Dkim {
         #[command(subcommand)]
@@ -351,6 +353,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Verify(args) => backup::verify_command(&cli, args),
         Command::Import(args) => transfer::import_command(&cli, args),
         Command::Export(args) => transfer::export_command(&cli, args),
+        Command::Migrate(args) => transfer::migrate_command(&cli, args),
         Command::Vacation { address, action } => vacation::vacation_command(&cli, address, action),
         Command::Dkim {
             action: DkimAction::Generate { domain, selector },

@@ -148,3 +148,92 @@ pub fn export_command(cli: &Cli, args: &ExportArgs) -> Result<(), String> {
         Err(format!("{} mailboxes failed", summary.failed.len()))
     }
 }
+
+#[derive(Args, Debug)]
+pub struct MigrateArgs {
+    /// The account to pull: imaps://LOGIN@HOST[:PORT] (imap:// only to a loopback address).
+    #[arg(long)]
+    from: String,
+    /// The account the mail goes to.
+    #[arg(long)]
+    user: String,
+    /// Read the source's password from stdin's first line instead of asking.
+    #[arg(long)]
+    password_stdin: bool,
+    /// Accept any certificate from the source (a self-signed old server).
+    #[arg(long)]
+    insecure: bool,
+    /// Forget earlier runs and copy everything again.
+    #[arg(long)]
+    restart: bool,
+}
+
+fn connect_source(source: &crate::migrate::Source, insecure: bool) -> Result<Box<dyn crate::migrate::client::Stream>, String> {
+    use std::net::ToSocketAddrs;
+    let timeout = std::time::Duration::from_secs(60);
+    let addrs: Vec<_> = (source.host.as_str(), source.port)
+        .to_socket_addrs()
+        .map_err(|e| format!("{}: {e}", source.host))?
+        .collect();
+    if !source.tls && !addrs.iter().all(|a| a.ip().is_loopback()) {
+        return Err("imap:// (without TLS) is only for loopback sources: use imaps://".into());
+    }
+    let mut last = format!("{}: no address", source.host);
+    for addr in addrs {
+        match std::net::TcpStream::connect_timeout(&addr, timeout) {
+            Ok(tcp) => {
+                tcp.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+                tcp.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+                if !source.tls {
+                    return Ok(Box::new(tcp));
+                }
+                let configs = crate::tls::client::ClientConfigs::new(None)?;
+                let config = if insecure { configs.opportunistic } else { configs.verified };
+                let name = rustls::pki_types::ServerName::try_from(source.host.clone())
+                    .map_err(|e| format!("{}: {e}", source.host))?;
+                let conn = rustls::ClientConnection::new(config, name).map_err(|e| e.to_string())?;
+                return Ok(Box::new(rustls::StreamOwned::new(conn, tcp)));
+            }
+            Err(e) => last = format!("{addr}: {e}"),
+        }
+    }
+    Err(last)
+}
+
+pub fn migrate_command(cli: &Cli, args: &MigrateArgs) -> Result<(), String> {
+    let source = crate::migrate::Source::parse(&args.from)?;
+    let store = open_store(cli)?;
+    let account = existing_account(&store, &args.user)?;
+    let password = if args.password_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| format!("reading the password: {e}"))?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    } else {
+        if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            return Err("no terminal to ask for the password: use --password-stdin".into());
+        }
+        super::prompt_hidden(&format!("Password of {} at {}: ", source.login, source.host))?
+    };
+    if args.restart {
+        let n = crate::migrate::restart(&store, &account, &source)?;
+        println!("forgot {n} folders of earlier runs");
+    }
+    let stream = connect_source(&source, args.insecure)?;
+    let mut client = crate::migrate::connect(&source, &password, stream)?;
+    let started = std::time::Instant::now();
+    let mut progress = Progress::new("migrate", Unit::Messages, None);
+    let summary = crate::migrate::run(&mut client, &store, &account, &source, &mut |n| progress.advance(n))?;
+    progress.finish();
+    print_summary("copied", &summary);
+    let secs = started.elapsed().as_secs_f64();
+    if summary.taken() > 0 {
+        println!("{:.0} messages/s", summary.taken() as f64 / secs.max(0.001));
+    }
+    if summary.failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} folders failed", summary.failed.len()))
+    }
+}

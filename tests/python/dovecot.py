@@ -43,8 +43,9 @@ def free_port() -> int:
 class Dovecot:
     """One Dovecot master process with a single passwd-file user."""
 
-    def __init__(self, base: Path, user: str, password: str):
+    def __init__(self, base: Path, user: str, password: str, mail_location: str = "maildir:~/Maildir:LAYOUT=fs"):
         self.base = base
+        self.mail_location = mail_location
         self.user = user
         self.password = password
         self.log_path = base / "dovecot.log"
@@ -61,7 +62,8 @@ class Dovecot:
             mail_uid, mail_gid = os.getuid(), os.getgid()
         home = self.base / "home"
         home.mkdir(exist_ok=True)
-        os.chown(home, mail_uid, mail_gid)
+        for path in [home, *home.rglob("*")]:  # mail a test put there before starting
+            os.chown(path, mail_uid, mail_gid)
         users = self.base / "users"
         users.write_text(f"{self.user}:{{PLAIN}}{self.password}:{mail_uid}:{mail_gid}::{home}::\n")
         users.chmod(0o644)
@@ -80,7 +82,7 @@ default_internal_user = {internal}
 default_internal_group = {grp.getgrgid(pwd.getpwnam(internal).pw_gid).gr_name}
 default_login_user = {login}
 first_valid_uid = {min(mail_uid, 500)}
-mail_location = maildir:~/Maildir:LAYOUT=fs
+mail_location = {self.mail_location}
 mail_fsync = never
 namespace inbox {{
   inbox = yes
