@@ -5,6 +5,8 @@
 //! to Maildir to keep them). Maildir: each message in `cur/` with its flags as info
 //! letters, keywords as Dovecot's letters with a `dovecot-keywords` file, the internal
 //! date as the file's time; a whole account is a Maildir++ tree, as Dovecot keeps one.
+//! `$Forwarded` is written both as `P` (for mutt) and as a keyword letter (Dovecot shows
+//! keywords only from letters).
 //! Messages are read chunk by chunk, never whole.
 
 use super::Summary;
@@ -136,7 +138,7 @@ pub fn maildir_mailbox(
     let mut letters: Vec<String> = Vec::new();
     for (_, record) in &records {
         for k in &record.keywords {
-            if k != maildir::FORWARDED && !letters.contains(k) && letters.len() < maildir::KEYWORD_LETTERS {
+            if !letters.contains(k) && letters.len() < maildir::KEYWORD_LETTERS {
                 letters.push(k.clone());
             }
         }

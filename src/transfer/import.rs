@@ -225,7 +225,7 @@ pub fn maildir_folder(
             .iter()
             .filter_map(|i| letters.iter().find(|(n, _)| n == i).map(|(_, k)| k.clone()))
             .collect();
-        if passed {
+        if passed && !keywords.iter().any(|k| k == maildir::FORWARDED) {
             keywords.push(maildir::FORWARDED.to_string());
         }
         let date = mtime
