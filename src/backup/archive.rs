@@ -99,7 +99,9 @@ pub fn check_name(name: &str) -> io::Result<()> {
     let bad = name.is_empty()
         || name.len() > MAX_NAME
         || name.starts_with('/')
-        || name.split('/').any(|part| part.is_empty() || part == "." || part == "..")
+        || name
+            .split('/')
+            .any(|part| part.is_empty() || part == "." || part == "..")
         || name.chars().any(|c| c.is_control() || c == '\\');
     if bad {
         return Err(invalid(format!("bad file name {name:?} in the backup")));
@@ -117,8 +119,8 @@ pub struct ArchiveReader<R: Read> {
     digest: ring::digest::Context,
 }
 
-/// What the caller does with one file: where its bytes go (None: skip them).
-pub type Sink<'a> = Option<&'a mut dyn Write>;
+/// Where a file's bytes go, chosen by its name and mode (None: skipped).
+pub type Opener<'a> = dyn FnMut(&str, u32) -> io::Result<Option<Box<dyn Write>>> + 'a;
 
 impl<R: Read> ArchiveReader<R> {
     pub fn new(mut input: R) -> io::Result<ArchiveReader<R>> {
@@ -145,27 +147,27 @@ impl<R: Read> ArchiveReader<R> {
 
     /// Reads every file, calling `open(name, mode)` for where it goes and `done(name)`
     /// after its last byte; fails unless the trailer's digest matches.
-    pub fn read_all(
-        mut self,
-        open: &mut dyn FnMut(&str, u32) -> io::Result<Option<Box<dyn Write>>>,
-        progress: &mut dyn FnMut(u64),
-    ) -> io::Result<()> {
+    pub fn read_all(mut self, open: &mut Opener, progress: &mut dyn FnMut(u64)) -> io::Result<()> {
         let mut buf = vec![0u8; FRAME];
         loop {
             let mut tag = [0u8; 1];
-            self.input.read_exact(&mut tag).map_err(|e| match e.kind() {
-                io::ErrorKind::UnexpectedEof => invalid("the backup is cut short".into()),
-                _ => e,
-            })?;
+            self.input
+                .read_exact(&mut tag)
+                .map_err(|e| match e.kind() {
+                    io::ErrorKind::UnexpectedEof => invalid("the backup is cut short".into()),
+                    _ => e,
+                })?;
             match tag[0] {
                 b'Z' => {
                     let mut stated = [0u8; 32];
-                    self.input.read_exact(&mut stated).map_err(|_| {
-                        invalid("the backup is cut short (in its checksum)".into())
-                    })?;
+                    self.input
+                        .read_exact(&mut stated)
+                        .map_err(|_| invalid("the backup is cut short (in its checksum)".into()))?;
                     let actual = self.digest.clone().finish();
                     if actual.as_ref() != stated {
-                        return Err(invalid("the backup's checksum does not match: it is damaged".into()));
+                        return Err(invalid(
+                            "the backup's checksum does not match: it is damaged".into(),
+                        ));
                     }
                     return Ok(());
                 }
@@ -222,7 +224,9 @@ mod tests {
     fn archive(files: &[(&str, &[u8])]) -> Vec<u8> {
         let mut writer = ArchiveWriter::new(Vec::new()).unwrap();
         for (name, bytes) in files {
-            writer.add(name, 0o600, &mut &bytes[..], &mut |_| {}).unwrap();
+            writer
+                .add(name, 0o600, &mut &bytes[..], &mut |_| {})
+                .unwrap();
         }
         writer.finish().unwrap()
     }
@@ -258,7 +262,11 @@ mod tests {
     #[test]
     fn files_come_back_as_written() {
         let big = vec![7u8; FRAME * 2 + 5];
-        let bytes = archive(&[("mail/data.mdb", &big), ("dkim/x/key", b"k"), ("empty", b"")]);
+        let bytes = archive(&[
+            ("mail/data.mdb", &big),
+            ("dkim/x/key", b"k"),
+            ("empty", b""),
+        ]);
         let files = read(&bytes).unwrap();
         assert_eq!(files.len(), 3);
         assert_eq!(files[0], ("mail/data.mdb".into(), 0o600, big));
@@ -287,6 +295,8 @@ mod tests {
         }
         assert!(check_name("mail/data.mdb").is_ok());
         let mut writer = ArchiveWriter::new(Vec::new()).unwrap();
-        assert!(writer.add("../evil", 0, &mut &b""[..], &mut |_| {}).is_err());
+        assert!(writer
+            .add("../evil", 0, &mut &b""[..], &mut |_| {})
+            .is_err());
     }
 }

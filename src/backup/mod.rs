@@ -167,7 +167,9 @@ pub fn write(
         let added = archive.add(STORE_ENTRY, 0o600, &mut reader, progress);
         // An archive write that failed leaves LMDB writing to a closed pipe: it stops.
         drop(reader);
-        let copy = copy.join().map_err(|_| "the store copy panicked".to_string())?;
+        let copy = copy
+            .join()
+            .map_err(|_| "the store copy panicked".to_string())?;
         match (added, copy) {
             (Ok(n), Ok(())) => Ok(n),
             (Err(e), _) => Err(write_error(e)),
@@ -247,7 +249,7 @@ pub enum Key {
 
 /// A backup being read: its layers taken off.
 pub enum Opened {
-    Archive(ArchiveReader<Box<dyn Read>>),
+    Archive(Box<ArchiveReader<Box<dyn Read>>>),
     /// A bare LMDB data file.
     Store(Box<dyn Read>),
 }
@@ -271,12 +273,17 @@ pub fn open(input: Box<dyn Read>, key: &Key) -> Result<Opened, String> {
             }
             Key::Passphrase(p) => {
                 if !decryptor.is_scrypt() {
-                    return Err("the backup is encrypted to a key, not a passphrase: pass --identity FILE".into());
+                    return Err(
+                        "the backup is encrypted to a key, not a passphrase: pass --identity FILE"
+                            .into(),
+                    );
                 }
                 let identity = age::scrypt::Identity::new(p.clone());
                 decryptor.decrypt(std::iter::once(&identity as &dyn age::Identity))
             }
-            Key::Identities(ids) => decryptor.decrypt(ids.iter().map(|i| i.as_ref() as &dyn age::Identity)),
+            Key::Identities(ids) => {
+                decryptor.decrypt(ids.iter().map(|i| i.as_ref() as &dyn age::Identity))
+            }
         }
         .map_err(|e| format!("decrypting the backup: {e}"))?;
         Box::new(reader)
@@ -297,7 +304,7 @@ pub fn open(input: Box<dyn Read>, key: &Key) -> Result<Opened, String> {
     }
     let input: Box<dyn Read> = Box::new(input);
     ArchiveReader::new(input)
-        .map(Opened::Archive)
+        .map(|reader| Opened::Archive(Box::new(reader)))
         .map_err(|e| format!("the backup: {e}"))
 }
 
@@ -313,7 +320,11 @@ pub struct Extracted {
 /// Writes every file of an opened backup under `dir` (which must be empty), the
 /// configuration file as `dir/config/letterbox.toml`. Fails, leaving what was written,
 /// if the backup is damaged.
-pub fn extract(opened: Opened, dir: &Path, progress: &mut dyn FnMut(u64)) -> Result<Extracted, String> {
+pub fn extract(
+    opened: Opened,
+    dir: &Path,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Extracted, String> {
     let mut found = Extracted::default();
     match opened {
         Opened::Store(mut input) => {
@@ -321,7 +332,8 @@ pub fn extract(opened: Opened, dir: &Path, progress: &mut dyn FnMut(u64)) -> Res
             let mut file = create(&path, 0o600)?;
             found.bytes = copy_counting(&mut input, &mut file, progress)
                 .map_err(|e| format!("{}: {e}", path.display()))?;
-            file.sync_all().map_err(|e| format!("{}: {e}", path.display()))?;
+            file.sync_all()
+                .map_err(|e| format!("{}: {e}", path.display()))?;
             found.files = 1;
         }
         Opened::Archive(reader) => {
@@ -375,7 +387,11 @@ fn create(path: &Path, mode: u32) -> Result<File, String> {
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn copy_counting(input: &mut dyn Read, out: &mut dyn Write, progress: &mut dyn FnMut(u64)) -> io::Result<u64> {
+fn copy_counting(
+    input: &mut dyn Read,
+    out: &mut dyn Write,
+    progress: &mut dyn FnMut(u64),
+) -> io::Result<u64> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut total = 0;
     loop {
@@ -423,5 +439,8 @@ pub fn prune(dir: &Path, keep: usize) -> Vec<PathBuf> {
 
 /// A backup file name for now: `letterbox-YYYYMMDD-HHMMSS<suffix>` (UTC).
 pub fn file_name(now: i64, suffix: &str) -> String {
-    format!("{FILE_PREFIX}{}{suffix}", crate::mail::date::file_stamp(now))
+    format!(
+        "{FILE_PREFIX}{}{suffix}",
+        crate::mail::date::file_stamp(now)
+    )
 }

@@ -66,7 +66,10 @@ pub async fn run(
         for r in &backup.recipients {
             command.arg("--recipient").arg(r);
         }
-        log::info!("backup: starting the daily backup into {}", backup.dir.display());
+        log::info!(
+            "backup: starting the daily backup into {}",
+            backup.dir.display()
+        );
         match tokio::task::spawn_blocking(move || command.status()).await {
             Ok(Ok(status)) if status.success() => log::info!("backup: done"),
             Ok(Ok(status)) => log::error!("backup: the daily backup failed ({status})"),

@@ -67,7 +67,10 @@ fn passphrase(ask: bool, file: Option<&Path>, twice: bool) -> Result<Option<Secr
         let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
         let line = text.lines().next().unwrap_or("").to_string();
         if line.is_empty() {
-            return Err(format!("{}: no passphrase on its first line", file.display()));
+            return Err(format!(
+                "{}: no passphrase on its first line",
+                file.display()
+            ));
         }
         return Ok(Some(SecretString::from(line)));
     }
@@ -97,10 +100,12 @@ impl KeyArgs {
                 .map_err(|e| format!("{}: {e}", path.display()))?;
             return Ok(Key::Identities(ids));
         }
-        Ok(match passphrase(self.passphrase, self.passphrase_file.as_deref(), false)? {
-            Some(p) => Key::Passphrase(p),
-            None => Key::None,
-        })
+        Ok(
+            match passphrase(self.passphrase, self.passphrase_file.as_deref(), false)? {
+                Some(p) => Key::Passphrase(p),
+                None => Key::None,
+            },
+        )
     }
 }
 
@@ -126,17 +131,27 @@ pub fn backup_command(cli: &Cli, args: &BackupArgs) -> Result<(), String> {
     let dir = data_dir(cli, &config);
     let store = open_store(cli)?;
     let config_file = config_path(cli);
-    let total = std::fs::metadata(dir.join("mail/data.mdb")).ok().map(|m| m.len());
+    let total = std::fs::metadata(dir.join("mail/data.mdb"))
+        .ok()
+        .map(|m| m.len());
     let mut progress = Progress::new("backup", Unit::Bytes, total);
     let started = std::time::Instant::now();
     if args.dest == "-" {
         if std::io::stdout().is_terminal() {
             return Err("refusing to write a backup to a terminal: redirect stdout".into());
         }
-        let out = Box::new(std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout()));
-        let written = backup::write(&store, &dir, config_file.as_deref(), out, &options, &mut |n| {
-            progress.advance(n)
-        })?;
+        let out = Box::new(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stdout(),
+        ));
+        let written = backup::write(
+            &store,
+            &dir,
+            config_file.as_deref(),
+            out,
+            &options,
+            &mut |n| progress.advance(n),
+        )?;
         progress.finish();
         log::info!(
             "backup: {} files, store {} bytes, in {:.1} s",
@@ -164,9 +179,14 @@ pub fn backup_command(cli: &Cli, args: &BackupArgs) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", partial.display()))?;
     let sync = file.try_clone().map_err(|e| e.to_string())?;
     let out = Box::new(std::io::BufWriter::with_capacity(64 * 1024, file));
-    let result = backup::write(&store, &dir, config_file.as_deref(), out, &options, &mut |n| {
-        progress.advance(n)
-    })
+    let result = backup::write(
+        &store,
+        &dir,
+        config_file.as_deref(),
+        out,
+        &options,
+        &mut |n| progress.advance(n),
+    )
     .and_then(|w| sync.sync_all().map(|_| w).map_err(|e| e.to_string()));
     progress.finish();
     let written = match result {
@@ -258,7 +278,9 @@ pub fn restore_command(cli: &Cli, args: &RestoreArgs) -> Result<(), String> {
         }
         Err(e) => {
             let _ = std::fs::remove_dir_all(&staging);
-            return Err(format!("the backup's store does not open: {e}; nothing was restored"));
+            return Err(format!(
+                "the backup's store does not open: {e}; nothing was restored"
+            ));
         }
     }
     let restored_config = extracted.config.as_ref().map(|from| {
@@ -268,7 +290,13 @@ pub fn restore_command(cli: &Cli, args: &RestoreArgs) -> Result<(), String> {
         kept
     });
     if dir.exists() {
-        let aside = beside(&dir, &format!(".before-restore-{}", crate::mail::date::file_stamp(crate::clock::unix_now())));
+        let aside = beside(
+            &dir,
+            &format!(
+                ".before-restore-{}",
+                crate::mail::date::file_stamp(crate::clock::unix_now())
+            ),
+        );
         std::fs::rename(&dir, &aside).map_err(|e| format!("{}: {e}", dir.display()))?;
         println!("the store that was there is now in {}", aside.display());
     }
@@ -308,27 +336,37 @@ pub fn restore_command(cli: &Cli, args: &RestoreArgs) -> Result<(), String> {
 
 pub fn verify_command(cli: &Cli, args: &VerifyArgs) -> Result<(), String> {
     let (verdict, what) = match &args.backup {
-        None => (open_store(cli)?.verify().map_err(|e| e.to_string())?, "the store".to_string()),
+        None => (
+            open_store(cli)?.verify().map_err(|e| e.to_string())?,
+            "the store".to_string(),
+        ),
         Some(src) => {
             let key = args.key.key()?;
             let opened = backup::open(open_source(src)?, &key)?;
-            let scratch = std::env::temp_dir().join(format!("letterbox-verify-{}", std::process::id()));
+            let scratch =
+                std::env::temp_dir().join(format!("letterbox-verify-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&scratch);
             std::fs::create_dir_all(&scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
             let result = backup::extract(opened, &scratch, &mut |_| {}).and_then(|x| {
                 let config = load_config(cli)?;
-                let store = Store::open(&scratch, config.map_size_bytes()).map_err(|e| e.to_string())?;
+                let store =
+                    Store::open(&scratch, config.map_size_bytes()).map_err(|e| e.to_string())?;
                 let v = store.verify().map_err(|e| e.to_string())?;
                 println!("backup: {} files, {} bytes, checksum ok", x.files, x.bytes);
                 Ok(v)
             });
             let _ = std::fs::remove_dir_all(&scratch);
-            (result?, format!("the backup's store"))
+            (result?, "the backup's store".to_string())
         }
     };
     println!(
         "schema {}: {} accounts, {} mailboxes, {} messages, {} blobs, {} queued",
-        verdict.schema, verdict.accounts, verdict.mailboxes, verdict.messages, verdict.blobs, verdict.queued
+        verdict.schema,
+        verdict.accounts,
+        verdict.mailboxes,
+        verdict.messages,
+        verdict.blobs,
+        verdict.queued
     );
     for p in &verdict.problems {
         println!("problem: {p}");
@@ -342,6 +380,9 @@ pub fn verify_command(cli: &Cli, args: &VerifyArgs) -> Result<(), String> {
         Ok(())
     } else {
         let n = verdict.problems.len() as u64 + verdict.more;
-        Err(format!("{what} is not sound ({n} problem{})", if n == 1 { "" } else { "s" }))
+        Err(format!(
+            "{what} is not sound ({n} problem{})",
+            if n == 1 { "" } else { "s" }
+        ))
     }
 }

@@ -80,7 +80,8 @@ pub fn import_command(cli: &Cli, args: &ImportArgs) -> Result<(), String> {
     let mut tick = |n| progress.advance(n);
     let summary = match (args.format, &args.mailbox) {
         (Format::Mbox, Some(name)) => {
-            let (taken, skipped) = import::mbox_file(&store, &account, &args.path, name, quoting, &mut tick)?;
+            let (taken, skipped) =
+                import::mbox_file(&store, &account, &args.path, name, quoting, &mut tick)?;
             Summary {
                 mailboxes: vec![(name.clone(), taken, skipped)],
                 failed: Vec::new(),
@@ -90,7 +91,8 @@ pub fn import_command(cli: &Cli, args: &ImportArgs) -> Result<(), String> {
             import::mbox_tree(&store, &account, &args.path, quoting, &mut tick)?
         }
         (Format::Mbox, None) => {
-            let (taken, skipped) = import::mbox_file(&store, &account, &args.path, "INBOX", quoting, &mut tick)?;
+            let (taken, skipped) =
+                import::mbox_file(&store, &account, &args.path, "INBOX", quoting, &mut tick)?;
             Summary {
                 mailboxes: vec![("INBOX".into(), taken, skipped)],
                 failed: Vec::new(),
@@ -98,9 +100,13 @@ pub fn import_command(cli: &Cli, args: &ImportArgs) -> Result<(), String> {
         }
         (Format::Maildir, Some(name)) => {
             if !import::is_maildir(&args.path) {
-                return Err(format!("{} is not a Maildir folder (no cur/ or new/)", args.path.display()));
+                return Err(format!(
+                    "{} is not a Maildir folder (no cur/ or new/)",
+                    args.path.display()
+                ));
             }
-            let (taken, skipped) = import::maildir_folder(&store, &account, &args.path, name, &mut tick)?;
+            let (taken, skipped) =
+                import::maildir_folder(&store, &account, &args.path, name, &mut tick)?;
             Summary {
                 mailboxes: vec![(name.clone(), taken, skipped)],
                 failed: Vec::new(),
@@ -108,7 +114,10 @@ pub fn import_command(cli: &Cli, args: &ImportArgs) -> Result<(), String> {
         }
         (Format::Maildir, None) => {
             if !import::is_maildir(&args.path) {
-                return Err(format!("{} is not a Maildir (no cur/ or new/)", args.path.display()));
+                return Err(format!(
+                    "{} is not a Maildir (no cur/ or new/)",
+                    args.path.display()
+                ));
             }
             import::maildir_tree(&store, &account, &args.path, &mut tick)?
         }
@@ -130,15 +139,25 @@ pub fn export_command(cli: &Cli, args: &ExportArgs) -> Result<(), String> {
     let mut tick = |n| progress.advance(n);
     let summary = match (args.format, &args.mailbox) {
         (Format::Mbox, Some(name)) => Summary {
-            mailboxes: vec![(name.clone(), export::mbox_mailbox(&store, &account, name, &args.dest, &mut tick)?, 0)],
+            mailboxes: vec![(
+                name.clone(),
+                export::mbox_mailbox(&store, &account, name, &args.dest, &mut tick)?,
+                0,
+            )],
             failed: Vec::new(),
         },
         (Format::Mbox, None) => export::mbox_account(&store, &account, &args.dest, &mut tick)?,
         (Format::Maildir, Some(name)) => Summary {
-            mailboxes: vec![(name.clone(), export::maildir_mailbox(&store, &account, name, &args.dest, &mut tick)?, 0)],
+            mailboxes: vec![(
+                name.clone(),
+                export::maildir_mailbox(&store, &account, name, &args.dest, &mut tick)?,
+                0,
+            )],
             failed: Vec::new(),
         },
-        (Format::Maildir, None) => export::maildir_account(&store, &account, &args.dest, &mut tick)?,
+        (Format::Maildir, None) => {
+            export::maildir_account(&store, &account, &args.dest, &mut tick)?
+        }
     };
     progress.finish();
     print_summary("exported", &summary);
@@ -168,7 +187,10 @@ pub struct MigrateArgs {
     restart: bool,
 }
 
-fn connect_source(source: &crate::migrate::Source, insecure: bool) -> Result<Box<dyn crate::migrate::client::Stream>, String> {
+fn connect_source(
+    source: &crate::migrate::Source,
+    insecure: bool,
+) -> Result<Box<dyn crate::migrate::client::Stream>, String> {
     use std::net::ToSocketAddrs;
     let timeout = std::time::Duration::from_secs(60);
     let addrs: Vec<_> = (source.host.as_str(), source.port)
@@ -182,16 +204,23 @@ fn connect_source(source: &crate::migrate::Source, insecure: bool) -> Result<Box
     for addr in addrs {
         match std::net::TcpStream::connect_timeout(&addr, timeout) {
             Ok(tcp) => {
-                tcp.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-                tcp.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+                tcp.set_read_timeout(Some(timeout))
+                    .map_err(|e| e.to_string())?;
+                tcp.set_write_timeout(Some(timeout))
+                    .map_err(|e| e.to_string())?;
                 if !source.tls {
                     return Ok(Box::new(tcp));
                 }
                 let configs = crate::tls::client::ClientConfigs::new(None)?;
-                let config = if insecure { configs.opportunistic } else { configs.verified };
+                let config = if insecure {
+                    configs.opportunistic
+                } else {
+                    configs.verified
+                };
                 let name = rustls::pki_types::ServerName::try_from(source.host.clone())
                     .map_err(|e| format!("{}: {e}", source.host))?;
-                let conn = rustls::ClientConnection::new(config, name).map_err(|e| e.to_string())?;
+                let conn =
+                    rustls::ClientConnection::new(config, name).map_err(|e| e.to_string())?;
                 return Ok(Box::new(rustls::StreamOwned::new(conn, tcp)));
             }
             Err(e) => last = format!("{addr}: {e}"),
@@ -214,7 +243,10 @@ pub fn migrate_command(cli: &Cli, args: &MigrateArgs) -> Result<(), String> {
         if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
             return Err("no terminal to ask for the password: use --password-stdin".into());
         }
-        super::prompt_hidden(&format!("Password of {} at {}: ", source.login, source.host))?
+        super::prompt_hidden(&format!(
+            "Password of {} at {}: ",
+            source.login, source.host
+        ))?
     };
     if args.restart {
         let n = crate::migrate::restart(&store, &account, &source)?;
@@ -224,7 +256,9 @@ pub fn migrate_command(cli: &Cli, args: &MigrateArgs) -> Result<(), String> {
     let mut client = crate::migrate::connect(&source, &password, stream)?;
     let started = std::time::Instant::now();
     let mut progress = Progress::new("migrate", Unit::Messages, None);
-    let summary = crate::migrate::run(&mut client, &store, &account, &source, &mut |n| progress.advance(n))?;
+    let summary = crate::migrate::run(&mut client, &store, &account, &source, &mut |n| {
+        progress.advance(n)
+    })?;
     progress.finish();
     print_summary("copied", &summary);
     let secs = started.elapsed().as_secs_f64();

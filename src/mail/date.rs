@@ -152,9 +152,15 @@ mod tests {
     fn asctime_round_trip() {
         assert_eq!(asctime(0), "Thu Jan  1 00:00:00 1970");
         assert_eq!(asctime(1_795_474_268), "Mon Nov 23 22:51:08 2026");
-        assert_eq!(parse_asctime("Mon Nov 23 22:51:08 2026"), Some(1_795_474_268));
+        assert_eq!(
+            parse_asctime("Mon Nov 23 22:51:08 2026"),
+            Some(1_795_474_268)
+        );
         assert_eq!(parse_asctime("Thu Jan  1 00:00:00 1970"), Some(0));
-        assert_eq!(parse_asctime("Mon Nov 23 22:51:08 +0000 2026"), Some(1_795_474_268));
+        assert_eq!(
+            parse_asctime("Mon Nov 23 22:51:08 +0000 2026"),
+            Some(1_795_474_268)
+        );
         assert_eq!(parse_asctime("Mon Nov 23 22:51 2026"), Some(1_795_474_260));
         assert_eq!(parse_asctime("garbage"), None);
         assert_eq!(file_stamp(1_795_474_268), "20261123-225108");

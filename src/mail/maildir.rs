@@ -51,10 +51,7 @@ pub fn parse_info(name: &str) -> (u8, bool, Vec<usize>) {
 /// The info part (`:2,...`) for these flags and keyword letters' indexes.
 pub fn info(flags: u8, passed: bool, keywords: &[usize]) -> String {
     let mut s = String::from(":2,");
-    for (bit, c) in [
-        (bits::DRAFT, 'D'),
-        (bits::FLAGGED, 'F'),
-    ] {
+    for (bit, c) in [(bits::DRAFT, 'D'), (bits::FLAGGED, 'F')] {
         if flags & bit != 0 {
             s.push(c);
         }
@@ -71,7 +68,11 @@ pub fn info(flags: u8, passed: bool, keywords: &[usize]) -> String {
             s.push(c);
         }
     }
-    let mut letters: Vec<usize> = keywords.iter().copied().filter(|&k| k < KEYWORD_LETTERS).collect();
+    let mut letters: Vec<usize> = keywords
+        .iter()
+        .copied()
+        .filter(|&k| k < KEYWORD_LETTERS)
+        .collect();
     letters.sort_unstable();
     letters.dedup();
     for k in letters {
@@ -147,6 +148,9 @@ mod tests {
         assert_eq!(mailbox_folder("v1.2"), Some(".v1_2".into()));
         let text = keywords_file(&["$Important".into(), "work".into()]);
         assert_eq!(text, "0 $Important\n1 work\n");
-        assert_eq!(parse_keywords_file(&text), vec![(0, "$Important".into()), (1, "work".into())]);
+        assert_eq!(
+            parse_keywords_file(&text),
+            vec![(0, "$Important".into()), (1, "work".into())]
+        );
     }
 }

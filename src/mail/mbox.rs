@@ -215,7 +215,11 @@ impl<R: BufRead> Reader<R> {
 
 impl<R: BufRead> Reader<R> {
     /// Hands out a piece of a line, its LF line end made CRLF.
-    fn emit(&mut self, sink: &mut dyn FnMut(&[u8]) -> io::Result<()>, bytes: &[u8]) -> io::Result<()> {
+    fn emit(
+        &mut self,
+        sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+        bytes: &[u8],
+    ) -> io::Result<()> {
         let before_cr = match bytes.strip_suffix(b"\n") {
             Some([]) => self.last_cr,
             Some(line) => line.ends_with(b"\r"),
@@ -411,9 +415,14 @@ last line without a blank after\n";
         );
         assert_eq!(messages[1].0.date, Some(1_795_474_268));
         assert_eq!(messages[1].0.offset, 124);
-        assert_eq!(messages[1].1, b"Subject: two\r\n\r\nlast line without a blank after\r\n");
+        assert_eq!(
+            messages[1].1,
+            b"Subject: two\r\n\r\nlast line without a blank after\r\n"
+        );
         let mboxo = read_all(FILE, Quoting::O);
-        assert!(mboxo[0].1.ends_with(b"From quoted already\r\n>>From twice\r\n"));
+        assert!(mboxo[0]
+            .1
+            .ends_with(b"From quoted already\r\n>>From twice\r\n"));
     }
 
     #[test]
@@ -434,8 +443,10 @@ last line without a blank after\n";
             assert_eq!(got.0.date, Some(86_400));
         }
         // Writing what was read gives the same file.
-        let again: Vec<(&str, i64, &[u8])> =
-            back.iter().map(|(e, b)| ("a@b", e.date.unwrap(), &b[..])).collect();
+        let again: Vec<(&str, i64, &[u8])> = back
+            .iter()
+            .map(|(e, b)| ("a@b", e.date.unwrap(), &b[..]))
+            .collect();
         assert_eq!(write_all(&again), file);
     }
 
@@ -445,7 +456,10 @@ last line without a blank after\n";
         let mut message = b"Subject: long\r\n\r\n".to_vec();
         message.extend_from_slice(&long);
         message.extend_from_slice(b"\r\n");
-        let file = write_all(&[("a@b", 0, &message), ("c@d", 60, b"Subject: 2\r\n\r\nx\r\n")]);
+        let file = write_all(&[
+            ("a@b", 0, &message),
+            ("c@d", 60, b"Subject: 2\r\n\r\nx\r\n"),
+        ]);
         let back = read_all(&file, Quoting::Rd);
         assert_eq!(back[0].1, message);
         // Starting at the second message's offset reads just that one.

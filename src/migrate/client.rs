@@ -94,7 +94,9 @@ pub fn tokenize(line: &[u8], tokens: &mut Vec<Token>) -> Result<Option<u64>, Str
                     }
                     i += 1;
                 }
-                tokens.push(Token::Atom(String::from_utf8_lossy(&line[start..i]).into_owned()));
+                tokens.push(Token::Atom(
+                    String::from_utf8_lossy(&line[start..i]).into_owned(),
+                ));
             }
         }
     }
@@ -188,7 +190,9 @@ impl Client {
                 }
                 _ => {
                     if size > MAX_SMALL_LITERAL as u64 {
-                        return Err(format!("a literal of {size} bytes where a short one belongs"));
+                        return Err(format!(
+                            "a literal of {size} bytes where a short one belongs"
+                        ));
                     }
                     let mut text = vec![0u8; size as usize];
                     self.conn
@@ -201,7 +205,11 @@ impl Client {
     }
 
     /// Sends a command; returns its untagged responses, failing unless it ends OK.
-    pub fn command(&mut self, command: &str, mut body: Option<BodySink>) -> Result<Vec<Response>, String> {
+    pub fn command(
+        &mut self,
+        command: &str,
+        mut body: Option<BodySink>,
+    ) -> Result<Vec<Response>, String> {
         let tag = format!("m{}", self.next_tag);
         self.next_tag += 1;
         let stream = self.conn.get_mut();
@@ -240,7 +248,10 @@ pub fn quote(text: &str) -> Result<String, String> {
     if text.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
         return Err("line breaks cannot be sent in a quoted string".into());
     }
-    Ok(format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\"")))
+    Ok(format!(
+        "\"{}\"",
+        text.replace('\\', "\\\\").replace('"', "\\\"")
+    ))
 }
 
 #[cfg(test)]

@@ -46,12 +46,20 @@ impl Source {
                 h.trim_matches(['[', ']']).to_string(),
                 p.parse().map_err(|_| format!("{url:?}: bad port"))?,
             ),
-            _ => (hostport.trim_matches(['[', ']']).to_string(), if tls { 993 } else { 143 }),
+            _ => (
+                hostport.trim_matches(['[', ']']).to_string(),
+                if tls { 993 } else { 143 },
+            ),
         };
         if host.is_empty() || login.is_empty() {
             return Err(format!("{url:?}: expected imaps://LOGIN@HOST[:PORT]"));
         }
-        Ok(Source { host, port, login, tls })
+        Ok(Source {
+            host,
+            port,
+            login,
+            tls,
+        })
     }
 
     /// The key the import marks of this source's folders start with.
@@ -95,7 +103,12 @@ pub fn map_folder(
     ours: &[(String, Option<SpecialUse>)],
 ) -> Option<Folder> {
     let has = |a: &str| attributes.iter().any(|x| x.eq_ignore_ascii_case(a));
-    if has("\\Noselect") || has("\\NonExistent") || has("\\All") || has("\\Flagged") || has("\\Important") {
+    if has("\\Noselect")
+        || has("\\NonExistent")
+        || has("\\All")
+        || has("\\Flagged")
+        || has("\\Important")
+    {
         return None;
     }
     let decoded = crate::imap::mutf7::decode(wire).unwrap_or_else(|_| wire.to_string());
@@ -125,9 +138,19 @@ pub fn map_folder(
     .into_iter()
     .find(|(a, _)| has(a))
     .map(|(_, u)| u)
-    .or_else(|| if name.contains('/') { None } else { special_use_of(&name) });
+    .or_else(|| {
+        if name.contains('/') {
+            None
+        } else {
+            special_use_of(&name)
+        }
+    });
     let mailbox = special
-        .and_then(|u| ours.iter().find(|(_, s)| *s == Some(u)).map(|(n, _)| n.clone()))
+        .and_then(|u| {
+            ours.iter()
+                .find(|(_, s)| *s == Some(u))
+                .map(|(n, _)| n.clone())
+        })
         .unwrap_or(name);
     Some(Folder {
         wire: wire.to_string(),
@@ -169,7 +192,11 @@ fn parse_fetch(tokens: &[Token]) -> Fetched {
         let key = tokens[i].text().unwrap_or_default().to_ascii_uppercase();
         match key.as_str() {
             "UID" => {
-                out.uid = tokens.get(i + 1).and_then(Token::text).and_then(|u| u.parse().ok()).unwrap_or(0);
+                out.uid = tokens
+                    .get(i + 1)
+                    .and_then(Token::text)
+                    .and_then(|u| u.parse().ok())
+                    .unwrap_or(0);
                 i += 1;
             }
             "FLAGS" if tokens.get(i + 1) == Some(&Token::Open) => {
@@ -203,13 +230,19 @@ pub fn connect(
 ) -> Result<Client, String> {
     let mut client = Client::new(stream)?;
     client
-        .command(&format!("LOGIN {} {}", quote(&source.login)?, quote(password)?), None)
+        .command(
+            &format!("LOGIN {} {}", quote(&source.login)?, quote(password)?),
+            None,
+        )
         .map_err(|e| format!("logging in as {}: {e}", source.login))?;
     Ok(client)
 }
 
 /// The source's folders, mapped (see [`map_folder`]).
-pub fn folders(client: &mut Client, ours: &[(String, Option<SpecialUse>)]) -> Result<Vec<Folder>, String> {
+pub fn folders(
+    client: &mut Client,
+    ours: &[(String, Option<SpecialUse>)],
+) -> Result<Vec<Folder>, String> {
     let mut out = Vec::new();
     for response in client.command("LIST \"\" \"*\"", None)? {
         let t = &response.tokens;
@@ -252,7 +285,10 @@ pub fn copy_folder(
         .iter()
         .flat_map(|r| r.tokens.iter())
         .filter_map(Token::text)
-        .find_map(|t| t.strip_prefix("[UIDVALIDITY ").and_then(|v| v.trim_end_matches(']').parse().ok()))
+        .find_map(|t| {
+            t.strip_prefix("[UIDVALIDITY ")
+                .and_then(|v| v.trim_end_matches(']').parse().ok())
+        })
         .ok_or_else(|| format!("{}: the server sent no UIDVALIDITY", folder.wire))?;
     let mut mark = match previous {
         Some(m) if m.validity != validity => {
@@ -268,7 +304,9 @@ pub fn copy_folder(
         },
     };
     let skipped = mark.count;
-    let exists = examined.iter().any(|r| r.word(2).as_deref() == Some("EXISTS") && r.word(1).as_deref() != Some("0"));
+    let exists = examined
+        .iter()
+        .any(|r| r.word(2).as_deref() == Some("EXISTS") && r.word(1).as_deref() != Some("0"));
     let mut uids = Vec::new();
     if exists {
         let listing = client.command(&format!("UID FETCH {}:* (UID)", mark.position + 1), None)?;
@@ -335,8 +373,14 @@ pub fn run(
     let mut summary = Summary::default();
     for folder in folders(client, &ours)? {
         match copy_folder(client, store, account, source, &folder, progress) {
-            Ok((taken, skipped)) => summary.mailboxes.push((folder.mailbox.clone(), taken, skipped)),
-            Err(e) => summary.failed.push(format!("{} -> {}: {e}", folder.wire, folder.mailbox)),
+            Ok((taken, skipped)) => {
+                summary
+                    .mailboxes
+                    .push((folder.mailbox.clone(), taken, skipped))
+            }
+            Err(e) => summary
+                .failed
+                .push(format!("{} -> {}: {e}", folder.wire, folder.mailbox)),
         }
     }
     let _ = client.command("LOGOUT", None);
@@ -368,21 +412,42 @@ mod tests {
 
     #[test]
     fn folders_map_by_use_then_name() {
-        assert_eq!(map(&["\\Sent"], Some('/'), "[Gmail]/Sent Mail"), Some(("Sent".into(), Some(SpecialUse::Sent))));
+        assert_eq!(
+            map(&["\\Sent"], Some('/'), "[Gmail]/Sent Mail"),
+            Some(("Sent".into(), Some(SpecialUse::Sent)))
+        );
         assert_eq!(map(&["\\All"], Some('/'), "[Gmail]/All Mail"), None);
         assert_eq!(map(&["\\Noselect"], Some('/'), "[Gmail]"), None);
-        assert_eq!(map(&[], Some('/'), "[Gmail]/Later"), Some(("Later".into(), None)));
-        assert_eq!(map(&[], Some('.'), "INBOX.Sent Items"), Some(("INBOX/Sent Items".into(), None)));
-        assert_eq!(map(&[], Some('.'), "Sent Items"), Some(("Sent".into(), Some(SpecialUse::Sent))));
+        assert_eq!(
+            map(&[], Some('/'), "[Gmail]/Later"),
+            Some(("Later".into(), None))
+        );
+        assert_eq!(
+            map(&[], Some('.'), "INBOX.Sent Items"),
+            Some(("INBOX/Sent Items".into(), None))
+        );
+        assert_eq!(
+            map(&[], Some('.'), "Sent Items"),
+            Some(("Sent".into(), Some(SpecialUse::Sent)))
+        );
         assert_eq!(map(&[], Some('/'), "inbox"), Some(("INBOX".into(), None)));
-        assert_eq!(map(&[], Some('/'), "Archive/2024"), Some(("Archive/2024".into(), None)));
-        assert_eq!(map(&[], Some('/'), "Entw&APw-rfe"), Some(("Entwürfe".into(), None)));
+        assert_eq!(
+            map(&[], Some('/'), "Archive/2024"),
+            Some(("Archive/2024".into(), None))
+        );
+        assert_eq!(
+            map(&[], Some('/'), "Entw&APw-rfe"),
+            Some(("Entwürfe".into(), None))
+        );
     }
 
     #[test]
     fn urls() {
         let s = Source::parse("imaps://me%40example.com@imap.example.com").unwrap();
-        assert_eq!((s.login.as_str(), s.host.as_str(), s.port, s.tls), ("me@example.com", "imap.example.com", 993, true));
+        assert_eq!(
+            (s.login.as_str(), s.host.as_str(), s.port, s.tls),
+            ("me@example.com", "imap.example.com", 993, true)
+        );
         let s = Source::parse("imap://alice@127.0.0.1:1143").unwrap();
         assert_eq!((s.port, s.tls), (1143, false));
         assert!(Source::parse("http://x@y").is_err());
@@ -396,6 +461,9 @@ mod tests {
         let f = parse_fetch(&t);
         assert_eq!(f.uid, 42);
         assert_eq!(f.internal_date, Some(837_596_665));
-        assert_eq!(parse_flags(&f.flags), (flags::SEEN, vec!["$Label1".to_string()]));
+        assert_eq!(
+            parse_flags(&f.flags),
+            (flags::SEEN, vec!["$Label1".to_string()])
+        );
     }
 }

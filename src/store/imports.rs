@@ -6,6 +6,15 @@ use super::schema::*;
 use super::{Incoming, Result, Store};
 use heed::RwTxn;
 
+/// The mailbox a batch of imported messages goes to.
+#[derive(Debug, Clone, Copy)]
+pub struct ImportTarget<'a> {
+    pub account: &'a str,
+    pub mailbox: &'a str,
+    /// Given to the mailbox if the batch creates it.
+    pub special_use: Option<SpecialUse>,
+}
+
 fn import_key(account: &str, source: &str) -> Vec<u8> {
     mailbox_key(account, source)
 }
@@ -17,24 +26,32 @@ impl Store {
         Ok(self.db.imports.get(&txn, &import_key(account, source))?)
     }
 
-    /// Appends `messages` (message, system flags, keywords) to the mailbox `name` of
-    /// `account`, created when missing (with `special_use` then), and records `mark`
+    /// Appends `messages` (message, system flags, keywords) to the target mailbox,
+    /// created when missing (with its special use then), and records `mark`
     /// for `source`, all in one transaction. `senders` are the messages' envelope
     /// senders, if the source said (empty strings, or a short list, for none). Returns
     /// the UIDs.
     pub fn import_batch(
         &self,
-        account: &str,
-        name: &str,
-        special_use: Option<SpecialUse>,
+        target: &ImportTarget,
         messages: &mut [(&mut Incoming, u8, &[String])],
         senders: &[&str],
         source: &str,
         mark: &ImportMark,
     ) -> Result<Vec<u32>> {
+        let ImportTarget {
+            account,
+            mailbox: name,
+            special_use,
+        } = *target;
         self.check_room(messages.iter().map(|(m, _, _)| m.size()).sum())?;
         let mut txn = self.write_txn()?;
-        if self.db.mailboxes.get(&txn, &mailbox_key(account, name))?.is_none() {
+        if self
+            .db
+            .mailboxes
+            .get(&txn, &mailbox_key(account, name))?
+            .is_none()
+        {
             super::mailboxes::validate_name(name)?;
             self.create_mailbox_txn(&mut txn, account, name, special_use)?;
         }

@@ -76,16 +76,17 @@ mod verify;
 pub use blocks::BLOCK_MEMORY_SECS;
 pub use committer::{Committer, Write};
 pub use counts::{MailboxCounts, MailboxMark};
+pub use imports::ImportTarget;
 pub use junk::{JunkTotals, TokenCounts};
 pub use mailboxes::{Copied, FlagOp};
 pub use queue::{Accepted, Outbound};
 pub use schema::{
     flags, notify, Account, Block, ImportMark, Mailbox, MessageMeta, MessageRecord, QueuedMessage,
-    QueuedRecipient, RecipientState, SortKeys, SpecialUse, SCHEMA_VERSION,
+    QueuedRecipient, RecipientState, SortKeys, SpecialUse, DEFAULT_MAILBOXES, SCHEMA_VERSION,
 };
 pub use sieve::{ScriptInfo, MAX_SCRIPTS, MAX_SCRIPT_BYTES};
-pub use spool::{SpoolWriter, Spooled};
 pub use snapshot::ServeLock;
+pub use spool::{SpoolWriter, Spooled};
 pub use verify::Verdict;
 
 use crate::address::{normalize_address, normalize_domain};

@@ -16,7 +16,10 @@ impl Store {
     pub fn copy_to(&self, out: &impl AsRawFd) -> Result<()> {
         let _ticket = self.gate.enter();
         // SAFETY: `out` is an open descriptor the caller owns for the whole call.
-        unsafe { self.env.copy_to_fd(out.as_raw_fd(), CompactionOption::Enabled)? };
+        unsafe {
+            self.env
+                .copy_to_fd(out.as_raw_fd(), CompactionOption::Enabled)?
+        };
         Ok(())
     }
 }
@@ -36,7 +39,12 @@ pub(super) fn stored_version(env: &Env) -> Result<Option<u64>> {
 /// Before migrating a store of schema `from`: a compacted copy in
 /// `<data_dir>/backups/before-schema-<to>-<time>.mdb`, when the file system has room for
 /// it and 64 MiB more. Returns where it went, or why there is none.
-pub(super) fn before_migration(env: &Env, data_dir: &Path, from: u64, to: u32) -> std::result::Result<PathBuf, String> {
+pub(super) fn before_migration(
+    env: &Env,
+    data_dir: &Path,
+    from: u64,
+    to: u32,
+) -> std::result::Result<PathBuf, String> {
     const KEEP_FREE: u64 = 64 << 20;
     let dir = data_dir.join("backups");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;

@@ -58,7 +58,10 @@ impl Store {
             let entry = refs.entry(blob).or_insert((0, size));
             entry.0 += 1;
             if entry.1 != size {
-                v.problem(format!("{who}: blob {blob} has size {size} here and {} elsewhere", entry.1));
+                v.problem(format!(
+                    "{who}: blob {blob} has size {size} here and {} elsewhere",
+                    entry.1
+                ));
             }
         };
         let mut max_mailbox = 0;
@@ -73,7 +76,10 @@ impl Store {
                 .map(|a| String::from_utf8_lossy(a).into_owned())
                 .unwrap_or_default();
             if db.accounts.get(&txn, &account)?.is_none() {
-                v.problem(format!("mailbox {:?} belongs to no account ({account})", mailbox.name));
+                v.problem(format!(
+                    "mailbox {:?} belongs to no account ({account})",
+                    mailbox.name
+                ));
             }
             let name = format!("{account} {}", mailbox.name);
             for item in db.messages.prefix_iter(&txn, &mailbox.id.to_be_bytes())? {
@@ -81,7 +87,10 @@ impl Store {
                 v.messages += 1;
                 let uid = uid_of_message_key(key);
                 if uid == 0 || uid >= mailbox.uid_next {
-                    v.problem(format!("{name}: UID {uid} is not below UIDNEXT {}", mailbox.uid_next));
+                    v.problem(format!(
+                        "{name}: UID {uid} is not below UIDNEXT {}",
+                        mailbox.uid_next
+                    ));
                 }
                 if record.modseq > mailbox.highest_modseq {
                     v.problem(format!(
@@ -89,13 +98,20 @@ impl Store {
                         record.modseq, mailbox.highest_modseq
                     ));
                 }
-                hold(&mut v, record.blob, record.size, &format!("{name} UID {uid}"));
+                hold(
+                    &mut v,
+                    record.blob,
+                    record.size,
+                    &format!("{name} UID {uid}"),
+                );
                 *usage.entry(account.clone()).or_default() += record.size;
             }
             let counted = count_mailbox(db, &txn, mailbox.id)?;
             let stored = db.counts.get(&txn, &mailbox.id)?.unwrap_or_default();
             if counted != stored {
-                v.problem(format!("{name}: counters say {stored:?}, the records {counted:?}"));
+                v.problem(format!(
+                    "{name}: counters say {stored:?}, the records {counted:?}"
+                ));
             }
         }
         for item in db.accounts.iter(&txn)? {
@@ -104,7 +120,9 @@ impl Store {
             let stored = db.usage.get(&txn, address)?.unwrap_or(0);
             let counted = usage.get(address).copied().unwrap_or(0);
             if stored != counted {
-                v.problem(format!("{address}: usage says {stored} bytes, the records {counted}"));
+                v.problem(format!(
+                    "{address}: usage says {stored} bytes, the records {counted}"
+                ));
             }
         }
         let mut max_queue = 0;
@@ -115,7 +133,12 @@ impl Store {
             if queued.recipients.is_empty() {
                 v.problem(format!("queue entry {id} has no recipients"));
             }
-            hold(&mut v, queued.blob, queued.size, &format!("queue entry {id}"));
+            hold(
+                &mut v,
+                queued.blob,
+                queued.size,
+                &format!("queue entry {id}"),
+            );
         }
         let mut max_blob = 0;
         for item in db.blob_refs.iter(&txn)? {
@@ -123,14 +146,20 @@ impl Store {
             v.blobs += 1;
             max_blob = max_blob.max(blob);
             match refs.remove(&blob) {
-                None => v.problem(format!("blob {blob} has {count} references but nothing holds it")),
+                None => v.problem(format!(
+                    "blob {blob} has {count} references but nothing holds it"
+                )),
                 Some((held, size)) => {
                     if held != count {
-                        v.problem(format!("blob {blob}: reference count {count}, held {held} times"));
+                        v.problem(format!(
+                            "blob {blob}: reference count {count}, held {held} times"
+                        ));
                     }
                     let stored = blob_size(self, &txn, blob)?;
                     if stored != size {
-                        v.problem(format!("blob {blob}: {stored} bytes stored, {size} recorded"));
+                        v.problem(format!(
+                            "blob {blob}: {stored} bytes stored, {size} recorded"
+                        ));
                     }
                 }
             }
@@ -147,7 +176,9 @@ impl Store {
         ] {
             let next = read_u64(db, &txn, counter)?.unwrap_or(1);
             if max > 0 && next <= max {
-                v.problem(format!("the next {what} id {next} is not above the highest in use, {max}"));
+                v.problem(format!(
+                    "the next {what} id {next} is not above the highest in use, {max}"
+                ));
             }
         }
         Ok(v)
@@ -157,13 +188,16 @@ impl Store {
 /// Bytes in a blob's chunks, which must be consecutive from 0.
 fn blob_size(store: &Store, txn: &heed::RoTxn, blob: u64) -> Result<u64> {
     let mut size = 0u64;
-    let mut expected = 0u32;
-    for item in store.db.blobs.prefix_iter(txn, &blob.to_be_bytes())? {
+    for (expected, item) in store
+        .db
+        .blobs
+        .prefix_iter(txn, &blob.to_be_bytes())?
+        .enumerate()
+    {
         let (key, chunk) = item?;
-        if uid_of_message_key(key) != expected {
+        if uid_of_message_key(key) as usize != expected {
             break;
         }
-        expected += 1;
         size += chunk.len() as u64;
     }
     Ok(size)

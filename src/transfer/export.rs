@@ -23,7 +23,9 @@ fn each_chunk(
     sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
 ) -> Result<(), String> {
     for index in 0..crate::store::chunk_count(record.size) {
-        let chunk = store.read_chunk(record.blob, index).map_err(|e| e.to_string())?;
+        let chunk = store
+            .read_chunk(record.blob, index)
+            .map_err(|e| e.to_string())?;
         sink(&chunk).map_err(|e| e.to_string())?;
     }
     Ok(())
@@ -69,7 +71,8 @@ pub fn mbox_mailbox(
     if dest.exists() {
         return Err(format!("{} exists already", dest.display()));
     }
-    let file = std::fs::File::create(&partial).map_err(|e| format!("{}: {e}", partial.display()))?;
+    let file =
+        std::fs::File::create(&partial).map_err(|e| format!("{}: {e}", partial.display()))?;
     let mut writer = mbox::Writer::new(std::io::BufWriter::with_capacity(64 * 1024, file));
     let mut count = 0;
     for (_, record) in store.messages(mailbox.id).map_err(|e| e.to_string())? {
@@ -86,7 +89,8 @@ pub fn mbox_mailbox(
         .into_inner()
         .into_inner()
         .map_err(|e| format!("{}: {e}", partial.display()))?;
-    file.sync_all().map_err(|e| format!("{}: {e}", partial.display()))?;
+    file.sync_all()
+        .map_err(|e| format!("{}: {e}", partial.display()))?;
     std::fs::rename(&partial, dest).map_err(|e| format!("{}: {e}", dest.display()))?;
     Ok(count)
 }
@@ -151,19 +155,28 @@ pub fn maildir_mailbox(
     let pid = std::process::id();
     let mut count = 0;
     for (uid, record) in records {
-        let unique = format!("{}.M{uid:010}P{pid}V{}.letterbox", record.internal_date.max(0), mailbox.uid_validity);
+        let unique = format!(
+            "{}.M{uid:010}P{pid}V{}.letterbox",
+            record.internal_date.max(0),
+            mailbox.uid_validity
+        );
         let temp = dir.join("tmp").join(&unique);
         let file = std::fs::File::create(&temp).map_err(|e| format!("{}: {e}", temp.display()))?;
         let mut out = std::io::BufWriter::with_capacity(64 * 1024, file);
         let mut cr = false;
-        each_chunk(store, &record, &mut |bytes| lf_only(&mut out, bytes, &mut cr))?;
+        each_chunk(store, &record, &mut |bytes| {
+            lf_only(&mut out, bytes, &mut cr)
+        })?;
         if cr {
             out.write_all(b"\r").map_err(|e| e.to_string())?;
         }
         let file = out.into_inner().map_err(|e| e.to_string())?;
-        let date = std::time::UNIX_EPOCH + std::time::Duration::from_secs(record.internal_date.max(0) as u64);
-        file.set_modified(date).map_err(|e| format!("{}: {e}", temp.display()))?;
-        file.sync_all().map_err(|e| format!("{}: {e}", temp.display()))?;
+        let date = std::time::UNIX_EPOCH
+            + std::time::Duration::from_secs(record.internal_date.max(0) as u64);
+        file.set_modified(date)
+            .map_err(|e| format!("{}: {e}", temp.display()))?;
+        file.sync_all()
+            .map_err(|e| format!("{}: {e}", temp.display()))?;
         let size = file.metadata().map_or(0, |m| m.len());
         let indexes: Vec<usize> = record
             .keywords

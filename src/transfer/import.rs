@@ -69,7 +69,11 @@ pub fn mbox_file(
     }
     file.seek(SeekFrom::Start(mark.position))
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut reader = mbox::Reader::new(BufReader::with_capacity(64 * 1024, file), quoting, mark.position);
+    let mut reader = mbox::Reader::new(
+        BufReader::with_capacity(64 * 1024, file),
+        quoting,
+        mark.position,
+    );
     loop {
         let mut collector = Collector::new(store);
         let envelope = reader

@@ -11,7 +11,7 @@
 pub mod export;
 pub mod import;
 
-use crate::store::{ImportMark, Incoming, SpecialUse, SpoolWriter, Spooled, Store};
+use crate::store::{ImportMark, ImportTarget, Incoming, SpecialUse, SpoolWriter, Spooled, Store};
 
 /// Messages per transaction.
 pub const BATCH_MESSAGES: usize = 128;
@@ -90,9 +90,11 @@ impl<'a> Batch<'a> {
             .collect();
         self.store
             .import_batch(
-                &self.account,
-                &self.mailbox,
-                self.special_use,
+                &ImportTarget {
+                    account: &self.account,
+                    mailbox: &self.mailbox,
+                    special_use: self.special_use,
+                },
                 &mut list,
                 &senders,
                 &self.source,

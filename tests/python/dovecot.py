@@ -43,9 +43,11 @@ def free_port() -> int:
 class Dovecot:
     """One Dovecot master process with a single passwd-file user."""
 
-    def __init__(self, base: Path, user: str, password: str, mail_location: str = "maildir:~/Maildir:LAYOUT=fs"):
+    def __init__(self, base: Path, user: str, password: str, mail_location: str = "maildir:~/Maildir:LAYOUT=fs",
+                 namespace_extra: str = ""):
         self.base = base
         self.mail_location = mail_location
+        self.namespace_extra = namespace_extra
         self.user = user
         self.password = password
         self.log_path = base / "dovecot.log"
@@ -88,6 +90,7 @@ namespace inbox {{
   inbox = yes
   separator = /
   prefix =
+{self.namespace_extra}
 }}
 passdb {{
   driver = passwd-file
