@@ -1,4 +1,6 @@
-//! The daily backup of a running server (`[backup] dir, keep, hour`).
+//! The daily backup of a running server (`[backup] dir, keep, hour`): at `hour` UTC, and
+//! also whenever the newest backup in `dir` is over 25 h old or missing, so a box that was
+//! off at that hour, or that just got `[backup]`, makes one within a minute.
 //!
 //! Each run is a child process, `letterbox backup DIR --keep N`, rather than a task of the
 //! server: LMDB's copy holds a read transaction (and, in the server, the map-resize gate)
@@ -19,6 +21,27 @@ pub fn until_next(now: i64, hour: u32) -> u64 {
     (next - now) as u64
 }
 
+/// Seconds since the newest backup in `dir` was written (None: there is none).
+fn newest_age(dir: &std::path::Path, now: i64) -> Option<i64> {
+    super::listed(dir)
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok()?.modified().ok())
+        .filter_map(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| now - d.as_secs() as i64)
+        .min()
+}
+
+/// Whether a backup is due: in the first minute of `hour` (unless one was made in the
+/// last hour), or when the newest is more than 25 h old or missing (the box was off at
+/// that hour, or `[backup]` was just added).
+pub fn due(now: i64, hour: u32, newest_age: Option<i64>) -> bool {
+    match newest_age {
+        None => true,
+        Some(age) if age > 25 * 3600 => true,
+        Some(age) => until_next(now, hour) >= 86_400 - 60 && age > 3600,
+    }
+}
+
 /// Runs the daily backup until shutdown; `config` gives the configuration in force (it
 /// changes on reload).
 pub async fn run(
@@ -27,23 +50,22 @@ pub async fn run(
     data_dir: PathBuf,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // Let the server come up first.
+    let mut wait = 5;
     loop {
-        // Re-read every minute at most, so a reload that adds or moves `[backup]` counts.
-        let wait = match &config().backup {
-            Some(b) => until_next(crate::clock::unix_now(), b.hour).min(60),
-            None => 60,
-        };
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(wait.max(1))) => {}
+            _ = tokio::time::sleep(Duration::from_secs(wait)) => {}
             _ = shutdown.changed() => return,
         }
         let current = config();
+        // Looked at again every minute at most, so a reload that adds or moves it counts.
+        wait = 60;
         let Some(backup) = &current.backup else {
             continue;
         };
         let now = crate::clock::unix_now();
-        // Due when this minute is the backup hour's first.
-        if until_next(now, backup.hour) < 86_400 - 60 {
+        wait = until_next(now, backup.hour).clamp(1, 60);
+        if !due(now, backup.hour, newest_age(&backup.dir, now)) {
             continue;
         }
         let mut command = std::process::Command::new(
@@ -76,8 +98,8 @@ pub async fn run(
             Ok(Err(e)) => log::error!("backup: could not start the daily backup: {e}"),
             Err(_) => log::error!("backup: the daily backup's task was lost"),
         }
-        // Past the minute that made it due.
-        tokio::time::sleep(Duration::from_secs(61)).await;
+        // Past the minute that made it due; a failed run is tried again in an hour.
+        wait = 3600;
     }
 }
 
@@ -92,5 +114,16 @@ mod tests {
         assert_eq!(until_next(midnight + 3 * 3600, 3), 86_400);
         assert_eq!(until_next(midnight + 4 * 3600, 3), 23 * 3600);
         assert_eq!(until_next(midnight + 3 * 3600 + 10, 3), 86_400 - 10);
+    }
+
+    #[test]
+    fn when_due() {
+        use super::due;
+        let three = 1_795_392_000 + 3 * 3600;
+        assert!(due(three + 5, 3, Some(86_000)));
+        assert!(!due(three + 5, 3, Some(600)), "made in the last hour");
+        assert!(!due(three + 120, 3, Some(86_000)), "past the first minute");
+        assert!(due(three + 7200, 3, Some(26 * 3600)), "missed while off");
+        assert!(due(three + 7200, 3, None), "none yet");
     }
 }

@@ -584,6 +584,7 @@ fn serve(cli: &Cli) -> Result<(), String> {
         .build()
         .map_err(|e| format!("runtime: {e}"))?;
     let reload_data = data.clone();
+    let (schedule_config, schedule_data) = (path.clone(), data.clone());
     let reload: server::Reloader = Box::new(move || {
         let config = match &path {
             Some(p) => Config::load(p).map_err(|e| e.to_string())?,
@@ -610,6 +611,13 @@ fn serve(cli: &Cli) -> Result<(), String> {
             config,
             tls::TlsContext::new(certificate)?,
             shutdown,
+        ));
+        let daily = shared.clone();
+        tokio::spawn(crate::backup::schedule::run(
+            move || daily.config(),
+            schedule_config,
+            schedule_data,
+            shared.shutdown.clone(),
         ));
         server::run(shared, listeners, stop, signals, reload).await
     })?;

@@ -256,3 +256,16 @@ def test_upgrade_from_the_previous_schema_keeps_everything_and_a_copy(server_dir
     other = fresh(server_dir, "from-copy")
     other.cli("restore", str(copies[0]))
     assert ALICE in other.cli("user", "list").stdout
+
+
+def test_the_server_takes_a_daily_backup_at_once_when_none_is_there(make_server, server_dir):
+    target = server_dir / "daily"
+    target.mkdir()
+    target.chmod(0o777)  # the server runs as nobody
+    server = make_server(extra_config=f'\n[backup]\ndir = "{target}"\nkeep = 2\n')
+    server.wait_for_log("backup: done", timeout=60)
+    made = [p for p in target.iterdir()]
+    assert len(made) == 1 and made[0].name.startswith("letterbox-") and made[0].name.endswith(".backup.gz"), made
+    checked = server.cli("verify", str(made[0]))
+    assert checked.stdout.strip().endswith("the backup's store is sound"), checked.stdout
+    assert "backup: starting the daily backup into " + str(target) in server.stderr_text()
