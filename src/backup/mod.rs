@@ -353,6 +353,9 @@ pub fn extract(
                 )
                 .map_err(|e| format!("the backup: {e}"))?;
             found.files = files.len();
+            if !files.contains(&dir.join(STORE_ENTRY)) {
+                return Err(format!("the backup holds no store ({STORE_ENTRY})"));
+            }
             let config = dir.join(CONFIG_ENTRY);
             if files.contains(&config) {
                 found.config = Some(config);

@@ -68,9 +68,9 @@ pub async fn run(
         if !due(now, backup.hour, newest_age(&backup.dir, now)) {
             continue;
         }
-        let mut command = std::process::Command::new(
-            std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into()),
-        );
+        // The running binary, even if an upgrade replaced the file since: a newer one
+        // could migrate the store under this server.
+        let mut command = std::process::Command::new("/proc/self/exe");
         command
             .arg("backup")
             .arg(&backup.dir)

@@ -7,6 +7,7 @@ use crate::store::{ServeLock, Store};
 use age::secrecy::SecretString;
 use clap::Args;
 use std::io::{IsTerminal, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
@@ -109,7 +110,19 @@ impl KeyArgs {
     }
 }
 
+/// Lowers this process's CPU (nice 10) and I/O priority (best effort, lowest level), so a
+/// backup yields to the deliveries and IMAP sessions it runs beside.
+fn yield_to_the_server() {
+    // SAFETY: plain system calls on this process, with constant arguments.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+        // ioprio_set(IOPRIO_WHO_PROCESS, self, IOPRIO_CLASS_BE << 13 | 7).
+        libc::syscall(libc::SYS_ioprio_set, 1, 0, (2 << 13) | 7);
+    }
+}
+
 pub fn backup_command(cli: &Cli, args: &BackupArgs) -> Result<(), String> {
+    yield_to_the_server();
     let encryption = if !args.recipient.is_empty() {
         let list = args
             .recipient
@@ -172,9 +185,11 @@ pub fn backup_command(cli: &Cli, args: &BackupArgs) -> Result<(), String> {
         return Err("--keep needs a directory as the destination".into());
     }
     let partial = PathBuf::from(format!("{}.partial", path.display()));
+    // Keys, password hashes and all the mail: for the owner's eyes only.
     let file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
+        .mode(0o600)
         .open(&partial)
         .map_err(|e| format!("{}: {e}", partial.display()))?;
     let sync = file.try_clone().map_err(|e| e.to_string())?;
@@ -229,19 +244,35 @@ fn beside(dir: &Path, suffix: &str) -> PathBuf {
 }
 
 pub fn restore_command(cli: &Cli, args: &RestoreArgs) -> Result<(), String> {
-    let config = load_config(cli)?;
+    // On a fresh box the configuration may not exist yet: the backup brings it.
+    let config = match &cli.config {
+        Some(path) if !path.exists() => crate::config::Config::embedded_default(),
+        _ => load_config(cli)?,
+    };
     let dir = std::path::absolute(data_dir(cli, &config)).map_err(|e| e.to_string())?;
     let store_file = dir.join("mail/data.mdb");
+    // Held until the end, so that no server starts on the store being replaced.
+    let mut _lock = None;
     if dir.exists() {
-        if ServeLock::take(&dir).map_err(|e| e.to_string())?.is_none() {
-            return Err(format!(
-                "a letterbox is serving {}: stop it before restoring",
-                dir.display()
-            ));
-        }
+        _lock = Some(
+            ServeLock::take(&dir)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| {
+                    format!(
+                        "a letterbox is serving {}: stop it before restoring",
+                        dir.display()
+                    )
+                })?,
+        );
         if store_file.exists() && !args.force {
             return Err(format!(
                 "{} holds a store already: pass --force to restore over it (it is moved aside, not deleted)",
+                dir.display()
+            ));
+        }
+        if is_mount_point(&dir) {
+            return Err(format!(
+                "{} is a mount point, which cannot be moved aside: set data_dir to a directory inside it",
                 dir.display()
             ));
         }
@@ -253,15 +284,16 @@ pub fn restore_command(cli: &Cli, args: &RestoreArgs) -> Result<(), String> {
         std::fs::remove_dir_all(&staging).map_err(|e| format!("{}: {e}", staging.display()))?;
     }
     std::fs::create_dir_all(&staging).map_err(|e| format!("{}: {e}", staging.display()))?;
+    let fail = |why: String| {
+        let _ = std::fs::remove_dir_all(&staging);
+        Err(format!("{why}; nothing was restored"))
+    };
     let mut progress = Progress::new("restore", Unit::Bytes, None);
     let extracted = backup::extract(opened, &staging, &mut |n| progress.advance(n));
     progress.finish();
     let extracted = match extracted {
         Ok(x) => x,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&staging);
-            return Err(format!("{e} (nothing was restored)"));
-        }
+        Err(e) => return fail(e),
     };
     // The restored store must open (an older schema is upgraded here) and be sound.
     let verdict = Store::open(&staging, config.map_size_bytes())
@@ -270,18 +302,12 @@ pub fn restore_command(cli: &Cli, args: &RestoreArgs) -> Result<(), String> {
     match verdict {
         Ok(v) if v.problems.is_empty() => {}
         Ok(v) => {
-            let _ = std::fs::remove_dir_all(&staging);
-            return Err(format!(
-                "the backup's store is not sound ({}); nothing was restored",
+            return fail(format!(
+                "the backup's store is not sound ({})",
                 v.problems.join("; ")
-            ));
+            ))
         }
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&staging);
-            return Err(format!(
-                "the backup's store does not open: {e}; nothing was restored"
-            ));
-        }
+        Err(e) => return fail(format!("the backup's store does not open: {e}")),
     }
     let restored_config = extracted.config.as_ref().map(|from| {
         let kept = staging.join("restored-letterbox.toml");
@@ -289,18 +315,24 @@ pub fn restore_command(cli: &Cli, args: &RestoreArgs) -> Result<(), String> {
         let _ = std::fs::remove_dir(staging.join("config"));
         kept
     });
+    let mut aside = None;
     if dir.exists() {
-        let aside = beside(
-            &dir,
-            &format!(
-                ".before-restore-{}",
-                crate::mail::date::file_stamp(crate::clock::unix_now())
-            ),
-        );
-        std::fs::rename(&dir, &aside).map_err(|e| format!("{}: {e}", dir.display()))?;
-        println!("the store that was there is now in {}", aside.display());
+        let stamp = crate::mail::date::file_stamp(crate::clock::unix_now());
+        let path = beside(&dir, &format!(".before-restore-{stamp}"));
+        if let Err(e) = std::fs::rename(&dir, &path) {
+            return fail(format!("{}: {e}", dir.display()));
+        }
+        aside = Some(path);
     }
-    std::fs::rename(&staging, &dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if let Err(e) = std::fs::rename(&staging, &dir) {
+        if let Some(path) = &aside {
+            let _ = std::fs::rename(path, &dir);
+        }
+        return fail(format!("{}: {e}", dir.display()));
+    }
+    if let Some(path) = aside {
+        println!("the store that was there is now in {}", path.display());
+    }
     println!(
         "restored {} files ({} bytes) into {}",
         extracted.files,
@@ -309,6 +341,19 @@ pub fn restore_command(cli: &Cli, args: &RestoreArgs) -> Result<(), String> {
     );
     if let Some(kept) = restored_config {
         let kept = dir.join(kept.file_name().unwrap_or_default());
+        if let Ok(theirs) = crate::config::Config::load(&kept) {
+            let named = theirs
+                .data_dir
+                .as_ref()
+                .and_then(|d| std::path::absolute(d).ok());
+            if named.as_ref().is_some_and(|d| *d != dir) {
+                println!(
+                    "note: the backup's configuration names data_dir {}, and the store is in {}",
+                    named.unwrap_or_default().display(),
+                    dir.display()
+                );
+            }
+        }
         match config_path(cli) {
             Some(current) if std::fs::read(&current).ok() == std::fs::read(&kept).ok() => {
                 let _ = std::fs::remove_file(&kept);
@@ -319,19 +364,46 @@ pub fn restore_command(cli: &Cli, args: &RestoreArgs) -> Result<(), String> {
                 kept.display()
             ),
             _ => {
-                let target = PathBuf::from(crate::config::DEFAULT_CONFIG_PATH);
-                let target = cli.config.clone().unwrap_or(target);
+                let target = cli
+                    .config
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_CONFIG_PATH));
                 if let Some(parent) = target.parent() {
                     let _ = std::fs::create_dir_all(parent);
                 }
-                std::fs::rename(&kept, &target)
-                    .or_else(|_| std::fs::copy(&kept, &target).map(|_| ()))
-                    .map_err(|e| format!("{}: {e}", target.display()))?;
+                std::fs::copy(&kept, &target).map_err(|e| format!("{}: {e}", target.display()))?;
+                let _ = std::fs::remove_file(&kept);
                 println!("restored the configuration to {}", target.display());
             }
         }
     }
     Ok(())
+}
+
+/// A new directory `<data_dir>.verify-<random>` only we can enter.
+fn private_scratch(data_dir: &Path) -> Result<PathBuf, String> {
+    use rand_core::RngCore;
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = std::path::absolute(data_dir).map_err(|e| e.to_string())?;
+    let path = beside(
+        &dir,
+        &format!(".verify-{:016x}", rand_core::OsRng.next_u64()),
+    );
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
+}
+
+/// Whether `dir` is the root of a mounted file system (another device than its parent).
+fn is_mount_point(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let parent = dir.parent().unwrap_or(Path::new("/"));
+    match (std::fs::metadata(dir), std::fs::metadata(parent)) {
+        (Ok(d), Ok(p)) => d.dev() != p.dev() || d.ino() == p.ino(),
+        _ => false,
+    }
 }
 
 pub fn verify_command(cli: &Cli, args: &VerifyArgs) -> Result<(), String> {
@@ -343,12 +415,10 @@ pub fn verify_command(cli: &Cli, args: &VerifyArgs) -> Result<(), String> {
         Some(src) => {
             let key = args.key.key()?;
             let opened = backup::open(open_source(src)?, &key)?;
-            let scratch =
-                std::env::temp_dir().join(format!("letterbox-verify-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&scratch);
-            std::fs::create_dir_all(&scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
+            // Beside the data dir, on its disk (the appliance's /tmp is memory), and private.
+            let config = load_config(cli)?;
+            let scratch = private_scratch(&data_dir(cli, &config))?;
             let result = backup::extract(opened, &scratch, &mut |_| {}).and_then(|x| {
-                let config = load_config(cli)?;
                 let store =
                     Store::open(&scratch, config.map_size_bytes()).map_err(|e| e.to_string())?;
                 let v = store.verify().map_err(|e| e.to_string())?;

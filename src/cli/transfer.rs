@@ -80,8 +80,14 @@ pub fn import_command(cli: &Cli, args: &ImportArgs) -> Result<(), String> {
     let mut tick = |n| progress.advance(n);
     let summary = match (args.format, &args.mailbox) {
         (Format::Mbox, Some(name)) => {
-            let (taken, skipped) =
-                import::mbox_file(&store, &account, &args.path, name, quoting, &mut tick)?;
+            let (taken, skipped) = import::mbox_file(
+                &store,
+                &account,
+                &args.path,
+                (name, None),
+                quoting,
+                &mut tick,
+            )?;
             Summary {
                 mailboxes: vec![(name.clone(), taken, skipped)],
                 failed: Vec::new(),
@@ -91,8 +97,14 @@ pub fn import_command(cli: &Cli, args: &ImportArgs) -> Result<(), String> {
             import::mbox_tree(&store, &account, &args.path, quoting, &mut tick)?
         }
         (Format::Mbox, None) => {
-            let (taken, skipped) =
-                import::mbox_file(&store, &account, &args.path, "INBOX", quoting, &mut tick)?;
+            let (taken, skipped) = import::mbox_file(
+                &store,
+                &account,
+                &args.path,
+                ("INBOX", None),
+                quoting,
+                &mut tick,
+            )?;
             Summary {
                 mailboxes: vec![("INBOX".into(), taken, skipped)],
                 failed: Vec::new(),
@@ -106,7 +118,7 @@ pub fn import_command(cli: &Cli, args: &ImportArgs) -> Result<(), String> {
                 ));
             }
             let (taken, skipped) =
-                import::maildir_folder(&store, &account, &args.path, name, &mut tick)?;
+                import::maildir_folder(&store, &account, &args.path, (name, None), &mut tick)?;
             Summary {
                 mailboxes: vec![(name.clone(), taken, skipped)],
                 failed: Vec::new(),

@@ -85,7 +85,7 @@
 
 pub mod encode;
 pub mod message;
-pub mod mutf7;
+pub use crate::mail::mutf7;
 pub mod parse;
 pub mod session;
 pub mod structure;

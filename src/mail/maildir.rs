@@ -4,7 +4,8 @@
 //! A message file is `cur/<unique>:2,<info>`: info letters `D` draft, `F` flagged, `P`
 //! passed (forwarded), `R` replied, `S` seen, `T` trashed, in ASCII order; Dovecot adds
 //! `a`..`z` for the keywords its `dovecot-keywords` file numbers 0..25. A Maildir++ tree
-//! keeps INBOX at its root and each folder in `.<name>`, with `.` between levels.
+//! keeps INBOX at its root and each folder in `.<name>`, with `.` between levels and
+//! names in modified UTF-7, as Dovecot writes them.
 
 /// IMAP system flags, as the store's bits (see `store::flags`).
 pub mod bits {
@@ -108,7 +109,8 @@ pub fn folder_mailbox(dir_name: &str) -> Option<String> {
     if name.is_empty() || name.split('.').any(str::is_empty) {
         return None;
     }
-    Some(name.replace('.', "/"))
+    let name = name.replace('.', "/");
+    Some(super::mutf7::decode(&name).unwrap_or(name))
 }
 
 /// The Maildir++ directory name of a mailbox (`A/B` is `.A.B`); INBOX lives at the root
@@ -117,7 +119,10 @@ pub fn mailbox_folder(mailbox: &str) -> Option<String> {
     if mailbox.eq_ignore_ascii_case("INBOX") {
         return None;
     }
-    let levels: Vec<String> = mailbox.split('/').map(|l| l.replace('.', "_")).collect();
+    let levels: Vec<String> = mailbox
+        .split('/')
+        .map(|l| super::mutf7::encode(&l.replace('.', "_")))
+        .collect();
     Some(format!(".{}", levels.join(".")))
 }
 
@@ -146,6 +151,14 @@ mod tests {
         assert_eq!(mailbox_folder("Archive/2024"), Some(".Archive.2024".into()));
         assert_eq!(mailbox_folder("inbox"), None);
         assert_eq!(mailbox_folder("v1.2"), Some(".v1_2".into()));
+        assert_eq!(
+            mailbox_folder("Entwürfe/A&B"),
+            Some(".Entw&APw-rfe.A&-B".into())
+        );
+        assert_eq!(
+            folder_mailbox(".Entw&APw-rfe.A&-B"),
+            Some("Entwürfe/A&B".into())
+        );
         let text = keywords_file(&["$Important".into(), "work".into()]);
         assert_eq!(text, "0 $Important\n1 work\n");
         assert_eq!(

@@ -320,7 +320,8 @@ impl<W: Write> MessageWriter<'_, W> {
             self.line.push(b);
             let quotes = self.line.iter().take_while(|&&c| c == b'>').count();
             let rest = &self.line[quotes..];
-            if rest.len() >= 5 || !b"From ".starts_with(rest) || self.line.len() > 1024 {
+            // The reader unquotes within a line's first piece only: so does the writer.
+            if rest.len() >= 5 || !b"From ".starts_with(rest) || self.line.len() > PIECE - 8 {
                 if rest == b"From " {
                     self.out.write_all(b">")?;
                 }

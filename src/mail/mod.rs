@@ -21,6 +21,7 @@ pub mod dsn;
 pub mod header;
 pub mod maildir;
 pub mod mbox;
+pub mod mutf7;
 pub mod sortkeys;
 pub mod structure;
 

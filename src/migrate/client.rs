@@ -12,6 +12,13 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 pub const MAX_LINE: usize = 256 * 1024;
 /// Largest literal held in memory (names, headers); message bodies stream instead.
 pub const MAX_SMALL_LITERAL: usize = 64 * 1024;
+/// Most bytes one response holds in memory (its lines and small literals).
+pub const MAX_RESPONSE: usize = 1 << 20;
+/// Largest message taken (it goes to a spool file, not memory).
+pub const MAX_MESSAGE: u64 = 256 << 20;
+/// Most untagged responses [`Client::command`] collects (folder lists, EXAMINE);
+/// [`Client::command_each`] takes any number, one at a time.
+pub const MAX_COLLECTED: usize = 100_000;
 
 /// One token of a response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,15 +79,8 @@ pub fn tokenize(line: &[u8], tokens: &mut Vec<Token>) -> Result<Option<u64>, Str
                 }
                 tokens.push(Token::Text(text));
             }
-            b'{' | b'~' if line[i..].ends_with(b"}") && line[i..].contains(&b'{') => {
-                let start = i + line[i..].iter().position(|&b| b == b'{').unwrap_or(0) + 1;
-                let digits = &line[start..line.len() - 1];
-                let digits = digits.strip_suffix(b"+").unwrap_or(digits);
-                let n = std::str::from_utf8(digits)
-                    .ok()
-                    .and_then(|d| d.parse().ok())
-                    .ok_or("bad literal size")?;
-                return Ok(Some(n));
+            b'{' | b'~' if literal_size(&line[i..]).is_some() => {
+                return Ok(literal_size(&line[i..]));
             }
             _ => {
                 let start = i;
@@ -101,6 +101,17 @@ pub fn tokenize(line: &[u8], tokens: &mut Vec<Token>) -> Result<Option<u64>, Str
         }
     }
     Ok(None)
+}
+
+/// The size a literal announcement (`{n}`, `{n+}`, `~{n}`) ending the line states.
+fn literal_size(rest: &[u8]) -> Option<u64> {
+    let rest = rest.strip_prefix(b"~").unwrap_or(rest);
+    let digits = rest.strip_prefix(b"{")?.strip_suffix(b"}")?;
+    let digits = digits.strip_suffix(b"+").unwrap_or(digits);
+    if digits.is_empty() || digits.len() > 12 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 /// A complete response: its tokens (literals spliced in).
@@ -168,14 +179,25 @@ impl Client {
     /// Reads one response, streaming a literal that follows `BODY[]` into `body`.
     pub fn response(&mut self, mut body: Option<BodySink>) -> Result<Response, String> {
         let mut response = Response::default();
+        // What one response may hold besides a streamed body: bounded, whatever the server.
+        let mut held = 0usize;
         loop {
             let line = self.line()?;
+            held += line.len();
+            if held > MAX_RESPONSE {
+                return Err("a response from the server is too long".into());
+            }
             let Some(size) = tokenize(&line, &mut response.tokens)? else {
                 return Ok(response);
             };
             let to_body = matches!(response.tokens.last(), Some(Token::Atom(a)) if a.eq_ignore_ascii_case("BODY[]"));
             match (to_body, body.as_mut()) {
                 (true, Some(sink)) => {
+                    if size > MAX_MESSAGE {
+                        return Err(format!(
+                            "a message of {size} bytes is over the {MAX_MESSAGE}-byte limit"
+                        ));
+                    }
                     let mut left = size;
                     let mut buf = vec![0u8; 64 * 1024];
                     while left > 0 {
@@ -208,8 +230,26 @@ impl Client {
     pub fn command(
         &mut self,
         command: &str,
-        mut body: Option<BodySink>,
+        body: Option<BodySink>,
     ) -> Result<Vec<Response>, String> {
+        let mut untagged = Vec::new();
+        self.command_each(command, body, &mut |response| {
+            if untagged.len() >= MAX_COLLECTED {
+                return Err("the server sent too many responses".into());
+            }
+            untagged.push(response);
+            Ok(())
+        })?;
+        Ok(untagged)
+    }
+
+    /// Sends a command and hands each untagged response to `each` as it arrives.
+    pub fn command_each(
+        &mut self,
+        command: &str,
+        mut body: Option<BodySink>,
+        each: &mut dyn FnMut(Response) -> Result<(), String>,
+    ) -> Result<(), String> {
         let tag = format!("m{}", self.next_tag);
         self.next_tag += 1;
         let stream = self.conn.get_mut();
@@ -217,18 +257,18 @@ impl Client {
             .write_all(format!("{tag} {command}\r\n").as_bytes())
             .and_then(|_| stream.flush())
             .map_err(|e| format!("sending: {e}"))?;
-        let mut untagged = Vec::new();
+        // Only the verb in messages: the rest may be a password.
+        let verb = command.split(' ').next().unwrap_or("");
         loop {
             let response = self.response(body.as_mut().map(|b| &mut **b as BodySink))?;
             match response.tag() {
-                Some("*") => untagged.push(response),
-                Some("+") => return Err(format!("the server wants more for {command:?}")),
+                Some("*") => each(response)?,
+                Some("+") => return Err(format!("the server wants more for {verb}")),
                 Some(t) if t == tag => {
-                    return match response.word(1).as_deref() {
-                        Some("OK") => Ok(untagged),
+                    return match response.word(1) {
+                        Some(w) if w.eq_ignore_ascii_case("OK") => Ok(()),
                         _ => Err(format!(
-                            "{}: {}",
-                            command.split(' ').next().unwrap_or(command),
+                            "{verb}: {}",
                             response.tokens[1..]
                                 .iter()
                                 .filter_map(Token::text)
@@ -277,6 +317,10 @@ mod tests {
         assert_eq!(t.last(), Some(&Token::Atom("BODY[]".into())));
         let (t, _) = toks("* OK [UIDVALIDITY 3857529045] UIDs valid");
         assert_eq!(t[2], Token::Atom("[UIDVALIDITY 3857529045]".into()));
+        // Text that merely ends in a brace is not a literal.
+        let (t, lit) = toks("* OK [ALERT] see {this}");
+        assert_eq!(lit, None);
+        assert_eq!(t.last(), Some(&Token::Atom("{this}".into())));
         assert_eq!(quote(r#"a"b\c"#).unwrap(), r#""a\"b\\c""#);
     }
 

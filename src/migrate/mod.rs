@@ -4,8 +4,11 @@
 //! dates. Folders map by special use (RFC 6154 attributes on LIST; `\Sent` goes to our
 //! Sent whatever the source calls it), then by well-known names, else by name with the
 //! source's separator made `/`. Gmail's `[Gmail]/` (or `[Google Mail]/`) prefix is
-//! dropped, and its virtual folders (`\All`, `\Flagged`, `\Important`: views of mail
-//! that lives in other folders) are skipped, so nothing arrives twice.
+//! dropped, and its views of mail that lives in other folders (`\Flagged`, `\Important`)
+//! are skipped. Its All Mail (`\All`) is copied into our Archive, but only the messages
+//! with no label (X-GM-LABELS, the X-GM-EXT-1 extension) besides Important and Starred:
+//! archived mail, which no other folder shows; the rest comes from its labels' folders.
+//! On other servers `\All` is a view and skipped.
 //!
 //! Resumable and incremental: per source folder, the UIDVALIDITY and the last UID copied
 //! are kept with the messages (see [`crate::transfer`]); a second run copies only UIDs
@@ -15,7 +18,7 @@
 pub mod client;
 
 use crate::store::{flags, ImportMark, Incoming, SpecialUse, Store};
-use crate::transfer::{special_use_of, Batch, Collector, Pending, Summary};
+use crate::transfer::{place, Batch, Collector, Pending, Summary};
 use client::{quote, Client, Token};
 
 /// Where the mail comes from.
@@ -93,6 +96,8 @@ pub struct Folder {
     /// Our mailbox.
     pub mailbox: String,
     pub special_use: Option<SpecialUse>,
+    /// Gmail's All Mail: only the messages no other folder shows (archived ones).
+    pub only_unlabelled: bool,
 }
 
 /// Maps a LIST reply's attributes, separator and name to our mailbox; None to skip it.
@@ -101,8 +106,19 @@ pub fn map_folder(
     separator: Option<char>,
     wire: &str,
     ours: &[(String, Option<SpecialUse>)],
+    gmail: bool,
 ) -> Option<Folder> {
     let has = |a: &str| attributes.iter().any(|x| x.eq_ignore_ascii_case(a));
+    if gmail && has("\\All") && !has("\\Noselect") {
+        // Archived mail lives only here: it goes to our Archive (see `copy_folder`).
+        let (mailbox, special) = place(ours, "Archive", Some(SpecialUse::Archive));
+        return Some(Folder {
+            wire: wire.to_string(),
+            mailbox,
+            special_use: special,
+            only_unlabelled: true,
+        });
+    }
     if has("\\Noselect")
         || has("\\NonExistent")
         || has("\\All")
@@ -111,7 +127,7 @@ pub fn map_folder(
     {
         return None;
     }
-    let decoded = crate::imap::mutf7::decode(wire).unwrap_or_else(|_| wire.to_string());
+    let decoded = crate::mail::mutf7::decode(wire).unwrap_or_else(|_| wire.to_string());
     let mut name = match separator {
         Some(sep) if sep != '/' => decoded.split(sep).collect::<Vec<_>>().join("/"),
         _ => decoded,
@@ -126,6 +142,7 @@ pub fn map_folder(
             wire: wire.to_string(),
             mailbox: "INBOX".into(),
             special_use: None,
+            only_unlabelled: false,
         });
     }
     let special = [
@@ -137,25 +154,13 @@ pub fn map_folder(
     ]
     .into_iter()
     .find(|(a, _)| has(a))
-    .map(|(_, u)| u)
-    .or_else(|| {
-        if name.contains('/') {
-            None
-        } else {
-            special_use_of(&name)
-        }
-    });
-    let mailbox = special
-        .and_then(|u| {
-            ours.iter()
-                .find(|(_, s)| *s == Some(u))
-                .map(|(n, _)| n.clone())
-        })
-        .unwrap_or(name);
+    .map(|(_, u)| u);
+    let (mailbox, special) = place(ours, &name, special);
     Some(Folder {
         wire: wire.to_string(),
         mailbox,
         special_use: special,
+        only_unlabelled: false,
     })
 }
 
@@ -183,6 +188,8 @@ struct Fetched {
     uid: u32,
     flags: Vec<String>,
     internal_date: Option<i64>,
+    /// Gmail's labels (X-GM-LABELS), when asked for.
+    labels: Option<Vec<String>>,
 }
 
 fn parse_fetch(tokens: &[Token]) -> Fetched {
@@ -199,13 +206,19 @@ fn parse_fetch(tokens: &[Token]) -> Fetched {
                     .unwrap_or(0);
                 i += 1;
             }
-            "FLAGS" if tokens.get(i + 1) == Some(&Token::Open) => {
+            "FLAGS" | "X-GM-LABELS" if tokens.get(i + 1) == Some(&Token::Open) => {
+                let mut list = Vec::new();
                 i += 2;
                 while i < tokens.len() && tokens[i] != Token::Close {
                     if let Some(f) = tokens[i].text() {
-                        out.flags.push(f);
+                        list.push(f);
                     }
                     i += 1;
+                }
+                if key == "FLAGS" {
+                    out.flags = list;
+                } else {
+                    out.labels = Some(list);
                 }
             }
             "INTERNALDATE" => {
@@ -243,6 +256,11 @@ pub fn folders(
     client: &mut Client,
     ours: &[(String, Option<SpecialUse>)],
 ) -> Result<Vec<Folder>, String> {
+    let gmail = client
+        .command("CAPABILITY", None)?
+        .iter()
+        .flat_map(|r| r.tokens.iter())
+        .any(|t| matches!(t, Token::Atom(a) if a.eq_ignore_ascii_case("X-GM-EXT-1")));
     let mut out = Vec::new();
     for response in client.command("LIST \"\" \"*\"", None)? {
         let t = &response.tokens;
@@ -259,7 +277,7 @@ pub fn folders(
         let Some(wire) = t.get(close + 2).and_then(Token::text) else {
             continue;
         };
-        if let Some(folder) = map_folder(&attributes, separator, &wire, ours) {
+        if let Some(folder) = map_folder(&attributes, separator, &wire, ours, gmail) {
             out.push(folder);
         }
     }
@@ -309,14 +327,31 @@ pub fn copy_folder(
         .any(|r| r.word(2).as_deref() == Some("EXISTS") && r.word(1).as_deref() != Some("0"));
     let mut uids = Vec::new();
     if exists {
-        let listing = client.command(&format!("UID FETCH {}:* (UID)", mark.position + 1), None)?;
-        for r in listing {
-            let f = parse_fetch(&r.tokens);
-            // `n:*` always names the last message, even below n.
-            if f.uid as u64 > mark.position {
-                uids.push(f.uid);
-            }
-        }
+        let above = mark.position;
+        let items = if folder.only_unlabelled {
+            "(UID X-GM-LABELS)"
+        } else {
+            "(UID)"
+        };
+        client.command_each(
+            &format!("UID FETCH {}:* {items}", above + 1),
+            None,
+            &mut |r| {
+                let f = parse_fetch(&r.tokens);
+                // A message with a label is copied from that label's folder.
+                let elsewhere = f.labels.as_ref().is_some_and(|labels| {
+                    labels.iter().any(|l| {
+                        !l.eq_ignore_ascii_case("\\Important")
+                            && !l.eq_ignore_ascii_case("\\Starred")
+                    })
+                });
+                // `n:*` always names the last message, even below n.
+                if f.uid as u64 > above && !elsewhere {
+                    uids.push(f.uid);
+                }
+                Ok(())
+            },
+        )?;
     }
     uids.sort_unstable();
     for uid in uids {
@@ -325,14 +360,26 @@ pub fn copy_folder(
             &format!("UID FETCH {uid} (UID FLAGS INTERNALDATE BODY.PEEK[])"),
             Some(&mut |b: &[u8]| collector.write(b)),
         )?;
-        let Some(fetched) = responses
+        let Some((fetched, response)) = responses
             .iter()
-            .map(|r| parse_fetch(&r.tokens))
-            .find(|f| f.uid == uid)
+            .map(|r| (parse_fetch(&r.tokens), r))
+            .find(|(f, _)| f.uid == uid)
         else {
             // Expunged meanwhile.
             continue;
         };
+        // The body came as a literal (streamed), or as a quoted string.
+        let at = response
+            .tokens
+            .iter()
+            .position(|t| matches!(t, Token::Atom(a) if a.eq_ignore_ascii_case("BODY[]")));
+        match at.and_then(|i| response.tokens.get(i + 1)) {
+            Some(Token::Streamed(_)) => {}
+            Some(Token::Text(text)) => collector
+                .write(text)
+                .map_err(|e| format!("storing a message: {e}"))?,
+            _ => return Err(format!("{}: UID {uid} came without its body", folder.wire)),
+        }
         let (body, head) = collector.finish();
         let (bits, keywords) = parse_flags(&fetched.flags);
         let date = fetched
@@ -364,12 +411,7 @@ pub fn run(
     source: &Source,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Summary, String> {
-    let ours: Vec<(String, Option<SpecialUse>)> = store
-        .mailboxes(account)
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .map(|m| (m.name, m.special_use))
-        .collect();
+    let ours = crate::transfer::ours(store, account)?;
     let mut summary = Summary::default();
     for folder in folders(client, &ours)? {
         match copy_folder(client, store, account, source, &folder, progress) {
@@ -407,7 +449,7 @@ mod tests {
 
     fn map(attrs: &[&str], sep: Option<char>, wire: &str) -> Option<(String, Option<SpecialUse>)> {
         let attrs: Vec<String> = attrs.iter().map(|a| a.to_string()).collect();
-        map_folder(&attrs, sep, wire, &ours()).map(|f| (f.mailbox, f.special_use))
+        map_folder(&attrs, sep, wire, &ours(), false).map(|f| (f.mailbox, f.special_use))
     }
 
     #[test]
@@ -438,6 +480,23 @@ mod tests {
         assert_eq!(
             map(&[], Some('/'), "Entw&APw-rfe"),
             Some(("Entwürfe".into(), None))
+        );
+    }
+
+    #[test]
+    fn gmail_all_mail_goes_to_archive() {
+        let attrs = vec!["\\HasNoChildren".to_string(), "\\All".to_string()];
+        let f = map_folder(&attrs, Some('/'), "[Gmail]/All Mail", &ours(), true).unwrap();
+        assert_eq!((f.mailbox.as_str(), f.only_unlabelled), ("Archive", true));
+        let mut t = Vec::new();
+        client::tokenize(
+            br#"* 9 FETCH (UID 70 X-GM-LABELS (\Important "work stuff"))"#,
+            &mut t,
+        )
+        .unwrap();
+        assert_eq!(
+            parse_fetch(&t).labels,
+            Some(vec!["\\Important".into(), "work stuff".into()])
         );
     }
 

@@ -46,12 +46,9 @@ impl Store {
         } = *target;
         self.check_room(messages.iter().map(|(m, _, _)| m.size()).sum())?;
         let mut txn = self.write_txn()?;
-        if self
-            .db
-            .mailboxes
-            .get(&txn, &mailbox_key(account, name))?
-            .is_none()
-        {
+        // Missing, or kept only as a `\Noselect` parent: made (again) a real mailbox.
+        let existing = self.db.mailboxes.get(&txn, &mailbox_key(account, name))?;
+        if existing.is_none_or(|m| m.noselect) {
             super::mailboxes::validate_name(name)?;
             self.create_mailbox_txn(&mut txn, account, name, special_use)?;
         }

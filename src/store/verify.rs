@@ -85,6 +85,10 @@ impl Store {
             for item in db.messages.prefix_iter(&txn, &mailbox.id.to_be_bytes())? {
                 let (key, record) = item?;
                 v.messages += 1;
+                if key.len() != 12 {
+                    v.problem(format!("{name}: a message key of {} bytes", key.len()));
+                    continue;
+                }
                 let uid = uid_of_message_key(key);
                 if uid == 0 || uid >= mailbox.uid_next {
                     v.problem(format!(
@@ -195,7 +199,7 @@ fn blob_size(store: &Store, txn: &heed::RoTxn, blob: u64) -> Result<u64> {
         .enumerate()
     {
         let (key, chunk) = item?;
-        if uid_of_message_key(key) as usize != expected {
+        if key.len() != 12 || uid_of_message_key(key) as usize != expected {
             break;
         }
         size += chunk.len() as u64;

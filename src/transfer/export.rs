@@ -16,6 +16,27 @@ use crate::store::{Mailbox, MessageRecord, Store};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// A new file only its owner can read: exports hold someone's mail.
+fn private_file(path: &Path) -> Result<std::fs::File, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Creates a directory (and its parents) only its owner can enter.
+fn private_dir(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// Feeds a message's stored bytes to `sink`, one chunk at a time.
 fn each_chunk(
     store: &Store,
@@ -71,8 +92,9 @@ pub fn mbox_mailbox(
     if dest.exists() {
         return Err(format!("{} exists already", dest.display()));
     }
-    let file =
-        std::fs::File::create(&partial).map_err(|e| format!("{}: {e}", partial.display()))?;
+    // A `.partial` is what an interrupted export left.
+    let _ = std::fs::remove_file(&partial);
+    let file = private_file(&partial)?;
     let mut writer = mbox::Writer::new(std::io::BufWriter::with_capacity(64 * 1024, file));
     let mut count = 0;
     for (_, record) in store.messages(mailbox.id).map_err(|e| e.to_string())? {
@@ -103,7 +125,7 @@ pub fn mbox_account(
     dir: &Path,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Summary, String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    private_dir(dir)?;
     let mut summary = Summary::default();
     for mailbox in store.mailboxes(account).map_err(|e| e.to_string())? {
         if mailbox.noselect {
@@ -128,8 +150,7 @@ pub fn maildir_mailbox(
 ) -> Result<u64, String> {
     let mailbox = mailbox(store, account, name)?;
     for sub in ["cur", "new", "tmp"] {
-        let path = dir.join(sub);
-        std::fs::create_dir_all(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        private_dir(&dir.join(sub))?;
     }
     let busy = ["cur", "new"].iter().any(|sub| {
         std::fs::read_dir(dir.join(sub)).is_ok_and(|mut entries| entries.next().is_some())
@@ -161,7 +182,7 @@ pub fn maildir_mailbox(
             mailbox.uid_validity
         );
         let temp = dir.join("tmp").join(&unique);
-        let file = std::fs::File::create(&temp).map_err(|e| format!("{}: {e}", temp.display()))?;
+        let file = private_file(&temp)?;
         let mut out = std::io::BufWriter::with_capacity(64 * 1024, file);
         let mut cr = false;
         each_chunk(store, &record, &mut |bytes| {

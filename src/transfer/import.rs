@@ -9,10 +9,10 @@
 //! Resuming: the mark of an mbox is the byte offset of the next message's `From ` line,
 //! of a Maildir folder the last file taken in name order; both commit with the messages.
 
-use super::{header_date, special_use_of, Batch, Collector, Pending, Summary};
+use super::{header_date, place, Batch, Collector, Pending, Summary};
 use crate::mail::maildir;
 use crate::mail::mbox::{self, Quoting};
-use crate::store::{flags, Incoming, Store};
+use crate::store::{flags, Incoming, SpecialUse, Store};
 use std::io::{BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
@@ -51,12 +51,12 @@ pub fn mbox_file(
     store: &Store,
     account: &str,
     path: &Path,
-    mailbox: &str,
+    (mailbox, special_use): (&str, Option<SpecialUse>),
     quoting: Quoting,
     progress: &mut dyn FnMut(u64),
 ) -> Result<(u64, u64), String> {
     let source = source_key("mbox", path) + "\0" + mailbox;
-    let mut batch = Batch::new(store, account, mailbox, special_use_of(mailbox), &source);
+    let mut batch = Batch::new(store, account, mailbox, special_use, &source);
     let mut mark = batch.mark()?.unwrap_or_default();
     let skipped = mark.count;
     let mut file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -122,14 +122,15 @@ pub fn mbox_tree(
     let mut files = Vec::new();
     collect_files(dir, dir, &mut files)?;
     let mut summary = Summary::default();
+    let ours = super::ours(store, account)?;
     for (path, relative) in files {
         let name = relative.replace('.', "/");
-        let name = if name.eq_ignore_ascii_case("inbox") {
-            "INBOX".to_string()
+        let (name, special) = if name.eq_ignore_ascii_case("inbox") {
+            ("INBOX".to_string(), None)
         } else {
-            name
+            place(&ours, &name, None)
         };
-        match mbox_file(store, account, &path, &name, quoting, progress) {
+        match mbox_file(store, account, &path, (&name, special), quoting, progress) {
             Ok((taken, skipped)) => summary.mailboxes.push((name, taken, skipped)),
             Err(e) => summary.failed.push(e),
         }
@@ -148,9 +149,13 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, String)>) -> R
         if name.starts_with('.') {
             continue;
         }
-        if path.is_dir() {
+        // Symbolic links are not followed: a loop would never end.
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
             collect_files(root, &path, out)?;
-        } else if path.is_file() {
+        } else if meta.is_file() {
             let relative = path.strip_prefix(root).unwrap_or(&path);
             out.push((path.clone(), relative.to_string_lossy().into_owned()));
         }
@@ -192,27 +197,38 @@ pub fn maildir_folder(
     store: &Store,
     account: &str,
     dir: &Path,
-    mailbox: &str,
+    (mailbox, special_use): (&str, Option<SpecialUse>),
     progress: &mut dyn FnMut(u64),
 ) -> Result<(u64, u64), String> {
     let letters = std::fs::read_to_string(dir.join("dovecot-keywords"))
         .map(|t| maildir::parse_keywords_file(&t))
         .unwrap_or_default();
     let source = source_key("maildir", dir) + "\0" + mailbox;
-    let mut batch = Batch::new(store, account, mailbox, special_use_of(mailbox), &source);
+    let mut batch = Batch::new(store, account, mailbox, special_use, &source);
     let mut mark = batch.mark()?.unwrap_or_default();
     let skipped = mark.count;
-    for (name, path) in maildir_files(dir)? {
-        let unique = maildir::unique(&name);
-        if !mark.last.is_empty() && unique <= mark.last.as_str() {
+    for (listed, listed_path) in maildir_files(dir)? {
+        let unique = maildir::unique(&listed).to_string();
+        if !mark.last.is_empty() && unique.as_str() <= mark.last.as_str() {
             continue;
         }
-        let file = match std::fs::File::open(&path) {
-            Ok(f) => f,
-            // Moved from new/ to cur/ (or deleted) by a mail client meanwhile.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(format!("{}: {e}", path.display())),
+        let (name, file) = match std::fs::File::open(&listed_path) {
+            Ok(f) => (listed, f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // A mail client moved it (new/ to cur/, or new flags) meanwhile: find it
+                // again by its unique name; if it is gone, it was deleted.
+                match maildir_files(dir)?
+                    .into_iter()
+                    .find(|(n, _)| maildir::unique(n) == unique)
+                    .and_then(|(n, p)| Some((n, std::fs::File::open(p).ok()?)))
+                {
+                    Some(found) => found,
+                    None => continue,
+                }
+            }
+            Err(e) => return Err(format!("{}: {e}", listed_path.display())),
         };
+        let label = dir.join(&name);
         let mtime = file
             .metadata()
             .ok()
@@ -222,7 +238,7 @@ pub fn maildir_folder(
         let mut collector = Collector::new(store);
         let mut input = BufReader::with_capacity(64 * 1024, file);
         crlf_copy(&mut input, &mut |b| collector.write(b))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .map_err(|e| format!("{}: {e}", label.display()))?;
         let (body, head) = collector.finish();
         let (bits, passed, indexes) = maildir::parse_info(&name);
         let mut keywords: Vec<String> = indexes
@@ -242,7 +258,7 @@ pub fn maildir_folder(
             keywords,
         });
         mark.count += 1;
-        mark.last = unique.to_string();
+        mark.last = unique;
         progress(1);
         if batch.full() {
             batch.commit(&mark)?;
@@ -277,11 +293,17 @@ pub fn maildir_tree(
             }
         }
     }
+    let ours = super::ours(store, account)?;
     for (dir, mailbox) in folders {
         if !is_maildir(&dir) {
             continue;
         }
-        match maildir_folder(store, account, &dir, &mailbox, progress) {
+        let (mailbox, special) = if mailbox == "INBOX" {
+            (mailbox, None)
+        } else {
+            place(&ours, &mailbox, None)
+        };
+        match maildir_folder(store, account, &dir, (&mailbox, special), progress) {
             Ok((taken, skipped)) => summary.mailboxes.push((mailbox, taken, skipped)),
             Err(e) => summary.failed.push(e),
         }

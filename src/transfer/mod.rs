@@ -73,6 +73,19 @@ impl<'a> Batch<'a> {
     }
 
     pub fn push(&mut self, mut message: Pending) {
+        // Only what IMAP can show as a flag atom (RFC 3501 §9 atom, no `]`), each once.
+        let mut keywords: Vec<String> = Vec::new();
+        for k in message.keywords.drain(..) {
+            let valid = !k.is_empty()
+                && k.len() <= 255
+                && !k.starts_with('\\')
+                && k.bytes()
+                    .all(|b| b.is_ascii_graphic() && !b"(){%*\"\\]".contains(&b));
+            if valid && !keywords.iter().any(|x| x.eq_ignore_ascii_case(&k)) {
+                keywords.push(k);
+            }
+        }
+        message.keywords = keywords;
         message.message.describe();
         self.bytes += message.message.size();
         self.pending.push(message);
@@ -142,8 +155,42 @@ pub fn header_date(head: &[u8]) -> Option<i64> {
     crate::mail::sortkeys::sort_keys(crate::mail::header_of(head)).sent
 }
 
+/// Where a folder of another server (or of an imported tree) goes among `ours` (the
+/// account's mailboxes and their special uses): a special use (`said`, or one its
+/// well-known name suggests at the top level) leads to our mailbox of that use, so there
+/// is never a second Sent; anything else keeps its name.
+pub fn place(
+    ours: &[(String, Option<SpecialUse>)],
+    name: &str,
+    said: Option<SpecialUse>,
+) -> (String, Option<SpecialUse>) {
+    let special = said.or_else(|| {
+        if name.contains('/') {
+            None
+        } else {
+            special_use_of(name)
+        }
+    });
+    match special.and_then(|u| ours.iter().find(|(_, s)| *s == Some(u))) {
+        Some((ours, _)) => (ours.clone(), special),
+        // Ours has none of that use (deleted): the folder keeps its name and takes it.
+        None => (name.to_string(), special),
+    }
+}
+
+/// The account's mailboxes and their special uses, for [`place`].
+pub fn ours(store: &Store, account: &str) -> Result<Vec<(String, Option<SpecialUse>)>, String> {
+    Ok(store
+        .mailboxes(account)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|m| !m.noselect)
+        .map(|m| (m.name, m.special_use))
+        .collect())
+}
+
 /// The special use a mailbox name suggests (for names of other servers' folders).
-pub fn special_use_of(name: &str) -> Option<SpecialUse> {
+fn special_use_of(name: &str) -> Option<SpecialUse> {
     let last = name.rsplit('/').next().unwrap_or(name).to_ascii_lowercase();
     Some(match last.as_str() {
         "sent" | "sent items" | "sent messages" | "sent mail" => SpecialUse::Sent,
