@@ -386,18 +386,17 @@ pub fn copy_folder(
             .internal_date
             .or_else(|| crate::transfer::header_date(&head))
             .unwrap_or_else(crate::clock::unix_now);
-        batch.push(Pending {
-            message: Incoming::new(Vec::new(), body, date),
-            sender: String::new(),
-            flags: bits,
-            keywords,
-        });
-        mark.count += 1;
         mark.position = uid as u64;
-        progress(1);
-        if batch.full() {
-            batch.commit(&mark)?;
-        }
+        batch.add(
+            Pending {
+                message: Incoming::new(Vec::new(), body, date),
+                sender: String::new(),
+                flags: bits,
+                keywords,
+            },
+            &mut mark,
+            progress,
+        )?;
     }
     batch.commit(&mark)?;
     Ok((batch.committed, skipped))

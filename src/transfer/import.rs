@@ -93,18 +93,17 @@ pub fn mbox_file(
             .date
             .or_else(|| header_date(&head))
             .unwrap_or_else(crate::clock::unix_now);
-        batch.push(Pending {
-            message: Incoming::new(Vec::new(), body, date),
-            sender: envelope.sender,
-            flags: mbox_flags(&head),
-            keywords: Vec::new(),
-        });
-        mark.count += 1;
         mark.position = reader.position();
-        progress(1);
-        if batch.full() {
-            batch.commit(&mark)?;
-        }
+        batch.add(
+            Pending {
+                message: Incoming::new(Vec::new(), body, date),
+                sender: envelope.sender,
+                flags: mbox_flags(&head),
+                keywords: Vec::new(),
+            },
+            &mut mark,
+            progress,
+        )?;
     }
     batch.commit(&mark)?;
     Ok((batch.committed, skipped))
@@ -251,18 +250,17 @@ pub fn maildir_folder(
         let date = mtime
             .or_else(|| header_date(&head))
             .unwrap_or_else(crate::clock::unix_now);
-        batch.push(Pending {
-            message: Incoming::new(Vec::new(), body, date),
-            sender: String::new(),
-            flags: bits,
-            keywords,
-        });
-        mark.count += 1;
         mark.last = unique;
-        progress(1);
-        if batch.full() {
-            batch.commit(&mark)?;
-        }
+        batch.add(
+            Pending {
+                message: Incoming::new(Vec::new(), body, date),
+                sender: String::new(),
+                flags: bits,
+                keywords,
+            },
+            &mut mark,
+            progress,
+        )?;
     }
     batch.commit(&mark)?;
     Ok((batch.committed, skipped))

@@ -91,6 +91,23 @@ impl<'a> Batch<'a> {
         self.pending.push(message);
     }
 
+    /// Adds a message whose source position `mark` already holds: counts it, and commits
+    /// the batch when it is full.
+    pub fn add(
+        &mut self,
+        message: Pending,
+        mark: &mut ImportMark,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<(), String> {
+        mark.count += 1;
+        self.push(message);
+        progress(1);
+        if self.full() {
+            self.commit(mark)?;
+        }
+        Ok(())
+    }
+
     /// Commits the pending messages with `mark` (also when there are none: the mailbox
     /// is created and the mark kept).
     pub fn commit(&mut self, mark: &ImportMark) -> Result<(), String> {
