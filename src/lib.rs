@@ -13,7 +13,7 @@
 //!    certificate), [`dns`] (one resolver, typed lookups), [`net`] (the connection type
 //!    with bounded line reading; dot-stuffing), [`privilege`] (dropping root),
 //!    [`signals`] (SIGHUP / SIGTERM / SIGINT), [`sntp`] (the clock's offset from time
-//!    servers).
+//!    servers), [`logtail`] (the logger, keeping the last warnings).
 //! 5. [`store`]: the LMDB store (accounts, mailboxes, messages, outbound queue, quota
 //!    counters); its module doc is the schema. Imports no protocol.
 //! 6. [`auth`]: password hashing, the credential cache, SASL PLAIN/LOGIN decoding.
@@ -27,7 +27,8 @@
 //! 8. [`floor`]: what every session stands on: `Shared`, the session kernel, admission,
 //!    locks.
 //! 9. [`relay`]: outbound delivery: `route` (MX, smarthost), `client` (SMTP client),
-//!    `runner` and `schedule` (the scheduler), `retry` (pure), `dkim`.
+//!    `runner` and `schedule` (the scheduler), `retry` (pure), `dkim`. [`status`]: the
+//!    running server's status file, for `letterbox status`.
 //! 10. Protocol servers: [`smtp`], [`pop3`], [`imap`], [`managesieve`], each a pure `parse` under a
 //!     `session` state machine.
 //! 11. [`sendmail`] (local injection), [`server`] (listeners, shutdown fan-out) and
@@ -52,6 +53,7 @@ pub mod imap;
 pub mod inbound;
 pub mod junk;
 pub mod limits;
+pub mod logtail;
 pub mod mail;
 pub mod managesieve;
 pub mod migrate;
@@ -65,6 +67,7 @@ pub mod sieve;
 pub mod signals;
 pub mod smtp;
 pub mod sntp;
+pub mod status;
 pub mod store;
 pub mod tls;
 pub mod transfer;

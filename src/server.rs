@@ -58,9 +58,11 @@ pub async fn run(
     // Each session holds a clone of `done`; when all are gone, recv() yields None.
     let (done, mut all_done) = mpsc::channel::<()>(1);
     let mut stdout = std::io::stdout().lock();
+    let mut bound_addrs = Vec::new();
     for bound in listeners {
         let socket = TcpListener::from_std(bound.socket).map_err(|e| e.to_string())?;
         let addr = socket.local_addr().map_err(|e| e.to_string())?;
+        bound_addrs.push((bound.kind.to_string(), addr.to_string()));
         let _ = writeln!(stdout, "listening {} {addr}", bound.kind);
         log::info!("listening for {} on {addr}", bound.kind);
         tokio::spawn(accept_loop(
@@ -73,6 +75,7 @@ pub async fn run(
     tokio::spawn(crate::relay::runner::run(shared.clone()));
     tokio::spawn(crate::acme::run(shared.clone()));
     tokio::spawn(watch_clock(shared.clone()));
+    tokio::spawn(crate::status::write_loop(shared.clone(), bound_addrs));
     let _ = writeln!(stdout, "ready");
     let _ = stdout.flush();
     drop(stdout);
@@ -150,6 +153,8 @@ async fn watch_clock(shared: Arc<Shared>) {
             .iter()
             .filter_map(|(server, answer)| answer.as_ref().ok().map(|s| (server, s)))
             .min_by(|a, b| a.1.delay.total_cmp(&b.1.delay));
+        *shared.clock_check.lock().expect("clock lock") =
+            Some((crate::clock::unix_now(), best.map(|(_, s)| s.offset)));
         match best {
             Some((server, s)) if s.offset.abs() >= CLOCK_WARN_SECS => log::warn!(
                 "clock: this machine is {:.3} s {} {server}: set the clock (letterbox clock sync, as root)",

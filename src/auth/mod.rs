@@ -77,7 +77,12 @@ pub struct Authenticator {
     guard: Arc<Mutex<Guard>>,
     /// `[auth] block_after_failures` and `block_secs`.
     blocking: Arc<Mutex<(u32, u64)>>,
+    /// When logins failed, newest last (at most [`FAILURES_KEPT`]), for `letterbox status`.
+    failures: Arc<Mutex<std::collections::VecDeque<i64>>>,
 }
+
+/// Failed logins remembered for [`Authenticator::failures_since`].
+const FAILURES_KEPT: usize = 10_000;
 
 /// Recently verified credentials; see the module doc.
 struct CredentialCache {
@@ -154,7 +159,14 @@ impl Authenticator {
             cache: Arc::new(CredentialCache::new()),
             guard: Arc::new(Mutex::new(Guard::default())),
             blocking: Arc::new(Mutex::new((10, 900))),
+            failures: Arc::default(),
         }
+    }
+
+    /// Failed logins since `since` (Unix time), up to the last [`FAILURES_KEPT`].
+    pub fn failures_since(&self, since: i64) -> usize {
+        let failures = self.failures.lock().expect("failures lock");
+        failures.iter().rev().take_while(|&&t| t >= since).count()
     }
 
     /// Applies `[auth]`: the credential cache's lifetime and the block policy.
@@ -201,6 +213,13 @@ impl Authenticator {
         log::warn!("auth failure: ip={peer} user={name} proto={proto}");
         let (block_after, block_secs) = *self.blocking.lock().expect("auth policy lock");
         let now = unix_now();
+        {
+            let mut failures = self.failures.lock().expect("failures lock");
+            if failures.len() >= FAILURES_KEPT {
+                failures.pop_front();
+            }
+            failures.push_back(now);
+        }
         let reached =
             self.guard
                 .lock()

@@ -17,6 +17,7 @@ mod progress;
 mod queue;
 mod records;
 mod sieve;
+mod status;
 mod transfer;
 mod vacation;
 use std::io::{BufRead, IsTerminal, Read, Write};
@@ -128,6 +129,12 @@ enum Command {
     Export(transfer::ExportArgs),
     /// Pull a whole account from another IMAP server (resumable, incremental).
     Migrate(transfer::MigrateArgs),
+    /// The box at a glance: server, listeners, clock, queue, store, certificate, backups.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// DKIM signing keys.
     Dkim {
         #[command(subcommand)]
@@ -263,8 +270,7 @@ pub fn main() -> i32 {
     } else {
         "warn"
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level))
-        .init();
+    crate::logtail::init(default_level);
     match run(cli) {
         Ok(()) => 0,
         Err(e) => {
@@ -354,6 +360,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Import(args) => transfer::import_command(&cli, args),
         Command::Export(args) => transfer::export_command(&cli, args),
         Command::Migrate(args) => transfer::migrate_command(&cli, args),
+        Command::Status { json } => status::status_command(&cli, *json),
         Command::Vacation { address, action } => vacation::vacation_command(&cli, address, action),
         Command::Dkim {
             action: DkimAction::Generate { domain, selector },

@@ -57,6 +57,11 @@ impl Connections {
         Ok(())
     }
 
+    /// Connections open now.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
     /// A connection from `ip` ended.
     pub fn release(&mut self, ip: IpAddr) {
         self.total = self.total.saturating_sub(1);

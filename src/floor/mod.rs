@@ -41,6 +41,9 @@ pub struct Shared {
     /// The checks on inbound mail, rebuilt when the DNS servers change.
     inbound: RwLock<Arc<Checker>>,
     connections: Mutex<Connections>,
+    /// The clock's last check: when (Unix time) and its offset in seconds (None: no
+    /// server answered), for `letterbox status`.
+    pub clock_check: Mutex<Option<(i64, Option<f64>)>>,
 }
 
 impl Shared {
@@ -65,7 +68,13 @@ impl Shared {
             acme_wake: tokio::sync::Notify::new(),
             config: RwLock::new(Arc::new(config)),
             connections: Mutex::new(Connections::default()),
+            clock_check: Mutex::new(None),
         }
+    }
+
+    /// Connections open now, on every listener.
+    pub fn connection_count(&self) -> usize {
+        self.connections.lock().expect("connections lock").total()
     }
 
     /// The configuration in force; a session keeps the one it started with.

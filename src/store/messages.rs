@@ -203,7 +203,7 @@ impl Store {
 
     /// The map's size and the bytes in use, read under one ticket: `mdb_env_info` reads
     /// the map itself, which must not move meanwhile.
-    fn map_use(&self) -> Result<(u64, u64)> {
+    pub fn map_use(&self) -> Result<(u64, u64)> {
         let txn = self.read_txn()?;
         let map = self.env.info().map_size as u64;
         Ok((map, self.db.used_bytes(&txn)?))

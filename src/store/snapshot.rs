@@ -82,6 +82,21 @@ pub(super) fn before_migration(
 pub struct ServeLock(#[allow(dead_code)] nix::fcntl::Flock<std::fs::File>);
 
 impl ServeLock {
+    /// Whether a process holds the lock now (without creating the file).
+    pub fn held(data_dir: &Path) -> std::io::Result<bool> {
+        use nix::fcntl::{Flock, FlockArg};
+        let file = match std::fs::File::open(data_dir.join("serve.lock")) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(_) => Ok(false),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(true),
+            Err((_, e)) => Err(e.into()),
+        }
+    }
+
     /// Takes the lock; `Ok(None)` when another process holds it.
     pub fn take(data_dir: &Path) -> std::io::Result<Option<ServeLock>> {
         use nix::fcntl::{Flock, FlockArg};
