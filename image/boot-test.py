@@ -3,10 +3,17 @@
 
     boot-test.py IMAGE WORKDIR
 
-Boots a copy of IMAGE twice from the same virtual disk and drives it the way a person would:
-over the serial console (first-boot setup, root login, admin commands, poweroff), SMTP and
-POP3 on forwarded ports, and SSH with a key given to the setup. Exits non-zero with one
-"boot-test: FAIL: ..." line (and the end of the serial log) on the first failure.
+Boots a copy of IMAGE, enlarged to a 2 GiB card, from the same virtual disk five times and
+drives it the way a person would: over the serial console (first-boot setup, root login,
+admin commands, poweroff), SMTP, POP3 and IMAP on forwarded ports, and SSH with a key given
+to the setup. Between the boots: /data grows to the card; a signed update is installed over
+SSH and confirmed; an update whose letterbox exits at start is installed and rolled back by
+the box itself. Exits non-zero with one "boot-test: FAIL: ..." line (and the end of the
+serial log) on the first failure.
+
+qemu does not run the Pi firmware, so this test does its part: before every boot it reads
+slot.txt on the boot partition ("os_prefix=a/") and boots that slot's kernel, initramfs and
+cmdline.txt, as the firmware would (a prefix without a kernel is ignored, as there).
 
 The guest network is qemu's user mode with restrict=on: the guest cannot reach anything; the
 host reaches it only through the forwarded ports on 127.0.0.1. qemu accepts a forwarded
@@ -16,6 +23,7 @@ connection before the guest listens, so readiness is the SMTP banner, never a co
 import atexit
 import ctypes
 import imaplib
+import json
 import os
 import poplib
 import re
@@ -51,11 +59,16 @@ SETUP_DIALOGUE = [  # (the end of the prompt, the answer), in order
 ]
 GUEST_PORTS = {"smtp": 25, "pop3": 110, "imap": 143, "ssh": 22}
 
+CARD_BYTES = 2 << 30  # the disk is enlarged to this before the first boot
+ROOT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The arm64 letterbox under qemu-user signs the updates (make-update, `letterbox signature`).
+SIGNER = f"qemu-aarch64-static {ROOT_DIR}/out/letterbox-aarch64-unknown-linux-musl"
+
 # Bounded waits, in seconds (TCG on a busy 2-core machine is slow; these are ceilings).
 BOOT_TIMEOUT = 180  # qemu start to the setup prompt or the SMTP banner
 COMMAND_TIMEOUT = 120  # one shell command on the console
 POWEROFF_TIMEOUT = 90  # poweroff to qemu's exit
-WHOLE_TEST_TIMEOUT = 840  # everything, to stay under 15 minutes
+WHOLE_TEST_TIMEOUT = 1200  # everything, to stay under 20 minutes
 
 
 class Failure(Exception):
@@ -72,19 +85,47 @@ def free_port():
         return s.getsockname()[1]
 
 
-def extract_boot_files(image, workdir):
-    """Copies the kernel, the initramfs and cmdline.txt out of the image's FAT partition
-    (partition 1), so the test boots exactly what a Pi's firmware would load."""
-    with open(image, "rb") as f:
+def boot_partition(disk):
+    """The mtools address of the FAT partition (partition 1) of the disk image."""
+    with open(disk, "rb") as f:
         mbr = f.read(512)
     if mbr[510:512] != b"\x55\xaa":
-        raise Failure(f"{image} has no MBR")
+        raise Failure(f"{disk} has no MBR")
     start_sector = struct.unpack_from("<I", mbr, 446 + 8)[0]  # first entry, LBA start
-    fat = f"{image}@@{start_sector * 512}"  # mtools: the file system at that byte offset
+    return f"{disk}@@{start_sector * 512}"  # mtools: the file system at that byte offset
+
+
+def fat_read(disk, path):
+    result = subprocess.run(["mtype", "-i", boot_partition(disk), f"::/{path}"],
+                            capture_output=True)  # fmt: skip
+    return result.stdout.decode() if result.returncode == 0 else None
+
+
+def fat_copy_out(disk, path, dest):
+    subprocess.run(["mcopy", "-o", "-n", "-i", boot_partition(disk), f"::/{path}", dest],
+                   check=True)  # fmt: skip
+
+
+def firmware_slot(disk):
+    """What the Pi firmware would boot: config.txt includes slot.txt; its os_prefix is
+    ignored when no kernel is found under it."""
+    if "include slot.txt" not in (fat_read(disk, "config.txt") or ""):
+        raise Failure("config.txt does not include slot.txt")
+    match = re.search(r"^os_prefix=(\S*)$", fat_read(disk, "slot.txt") or "", re.M)
+    prefix = match.group(1) if match else ""
+    if prefix and fat_read(disk, prefix + "cmdline.txt") is None:
+        prefix = ""
+    return prefix
+
+
+def extract_boot_files(disk, workdir):
+    """Copies the kernel, the initramfs and cmdline.txt of the slot the firmware would boot
+    out of the image's FAT partition, so the test boots exactly what a Pi would load."""
+    prefix = firmware_slot(disk)
     files = {}
     for name in ("vmlinuz", "initramfs", "cmdline.txt"):
         files[name] = os.path.join(workdir, name)
-        subprocess.run(["mcopy", "-o", "-n", "-i", fat, f"::/{name}", files[name]], check=True)
+        fat_copy_out(disk, prefix + name, files[name])
     # The Pi's command line with qemu virt's console (the PL011, ttyAMA0) for its consoles.
     with open(files["cmdline.txt"]) as f:
         words = [w for w in f.read().split() if not w.startswith("console=")]
@@ -319,15 +360,39 @@ def expect_subject(ports, user, password, subject):
 
 
 def ssh(ports, key, command):
-    result = subprocess.run(
-        ["ssh", "-i", key, "-p", str(ports["ssh"]), "-o", "BatchMode=yes",
-         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-         "-o", "ConnectTimeout=30", "-o", "LogLevel=ERROR", "root@127.0.0.1", command],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    result = ssh_run(ports, key, command)
     if result.returncode != 0:
-        raise Failure(f"ssh `{command}` exited with {result.returncode}: {result.stderr.strip()}")
+        raise Failure(f"ssh `{command}` exited with {result.returncode}: "
+                      f"{result.stderr.strip()}")
     return result.stdout
+
+
+def ssh_run(ports, key, command, stdin_path=None):
+    """Runs a command over ssh; stdout and stderr come back as text."""
+    stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL
+    try:
+        result = subprocess.run(
+            ["ssh", "-i", key, "-p", str(ports["ssh"]), "-o", "BatchMode=yes",
+             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+             "-o", "ConnectTimeout=30", "-o", "LogLevel=ERROR", "root@127.0.0.1", command],
+            stdin=stdin, capture_output=True, timeout=300,
+        )  # fmt: skip
+    finally:
+        if stdin_path:
+            stdin.close()
+    return subprocess.CompletedProcess(result.args, result.returncode,
+                                       result.stdout.decode(errors="replace"),
+                                       result.stderr.decode(errors="replace"))  # fmt: skip
+
+
+def ssh_status(ports, key):
+    return json.loads(ssh(ports, key, "letterbox status --json"))
+
+
+def expect_login_status(guest, slot):
+    """The profile shows `letterbox status` at every terminal login."""
+    if not re.search(rb"letterbox [^\r\n]*, slot " + slot.encode() + rb"\r?\n", guest.output):
+        raise Failure(f"the console login did not show the status (slot {slot})")
 
 
 def poweroff(guest):
@@ -355,6 +420,7 @@ def first_boot(guest, ports, key, subject):
 
     console = Console(guest)
     console.login()
+    check_data_grown(guest, console)
     # The guest's network is restricted (no DNS), so the inbound SPF/DKIM/DMARC checks
     # of port 25 would only wait for timeouts: turn them off, live, with SIGHUP.
     console.run("printf '\\n[inbound]\\nenabled = false\\n' >> /data/letterbox.toml"
@@ -383,8 +449,24 @@ def first_boot(guest, ports, key, subject):
     poweroff(guest)
 
 
-def second_boot(guest, ports, subject):
-    """The configured system: no setup, the same mail still there."""
+def check_data_grown(guest, console):
+    """/data fills the enlarged card: the partition and the file system grew at first boot."""
+    if not re.search(rb"data partition /dev/vda2 grown from \d+ MiB to \d+ MiB", guest.output):
+        raise Failure("no 'data partition ... grown' line at the first boot")
+    size = console.run("echo @@PART $(cat /sys/class/block/vda2/start /sys/class/block/vda2/size)"
+                       " $(df -m /data | awk 'NR == 2 { print $2 }')")  # fmt: skip
+    start, sectors, df_mib = map(int, re.search(r"@@PART (\d+) (\d+) (\d+)", size).groups())
+    # The partition ends where the card does (4 MiB aligned), and ext4 fills it (df counts
+    # what is left after the journal and the inode tables: about 7 %).
+    if (start + sectors) * 512 != CARD_BYTES or df_mib < sectors // 2048 * 0.9:
+        raise Failure(f"/data: partition {start}+{sectors} sectors, file system {df_mib} MiB, "
+                      f"on a {CARD_BYTES >> 20} MiB card")
+    log(f"first boot: /data grew to the 2 GiB card: partition {sectors // 2048} MiB, "
+        f"file system {df_mib} MiB (df)")
+
+
+def second_boot(guest, ports, subject, key, updates):
+    """The configured system: no setup, the same mail; then the good update over SSH."""
     seconds, banner = wait_for_banner(ports["smtp"], guest)
     log(f"second boot: SMTP banner {seconds:.2f} s after qemu started (goal <= 3 s)")
     expect_subject(ports, ALICE, ALICE_PASSWORD, subject)
@@ -395,8 +477,89 @@ def second_boot(guest, ports, subject):
         raise Failure("the first-boot setup ran again on a configured system")
     saved = console.run("cat /data/clock")
     log(f"console: login prompt (no setup); clock saved at the last stop: {saved.split()[-1]}")
+    status = ssh_status(ports, key)
+    if status["slot"] != "a" or status["image"] != updates["original"]:
+        raise Failure(f"status says slot {status['slot']}, image {status['image']}")
+    log(f"status: slot a, image {status['image']}; shown at login too")
+    expect_login_status(guest, "a")
+    refused_updates(ports, key, updates)
+    began = time.monotonic()
+    install_update(ports, key, updates["good"])
+    guest.wait_exit(POWEROFF_TIMEOUT)
+    log(f"update: installed over ssh and rebooted in {time.monotonic() - began:.1f} s")
+    return seconds, began
+
+
+def refused_updates(ports, key, updates):
+    """A damaged, a truncated and an unsigned update (keys are configured) change
+    nothing."""
+    ssh(ports, key, f"mkdir -p /data/update/keys && echo {updates['public_key']} "
+                    "> /data/update/keys/test.pub")  # fmt: skip
+    for name, why in (("damaged", "does not match its checksum"),
+                      ("truncated", "or was cut short"),
+                      ("unsigned", "the update is not signed")):  # fmt: skip
+        result = ssh_run(ports, key, "letterbox-update -", stdin_path=updates[name])
+        if result.returncode != 1 or why not in result.stderr:
+            raise Failure(f"letterbox-update of the {name} update: exit {result.returncode}, "
+                          f"{result.stderr.strip()!r}")
+        log(f"update: the {name} update is refused ({why})")
+    if "os_prefix=a/" not in ssh(ports, key, "/usr/libexec/letterbox/slot.sh mount "
+                                 "&& cat /run/boot/slot.txt"):
+        raise Failure("a refused update changed slot.txt")
+
+
+def install_update(ports, key, path):
+    """letterbox-update - over ssh; the box reboots at the end, so ssh may end abruptly."""
+    result = ssh_run(ports, key, "letterbox-update -", stdin_path=path)
+    if "rebooting into slot" not in result.stderr:
+        raise Failure(f"letterbox-update did not reboot: exit {result.returncode}, "
+                      f"{result.stderr.strip()!r}")
+    for line in result.stderr.strip().splitlines():
+        log(f"  box: {line}")
+
+
+def updated_boot(guest, ports, subject, key, updates, began):
+    """The good update: slot b, its version, confirmed, the mail still there; then the
+    broken update, which the box must roll back by itself."""
+    seconds, banner = wait_for_banner(ports["smtp"], guest)
+    guest.expect("is confirmed: letterbox answers and the store verifies", BOOT_TIMEOUT,
+                 "the new slot confirmed")  # fmt: skip
+    log(f"update: slot b confirmed {time.monotonic() - began:.1f} s after letterbox-update "
+        f"started (banner {seconds:.2f} s into the boot)")
+    expect_subject(ports, ALICE, ALICE_PASSWORD, subject)
+    status = ssh_status(ports, key)
+    if status["slot"] != "b" or status["image"] != updates["good_version"]:
+        raise Failure(f"after the update status says slot {status['slot']}, {status['image']}")
+    log(f"status: slot b, image {status['image']}")
+    install_update(ports, key, updates["broken"])
+    guest.wait_exit(POWEROFF_TIMEOUT)
+
+
+def broken_boot(guest):
+    """The broken slot: letterbox exits at start; the box goes back to slot b and reboots."""
+    guest.expect("failed: letterbox exited 3 times at start; going back to slot b",
+                 BOOT_TIMEOUT, "the rollback")  # fmt: skip
+    log(f"rollback: the broken slot a went back to slot b {guest.elapsed():.1f} s after "
+        "qemu started")
+    guest.wait_exit(POWEROFF_TIMEOUT)
+
+
+def rolled_back_boot(guest, ports, subject, key, updates):
+    seconds, banner = wait_for_banner(ports["smtp"], guest)
+    expect_subject(ports, ALICE, ALICE_PASSWORD, subject)
+    expect_subject(ports, BOB, BOB_PASSWORD, subject + " for bob")
+    status = ssh_status(ports, key)
+    if status["slot"] != "b" or status["image"] != updates["good_version"]:
+        raise Failure(f"after the rollback status says slot {status['slot']}, {status['image']}")
+    history = ssh(ports, key, "cat /data/update/history")
+    if not re.search(r"rolled-back b -> a \(\S+\) letterbox exited 3 times", history):
+        raise Failure(f"the update history lacks the rollback:\n{history}")
+    log(f"after the rollback: slot b, image {status['image']}, mail intact; history:")
+    for line in history.strip().splitlines():
+        log(f"  {line}")
+    console = Console(guest)
+    console.login()
     poweroff(guest)
-    return seconds
 
 
 def read_public_key(key):
@@ -406,7 +569,8 @@ def read_public_key(key):
 
 def boot(number, scenario, boot_files, disk, ports, workdir):
     """Runs one boot scenario; on failure shows the end of that boot's console."""
-    log(f"boot {number}: qemu -M virt (TCG), ports {ports} on 127.0.0.1")
+    log(f"boot {number}: qemu -M virt (TCG), ports {ports} on 127.0.0.1, "
+        f"{boot_files[2].split('letterbox.slot=')[-1].split()[0]!r} slot")
     serial_log = os.path.join(workdir, f"serial-{number}.log")
     guest = Guest(*boot_files, disk, ports, serial_log)
     atexit.register(guest.kill)  # also on an unexpected exception or the whole-test alarm
@@ -420,13 +584,96 @@ def boot(number, scenario, boot_files, disk, ports, workdir):
         guest.kill()
 
 
+def prepare_updates(disk, workdir):
+    """The update files the test installs, made by scripts/make-update from the image's own
+    slot a: "good" (its initramfs with a later cpio appended that says another version:
+    the kernel unpacks both, the later entries win), "broken" (the same, plus a letterbox
+    whose `serve` exits at once), and two that must be refused: "damaged" (one byte of the
+    good one flipped) and "unsigned" (good, without a signature)."""
+    slot = os.path.join(workdir, "slot-a")
+    os.makedirs(slot, exist_ok=True)
+    listing = subprocess.run(["mdir", "-b", "-i", boot_partition(disk), "::/a/"],
+                             capture_output=True, text=True, check=True).stdout.split()
+    for path in listing:
+        name = path.rsplit("/", 1)[-1]
+        if name and not name.startswith("."):
+            fat_copy_out(disk, f"a/{name}", os.path.join(slot, name))
+    with open(os.path.join(slot, "version")) as f:
+        original = f.read().strip()
+    key = os.path.join(workdir, "update.key")
+    subprocess.run(f"{SIGNER} signature keygen {key}", shell=True, check=True,
+                   capture_output=True)  # fmt: skip
+    with open(key + ".pub") as f:
+        public_key = f.read().strip()
+
+    def variant(name, version, extra_files):
+        tree = os.path.join(workdir, f"overlay-{name}")
+        files = {"etc/letterbox/version": version + "\n", **extra_files}
+        for path, content in files.items():
+            os.makedirs(os.path.dirname(os.path.join(tree, path)), exist_ok=True)
+            mode = "wb" if isinstance(content, bytes) else "w"
+            with open(os.path.join(tree, path), mode) as f:
+                f.write(content)
+            os.chmod(os.path.join(tree, path), 0o755)
+        out_slot = os.path.join(workdir, f"slot-{name}")
+        shutil.copytree(slot, out_slot, dirs_exist_ok=True)
+        names = "\n".join(sorted(files)) + "\n"
+        overlay = subprocess.run(["cpio", "--quiet", "-o", "-H", "newc", "-R", "0:0"], cwd=tree,
+                                 input=names.encode(), capture_output=True, check=True).stdout
+        with open(os.path.join(out_slot, "initramfs"), "ab") as f:
+            f.write(overlay)
+        with open(os.path.join(out_slot, "version"), "w") as f:
+            f.write(version + "\n")
+        out = os.path.join(workdir, f"{name}.update")
+        subprocess.run([f"{ROOT_DIR}/scripts/make-update", out_slot, version, out, "--key", key],
+                       check=True, env={**os.environ, "LETTERBOX": SIGNER})  # fmt: skip
+        return out
+
+    good_version = original + "-test.good"
+    updates = {"original": original, "good_version": good_version, "public_key": public_key}
+    updates["good"] = variant("good", good_version, {})
+    real = subprocess.run(["cpio", "--quiet", "-i", "--to-stdout", "usr/bin/letterbox"],
+                          stdin=open(os.path.join(slot, "initramfs"), "rb"),
+                          capture_output=True, check=True).stdout  # fmt: skip
+    wrapper = ("#!/bin/sh\n# Broken on purpose by the boot test: serve exits at start.\n"
+               'case " $* " in *" serve "*) echo "letterbox: broken build" >&2; exit 70 ;; esac\n'
+               'exec /usr/lib/letterbox.real "$@"\n')
+    updates["broken"] = variant("broken", original + "-test.broken",
+                                {"usr/bin/letterbox": wrapper, "usr/lib/letterbox.real": real})
+    # Damaged: the good update's members, signed manifest included, with one byte of the
+    # initramfs flipped (xz's own check would catch a flip in the compressed file first).
+    members = os.path.join(workdir, "damaged")
+    os.makedirs(members, exist_ok=True)
+    subprocess.run(["tar", "-x", "-J", "-f", updates["good"], "-C", members], check=True)
+    names = subprocess.run(["tar", "-t", "-J", "-f", updates["good"]], check=True,
+                           capture_output=True, text=True).stdout.split()  # fmt: skip
+    with open(os.path.join(members, "initramfs"), "r+b") as f:
+        f.seek(os.path.getsize(f.name) // 2)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0x01]))
+    updates["damaged"] = os.path.join(workdir, "damaged.update")
+    subprocess.run(f"tar --format=ustar -C {members} -cf - {' '.join(names)} | xz -1 -T1 "
+                   f"> {updates['damaged']}", shell=True, check=True)  # fmt: skip
+    # Cut short: the first half of the good file.
+    updates["truncated"] = os.path.join(workdir, "truncated.update")
+    with open(updates["good"], "rb") as f, open(updates["truncated"], "wb") as out:
+        out.write(f.read(os.path.getsize(updates["good"]) // 2))
+    updates["unsigned"] = os.path.join(workdir, "unsigned.update")
+    subprocess.run([f"{ROOT_DIR}/scripts/make-update", os.path.join(workdir, "slot-good"),
+                    good_version, updates["unsigned"]], check=True)  # fmt: skip
+    log(f"updates: good {good_version} ({os.path.getsize(updates['good'])} bytes), broken, "
+        "damaged, truncated, unsigned; signed with a key made by `letterbox signature keygen`")
+    return updates
+
+
 def main():
     image, workdir = sys.argv[1], sys.argv[2]
     began = time.monotonic()
     os.makedirs(workdir, exist_ok=True)
     disk = os.path.join(workdir, "disk.img")
     shutil.copyfile(image, disk)  # the built image stays pristine
-    boot_files = extract_boot_files(disk, workdir)  # kernel, initramfs, command line
+    os.truncate(disk, CARD_BYTES)  # a bigger card than the image: /data grows at first boot
     key = os.path.join(workdir, "id_ed25519")
     for path in (key, key + ".pub"):
         if os.path.exists(path):
@@ -435,12 +682,19 @@ def main():
     ports = {name: free_port() for name in GUEST_PORTS}
     subject = f"boot test {uuid.uuid4().hex[:8]}"
 
-    machine = (boot_files, disk, ports, workdir)
+    def run(number, scenario):
+        # The firmware's choice is read again before every boot.
+        return boot(number, scenario, extract_boot_files(disk, workdir), disk, ports, workdir)
+
     try:
-        boot(1, lambda guest: first_boot(guest, ports, key, subject), *machine)
-        seconds = boot(2, lambda guest: second_boot(guest, ports, subject), *machine)
+        updates = prepare_updates(disk, workdir)
+        run(1, lambda guest: first_boot(guest, ports, key, subject))
+        seconds, update_began = run(2, lambda g: second_boot(g, ports, subject, key, updates))
+        run(3, lambda g: updated_boot(g, ports, subject, key, updates, update_began))
+        run(4, broken_boot)
+        run(5, lambda g: rolled_back_boot(g, ports, subject, key, updates))
     except (Failure, OSError, smtplib.SMTPException, poplib.error_proto,
-            subprocess.SubprocessError) as e:  # fmt: skip
+            subprocess.SubprocessError, json.JSONDecodeError) as e:  # fmt: skip
         log(f"FAIL: {e}" if isinstance(e, Failure) else f"FAIL: {type(e).__name__}: {e}")
         return 1
     log(f"PASS in {time.monotonic() - began:.0f} s (second boot to SMTP banner: {seconds:.2f} s)")

@@ -296,7 +296,7 @@ pub fn restore_command(cli: &Cli, args: &RestoreArgs) -> Result<(), String> {
         Err(e) => return fail(e),
     };
     // The restored store must open (an older schema is upgraded here) and be sound.
-    let verdict = Store::open(&staging, config.map_size_bytes())
+    let verdict = Store::open(&staging, crate::store::map_size(&config, &staging))
         .and_then(|store| store.verify())
         .map_err(|e| e.to_string());
     match verdict {
@@ -419,8 +419,8 @@ pub fn verify_command(cli: &Cli, args: &VerifyArgs) -> Result<(), String> {
             let config = load_config(cli)?;
             let scratch = private_scratch(&data_dir(cli, &config))?;
             let result = backup::extract(opened, &scratch, &mut |_| {}).and_then(|x| {
-                let store =
-                    Store::open(&scratch, config.map_size_bytes()).map_err(|e| e.to_string())?;
+                let store = Store::open(&scratch, crate::store::map_size(&config, &scratch))
+                    .map_err(|e| e.to_string())?;
                 let v = store.verify().map_err(|e| e.to_string())?;
                 println!("backup: {} files, {} bytes, checksum ok", x.files, x.bytes);
                 Ok(v)

@@ -17,6 +17,7 @@ mod progress;
 mod queue;
 mod records;
 mod sieve;
+mod signature;
 mod status;
 mod transfer;
 mod vacation;
@@ -135,6 +136,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Ed25519 signatures of files (the appliance's update files).
+    Signature {
+        #[command(subcommand)]
+        action: SignatureAction,
+    },
     /// DKIM signing keys.
     Dkim {
         #[command(subcommand)]
@@ -177,6 +183,20 @@ enum JunkAction {
     Stats { address: String },
     /// Print the spam probability of the message on standard input (or `untrained`).
     Score { address: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum SignatureAction {
+    /// Make a key pair: KEY (private, mode 0600) and KEY.pub.
+    Keygen { key: PathBuf },
+    /// Print the signature of FILE made with KEY.
+    Sign { key: PathBuf, file: PathBuf },
+    /// Exit 0 only when SIGNATURE is PUBLIC's signature of FILE.
+    Verify {
+        public: PathBuf,
+        file: PathBuf,
+        signature: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -305,7 +325,8 @@ fn data_dir(cli: &Cli, config: &Config) -> PathBuf {
 fn open_store(cli: &Cli) -> Result<Store, String> {
     let config = load_config(cli)?;
     let dir = data_dir(cli, &config);
-    let store = Store::open(&dir, config.map_size_bytes()).map_err(|e| e.to_string())?;
+    let store =
+        Store::open(&dir, crate::store::map_size(&config, &dir)).map_err(|e| e.to_string())?;
     for domain in &config.domains {
         store.ensure_domain(domain).map_err(|e| e.to_string())?;
     }
@@ -361,6 +382,15 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Export(args) => transfer::export_command(&cli, args),
         Command::Migrate(args) => transfer::migrate_command(&cli, args),
         Command::Status { json } => status::status_command(&cli, *json),
+        Command::Signature { action } => match action {
+            SignatureAction::Keygen { key } => signature::keygen(key),
+            SignatureAction::Sign { key, file } => signature::sign(key, file),
+            SignatureAction::Verify {
+                public,
+                file,
+                signature: sig,
+            } => signature::verify(public, file, sig),
+        },
         Command::Vacation { address, action } => vacation::vacation_command(&cli, address, action),
         Command::Dkim {
             action: DkimAction::Generate { domain, selector },
@@ -574,7 +604,9 @@ fn serve(cli: &Cli) -> Result<(), String> {
         privilege::drop_to(&user)?;
         log::info!("dropped privileges to {} (uid {})", user.name, user.uid);
     }
-    let store = Arc::new(Store::open(&data, config.map_size_bytes()).map_err(|e| e.to_string())?);
+    let store = Arc::new(
+        Store::open(&data, crate::store::map_size(&config, &data)).map_err(|e| e.to_string())?,
+    );
     store.grow_when_full(true);
     for domain in &config.domains {
         store.ensure_domain(domain).map_err(|e| e.to_string())?;

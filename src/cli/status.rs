@@ -14,6 +14,10 @@ struct Status {
     version: String,
     /// The system slot the box booted (the kernel's `letterbox.slot=`), if any.
     slot: Option<String>,
+    /// The appliance image's version, if this runs on the image.
+    image: Option<String>,
+    /// The last line of the appliance's update history (confirmed, rolled back, ...).
+    last_update: Option<String>,
     system_uptime_secs: Option<u64>,
     server_running: bool,
     server: Option<crate::status::ServerStatus>,
@@ -39,6 +43,19 @@ fn kernel_slot() -> Option<String> {
         .split_whitespace()
         .find_map(|w| w.strip_prefix("letterbox.slot="))
         .map(str::to_string)
+}
+
+/// Files of the appliance image (scripts/build-image, image/rootfs): absent elsewhere.
+const IMAGE_VERSION_FILE: &str = "/etc/letterbox/version";
+const UPDATE_HISTORY_FILE: &str = "/data/update/history";
+
+/// The last non-empty line of a small file.
+fn last_line(path: &str) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| l.trim().to_string())
 }
 
 fn uptime() -> Option<u64> {
@@ -113,6 +130,8 @@ fn gather(cli: &Cli) -> Result<Status, String> {
     Ok(Status {
         version: env!("CARGO_PKG_VERSION").to_string(),
         slot: kernel_slot(),
+        image: last_line(IMAGE_VERSION_FILE),
+        last_update: last_line(UPDATE_HISTORY_FILE),
         system_uptime_secs: uptime(),
         server_running,
         server,
@@ -148,12 +167,18 @@ pub fn status_command(cli: &Cli, json: bool) -> Result<(), String> {
     let now = crate::clock::unix_now();
     let age = super::queue::age;
     println!(
-        "letterbox {}{}",
+        "letterbox {}{}{}",
         s.version,
+        s.image
+            .as_ref()
+            .map_or(String::new(), |image| format!(", image {image}")),
         s.slot
             .as_ref()
             .map_or(String::new(), |slot| format!(", slot {slot}"))
     );
+    if let Some(update) = &s.last_update {
+        println!("last update: {update}");
+    }
     if let Some(up) = s.system_uptime_secs {
         println!("system: up {}", age(up as i64));
     }

@@ -212,22 +212,14 @@ impl Store {
     /// Doubles a map of `map` bytes, within what the file system can still give the data
     /// file (keeping some for the spool and the log), and says so in the log.
     fn grow(&self, map: u64, used: u64) {
-        /// Left free on the file system for spooled messages and everything else.
-        const KEEP_FREE: u64 = 64 << 20;
-        /// A multiple of every page size in use (4 KiB, 16 KiB on the Pi 5).
-        const ALIGN: u64 = 64 << 10;
-        let path = self.env.path();
-        let file = std::fs::metadata(path.join("data.mdb")).map_or(0, |m| m.len());
-        let free = match nix::sys::statvfs::statvfs(path) {
-            // The field types are narrower on some 32-bit targets.
-            #[allow(clippy::unnecessary_cast)]
-            Ok(fs) => fs.blocks_available() as u64 * fs.fragment_size() as u64,
+        let room = match room_for_map(self.env.path()) {
+            Ok(room) => room,
             Err(e) => {
                 log::error!("store: cannot grow the map: statvfs: {e}");
                 return;
             }
         };
-        let target = (map * 2).min((file + free).saturating_sub(KEEP_FREE)) / ALIGN * ALIGN;
+        let target = (map * 2).min(room) / MAP_ALIGN * MAP_ALIGN;
         if target <= map {
             log::warn!(
                 "store: the map is {} % full ({} of {} MiB) and the file system has no room \
@@ -531,5 +523,44 @@ impl Store {
             self.db.sort_keys.put(txn, &blob, keys)?;
         }
         Ok(blob)
+    }
+}
+
+/// Left free on the file system for spooled messages and everything else.
+const KEEP_FREE: u64 = 64 << 20;
+/// A multiple of every page size in use (4 KiB, 16 KiB on the Pi 5).
+const MAP_ALIGN: u64 = 64 << 10;
+/// The smallest map a store is opened with.
+const MIN_MAP: u64 = 8 << 20;
+
+/// How large the data file of a store in `dir` may become: its size now plus the file
+/// system's free space, less [`KEEP_FREE`].
+fn room_for_map(dir: &std::path::Path) -> nix::Result<u64> {
+    // The data dir may not exist yet: then its nearest existing parent is the file system.
+    let existing = dir.ancestors().find(|d| d.exists()).unwrap_or(dir);
+    let file = std::fs::metadata(dir.join("data.mdb")).map_or(0, |m| m.len());
+    let fs = nix::sys::statvfs::statvfs(existing)?;
+    // The field types are narrower on some 32-bit targets.
+    #[allow(clippy::unnecessary_cast)]
+    let free = fs.blocks_available() as u64 * fs.fragment_size() as u64;
+    Ok((file + free).saturating_sub(KEEP_FREE))
+}
+
+/// The map size to open the store in `data_dir` with: `map_size_mib` when it is configured;
+/// otherwise the default, but no larger than the file system can give the data file. The
+/// reserve that keeps deleting possible (new mail is refused once less than 5 % of the map
+/// is left) then runs out before the disk does, on a small card too. On 64-bit the map
+/// grows later with the disk (`grow`), so a /data grown to the whole card is used.
+pub fn map_size(config: &crate::config::Config, data_dir: &std::path::Path) -> usize {
+    let requested = config.map_size_bytes();
+    if config.map_size_mib.is_some() {
+        return requested;
+    }
+    match room_for_map(data_dir) {
+        Ok(room) => {
+            let fitted = (room / MAP_ALIGN * MAP_ALIGN).max(MIN_MAP);
+            usize::try_from(fitted).map_or(requested, |f| f.min(requested))
+        }
+        Err(_) => requested,
     }
 }

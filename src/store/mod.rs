@@ -79,6 +79,7 @@ pub use counts::{MailboxCounts, MailboxMark};
 pub use imports::ImportTarget;
 pub use junk::{JunkTotals, TokenCounts};
 pub use mailboxes::{Copied, FlagOp};
+pub use messages::map_size;
 pub use queue::{Accepted, Outbound};
 pub use schema::{
     flags, notify, Account, Block, ImportMark, Mailbox, MessageMeta, MessageRecord, QueuedMessage,

@@ -3,7 +3,9 @@
 #
 #   clock.sh restore   at boot (rcS): move the clock forward to the time saved at the last
 #                      shutdown (or the build time of a new card), never back; the estimate
-#                      for boots without network. qemu virt has an RTC ahead of both.
+#                      for boots without network. A board with a running real-time clock
+#                      (qemu virt; a Pi with an RTC module) is ahead of both already: then
+#                      the time is trusted as it is (/run/letterbox/clock-from-rtc).
 #   clock.sh save      write the current time to /data/clock (rcK, and the loop below)
 #   clock.sh keep      (inittab) once the network is up, set the clock from time servers
 #                      with `letterbox clock sync` (SNTP: [clock] servers, else the DHCP
@@ -11,9 +13,10 @@
 #                      it every 10 minutes, so a power cut loses at most that.
 #
 # serve.sh waits (at most 10 s) for the first sync attempt, so letterbox starts with the
-# right time when the network gives it.
+# right time when the network gives it, unless the real-time clock gave it already.
 saved=/data/clock
 tried=/run/letterbox/clock-tried
+from_rtc=/run/letterbox/clock-from-rtc
 
 sync_clock() {
   letterbox clock sync --timeout 3 2>&1 | logger -t clock
@@ -34,6 +37,12 @@ case "$1" in
     [ "$last" -gt "$target" ] && target=$last
     if [ "$target" -gt "$now" ]; then
       date -s "@$target" >/dev/null && echo "letterbox: clock set forward to $(date)"
+    elif [ "$(cat /sys/class/rtc/rtc0/since_epoch 2>/dev/null || echo 0)" -ge "$target" ]; then
+      # The kernel set the time from this clock at boot, and it is past every time this box
+      # has seen: a clock that kept running.
+      mkdir -p /run/letterbox
+      touch "$from_rtc"
+      echo "letterbox: clock from the real-time clock: $(date)"
     fi
     ;;
   save) save ;;

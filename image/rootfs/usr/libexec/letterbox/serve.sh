@@ -8,9 +8,13 @@ config=/data/letterbox.toml
 while [ ! -e "$config" ]; do sleep 0.5; done
 
 # The first start of a boot waits (at most 10 s) for clock.sh's first time sync: ACME,
-# certificate checks and DKIM need the right time.
+# certificate checks and DKIM need the right time. A running real-time clock has it already.
 n=0
-while [ ! -e /run/letterbox/clock-tried ] && [ $n -lt 20 ]; do sleep 0.5; n=$((n + 1)); done
+while [ ! -e /run/letterbox/clock-tried ] && [ ! -e /run/letterbox/clock-from-rtc ] &&
+  [ $n -lt 20 ]; do
+  sleep 0.5
+  n=$((n + 1))
+done
 
 # busybox init restarts a service the moment it exits; a config error would spin. Every
 # start after the first of this boot waits 2 s.

@@ -1,0 +1,117 @@
+#!/bin/sh
+# /data, the ext4 partition labelled "data" (rcS runs this once, before anything uses it):
+#
+#   1. find it (SD cards and USB disks are probed asynchronously: up to 10 s);
+#   2. grow it to the end of the card when there is room after it: the image carries a small
+#      partition, the card is 16 to 64 GB. Only the partition table entry and then the file
+#      system grow; nothing is moved, so an interrupted grow is finished at the next boot;
+#   3. check it (e2fsck -p, every boot; it repairs what is safe to repair by itself);
+#   4. mount it on /data;
+#   5. grow the file system to the partition (resize2fs, Debian's e2fsprogs).
+#
+# Why the partition table is written here and not by sfdisk: busybox has no sfdisk, and
+# growing the last MBR partition is one 4-byte field (util-linux's libfdisk is 0.5 MB more in
+# the image). The table is MBR as scripts/build-image writes it; anything else is left alone.
+say() { echo "letterbox: $*"; }
+
+dev=
+tries=0
+while [ $tries -lt 100 ]; do
+  dev=$(findfs LABEL=data 2>/dev/null) && break
+  tries=$((tries + 1))
+  sleep 0.1
+done
+if [ -z "$dev" ]; then
+  say "WARNING: no data partition (ext4, label data); /data is in RAM and is lost at poweroff"
+  mount -t tmpfs -o mode=755 tmpfs /data
+  exit 0
+fi
+
+# le32 FILE OFFSET: the little-endian 32-bit number at OFFSET.
+le32() {
+  od -An -tu4 -j "$2" -N4 "$1" | tr -d ' '
+}
+# put_le32 FILE OFFSET VALUE
+put_le32() {
+  v=$3
+  printf "$(printf '\\%03o\\%03o\\%03o\\%03o' $((v & 255)) $((v >> 8 & 255)) \
+    $((v >> 16 & 255)) $((v >> 24 & 255)))" |
+    dd of="$1" bs=1 seek="$2" count=4 conv=notrunc 2>/dev/null
+}
+
+# grow_partition: extends the entry of $dev in the MBR to the end of the disk (aligned down
+# to 4 MiB), when the disk has at least 16 MiB more; prints nothing when there is no room.
+grow_partition() {
+  part=${dev#/dev/}
+  sys=$(readlink -f "/sys/class/block/$part")
+  disk=$(basename "$(dirname "$sys")")
+  number=$(cat "$sys/partition" 2>/dev/null) || return 0
+  [ -n "$number" ] && [ "$number" -le 4 ] || return 0 # a logical or GPT partition: not ours
+  start=$(cat "$sys/start")
+  size=$(cat "$sys/size")
+  total=$(cat "/sys/class/block/$disk/size")
+  # The MBR limit is 2^32 sectors (2 TiB); 8192 sectors are 4 MiB.
+  [ "$total" -gt 4294967295 ] && total=4294967295
+  want=$(((total / 8192 * 8192) - start))
+  [ "$want" -ge $((size + 32768)) ] || return 0
+  mbr=/dev/$disk
+  entry=$((446 + 16 * (number - 1)))
+  # The entry must be the partition the kernel sees, and the MBR must be an MBR.
+  [ "$(od -An -tx1 -j 510 -N2 "$mbr" | tr -d ' ')" = 55aa ] || return 0
+  [ "$(le32 "$mbr" $((entry + 8)))" = "$start" ] || return 0
+  [ "$(le32 "$mbr" $((entry + 12)))" = "$size" ] || return 0
+  # No later partition may start before the new end.
+  n=1
+  while [ $n -le 4 ]; do
+    other=$(le32 "$mbr" $((446 + 16 * (n - 1) + 8)))
+    if [ "$n" != "$number" ] && [ "$other" -gt "$start" ] && [ "$other" -lt $((start + want)) ]; then
+      return 0
+    fi
+    n=$((n + 1))
+  done
+  put_le32 "$mbr" $((entry + 12)) "$want"
+  sync
+  blockdev --rereadpt "$mbr"
+  # The kernel re-creates the partition device; wait for its new size.
+  tries=0
+  while [ "$(cat "/sys/class/block/$part/size" 2>/dev/null)" != "$want" ] && [ $tries -lt 50 ]; do
+    sleep 0.1
+    tries=$((tries + 1))
+  done
+  say "data partition $dev grown from $((size / 2048)) MiB to $((want / 2048)) MiB"
+}
+grow_partition
+
+# e2fsck -p: 0 clean, 1 repaired, 2 repaired and a reboot is due (not for an unmounted file
+# system), 4 and more: it needs a person (e2fsck -f -y by hand). It is mounted even then, so
+# mail keeps flowing; the warning stays in the log (logread).
+e2fsck -p "$dev" >/run/e2fsck.log 2>&1
+status=$?
+if [ $status -ge 4 ]; then
+  say "WARNING: e2fsck found errors on $dev it did not repair (status $status): run e2fsck -f $dev"
+  logger -t e2fsck -p daemon.err "errors left on $dev (status $status)"
+elif [ $status -ne 0 ]; then
+  say "e2fsck repaired $dev (status $status)"
+fi
+
+if ! mount -t ext4 -o noatime "$dev" /data; then
+  say "WARNING: $dev does not mount; /data is in RAM and is lost at poweroff"
+  mount -t tmpfs -o mode=755 tmpfs /data
+  exit 0
+fi
+
+# The file system follows the partition: grown while mounted (ext4's online resize, which
+# needs no forced check first) when the partition is larger by more than 4 MiB. The sizes
+# come from the superblock (s_blocks_count_lo at byte 1028, s_log_block_size at 1048) and
+# sysfs, so an ordinary boot runs no resize2fs.
+fs_blocks=$(le32 "$dev" 1028)
+block_size=$((1024 << $(le32 "$dev" 1048)))
+part_bytes=$(($(cat "/sys/class/block/${dev#/dev/}/size") * 512))
+if [ $((fs_blocks * block_size + 4194304)) -lt "$part_bytes" ]; then
+  if resize2fs "$dev" >/run/resize2fs.log 2>&1; then
+    say "data file system grown from $((fs_blocks * block_size >> 20)) MiB to $((part_bytes >> 20)) MiB"
+  else
+    say "WARNING: resize2fs $dev failed: $(tail -n 1 /run/resize2fs.log)"
+  fi
+fi
+say "data partition $dev mounted on /data ($(df -m /data | awk 'NR == 2 { print $2 }') MiB)"
