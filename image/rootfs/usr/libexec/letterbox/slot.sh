@@ -71,9 +71,14 @@ record() { # record OUTCOME WHY: one line of the update history
 # init's orderly one (rcK lets letterbox drain).
 roll_back() {
   say "the update to slot $(field to) ($(field version)) failed: $1; going back to slot $(field from)"
-  set_slot "$(field from)" || say "WARNING: could not write slot.txt"
-  record "rolled-back" "$1"
-  rm -f "$trial"
+  # The trial ends only when slot.txt names the old slot again; otherwise the next boot of
+  # the new slot is a second attempt, and goes back from rcS.
+  if set_slot "$(field from)"; then
+    record "rolled-back" "$1"
+    rm -f "$trial"
+  else
+    say "WARNING: could not write slot.txt; the next boot tries again"
+  fi
   umount "$boot_mnt" 2>/dev/null
   sync
   if [ "$phase" = boot ]; then
@@ -110,9 +115,12 @@ case "$1" in
       echo "attempt $(date +%s)" >>"$trial"
       say "trying slot $here ($(field version)); it is kept once letterbox answers and the store verifies"
     else
-      # Booted from the old slot during a trial: somebody (or the firmware) went back.
-      record "abandoned" "the old slot $here was booted during the trial"
-      rm -f "$trial"
+      # Booted from the old slot during a trial: somebody (or the firmware) went back. Stay
+      # here: slot.txt names this slot again.
+      if set_slot "$here"; then
+        record "abandoned" "the old slot $here was booted during the trial"
+        rm -f "$trial"
+      fi
     fi
     ;;
   check)
@@ -120,12 +128,15 @@ case "$1" in
     # A hang from here on resets the board when it has a watchdog (Pi: bcm2835_wdt); the
     # next boot then finds the unconfirmed attempt and goes back.
     if [ -e /dev/watchdog ]; then
-      watchdog -T 60 -t 10 /dev/watchdog
+      # 15 s: the most bcm2835_wdt allows.
+      watchdog -T 15 -t 5 /dev/watchdog
     fi
     began=$(date +%s)
     while :; do
       if letterbox_answers; then
-        if ! verdict=$(letterbox verify 2>&1); then
+        left=$((CHECK_SECONDS - ($(date +%s) - began)))
+        [ "$left" -gt 30 ] || left=30
+        if ! verdict=$(timeout "$left" letterbox verify 2>&1); then
           roll_back "letterbox verify: $(echo "$verdict" | tail -n 1)"
         fi
         say "slot $(field to) ($(field version)) is confirmed: letterbox answers and the store verifies"
