@@ -45,6 +45,7 @@ from email.message import EmailMessage
 DOMAIN = "example.org"
 ALICE, ALICE_PASSWORD = "alice@example.org", "alice-Secret-1"
 BOB, BOB_PASSWORD = "bob@example.org", "bob-Secret-2"
+MIGRATED_DOMAIN = "migrated.test"  # added by the broken update's "migration"
 ROOT_PASSWORD = "root-Secret-3"
 SETUP_DIALOGUE = [  # (the end of the prompt, the answer), in order
     ("Press Enter to begin: ", ""),
@@ -497,15 +498,17 @@ def refused_updates(ports, key, updates):
                     "> /data/update/keys/test.pub")  # fmt: skip
     for name, why in (("damaged", "does not match its checksum"),
                       ("truncated", "or was cut short"),
-                      ("unsigned", "the update is not signed")):  # fmt: skip
+                      ("unsigned", "the update is not signed"),
+                      ("older", "is older than this system")):  # fmt: skip
         result = ssh_run(ports, key, "letterbox-update -", stdin_path=updates[name])
         if result.returncode != 1 or why not in result.stderr:
             raise Failure(f"letterbox-update of the {name} update: exit {result.returncode}, "
                           f"{result.stderr.strip()!r}")
         log(f"update: the {name} update is refused ({why})")
-    if "os_prefix=a/" not in ssh(ports, key, "/usr/libexec/letterbox/slot.sh mount "
-                                 "&& cat /run/boot/slot.txt"):
-        raise Failure("a refused update changed slot.txt")
+    boot_files = ssh(ports, key, "/usr/libexec/letterbox/slot.sh mount && cat /run/boot/slot.txt "
+                                 "&& ls /run/boot")  # fmt: skip
+    if "os_prefix=a/" not in boot_files or "trial.txt" in boot_files:
+        raise Failure(f"a refused update changed slot.txt or began a trial:\n{boot_files}")
 
 
 def install_update(ports, key, path):
@@ -554,6 +557,15 @@ def rolled_back_boot(guest, ports, subject, key, updates):
     history = ssh(ports, key, "cat /data/update/history")
     if not re.search(r"rolled-back b -> a \(\S+\) letterbox exited 3 times", history):
         raise Failure(f"the update history lacks the rollback:\n{history}")
+    if not re.search(r"restored-store /data/letterbox/backups/before-schema-99-from-1-test.mdb "
+                     r"\(the migrated store: /data/letterbox/backups/after-trial-\S+\.mdb\)",
+                     history):  # fmt: skip
+        raise Failure(f"the update history lacks the restored store:\n{history}")
+    domains = ssh(ports, key, "letterbox domain list; ls /data/letterbox/backups")
+    if MIGRATED_DOMAIN in domains.split() or "after-trial-" not in domains:
+        raise Failure(f"the store the broken update migrated was not put back:\n{domains}")
+    log("after the rollback: the store of before the broken update's migration is back, the "
+        "migrated one kept in backups/after-trial-*.mdb")
     log(f"after the rollback: slot b, image {status['image']}, mail intact; history:")
     for line in history.strip().splitlines():
         log(f"  {line}")
@@ -635,8 +647,19 @@ def prepare_updates(disk, workdir):
     real = subprocess.run(["cpio", "--quiet", "-i", "--to-stdout", "usr/bin/letterbox"],
                           stdin=open(os.path.join(slot, "initramfs"), "rb"),
                           capture_output=True, check=True).stdout  # fmt: skip
+    # serve exits at start, after doing what a version that migrates the store does first:
+    # keep the store as it was (backups/before-schema-*.mdb), then change it (here: a domain
+    # the old system must not see once it has put that copy back).
     wrapper = ("#!/bin/sh\n# Broken on purpose by the boot test: serve exits at start.\n"
-               'case " $* " in *" serve "*) echo "letterbox: broken build" >&2; exit 70 ;; esac\n'
+               'case " $* " in *" serve "*)\n'
+               "  d=/data/letterbox\n"
+               "  if ! ls $d/backups/before-schema-* >/dev/null 2>&1; then\n"
+               "    mkdir -p $d/backups && cp -p $d/data.mdb $d/backups/before-schema-99-from-1-test.mdb\n"
+               "    touch $d/backups/before-schema-99-from-1-test.mdb\n"
+               f"    /usr/lib/letterbox.real domain add {MIGRATED_DOMAIN} >&2\n"
+               "  fi\n"
+               '  echo "letterbox: broken build" >&2; exit 70 ;;\n'
+               "esac\n"
                'exec /usr/lib/letterbox.real "$@"\n')
     updates["broken"] = variant("broken", original + "-test.broken",
                                 {"usr/bin/letterbox": wrapper, "usr/lib/letterbox.real": real})
@@ -662,6 +685,11 @@ def prepare_updates(disk, workdir):
     updates["unsigned"] = os.path.join(workdir, "unsigned.update")
     subprocess.run([f"{ROOT_DIR}/scripts/make-update", os.path.join(workdir, "slot-good"),
                     good_version, updates["unsigned"]], check=True)  # fmt: skip
+    # Older: signed and sound, but its version is below the running one.
+    updates["older"] = os.path.join(workdir, "older.update")
+    subprocess.run([f"{ROOT_DIR}/scripts/make-update", os.path.join(workdir, "slot-good"),
+                    "0.0.1+test.older", updates["older"], "--key", key], check=True,
+                   env={**os.environ, "LETTERBOX": SIGNER})  # fmt: skip
     log(f"updates: good {good_version} ({os.path.getsize(updates['good'])} bytes), broken, "
         "damaged, truncated, unsigned; signed with a key made by `letterbox signature keygen`")
     return updates

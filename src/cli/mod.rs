@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 mod backup;
 mod check;
 mod clock;
+mod probe;
 mod progress;
 mod queue;
 mod records;
@@ -135,6 +136,13 @@ enum Command {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+    },
+    /// Does the running server answer on every configured listener? One line each; exits
+    /// non-zero when one did not send its greeting within the timeout.
+    Probe {
+        /// Seconds each listener has to answer.
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
     },
     /// Ed25519 signatures of files (the appliance's update files).
     Signature {
@@ -382,6 +390,10 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Export(args) => transfer::export_command(&cli, args),
         Command::Migrate(args) => transfer::migrate_command(&cli, args),
         Command::Status { json } => status::status_command(&cli, *json),
+        Command::Probe { timeout } => probe::probe(
+            &load_config(&cli)?,
+            std::time::Duration::from_secs((*timeout).max(1)),
+        ),
         Command::Signature { action } => match action {
             SignatureAction::Keygen { key } => signature::keygen(key),
             SignatureAction::Sign { key, file } => signature::sign(key, file),

@@ -556,11 +556,14 @@ pub fn map_size(config: &crate::config::Config, data_dir: &std::path::Path) -> u
     if config.map_size_mib.is_some() {
         return requested;
     }
-    match room_for_map(data_dir) {
-        Ok(room) => {
-            let fitted = (room / MAP_ALIGN * MAP_ALIGN).max(MIN_MAP);
-            usize::try_from(fitted).map_or(requested, |f| f.min(requested))
-        }
+    // Never smaller than the data file already is: LMDB cannot open a file larger than
+    // its map (a full disk must not lock the mail out).
+    let file = std::fs::metadata(data_dir.join("data.mdb")).map_or(0, |m| m.len());
+    let at_least = file.div_ceil(MAP_ALIGN) * MAP_ALIGN;
+    let fitted = match room_for_map(data_dir) {
+        Ok(room) => usize::try_from((room / MAP_ALIGN * MAP_ALIGN).max(MIN_MAP))
+            .map_or(requested, |f| f.min(requested)),
         Err(_) => requested,
-    }
+    };
+    usize::try_from(at_least).map_or(fitted, |least| fitted.max(least))
 }

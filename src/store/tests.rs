@@ -649,3 +649,20 @@ fn mailbox_counters_follow_every_change() {
     txn.commit().unwrap();
     check(s);
 }
+
+#[test]
+fn the_map_is_never_smaller_than_the_data_file() {
+    // A data file larger than the default map (grown earlier with the disk) must still open.
+    let dir = std::env::temp_dir().join(format!("lb-map-fit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = crate::config::Config::embedded_default();
+    let large = config.map_size_bytes() as u64 + (3 << 20) + 123;
+    std::fs::File::create(dir.join("data.mdb"))
+        .unwrap()
+        .set_len(large)
+        .unwrap();
+    let map = crate::store::map_size(&config, &dir) as u64;
+    assert!(map >= large, "map {map} for a data file of {large} bytes");
+    assert_eq!(map % (64 << 10), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}

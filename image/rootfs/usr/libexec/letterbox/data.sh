@@ -1,7 +1,8 @@
 #!/bin/sh
 # /data, the ext4 partition labelled "data" (rcS runs this once, before anything uses it):
 #
-#   1. find it (SD cards and USB disks are probed asynchronously: up to 10 s);
+#   1. find it on the disk the system booted from (SD cards and USB disks are probed
+#      asynchronously: up to 10 s);
 #   2. grow it to the end of the card when there is room after it: the image carries a small
 #      partition, the card is 16 to 64 GB. Only the partition table entry and then the file
 #      system grow; nothing is moved, so an interrupted grow is finished at the next boot;
@@ -14,15 +15,43 @@
 # the image). The table is MBR as scripts/build-image writes it; anything else is left alone.
 say() { echo "letterbox: $*"; }
 
-dev=
+# disk_of PARTITION: the disk it is on (mmcblk0 for /dev/mmcblk0p2).
+disk_of() {
+  basename "$(dirname "$(readlink -f "/sys/class/block/${1#/dev/}")")"
+}
+
+# labelled LABEL: the partitions blkid found with that label.
+labelled() {
+  sed -n "s/^\\(\\/dev\\/[^:]*\\): .*LABEL=\"$1\".*/\\1/p" /run/blkid.txt
+}
+
+# find_data: $dev, the partition labelled "data" on the same disk as a partition labelled
+# BOOT (an SD card first), and that BOOT partition in /run/letterbox/boot-partition for
+# slot.sh. A USB stick that happens to have a "data" partition is never taken for /data.
+find_data() {
+  blkid >/run/blkid.txt 2>/dev/null
+  for boot in $(labelled BOOT | grep mmcblk) $(labelled BOOT | grep -v mmcblk); do
+    disk=$(disk_of "$boot")
+    for dev in $(labelled data); do
+      if [ "$(disk_of "$dev")" = "$disk" ]; then
+        mkdir -p /run/letterbox
+        echo "$boot" >/run/letterbox/boot-partition
+        return 0
+      fi
+    done
+  done
+  dev=
+  return 1
+}
+
 tries=0
 while [ $tries -lt 100 ]; do
-  dev=$(findfs LABEL=data 2>/dev/null) && break
+  find_data && break
   tries=$((tries + 1))
   sleep 0.1
 done
 if [ -z "$dev" ]; then
-  say "WARNING: no data partition (ext4, label data); /data is in RAM and is lost at poweroff"
+  say "WARNING: no data partition (ext4, label data) next to the boot partition; /data is in RAM and is lost at poweroff"
   mount -t tmpfs -o mode=755 tmpfs /data
   exit 0
 fi
