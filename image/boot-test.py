@@ -22,6 +22,7 @@ connection before the guest listens, so readiness is the SMTP banner, never a co
 
 import atexit
 import ctypes
+import hashlib
 import imaplib
 import json
 import os
@@ -46,6 +47,8 @@ DOMAIN = "example.org"
 ALICE, ALICE_PASSWORD = "alice@example.org", "alice-Secret-1"
 BOB, BOB_PASSWORD = "bob@example.org", "bob-Secret-2"
 MIGRATED_DOMAIN = "migrated.test"  # added by the broken update's "migration"
+WIFI_SETUP = ("letterbox test net", "wifi-Secret-4 x", "GB")  # answered in the setup
+WIFI_TXT = ("Cafe \"Uno\" 5G", "second net's pass", "DE")  # wifi.txt before the 2nd boot
 ROOT_PASSWORD = "root-Secret-3"
 SETUP_DIALOGUE = [  # (the end of the prompt, the answer), in order
     ("Press Enter to begin: ", ""),
@@ -57,6 +60,10 @@ SETUP_DIALOGUE = [  # (the end of the prompt, the answer), in order
     ("Root password (console and SSH): ", ROOT_PASSWORD),
     ("Repeat the root password: ", ROOT_PASSWORD),
     ("SSH public key for root (one line; empty for none): ", None),  # None: the test's key
+    ("Wi-Fi network name (empty for none: cable only): ", WIFI_SETUP[0]),
+    (f"Wi-Fi password for {WIFI_SETUP[0]}: ", WIFI_SETUP[1]),
+    ("Repeat the Wi-Fi password: ", WIFI_SETUP[1]),
+    ("Wi-Fi country (two letters, e.g. GB, DE, US): ", WIFI_SETUP[2]),
 ]
 GUEST_PORTS = {"smtp": 25, "pop3": 110, "imap": 143, "ssh": 22}
 
@@ -413,7 +420,7 @@ def first_boot(guest, ports, key, subject):
             log(f"first boot: setup offered {guest.elapsed():.2f} s after qemu started")
         guest.send(read_public_key(key) if answer is None else answer)
     guest.expect("Done. letterbox is starting", BOOT_TIMEOUT, "the end of the setup")
-    if ALICE_PASSWORD.encode() in guest.output or ROOT_PASSWORD.encode() in guest.output:
+    if any(p.encode() in guest.output for p in (ALICE_PASSWORD, ROOT_PASSWORD, WIFI_SETUP[1])):
         raise Failure("the setup echoed a password on the console")
     log(f"first boot: setup done after {guest.elapsed():.1f} s (passwords not echoed)")
     seconds, banner = wait_for_banner(ports["smtp"], guest)
@@ -422,6 +429,7 @@ def first_boot(guest, ports, key, subject):
     console = Console(guest)
     console.login()
     check_data_grown(guest, console)
+    check_wifi_conf(console, *WIFI_SETUP, "the setup")
     # The guest's network is restricted (no DNS), so the inbound SPF/DKIM/DMARC checks
     # of port 25 would only wait for timeouts: turn them off, live, with SIGHUP.
     console.run("printf '\\n[inbound]\\nenabled = false\\n' >> /data/letterbox.toml"
@@ -450,6 +458,33 @@ def first_boot(guest, ports, key, subject):
     poweroff(guest)
 
 
+def check_wifi_conf(console, ssid, passphrase, country, source):
+    """/data/etc/wpa_supplicant.conf: root's alone, the network in hex, and the WPA key that
+    Python's own PBKDF2 derives from the passphrase (never the passphrase)."""
+    text = console.run("stat -c '@@MODE %a %U' /data/etc/wpa_supplicant.conf; "
+                       "cat /data/etc/wpa_supplicant.conf")  # fmt: skip
+    psk = hashlib.pbkdf2_hmac("sha1", passphrase.encode(), ssid.encode(), 4096, 32).hex()
+    for want in ("@@MODE 600 root", f"country={country}", f"\tssid={ssid.encode().hex()}",
+                 "\tkey_mgmt=WPA-PSK", f"\tpsk={psk}"):  # fmt: skip
+        if want not in text:
+            raise Failure(f"wpa_supplicant.conf from {source} lacks {want!r}:\n{text}")
+    if passphrase in text:
+        raise Failure(f"wpa_supplicant.conf from {source} holds the passphrase")
+    log(f"Wi-Fi: {source} wrote /data/etc/wpa_supplicant.conf (0600 root) for {ssid!r}, "
+        "key as Python's PBKDF2 derives it")
+
+
+def write_wifi_txt(disk):
+    """wifi.txt on the FAT partition, as a user would write it on another computer."""
+    ssid, passphrase, country = WIFI_TXT
+    text = (f"# Wi-Fi for letterbox\r\nssid = \"{ssid}\"\r\npassword = {passphrase}\r\n"
+            f"country = {country.lower()}\r\n")  # fmt: skip
+    path = disk + ".wifi.txt"
+    with open(path, "w", newline="") as f:
+        f.write(text)
+    subprocess.run(["mcopy", "-o", "-i", boot_partition(disk), path, "::/wifi.txt"], check=True)
+
+
 def check_data_grown(guest, console):
     """/data fills the enlarged card: the partition and the file system grew at first boot."""
     if not re.search(rb"data partition /dev/vda2 grown from \d+ MiB to \d+ MiB", guest.output):
@@ -476,6 +511,10 @@ def second_boot(guest, ports, subject, key, updates):
     console.login()
     if b"first-boot setup" in guest.output:
         raise Failure("the first-boot setup ran again on a configured system")
+    check_wifi_conf(console, *WIFI_TXT, "wifi.txt")
+    if "wifi.txt" in console.run("/usr/libexec/letterbox/slot.sh mount && ls /run/boot"):
+        raise Failure("wifi.txt is still on the boot partition after its import")
+    log("Wi-Fi: wifi.txt was wiped and removed from the boot partition")
     saved = console.run("cat /data/clock")
     log(f"console: login prompt (no setup); clock saved at the last stop: {saved.split()[-1]}")
     status = ssh_status(ports, key)
@@ -717,6 +756,7 @@ def main():
     try:
         updates = prepare_updates(disk, workdir)
         run(1, lambda guest: first_boot(guest, ports, key, subject))
+        write_wifi_txt(disk)
         seconds, update_began = run(2, lambda g: second_boot(g, ports, subject, key, updates))
         run(3, lambda g: updated_boot(g, ports, subject, key, updates, update_began))
         run(4, broken_boot)

@@ -22,6 +22,7 @@ mod signature;
 mod status;
 mod transfer;
 mod vacation;
+mod wifi;
 use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -144,6 +145,12 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         timeout: u64,
     },
+    /// The appliance's Wi-Fi network: wpa_supplicant's configuration, from the setup or
+    /// from wifi.txt on the boot partition.
+    Wifi {
+        #[command(subcommand)]
+        action: WifiAction,
+    },
     /// Ed25519 signatures of files (the appliance's update files).
     Signature {
         #[command(subcommand)]
@@ -191,6 +198,33 @@ enum JunkAction {
     Stats { address: String },
     /// Print the spam probability of the message on standard input (or `untrained`).
     Score { address: String },
+}
+
+/// Where the image's wpa_supplicant reads its configuration.
+const WIFI_CONF: &str = "/data/etc/wpa_supplicant.conf";
+
+#[derive(Subcommand, Debug)]
+enum WifiAction {
+    /// One network; the passphrase is read from standard input (an empty line: an open
+    /// network).
+    Set {
+        ssid: String,
+        /// Two-letter country code (the channels and power allowed there).
+        #[arg(long)]
+        country: Option<String>,
+        /// The network does not announce its name.
+        #[arg(long)]
+        hidden: bool,
+        #[arg(long, default_value = WIFI_CONF)]
+        conf: PathBuf,
+    },
+    /// Take the settings from FILE (wifi.txt: ssid =, password =, country =, hidden =),
+    /// then wipe and remove FILE.
+    Import {
+        file: PathBuf,
+        #[arg(long, default_value = WIFI_CONF)]
+        conf: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -394,6 +428,15 @@ fn run(cli: Cli) -> Result<(), String> {
             &load_config(&cli)?,
             std::time::Duration::from_secs((*timeout).max(1)),
         ),
+        Command::Wifi { action } => match action {
+            WifiAction::Set {
+                ssid,
+                country,
+                hidden,
+                conf,
+            } => wifi::set(ssid, country.as_deref(), *hidden, conf),
+            WifiAction::Import { file, conf } => wifi::import(file, conf),
+        },
         Command::Signature { action } => match action {
             SignatureAction::Keygen { key } => signature::keygen(key),
             SignatureAction::Sign { key, file } => signature::sign(key, file),

@@ -175,6 +175,18 @@ while :; do
   esac
 done
 
+# Wi-Fi: asked on every board (a cable needs none; qemu has no radio, the test answers it).
+while :; do
+  ask ssid "Wi-Fi network name (empty for none: cable only)"
+  [ -n "$ssid" ] || break
+  ask_secret wifipw "Wi-Fi password for $ssid" "Repeat the Wi-Fi password"
+  ask country "Wi-Fi country (two letters, e.g. GB, DE, US)"
+  if printf '%s\n' "$wifipw" | letterbox wifi set "$ssid" --country "$country"; then
+    break
+  fi
+  echo "Once more."
+done
+
 hostname "$host"
 printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s %s\n' "$host" "${host%%.*}" >/etc/hosts
 sync
