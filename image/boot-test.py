@@ -512,6 +512,18 @@ def second_boot(guest, ports, subject, key, updates):
     if b"first-boot setup" in guest.output:
         raise Failure("the first-boot setup ran again on a configured system")
     check_wifi_conf(console, *WIFI_TXT, "wifi.txt")
+    # Wi-Fi is configured: the bundle unpacks and its wpa_supplicant runs on the image (the
+    # virt machine has no radio, so it stops there).
+    deadline = time.monotonic() + 60
+    wifi_log = ""
+    while "this board has no Wi-Fi interface" not in wifi_log and time.monotonic() < deadline:
+        time.sleep(2)
+        wifi_log = console.run("logread | grep ' wifi: '")
+    if not re.search(r"wifi: wpa_supplicant v2\.\d+ is ready", wifi_log) or \
+            "this board has no Wi-Fi interface" not in wifi_log:
+        raise Failure(f"the Wi-Fi start did not run its course:\n{wifi_log}")
+    log("Wi-Fi: the bundle unpacked and Debian's wpa_supplicant runs on the image; no radio "
+        "under qemu")
     if "wifi.txt" in console.run("/usr/libexec/letterbox/slot.sh mount && ls /run/boot"):
         raise Failure("wifi.txt is still on the boot partition after its import")
     log("Wi-Fi: wifi.txt was wiped and removed from the boot partition")
@@ -693,9 +705,9 @@ def prepare_updates(disk, workdir):
                'case " $* " in *" serve "*)\n'
                "  d=/data/letterbox\n"
                "  if ! ls $d/backups/before-schema-* >/dev/null 2>&1; then\n"
-               "    mkdir -p $d/backups && cp -p $d/data.mdb $d/backups/before-schema-99-from-1-test.mdb\n"
-               "    touch $d/backups/before-schema-99-from-1-test.mdb\n"
-               f"    /usr/lib/letterbox.real domain add {MIGRATED_DOMAIN} >&2\n"
+               "    s=$d/backups/before-schema-99-from-1-test.mdb\n"
+               "    mkdir -p $d/backups && cp -p $d/mail/data.mdb $s && touch $s &&\n"
+               f"      /usr/lib/letterbox.real domain add {MIGRATED_DOMAIN} >&2\n"
                "  fi\n"
                '  echo "letterbox: broken build" >&2; exit 70 ;;\n'
                "esac\n"

@@ -533,7 +533,7 @@ const MAP_ALIGN: u64 = 64 << 10;
 /// The smallest map a store is opened with.
 const MIN_MAP: u64 = 8 << 20;
 
-/// How large the data file of a store in `dir` may become: its size now plus the file
+/// How large the data file of the LMDB environment in `dir` may become: its size now plus the file
 /// system's free space, less [`KEEP_FREE`].
 fn room_for_map(dir: &std::path::Path) -> nix::Result<u64> {
     // The data dir may not exist yet: then its nearest existing parent is the file system.
@@ -558,9 +558,10 @@ pub fn map_size(config: &crate::config::Config, data_dir: &std::path::Path) -> u
     }
     // Never smaller than the data file already is: LMDB cannot open a file larger than
     // its map (a full disk must not lock the mail out).
-    let file = std::fs::metadata(data_dir.join("data.mdb")).map_or(0, |m| m.len());
+    let env_dir = data_dir.join(super::STORE_DIR);
+    let file = std::fs::metadata(env_dir.join("data.mdb")).map_or(0, |m| m.len());
     let at_least = file.div_ceil(MAP_ALIGN) * MAP_ALIGN;
-    let fitted = match room_for_map(data_dir) {
+    let fitted = match room_for_map(&env_dir) {
         Ok(room) => usize::try_from((room / MAP_ALIGN * MAP_ALIGN).max(MIN_MAP))
             .map_or(requested, |f| f.min(requested)),
         Err(_) => requested,

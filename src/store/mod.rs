@@ -379,10 +379,13 @@ impl fmt::Debug for Store {
     }
 }
 
+/// The LMDB environment's directory inside the data dir.
+pub const STORE_DIR: &str = "mail";
+
 impl Store {
     /// Opens (creating if needed) the store in `data_dir`.
     pub fn open(data_dir: &Path, map_size: usize) -> Result<Store> {
-        let path = data_dir.join("mail");
+        let path = data_dir.join(STORE_DIR);
         std::fs::create_dir_all(&path)?;
         let mut options = EnvOpenOptions::new();
         options.map_size(map_size).max_dbs(DATABASE_COUNT);

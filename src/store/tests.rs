@@ -654,10 +654,10 @@ fn mailbox_counters_follow_every_change() {
 fn the_map_is_never_smaller_than_the_data_file() {
     // A data file larger than the default map (grown earlier with the disk) must still open.
     let dir = std::env::temp_dir().join(format!("lb-map-fit-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(dir.join("mail")).unwrap();
     let config = crate::config::Config::embedded_default();
     let large = config.map_size_bytes() as u64 + (3 << 20) + 123;
-    std::fs::File::create(dir.join("data.mdb"))
+    std::fs::File::create(dir.join("mail").join("data.mdb"))
         .unwrap()
         .set_len(large)
         .unwrap();

@@ -1,8 +1,8 @@
 #!/bin/sh
 # /data, the ext4 partition labelled "data" (rcS runs this once, before anything uses it):
 #
-#   1. find it on the disk the system booted from (SD cards and USB disks are probed
-#      asynchronously: up to 10 s);
+#   1. find it on a disk that also has the BOOT partition (an SD card first, when several
+#      have both; SD cards and USB disks are probed asynchronously: up to 10 s);
 #   2. grow it to the end of the card when there is room after it: the image carries a small
 #      partition, the card is 16 to 64 GB. Only the partition table entry and then the file
 #      system grow; nothing is moved, so an interrupted grow is finished at the next boot;
@@ -20,16 +20,35 @@ disk_of() {
   basename "$(dirname "$(readlink -f "/sys/class/block/${1#/dev/}")")"
 }
 
-# labelled LABEL: the partitions blkid found with that label.
+# label_of PARTITION: the label of an ext2/3/4 (s_volume_name) or FAT32 (BS_VolLab) file
+# system on it. (Debian's busybox has no blkid applet, and util-linux's is 0.3 MB more.)
+label_of() {
+  if [ "$(od -An -tx1 -j 1080 -N2 "$1" 2>/dev/null | tr -d ' ')" = 53ef ]; then
+    dd if="$1" bs=1 skip=1144 count=16 2>/dev/null | tr -d '\000'
+  elif [ "$(dd if="$1" bs=1 skip=82 count=5 2>/dev/null)" = FAT32 ]; then
+    dd if="$1" bs=1 skip=71 count=11 2>/dev/null | sed 's/ *$//'
+  fi
+}
+
+# list_labels: "DEVICE LABEL" for every labelled partition the kernel knows.
+list_labels() {
+  for sys in /sys/class/block/*; do
+    [ -e "$sys/partition" ] || continue
+    name=$(label_of "/dev/${sys##*/}")
+    [ -n "$name" ] && echo "/dev/${sys##*/} $name"
+  done
+}
+
+# labelled LABEL: the partitions of list_labels with that label.
 labelled() {
-  sed -n "s/^\\(\\/dev\\/[^:]*\\): .*LABEL=\"$1\".*/\\1/p" /run/blkid.txt
+  awk -v want="$1" '$2 == want { print $1 }' /run/labels.txt
 }
 
 # find_data: $dev, the partition labelled "data" on the same disk as a partition labelled
 # BOOT (an SD card first), and that BOOT partition in /run/letterbox/boot-partition for
 # slot.sh. A USB stick that happens to have a "data" partition is never taken for /data.
 find_data() {
-  blkid >/run/blkid.txt 2>/dev/null
+  list_labels >/run/labels.txt
   for boot in $(labelled BOOT | grep mmcblk) $(labelled BOOT | grep -v mmcblk); do
     disk=$(disk_of "$boot")
     for dev in $(labelled data); do

@@ -182,6 +182,8 @@ while :; do
   ask_secret wifipw "Wi-Fi password for $ssid" "Repeat the Wi-Fi password"
   ask country "Wi-Fi country (two letters, e.g. GB, DE, US)"
   if printf '%s\n' "$wifipw" | letterbox wifi set "$ssid" --country "$country"; then
+    # rcS found no Wi-Fi settings at boot: start it now.
+    /usr/libexec/letterbox/wifi.sh start >/dev/null 2>&1 &
     break
   fi
   echo "Once more."

@@ -12,8 +12,8 @@
 #                   its second attempt (the first one did not confirm: it hung, crashed or
 #                   lost power, and the watchdog or a person restarted it), go back to the
 #                   old slot and reboot; on the old slot, end the trial as failed.
-#                   Before that, on any slot: put back the store a rolled-back trial
-#                   migrated (restore_store).
+#                   Then, on any slot: put back the store a rolled-back or abandoned
+#                   trial migrated (restore_store).
 #   slot.sh check   (inittab ::once) in a trial, wait until /data is the ext4 partition,
 #                   letterbox answers on every configured listener (`letterbox probe`) and
 #                   `letterbox verify` accepts the store: then the new slot is confirmed;
@@ -56,9 +56,11 @@ mount_boot() {
   mount -t vfat -o rw,noatime,umask=022 "$dev" "$boot_mnt"
 }
 
+# (Never fails: a busy mount stays, and the next unmount takes it.)
 unmount_boot() {
   sync
   umount "$boot_mnt" 2>/dev/null
+  return 0
 }
 
 # set_slot SLOT: the firmware loads SLOT from the next boot on.
@@ -108,7 +110,8 @@ note_migration() {
 restore_store() {
   [ -f "$restore" ] || return 0
   snapshot=$(cat "$restore")
-  dir=$(data_dir)
+  backups=$(data_dir)/backups
+  dir=$(data_dir)/mail # the LMDB environment
   if [ ! -f "$snapshot" ]; then
     say "WARNING: $snapshot, the store of before the update, is gone; the store stays as it is"
     rm -f "$restore"
@@ -120,7 +123,13 @@ restore_store() {
       { say "WARNING: no room to put back $snapshot"; rm -f "$dir/data.mdb.partial"; return 0; }
   fi
   if [ -f "$dir/data.mdb" ]; then
-    kept=$dir/backups/after-trial-$(date -u '+%Y%m%dT%H%M%SZ').mdb
+    # A unique name: the clock may not be right yet, and nothing kept is overwritten.
+    n=1
+    kept=$backups/after-trial-$(date -u '+%Y%m%dT%H%M%SZ').mdb
+    while [ -e "$kept" ]; do
+      n=$((n + 1))
+      kept=$backups/after-trial-$(date -u '+%Y%m%dT%H%M%SZ')-$n.mdb
+    done
     mv "$dir/data.mdb" "$kept"
     say "the store of the failed update is kept in $kept (mail that came in during the trial is there)"
   fi
@@ -162,10 +171,14 @@ case "$1" in
   mount) mount_boot ;;
   switch) other "$2" >/dev/null && set_slot "$2" ;;
   boot)
-    restore_store
-    mount_boot 2>/dev/null || exit 0
+    mount_boot 2>/dev/null || { restore_store; exit 0; }
+    # A trial begun by a letterbox-update that kept it on /data (before 2026-12-03).
+    if [ -f "$state/trial" ] && [ ! -e "$trial" ]; then
+      cp "$state/trial" "$trial" && sync && rm -f "$state/trial"
+    fi
     if [ ! -e "$trial" ]; then
       unmount_boot
+      restore_store
       exit 0
     fi
     read_trial
@@ -180,11 +193,13 @@ case "$1" in
       # Booted from the old slot during a trial: somebody (or the firmware) went back. Stay
       # here: slot.txt names this slot again.
       if set_slot "$here"; then
+        note_migration
         record "abandoned" "the old slot $here was booted during the trial"
         rm -f "$trial"
       fi
     fi
     unmount_boot
+    restore_store
     ;;
   check)
     mount_boot 2>/dev/null || exit 0

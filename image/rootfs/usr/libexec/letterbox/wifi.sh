@@ -1,6 +1,5 @@
 #!/bin/sh
-# Wi-Fi (Pi 3, 3+, 4, Zero 2 W: brcmfmac and its firmware, wpa_supplicant from Debian's
-# installer build: no D-Bus, a fraction of the size).
+# Wi-Fi (Pi 3, 3+, 4, Zero 2 W: brcmfmac and its firmware, Debian's wpa_supplicant).
 #
 #   wifi.sh import  (rcS, /data mounted) wifi.txt on the boot partition, which the user may
 #                   write from any computer (ssid =, password =, country =, hidden =),
@@ -8,9 +7,11 @@
 #                   from the passphrase, not the passphrase), and wifi.txt is wiped and
 #                   removed (`letterbox wifi import`). The setup writes the same file
 #                   (`letterbox wifi set`).
-#   wifi.sh start   (rcS, in the background) once the radio's interface appears (brcmfmac
-#                   loads its firmware first: up to 10 s), wpa_supplicant on it; DHCP
-#                   comes from network.sh like on every interface.
+#   wifi.sh start   (rcS, in the background) when Wi-Fi is configured: unpacks
+#                   /usr/lib/letterbox/wifi.tar.xz, loads brcmfmac and, once the radio's
+#                   interface appears (brcmfmac loads its firmware first: up to 10 s),
+#                   starts wpa_supplicant on it; DHCP comes from network.sh like on every
+#                   interface.
 #
 # The radio itself is untested: qemu has none (README, "Wi-Fi").
 conf=/data/etc/wpa_supplicant.conf
@@ -18,6 +19,8 @@ say() { echo "letterbox: $*"; logger -t wifi "$*"; }
 
 case "$1" in
   import)
+    # Only onto the real /data: into the RAM fallback, wifi.txt would be wiped for nothing.
+    grep -q '^[^ ]* /data ext4 ' /proc/mounts || exit 0
     /usr/libexec/letterbox/slot.sh mount 2>/dev/null || exit 0
     if [ -f /run/boot/wifi.txt ]; then
       if out=$(letterbox wifi import /run/boot/wifi.txt --conf "$conf" 2>&1); then
@@ -26,20 +29,43 @@ case "$1" in
         say "WARNING: wifi.txt on the boot partition was not taken: $out"
       fi
     fi
+    # Firmware Debian lacks (the Zero 2 W's brcmfmac43436-sdio.*): a firmware/ folder on
+    # the boot partition is kept in /data/firmware and used from then on.
+    if [ -d /run/boot/firmware ]; then
+      mkdir -p /data/firmware && cp -R /run/boot/firmware/. /data/firmware/ &&
+        say "firmware from the boot partition kept in /data/firmware"
+    fi
     sync
     umount /run/boot 2>/dev/null
     ;;
   start)
     [ -f "$conf" ] || exit 0
-    command -v wpa_supplicant >/dev/null || { say "no wpa_supplicant in this system"; exit 0; }
+    # wpa_supplicant, its libraries, brcmfmac and the chips' firmware: one archive, unpacked
+    # into the (RAM) root only now, so a box on a cable does not hold its 14 MB.
+    bundle=/usr/lib/letterbox/wifi.tar.xz
+    [ -f "$bundle" ] || { say "Wi-Fi is configured, but this system was built without it"; exit 0; }
+    if [ ! -x /sbin/wpa_supplicant ]; then
+      tar -x -J -f "$bundle" -C / ||
+        { say "WARNING: the Wi-Fi files did not unpack"; exit 0; }
+    fi
+    version=$(wpa_supplicant -v 2>&1 | head -n 1)
+    case "$version" in
+      wpa_supplicant\ v*) say "$version is ready" ;;
+      *) say "WARNING: wpa_supplicant does not run: $version"; exit 0 ;;
+    esac
+    [ -d /data/firmware ] && cp -R /data/firmware/. /lib/firmware/
+    modprobe -q brcmfmac || say "WARNING: brcmfmac did not load"
+    # brcmfmac loads the chip's firmware before the interface appears: up to 10 s.
     n=0
     while [ $n -lt 100 ]; do
       for path in /sys/class/net/*; do
         [ -d "$path/wireless" ] || [ -d "$path/phy80211" ] || continue
         ifc=${path##*/}
-        wpa_supplicant -B -s -i "$ifc" -c "$conf" -P "/run/wpa_supplicant.$ifc.pid" ||
+        if wpa_supplicant -B -s -i "$ifc" -c "$conf" -P "/run/wpa_supplicant.$ifc.pid"; then
+          say "wpa_supplicant started on $ifc"
+        else
           say "WARNING: wpa_supplicant did not start on $ifc"
-        say "wpa_supplicant started on $ifc"
+        fi
         exit 0
       done
       sleep 0.1
