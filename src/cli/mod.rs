@@ -149,12 +149,12 @@ enum Command {
     /// from wifi.txt on the boot partition.
     Wifi {
         #[command(subcommand)]
-        action: WifiAction,
+        action: wifi::WifiAction,
     },
     /// Ed25519 signatures of files (the appliance's update files).
     Signature {
         #[command(subcommand)]
-        action: SignatureAction,
+        action: signature::SignatureAction,
     },
     /// DKIM signing keys.
     Dkim {
@@ -198,47 +198,6 @@ enum JunkAction {
     Stats { address: String },
     /// Print the spam probability of the message on standard input (or `untrained`).
     Score { address: String },
-}
-
-/// Where the image's wpa_supplicant reads its configuration.
-const WIFI_CONF: &str = "/data/etc/wpa_supplicant.conf";
-
-#[derive(Subcommand, Debug)]
-enum WifiAction {
-    /// One network; the passphrase is read from standard input (an empty line: an open
-    /// network).
-    Set {
-        ssid: String,
-        /// Two-letter country code (the channels and power allowed there).
-        #[arg(long)]
-        country: Option<String>,
-        /// The network does not announce its name.
-        #[arg(long)]
-        hidden: bool,
-        #[arg(long, default_value = WIFI_CONF)]
-        conf: PathBuf,
-    },
-    /// Take the settings from FILE (wifi.txt: ssid =, password =, country =, hidden =),
-    /// then wipe and remove FILE.
-    Import {
-        file: PathBuf,
-        #[arg(long, default_value = WIFI_CONF)]
-        conf: PathBuf,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-enum SignatureAction {
-    /// Make a key pair: KEY (private, mode 0600) and KEY.pub.
-    Keygen { key: PathBuf },
-    /// Print the signature of FILE made with KEY.
-    Sign { key: PathBuf, file: PathBuf },
-    /// Exit 0 only when SIGNATURE is PUBLIC's signature of FILE.
-    Verify {
-        public: PathBuf,
-        file: PathBuf,
-        signature: PathBuf,
-    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -428,24 +387,8 @@ fn run(cli: Cli) -> Result<(), String> {
             &load_config(&cli)?,
             std::time::Duration::from_secs((*timeout).max(1)),
         ),
-        Command::Wifi { action } => match action {
-            WifiAction::Set {
-                ssid,
-                country,
-                hidden,
-                conf,
-            } => wifi::set(ssid, country.as_deref(), *hidden, conf),
-            WifiAction::Import { file, conf } => wifi::import(file, conf),
-        },
-        Command::Signature { action } => match action {
-            SignatureAction::Keygen { key } => signature::keygen(key),
-            SignatureAction::Sign { key, file } => signature::sign(key, file),
-            SignatureAction::Verify {
-                public,
-                file,
-                signature: sig,
-            } => signature::verify(public, file, sig),
-        },
+        Command::Wifi { action } => wifi::run(action),
+        Command::Signature { action } => signature::run(action),
         Command::Vacation { address, action } => vacation::vacation_command(&cli, address, action),
         Command::Dkim {
             action: DkimAction::Generate { domain, selector },

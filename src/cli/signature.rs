@@ -11,10 +11,38 @@
 //! covered by the SHA-256 sums inside it).
 
 use base64::Engine;
+use clap::Subcommand;
 use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+#[derive(Subcommand, Debug)]
+pub enum SignatureAction {
+    /// Make a key pair: KEY (private, mode 0600) and KEY.pub.
+    Keygen { key: PathBuf },
+    /// Print the signature of FILE made with KEY.
+    Sign { key: PathBuf, file: PathBuf },
+    /// Exit 0 only when SIGNATURE is PUBLIC's signature of FILE.
+    Verify {
+        public: PathBuf,
+        file: PathBuf,
+        signature: PathBuf,
+    },
+}
+
+/// Runs `letterbox signature ACTION`.
+pub fn run(action: &SignatureAction) -> Result<(), String> {
+    match action {
+        SignatureAction::Keygen { key } => keygen(key),
+        SignatureAction::Sign { key, file } => sign(key, file),
+        SignatureAction::Verify {
+            public,
+            file,
+            signature,
+        } => verify(public, file, signature),
+    }
+}
 
 const PRIVATE_TAG: &str = "letterbox-signing-key 1 ";
 const PUBLIC_TAG: &str = "letterbox-signing-pub 1 ";

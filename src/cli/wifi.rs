@@ -17,9 +17,50 @@
 //! Written here rather than with `wpa_passphrase` at boot: the same parser serves the
 //! setup and the file, and it is tested without a radio.
 
+use clap::Subcommand;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Where the image's wpa_supplicant reads its configuration.
+const WIFI_CONF: &str = "/data/etc/wpa_supplicant.conf";
+
+#[derive(Subcommand, Debug)]
+pub enum WifiAction {
+    /// One network; the passphrase is read from standard input (an empty line: an open
+    /// network).
+    Set {
+        ssid: String,
+        /// Two-letter country code (the channels and power allowed there).
+        #[arg(long)]
+        country: Option<String>,
+        /// The network does not announce its name.
+        #[arg(long)]
+        hidden: bool,
+        #[arg(long, default_value = WIFI_CONF)]
+        conf: PathBuf,
+    },
+    /// Take the settings from FILE (wifi.txt: ssid =, password =, country =, hidden =),
+    /// then wipe and remove FILE.
+    Import {
+        file: PathBuf,
+        #[arg(long, default_value = WIFI_CONF)]
+        conf: PathBuf,
+    },
+}
+
+/// Runs `letterbox wifi ACTION`.
+pub fn run(action: &WifiAction) -> Result<(), String> {
+    match action {
+        WifiAction::Set {
+            ssid,
+            country,
+            hidden,
+            conf,
+        } => set(ssid, country.as_deref(), *hidden, conf),
+        WifiAction::Import { file, conf } => import(file, conf),
+    }
+}
 
 /// One network, as `wifi.txt` or the setup gives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
