@@ -175,8 +175,9 @@ while :; do
   esac
 done
 
-# Wi-Fi: asked on every board (a cable needs none; qemu has no radio, the test answers it).
-while :; do
+# Wi-Fi: asked on every board (a cable needs none; qemu has no radio, the test answers it),
+# unless the image was built without it (WIFI=no).
+while [ -f /usr/lib/letterbox/wifi.tar.xz ]; do
   ask ssid "Wi-Fi network name (empty for none: cable only)"
   [ -n "$ssid" ] || break
   ask_secret wifipw "Wi-Fi password for $ssid" "Repeat the Wi-Fi password"
