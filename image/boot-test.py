@@ -3,8 +3,8 @@
 
     boot-test.py IMAGE WORKDIR
 
-Boots a copy of IMAGE, enlarged to a 2 GiB card, from the same virtual disk five times and
-drives it the way a person would: over the serial console (first-boot setup, root login,
+Boots a copy of IMAGE, enlarged to a 2 GiB card, from the same virtual disk five times (the
+Pi 5's image three: up to the confirmed update) and drives it the way a person would: over the serial console (first-boot setup, root login,
 admin commands, poweroff), SMTP, POP3 and IMAP on forwarded ports, and SSH with a key given
 to the setup. Between the boots: /data grows to the card; a signed update is installed over
 SSH and confirmed; an update whose letterbox exits at start is installed and rolled back by
@@ -21,6 +21,7 @@ connection before the guest listens, so readiness is the SMTP banner, never a co
 """
 
 import atexit
+import gzip
 import hashlib
 import imaplib
 import json
@@ -31,6 +32,7 @@ import shutil
 import signal
 import smtplib
 import ssl
+import struct
 import subprocess
 import sys
 import time
@@ -330,17 +332,46 @@ def check_wifi(console):
     log("Wi-Fi: wifi.txt was wiped and removed from the boot partition")
 
 
+def lmdb_page_size(header):
+    """mm_psize: the 32-bit word at byte 40 of an LMDB file's first meta page."""
+    return int.from_bytes(header[40:44], "little")
+
+
+def backup_store_page_size(path):
+    """The LMDB page size of the store in a letterbox backup (gzip around the stream of
+    src/backup/archive.rs: "LETTERBOX-BACKUP 1\n", then per file 'F', the name's length
+    (u16 BE), the name, the mode (u32 BE), frames of a u32 BE length and bytes, length 0)."""
+    with gzip.open(path, "rb") as f:
+        if f.readline() != b"LETTERBOX-BACKUP 1\n":
+            raise Failure(f"{path} is not a letterbox backup")
+        while f.read(1) == b"F":
+            (size,) = struct.unpack(">H", f.read(2))
+            name = f.read(size).decode()
+            f.read(4)
+            first = b""
+            while (length := struct.unpack(">I", f.read(4))[0]) != 0:
+                data = f.read(length)
+                first = first or data
+            if name == "mail/data.mdb":
+                return lmdb_page_size(first)
+    raise Failure(f"no mail/data.mdb in {path}")
+
+
 def check_page_size(console, board):
-    """letterbox runs on the kernel's page size, and LMDB made the store with it (mm_psize,
-    the 32-bit word at byte 40 of data.mdb's first meta page)."""
+    """The kernel's page size (as the running letterbox's mappings show it), and LMDB made
+    the store with it."""
     out = console.run("echo @@PAGES $(awk '/^KernelPageSize:/ { print $2; exit }' "
                       "/proc/$(pidof letterbox)/smaps) "
                       "$(od -A n -t u4 -j 40 -N 4 /data/letterbox/mail/data.mdb)")  # fmt: skip
-    kib, psize = map(int, re.search(r"@@PAGES (\d+) (\d+)", out).groups())
+    match = re.search(r"@@PAGES (\d+) (\d+)", out)
+    if not match:
+        raise Failure(f"no page sizes from the console:\n{out}")
+    kib, psize = map(int, match.groups())
     if kib != PAGE_KIB[board] or psize != kib * 1024:
-        raise Failure(f"the {board} image: letterbox on {kib} KiB pages, LMDB pages of {psize} "
-                      f"bytes; expected {PAGE_KIB[board]} KiB")
-    log(f"console: letterbox runs on {kib} KiB pages, and its LMDB store has {psize}-byte pages")
+        raise Failure(f"the {board} image: {kib} KiB pages, LMDB pages of {psize} bytes; "
+                      f"expected {PAGE_KIB[board]} KiB")
+    log(f"console: the kernel's pages are {kib} KiB, and LMDB made the store with {psize}-byte "
+        "pages")
 
 
 def check_store_from_4k_pages(ports, key, workdir):
@@ -365,13 +396,14 @@ def check_store_from_4k_pages(ports, key, workdir):
     subprocess.run(run + ["import", "mbox", mbox, "--user", f"carol@{DOMAIN}"], check=True,
                    capture_output=True)  # fmt: skip
     subprocess.run(run + ["backup", backup], check=True, capture_output=True)
-    with open(os.path.join(work, "data", "mail", "data.mdb"), "rb") as f:
-        psize = int.from_bytes(f.read(44)[40:44], "little")
+    psize = backup_store_page_size(backup)
     if psize != 4096:
-        raise Failure(f"the host's store has {psize}-byte pages, not 4096")
-    ssh_run(ports, key, "cat > /data/store-4k.backup", stdin_path=backup)
+        raise Failure(f"the backup's store has {psize}-byte pages, not 4096")
+    upload = ssh_run(ports, key, "cat > /data/store-4k.backup", stdin_path=backup)
+    if upload.returncode != 0:
+        raise Failure(f"copying the backup to the box: {upload.stderr.strip()}")
     result = ssh(ports, key, "letterbox verify /data/store-4k.backup; rm /data/store-4k.backup")
-    if "1 accounts, " not in result or " 2 messages, " not in result or \
+    if not re.search(r": 1 accounts, \d+ mailboxes, 2 messages, ", result) or \
             "the backup's store is sound" not in result:
         raise Failure(f"letterbox verify of a store with 4 KiB pages:\n{result}")
     log(f"16 KiB pages: a backup of a store with 4 KiB pages verifies: {result.splitlines()[-2]}")
@@ -491,6 +523,21 @@ def boot(number, scenario, boot_files, disk, ports, workdir):
         guest.kill()
 
 
+def check_consoles(workdir):
+    """Every console the slot's cmdline.txt names gets the setup and a login (inittab runs
+    console.sh on it): qemu replaces them with its own, so this is checked in the files."""
+    slot = os.path.join(workdir, "slot-a")
+    with open(os.path.join(slot, "cmdline.txt")) as f:
+        ttys = [w.split("=", 1)[1].split(",")[0] for w in f.read().split() if w.startswith("console=")]
+    inittab = subprocess.run(["cpio", "--quiet", "-i", "--to-stdout", "etc/inittab"],
+                             stdin=open(os.path.join(slot, "initramfs"), "rb"),
+                             capture_output=True, check=True).stdout.decode()  # fmt: skip
+    missing = [t for t in ttys if f"::respawn:/usr/libexec/letterbox/console.sh {t}\n" not in inittab]
+    if not ttys or missing:
+        raise Failure(f"cmdline.txt names consoles {ttys}; inittab has no console.sh for {missing}")
+    log(f"consoles of cmdline.txt ({', '.join(ttys)}) all get the setup and a login (inittab)")
+
+
 def prepare_updates(disk, workdir, board, full):
     """The update files the test installs, made by scripts/make-update from the image's own
     slot a: "good" (its initramfs with a later cpio appended that says another version:
@@ -514,6 +561,13 @@ def prepare_updates(disk, workdir, board, full):
     with open(key + ".pub") as f:
         public_key = f.read().strip()
 
+    def made(name, slot_dir, version, signed=True):
+        out = os.path.join(workdir, f"{name}.update")
+        subprocess.run([f"{ROOT_DIR}/scripts/make-update", slot_dir, version, out] +
+                       (["--key", key] if signed else []),
+                       check=True, env={**os.environ, "LETTERBOX": SIGNER})  # fmt: skip
+        return out
+
     def variant(name, version, extra_files):
         tree = os.path.join(workdir, f"overlay-{name}")
         files = {"etc/letterbox/version": version + "\n", **extra_files}
@@ -532,17 +586,7 @@ def prepare_updates(disk, workdir, board, full):
             f.write(overlay)
         with open(os.path.join(out_slot, "version"), "w") as f:
             f.write(version + "\n")
-        out = os.path.join(workdir, f"{name}.update")
-        subprocess.run([f"{ROOT_DIR}/scripts/make-update", out_slot, version, out, "--key", key],
-                       check=True, env={**os.environ, "LETTERBOX": SIGNER})  # fmt: skip
-        return out
-
-    def made(name, slot_dir, version, signed=True):
-        out = os.path.join(workdir, f"{name}.update")
-        subprocess.run([f"{ROOT_DIR}/scripts/make-update", slot_dir, version, out] +
-                       (["--key", key] if signed else []),
-                       check=True, env={**os.environ, "LETTERBOX": SIGNER})  # fmt: skip
-        return out
+        return made(name, out_slot, version)
 
     good_version = original + "-test.good"
     updates = {"original": original, "good_version": good_version, "public_key": public_key}
@@ -559,8 +603,9 @@ def prepare_updates(disk, workdir, board, full):
     foreign = os.path.join(workdir, "slot-foreign")
     shutil.copytree(small, foreign, dirs_exist_ok=True)
     other = "pi" if board == "pi5" else "pi5"
-    with open(os.path.join(foreign, "board"), "w") as f:
-        f.write(other + "\n")
+    if other != "pi":  # a Pi 3/4 update has none, or "pi" (make-update: the format line)
+        with open(os.path.join(foreign, "board"), "w") as f:
+            f.write(other + "\n")
     updates["foreign"] = made("foreign", foreign, good_version)
     updates["foreign_why"] = "the update is for " + {
         "pi": "the Pi 3/4 image (letterbox-arm64)", "pi5": "the pi5 image (letterbox-pi5)"}[other]
@@ -639,6 +684,7 @@ def main():
         # the image and the rollback (the same scripts) are the Pi 3/4 image's to run.
         full = image.board == "pi"
         updates = prepare_updates(disk, workdir, image.board, full)
+        check_consoles(workdir)
         run(1, lambda guest: first_boot(guest, ports, key, subject, image))
         if image.wifi:
             write_wifi_txt(disk)
