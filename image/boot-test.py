@@ -4,12 +4,14 @@
     boot-test.py IMAGE WORKDIR
 
 Boots a copy of IMAGE, enlarged to a 2 GiB card, from the same virtual disk five times (the
-Pi 5's image three: up to the confirmed update) and drives it the way a person would: over the serial console (first-boot setup, root login,
-admin commands, poweroff), SMTP, POP3 and IMAP on forwarded ports, and SSH with a key given
-to the setup. Between the boots: /data grows to the card; a signed update is installed over
-SSH and confirmed; an update whose letterbox exits at start is installed and rolled back by
-the box itself. Exits non-zero with one "boot-test: FAIL: ..." line (and the end of the
-serial log) on the first failure.
+Pi 5's image three: up to the confirmed update) and drives it the way a person would: over
+the serial console (first-boot setup, root login, admin commands, poweroff), SMTP, POP3 and
+IMAP on forwarded ports, and SSH with a key given to the setup. Between the boots: /data
+grows to the card; a signed update is installed over SSH and confirmed; an update whose
+letterbox exits at start is installed and rolled back by the box itself. An image with
+Wi-Fi joins a WPA2 network on simulated radios (WORKDIR/wifi-test.img, a second, read-only
+disk, brings mac80211_hwsim and Debian's hostapd). Exits non-zero with one "boot-test:
+FAIL: ..." line (and the end of the serial log) on the first failure.
 
 qemu does not run the Pi firmware, so this test does its part: before every boot it reads
 slot.txt on the boot partition ("os_prefix=a/") and boots that slot's kernel, initramfs and
@@ -21,6 +23,7 @@ connection before the guest listens, so readiness is the SMTP banner, never a co
 """
 
 import atexit
+import base64
 import gzip
 import hashlib
 import imaplib
@@ -325,11 +328,71 @@ def check_wifi(console):
     if not re.search(r"wifi: wpa_supplicant v2\.\d+ is ready", wifi_log) or \
             "this board has no Wi-Fi interface" not in wifi_log:
         raise Failure(f"the Wi-Fi start did not run its course:\n{wifi_log}")
-    log("Wi-Fi: the bundle unpacked and Debian's wpa_supplicant runs on the image; no radio "
-        "under qemu")
+    log("Wi-Fi: the bundle unpacked and its wpa_supplicant runs on the image; the virt "
+        "machine has no radio")
     if "wifi.txt" in console.run("/usr/libexec/letterbox/slot.sh mount && ls /run/boot"):
         raise Failure("wifi.txt is still on the boot partition after its import")
     log("Wi-Fi: wifi.txt was wiped and removed from the boot partition")
+    check_wifi_joins(console)
+
+
+# The test disk's tools (scripts/build-image --wifi-test-disk), mounted on /run/wifitest.
+HOSTAPD = ("/run/wifitest/lib/aarch64-linux-gnu/ld-linux-aarch64.so.1 --library-path "
+           "/run/wifitest/lib/aarch64-linux-gnu:/run/wifitest/usr/lib/aarch64-linux-gnu "
+           "/run/wifitest/usr/sbin/hostapd")  # fmt: skip
+
+
+def check_wifi_joins(console):
+    """The image's wpa_supplicant joins a WPA2 network with the key `letterbox wifi` derived:
+    two simulated radios (mac80211_hwsim, from the test disk), Debian's hostapd on wlan1 as
+    the access point, given the passphrase itself, and the image's own `wifi.sh start`, which
+    takes the first radio, wlan0. hostapd completes the 4-way handshake only when both sides
+    hold the same key."""
+    ssid, passphrase, country = WIFI_TXT
+    # (The console echoes the typed line, wrapped: what is checked is typed in two halves.)
+    abi = re.findall(r"@@ABI (\S+) (\S+)", console.run(
+        "mkdir -p /run/wifitest && mount -o ro \"$(findfs LABEL=wifitest)\" /run/wifitest && "
+        "echo \"@@\"\"ABI $(cat /run/wifitest/kernel-abi) $(uname -r)\""))
+    if len(abi) != 1 or abi[0][0] != abi[0][1]:
+        raise Failure(f"the Wi-Fi test disk's modules are not for the image's kernel: {abi}")
+    console.run("for m in $(cat /run/wifitest/modules.order); do "
+                "n=$(basename $m .ko | tr - _); grep -q \"^$n \" /proc/modules || "
+                "insmod /run/wifitest/$m; done; n=0; "
+                "while [ ! -d /sys/class/net/wlan1 ] && [ $n -lt 50 ]; do sleep 0.1; "
+                "n=$((n + 1)); done")  # fmt: skip
+    macs = re.findall(r"@@MAC ([0-9a-f:]{17}) ([0-9a-f:]{17})", console.run(
+        "echo \"@@\"\"MAC $(cat /sys/class/net/wlan0/address) "
+        "$(cat /sys/class/net/wlan1/address)\""))
+    if len(macs) != 1:
+        raise Failure("mac80211_hwsim made no radios wlan0 and wlan1")
+    (station_mac, access_point_mac), = macs
+    conf = (f"interface=wlan1\ndriver=nl80211\nssid2={ssid.encode().hex()}\n"
+            f"country_code={country}\nhw_mode=g\nchannel=6\nwpa=2\nwpa_key_mgmt=WPA-PSK\n"
+            f"rsn_pairwise=CCMP\nwpa_passphrase={passphrase}\n")  # fmt: skip
+    encoded = base64.b64encode(conf.encode()).decode()
+    console.run(f"echo {encoded} | base64 -d >/run/hostapd.conf && {HOSTAPD} -B -t "
+                "-f /run/hostapd.log -P /run/hostapd.pid /run/hostapd.conf")  # fmt: skip
+    console.run("/usr/libexec/letterbox/wifi.sh start")
+    deadline = time.monotonic() + 60
+    while True:
+        joined = console.run("logread | grep -F 'CTRL-EVENT-''CONNECTED' || true; "
+                             "grep -F 'EAPOL-4WAY-''HS-COMPLETED' /run/hostapd.log || true")
+        station = re.search(r"wlan0: CTRL-EVENT-CONNECTED - Connection to ([0-9a-f:]{17}) "
+                            r"completed", joined)  # fmt: skip
+        access_point = re.search(r"wlan1: EAPOL-4WAY-HS-COMPLETED ([0-9a-f:]{17})", joined)
+        if station and access_point:
+            if (station.group(1), access_point.group(1)) != (access_point_mac, station_mac):
+                raise Failure(f"Wi-Fi: wlan0 ({station_mac}) and wlan1 ({access_point_mac}) "
+                              f"were not the two ends:\n{joined}")
+            break
+        if time.monotonic() > deadline:
+            raise Failure("the image's wpa_supplicant did not join the simulated network:\n"
+                          + console.run("logread | grep -e wpa_supplicant -e hostapd; "
+                                        "cat /run/hostapd.log"))  # fmt: skip
+        time.sleep(2)
+    log(f"Wi-Fi: the image's wpa_supplicant joined {ssid!r} (WPA2-PSK, CCMP) at "
+        f"{station.group(1)} on a simulated radio: Debian's hostapd, given the passphrase, "
+        f"completed the 4-way handshake with {access_point.group(1)}")
 
 
 def lmdb_page_size(header):
@@ -505,13 +568,13 @@ def read_public_key(key):
         return f.read().strip()
 
 
-def boot(number, scenario, boot_files, disk, ports, workdir):
+def boot(number, scenario, boot_files, disk, ports, workdir, test_disk=None):
     """Runs one boot scenario; on failure shows the end of that boot's console."""
     log(f"boot {number}: qemu -M virt (TCG), ports {ports} on 127.0.0.1, "
         f"{boot_files.cmdline.split('letterbox.slot=')[-1].split()[0]!r} slot, "
         f"{boot_files.board} image on {CPU[boot_files.board]}")
     serial_log = os.path.join(workdir, f"serial-{number}.log")
-    guest = Guest(boot_files, disk, ports, serial_log)
+    guest = Guest(boot_files, disk, ports, serial_log, test_disk)
     atexit.register(guest.kill)  # also on an unexpected exception or the whole-test alarm
     try:
         return scenario(guest)
@@ -674,9 +737,10 @@ def main():
     ports = {name: free_port() for name in GUEST_PORTS}
     subject = f"boot test {uuid.uuid4().hex[:8]}"
 
-    def run(number, scenario):
+    def run(number, scenario, test_disk=None):
         # The firmware's choice is read again before every boot.
-        return boot(number, scenario, extract_boot_files(disk, workdir), disk, ports, workdir)
+        return boot(number, scenario, extract_boot_files(disk, workdir), disk, ports, workdir,
+                    test_disk)  # fmt: skip
 
     try:
         image = extract_boot_files(disk, workdir)  # what the image is: board, Wi-Fi
@@ -686,10 +750,14 @@ def main():
         updates = prepare_updates(disk, workdir, image.board, full)
         check_consoles(workdir)
         run(1, lambda guest: first_boot(guest, ports, key, subject, image))
+        wifi_disk = None
         if image.wifi:
             write_wifi_txt(disk)
+            wifi_disk = os.path.join(workdir, "wifi-test.img")  # made by scripts/test-image
+            if not os.path.exists(wifi_disk):
+                raise Failure(f"no {wifi_disk}: run scripts/test-image, which makes it")
         seconds, update_began = run(2, lambda g: second_boot(g, ports, subject, key, updates,
-                                                               image, workdir))
+                                                               image, workdir), wifi_disk)
         run(3, lambda g: updated_boot(g, ports, subject, key, updates, update_began))
         if full:
             run(4, broken_boot)

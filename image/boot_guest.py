@@ -109,7 +109,8 @@ class Guest:
     """One qemu run: the serial console on stdio pipes, a reader thread that keeps
     everything the console printed (and writes it to a log file), and expect/send."""
 
-    def __init__(self, boot_files, disk, ports, serial_log):
+    def __init__(self, boot_files, disk, ports, serial_log, test_disk=None):
+        """test_disk: a second virtio disk, read-only, with the test's own tools."""
         kernel, initrd, cmdline = boot_files.kernel, boot_files.initramfs, boot_files.cmdline
         forwards = ",".join(
             f"hostfwd=tcp:127.0.0.1:{ports[name]}-:{guest}" for name, guest in GUEST_PORTS.items()
@@ -124,6 +125,9 @@ class Guest:
             "-device", "virtio-blk-pci,drive=d0",
             "-device", "virtio-rng-pci",
         ]  # fmt: skip
+        if test_disk:
+            self.argv += ["-drive", f"if=none,id=d1,format=raw,readonly=on,file={test_disk}",
+                          "-device", "virtio-blk-pci,drive=d1"]  # fmt: skip
         self.output = b""
         self.cursor = 0  # expect() searches from here on
         self.changed = threading.Condition()  # guards output; notified on new output
