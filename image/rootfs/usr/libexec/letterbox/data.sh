@@ -2,7 +2,8 @@
 # /data, the ext4 partition labelled "data" (rcS runs this once, before anything uses it):
 #
 #   1. find it on a disk that also has the BOOT partition (an SD card first, when several
-#      have both; SD cards and USB disks are probed asynchronously: up to 10 s);
+#      have both; SD cards and USB disks are probed asynchronously: up to 10 s): findfs
+#      first, then, when its answer is not that, every partition's label;
 #   2. grow it to the end of the card when there is room after it: the image carries a small
 #      partition, the card is 16 to 64 GB. Only the partition table entry and then the file
 #      system grow; nothing is moved, so an interrupted grow is finished at the next boot;
@@ -15,9 +16,12 @@
 # the image). The table is MBR as scripts/build-image writes it; anything else is left alone.
 say() { echo "letterbox: $*"; }
 
-# disk_of PARTITION: the disk it is on (mmcblk0 for /dev/mmcblk0p2).
+# disk_of PARTITION: the disk it is on (mmcblk0 for /dev/mmcblk0p2). (Shell expansions,
+# not dirname and basename: every process costs at boot, most under qemu.)
 disk_of() {
-  basename "$(dirname "$(readlink -f "/sys/class/block/${1#/dev/}")")"
+  path=$(readlink -f "/sys/class/block/${1#/dev/}")
+  path=${path%/*}
+  echo "${path##*/}"
 }
 
 # label_of PARTITION: the label of an ext2/3/4 (s_volume_name) or FAT32 (BS_VolLab) file
@@ -63,8 +67,25 @@ find_data() {
   return 1
 }
 
+# find_data_fast: the usual case, in two probes: busybox findfs's first BOOT and first data
+# partition are on one disk, and that disk is an SD card, or the box has none.
+find_data_fast() {
+  boot=$(findfs LABEL=BOOT 2>/dev/null) && dev=$(findfs LABEL=data 2>/dev/null) || return 1
+  [ "$(disk_of "$boot")" = "$(disk_of "$dev")" ] || return 1
+  case "$boot" in
+    /dev/mmcblk*) ;;
+    *)
+      set -- /sys/class/block/mmcblk*
+      [ ! -e "$1" ] || return 1
+      ;;
+  esac
+  mkdir -p /run/letterbox
+  echo "$boot" >/run/letterbox/boot-partition
+}
+
 tries=0
 while [ $tries -lt 100 ]; do
+  find_data_fast && break
   find_data && break
   tries=$((tries + 1))
   sleep 0.1

@@ -13,14 +13,17 @@
 #                   lost power, and the watchdog or a person restarted it), go back to the
 #                   old slot and reboot; on the old slot, end the trial as failed.
 #                   Then, on any slot: put back the store a rolled-back or abandoned
-#                   trial migrated (restore_store).
-#   slot.sh check   (inittab ::once) in a trial, wait until /data is the ext4 partition,
+#                   trial migrated (restore_store). The trial that goes on is copied to
+#                   /run/letterbox/trial.txt for slot.sh check; the boot partition stays
+#                   mounted for rcS's next step (wifi.sh import), and rcS unmounts it.
+#   slot.sh check   (inittab ::once) in a trial (the copy of slot.sh boot says so), wait
+#                   until /data is the ext4 partition,
 #                   letterbox answers on every configured listener (`letterbox probe`) and
 #                   `letterbox verify` accepts the store: then the new slot is confirmed;
 #                   otherwise (at most CHECK_SECONDS, or once letterbox has exited three
 #                   times) go back to the old slot and reboot.
 #   slot.sh active  the slot this system was booted from
-#   slot.sh mount   the boot partition, read-write on /run/boot
+#   slot.sh mount   the boot partition, read-write on /run/boot; slot.sh unmount
 #   slot.sh switch SLOT   the firmware loads SLOT from the next boot on
 #
 # Why not the Pi's tryboot: the firmware's one-time boot flag is set through a firmware
@@ -33,6 +36,7 @@ history=$state/history
 restore=$state/restore
 boot_mnt=/run/boot
 trial=$boot_mnt/trial.txt
+boot_trial=/run/letterbox/trial.txt # the trial as slot.sh boot left it
 CHECK_SECONDS=${CHECK_SECONDS:-180}
 
 say() { echo "letterbox: $*"; logger -t update "$*"; }
@@ -70,12 +74,12 @@ set_slot() {
     sync && mv "$boot_mnt/slot.txt.new" "$boot_mnt/slot.txt" && sync
 }
 
-# The trial's fields ("NAME VALUE" lines), read once while the boot partition is mounted.
-read_trial() {
-  from=$(sed -n 's/^from //p' "$trial")
-  to=$(sed -n 's/^to //p' "$trial")
-  version=$(sed -n 's/^version //p' "$trial")
-  started=$(sed -n 's/^started //p' "$trial")
+# The trial's fields ("NAME VALUE" lines).
+read_trial() { # [FILE]: the trial on the boot partition, or that copy
+  from=$(sed -n 's/^from //p' "${1:-$trial}")
+  to=$(sed -n 's/^to //p' "${1:-$trial}")
+  version=$(sed -n 's/^version //p' "${1:-$trial}")
+  started=$(sed -n 's/^started //p' "${1:-$trial}")
 }
 
 record() { # record OUTCOME WHY: one line of the update history
@@ -169,6 +173,7 @@ phase=$1
 case "$1" in
   active) active ;;
   mount) mount_boot ;;
+  unmount) unmount_boot ;;
   switch) other "$2" >/dev/null && set_slot "$2" ;;
   boot)
     mount_boot 2>/dev/null || { restore_store; exit 0; }
@@ -177,7 +182,6 @@ case "$1" in
       cp "$state/trial" "$trial" && sync && rm -f "$state/trial"
     fi
     if [ ! -e "$trial" ]; then
-      unmount_boot
       restore_store
       exit 0
     fi
@@ -198,14 +202,14 @@ case "$1" in
         rm -f "$trial"
       fi
     fi
-    unmount_boot
+    if [ -e "$trial" ]; then
+      mkdir -p /run/letterbox && cp "$trial" "$boot_trial"
+    fi
     restore_store
     ;;
   check)
-    mount_boot 2>/dev/null || exit 0
-    [ -e "$trial" ] || { unmount_boot; exit 0; }
-    read_trial
-    unmount_boot
+    [ -e "$boot_trial" ] || exit 0
+    read_trial "$boot_trial"
     [ "$(active)" = "$to" ] || exit 0
     # A hang from here on resets the board when it has a watchdog (Pi: bcm2835_wdt); the
     # next boot then finds the unconfirmed attempt and goes back.

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Wi-Fi (Pi 3, 3+, 4, Zero 2 W: brcmfmac and its firmware, Debian's wpa_supplicant).
 #
-#   wifi.sh import  (rcS, /data mounted) wifi.txt on the boot partition, which the user may
+#   wifi.sh import  (rcS, /data mounted, the boot partition on /run/boot: slot.sh boot
+#                   leaves it there, rcS unmounts it) wifi.txt there, which the user may
 #                   write from any computer (ssid =, password =, country =, hidden =),
 #                   becomes /data/etc/wpa_supplicant.conf (0600, root; the WPA key derived
 #                   from the passphrase, not the passphrase), and wifi.txt is wiped and
@@ -21,7 +22,7 @@ case "$1" in
   import)
     # Only onto the real /data: into the RAM fallback, wifi.txt would be wiped for nothing.
     grep -q '^[^ ]* /data ext4 ' /proc/mounts || exit 0
-    /usr/libexec/letterbox/slot.sh mount 2>/dev/null || exit 0
+    grep -q ' /run/boot vfat ' /proc/mounts || exit 0
     if [ -f /run/boot/wifi.txt ]; then
       if out=$(letterbox wifi import /run/boot/wifi.txt --conf "$conf" 2>&1); then
         say "$out"
@@ -36,20 +37,18 @@ case "$1" in
         say "firmware from the boot partition kept in /data/firmware"
     fi
     sync
-    umount /run/boot 2>/dev/null
     ;;
   start)
     [ -f "$conf" ] || exit 0
+    # All of it at the lowest priority (busybox has renice, not nice): letterbox starts at
+    # the same time, and a Pi Zero 2 W or qemu has little CPU to spare.
+    renice -n 19 $$ >/dev/null 2>&1
     # wpa_supplicant, its libraries, brcmfmac and the chips' firmware: one archive, unpacked
     # into the (RAM) root only now, so a box on a cable does not hold its 14 MB.
     bundle=/usr/lib/letterbox/wifi.tar.xz
     [ -f "$bundle" ] || { say "Wi-Fi is configured, but this system was built without it"; exit 0; }
     if [ ! -x /sbin/wpa_supplicant ]; then
-      # At the lowest priority (busybox has renice, not nice): letterbox starts at the same
-      # time, and a Pi Zero 2 W or qemu has little CPU to spare.
-      # shellcheck disable=SC2016 # $$ and $1 belong to the inner shell
-      sh -c 'renice -n 19 $$ >/dev/null 2>&1; exec tar -x -J -f "$1" -C /' sh "$bundle" ||
-        { say "WARNING: the Wi-Fi files did not unpack"; exit 0; }
+      tar -x -J -f "$bundle" -C / || { say "WARNING: the Wi-Fi files did not unpack"; exit 0; }
     fi
     version=$(wpa_supplicant -v 2>&1 | head -n 1)
     case "$version" in
@@ -60,7 +59,7 @@ case "$1" in
     modprobe -q brcmfmac || say "WARNING: brcmfmac did not load"
     # brcmfmac loads the chip's firmware before the interface appears: up to 10 s.
     n=0
-    while [ $n -lt 100 ]; do
+    while [ $n -lt 20 ]; do
       for path in /sys/class/net/*; do
         [ -d "$path/wireless" ] || [ -d "$path/phy80211" ] || continue
         ifc=${path##*/}
@@ -71,7 +70,7 @@ case "$1" in
         fi
         exit 0
       done
-      sleep 0.1
+      sleep 0.5
       n=$((n + 1))
     done
     say "Wi-Fi is configured ($conf), but this board has no Wi-Fi interface"
