@@ -330,8 +330,9 @@ def check_wifi(console):
         raise Failure(f"the Wi-Fi start did not run its course:\n{wifi_log}")
     log("Wi-Fi: the bundle unpacked and its wpa_supplicant runs on the image; the virt "
         "machine has no radio")
-    if "wifi.txt" in console.run("/usr/libexec/letterbox/slot.sh mount && ls /run/boot"):
-        raise Failure("wifi.txt is still on the boot partition after its import")
+    listing = console.run("/usr/libexec/letterbox/slot.sh mount && ls /run/boot").split()
+    if "slot.txt" not in listing or "wifi.txt" in listing:
+        raise Failure(f"wifi.txt is still on the boot partition after its import: {listing}")
     log("Wi-Fi: wifi.txt was wiped and removed from the boot partition")
     check_wifi_joins(console)
 

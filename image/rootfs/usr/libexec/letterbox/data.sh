@@ -68,15 +68,21 @@ find_data() {
 }
 
 # find_data_fast: the usual case, in two probes: busybox findfs's first BOOT and first data
-# partition are on one disk, and that disk is an SD card, or the box has none.
+# file system are partitions of one disk, and that disk is an SD card or the only disk
+# (findfs goes through /dev in its own order, which decides nothing then).
 find_data_fast() {
   boot=$(findfs LABEL=BOOT 2>/dev/null) && dev=$(findfs LABEL=data 2>/dev/null) || return 1
+  [ -e "/sys/class/block/${boot#/dev/}/partition" ] &&
+    [ -e "/sys/class/block/${dev#/dev/}/partition" ] || return 1
   [ "$(disk_of "$boot")" = "$(disk_of "$dev")" ] || return 1
   case "$boot" in
     /dev/mmcblk*) ;;
     *)
-      set -- /sys/class/block/mmcblk*
-      [ ! -e "$1" ] || return 1
+      disks=0
+      for disk in /sys/block/*; do
+        case "${disk##*/}" in loop* | ram* | zram*) ;; *) disks=$((disks + 1)) ;; esac
+      done
+      [ "$disks" -eq 1 ] || return 1
       ;;
   esac
   mkdir -p /run/letterbox

@@ -15,7 +15,8 @@
 #                   Then, on any slot: put back the store a rolled-back or abandoned
 #                   trial migrated (restore_store). The trial that goes on is copied to
 #                   /run/letterbox/trial.txt for slot.sh check; the boot partition stays
-#                   mounted for rcS's next step (wifi.sh import), and rcS unmounts it.
+#                   mounted for rcS's next step (wifi.sh import), and rcS unmounts it
+#                   (unless a store is restored: that runs with it unmounted).
 #   slot.sh check   (inittab ::once) in a trial (the copy of slot.sh boot says so), wait
 #                   until /data is the ext4 partition,
 #                   letterbox answers on every configured listener (`letterbox probe`) and
@@ -144,6 +145,15 @@ restore_store() {
   sync
 }
 
+# restore_store_unmounted: restore_store (a copy of the whole store) with the boot partition
+# unmounted, so that a power cut during it leaves the FAT clean; wifi.sh import mounts it
+# again then. (Rare: only after a rolled-back migration.)
+restore_store_unmounted() {
+  [ -f "$restore" ] || return 0
+  unmount_boot
+  restore_store
+}
+
 # roll_back WHY: back to the slot the trial started from, and reboot into it. During rcS
 # (init runs nothing else yet) the reboot is immediate, after /data is unmounted; later it is
 # init's orderly one (rcK lets letterbox drain).
@@ -154,7 +164,7 @@ roll_back() {
   # the new slot is a second attempt, and goes back from rcS.
   if set_slot "$from"; then
     record "rolled-back" "$1"
-    rm -f "$trial"
+    rm -f "$trial" "$boot_trial"
   else
     say "WARNING: could not write slot.txt; the next boot tries again"
   fi
@@ -182,7 +192,7 @@ case "$1" in
       cp "$state/trial" "$trial" && sync && rm -f "$state/trial"
     fi
     if [ ! -e "$trial" ]; then
-      restore_store
+      restore_store_unmounted
       exit 0
     fi
     read_trial
@@ -205,7 +215,7 @@ case "$1" in
     if [ -e "$trial" ]; then
       mkdir -p /run/letterbox && cp "$trial" "$boot_trial"
     fi
-    restore_store
+    restore_store_unmounted
     ;;
   check)
     [ -e "$boot_trial" ] || exit 0
@@ -230,6 +240,7 @@ case "$1" in
         fi
         mount_boot && rm -f "$trial" && unmount_boot ||
           roll_back "the trial could not be ended on the boot partition"
+        rm -f "$boot_trial"
         say "slot $to ($version) is confirmed: letterbox answers and the store verifies"
         record "confirmed" "after $(($(date +%s) - began)) s"
         sync
@@ -243,7 +254,7 @@ case "$1" in
     done
     ;;
   *)
-    echo "usage: $0 boot|check|active|mount|switch SLOT" >&2
+    echo "usage: $0 boot|check|active|mount|unmount|switch SLOT" >&2
     exit 2
     ;;
 esac

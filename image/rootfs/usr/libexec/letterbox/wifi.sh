@@ -1,8 +1,10 @@
 #!/bin/sh
-# Wi-Fi (Pi 3, 3+, 4, Zero 2 W: brcmfmac and its firmware, Debian's wpa_supplicant).
+# Wi-Fi (Pi 3, 3+, 4, Zero 2 W: brcmfmac and its firmware, and a wpa_supplicant built
+# from Debian's source for WPA2-PSK only: scripts/build-image, image/wpa_supplicant.config).
 #
 #   wifi.sh import  (rcS, /data mounted, the boot partition on /run/boot: slot.sh boot
-#                   leaves it there, rcS unmounts it) wifi.txt there, which the user may
+#                   mostly leaves it there, and rcS unmounts it) wifi.txt there, which the
+#                   user may
 #                   write from any computer (ssid =, password =, country =, hidden =),
 #                   becomes /data/etc/wpa_supplicant.conf (0600, root; the WPA key derived
 #                   from the passphrase, not the passphrase), and wifi.txt is wiped and
@@ -14,7 +16,8 @@
 #                   starts wpa_supplicant on it; DHCP comes from network.sh like on every
 #                   interface.
 #
-# The radio itself is untested: qemu has none (README, "Wi-Fi").
+# The Pi's radio is untested; scripts/test-image lets this start join a WPA2 network on
+# simulated radios (mac80211_hwsim) under qemu (README, "Wi-Fi").
 conf=/data/etc/wpa_supplicant.conf
 say() { echo "letterbox: $*"; logger -t wifi "$*"; }
 
@@ -22,7 +25,7 @@ case "$1" in
   import)
     # Only onto the real /data: into the RAM fallback, wifi.txt would be wiped for nothing.
     grep -q '^[^ ]* /data ext4 ' /proc/mounts || exit 0
-    grep -q ' /run/boot vfat ' /proc/mounts || exit 0
+    /usr/libexec/letterbox/slot.sh mount 2>/dev/null || exit 0
     if [ -f /run/boot/wifi.txt ]; then
       if out=$(letterbox wifi import /run/boot/wifi.txt --conf "$conf" 2>&1); then
         say "$out"
@@ -40,11 +43,12 @@ case "$1" in
     ;;
   start)
     [ -f "$conf" ] || exit 0
-    # All of it at the lowest priority (busybox has renice, not nice): letterbox starts at
-    # the same time, and a Pi Zero 2 W or qemu has little CPU to spare.
+    # The unpacking, the module loads and the wait at the lowest priority (busybox has
+    # renice, not nice): letterbox starts at the same time, and a Pi Zero 2 W or qemu has
+    # little CPU to spare. wpa_supplicant itself gets the normal priority back.
     renice -n 19 $$ >/dev/null 2>&1
     # wpa_supplicant, its libraries, brcmfmac and the chips' firmware: one archive, unpacked
-    # into the (RAM) root only now, so a box on a cable does not hold its 14 MB.
+    # into the (RAM) root only now, so a box on a cable does not hold its 4.5 MB.
     bundle=/usr/lib/letterbox/wifi.tar.xz
     [ -f "$bundle" ] || { say "Wi-Fi is configured, but this system was built without it"; exit 0; }
     if [ ! -x /sbin/wpa_supplicant ]; then
@@ -64,6 +68,7 @@ case "$1" in
         [ -d "$path/wireless" ] || [ -d "$path/phy80211" ] || continue
         ifc=${path##*/}
         if wpa_supplicant -B -s -i "$ifc" -c "$conf" -P "/run/wpa_supplicant.$ifc.pid"; then
+          renice 0 -p "$(cat "/run/wpa_supplicant.$ifc.pid")" >/dev/null 2>&1
           say "wpa_supplicant started on $ifc"
         else
           say "WARNING: wpa_supplicant did not start on $ifc"
