@@ -48,6 +48,12 @@ labelled() {
   awk -v want="$1" '$2 == want { print $1 }' /run/labels.txt
 }
 
+# note_boot_partition: $boot, for slot.sh.
+note_boot_partition() {
+  mkdir -p /run/letterbox
+  echo "$boot" >/run/letterbox/boot-partition
+}
+
 # find_data: $dev, the partition labelled "data" on the same disk as a partition labelled
 # BOOT (an SD card first), and that BOOT partition in /run/letterbox/boot-partition for
 # slot.sh. A USB stick that happens to have a "data" partition is never taken for /data.
@@ -57,8 +63,7 @@ find_data() {
     disk=$(disk_of "$boot")
     for dev in $(labelled data); do
       if [ "$(disk_of "$dev")" = "$disk" ]; then
-        mkdir -p /run/letterbox
-        echo "$boot" >/run/letterbox/boot-partition
+        note_boot_partition
         return 0
       fi
     done
@@ -85,8 +90,7 @@ find_data_fast() {
       [ "$disks" -eq 1 ] || return 1
       ;;
   esac
-  mkdir -p /run/letterbox
-  echo "$boot" >/run/letterbox/boot-partition
+  note_boot_partition
 }
 
 tries=0
