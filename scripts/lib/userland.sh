@@ -40,8 +40,9 @@ TARGET_LDFLAGS="-static-pie -Wl,-z,relro -Wl,-z,now"
 # file drives gcc, pointed at this sysroot and taught -static-pie.
 musl_toolchain() {
   local key sysroot src file
+  # (The cache's path is part of the key: the specs file names the sysroot's.)
   key=$( (basename "${DEB[musl-dev]}"; basename "${DEB[linux-libc-dev]}"; cat "${SRC_DSC[musl]}"
-    cross_toolchain; declare -f musl_toolchain) | sha256sum | cut -c1-16)
+    echo "$CACHE $TARGET_CFLAGS"; cross_toolchain; declare -f musl_toolchain) | sha256sum | cut -c1-16)
   MUSL=$CACHE/musl-toolchain-$key
   MUSL_CC="aarch64-linux-gnu-gcc -specs=$MUSL/musl-gcc.specs"
   MUSL_KEY=$key
@@ -104,6 +105,8 @@ from_source() {
   for input in "$BUILT"/*; do
     if [ -f "$input" ] && [ -x "$input" ]; then aarch64-linux-gnu-strip "$input"; fi
   done
+  # Only the results and the log are kept (the tree is 25 to 45 MB).
+  rm -rf "$dir/src" "$dir"/*.orig.* "$dir"/*.debian.tar.* "$dir"/*.diff.gz
   touch "$dir/.done"
 }
 
@@ -140,7 +143,8 @@ dropbear_recipe() {
   local out=$1
   # Debian's compile-time options (the default PATHs of a login).
   install -m 0644 debian/localoptions.h localoptions.h
-  ./configure --host=aarch64-linux-gnu --enable-bundled-libtom --disable-zlib --disable-pam \
+  ./configure --build="$(gcc -dumpmachine)" --host=aarch64-linux-gnu --enable-bundled-libtom \
+    --disable-zlib --disable-pam \
     --disable-lastlog --disable-utmp --disable-utmpx --disable-wtmp --disable-wtmpx \
     --disable-pututline --disable-pututxline \
     CC="$MUSL_CC" CFLAGS="$TARGET_CFLAGS -ffile-prefix-map=$PWD=." LDFLAGS="$TARGET_LDFLAGS"
@@ -151,7 +155,8 @@ dropbear_recipe() {
 
 e2fsprogs_recipe() {
   local out=$1
-  ./configure --host=aarch64-linux-gnu --disable-nls --disable-elf-shlibs --disable-rpath \
+  ./configure --build="$(gcc -dumpmachine)" --host=aarch64-linux-gnu --disable-nls \
+    --disable-elf-shlibs --disable-rpath PKG_CONFIG=false \
     --disable-fuse2fs --disable-debugfs --disable-imager --disable-defrag --disable-uuidd \
     --disable-fsck --disable-e2initrd-helper --disable-tdb --without-libarchive \
     CC="$MUSL_CC" CFLAGS="$TARGET_CFLAGS -ffile-prefix-map=$PWD=." LDFLAGS="$TARGET_LDFLAGS"
@@ -165,9 +170,10 @@ e2fsprogs_recipe() {
 libnl_recipe() {
   local out=$1
   # Debian's patches touch the automake inputs; the shipped configure is what builds.
-  touch aclocal.m4 && touch configure Makefile.in include/config.h.in
-  ./configure --host=aarch64-linux-gnu --disable-shared --enable-static --disable-cli \
-    --disable-debug CC="$MUSL_CC" CFLAGS="$TARGET_CFLAGS -ffile-prefix-map=$PWD=."
+  touch aclocal.m4 && touch configure Makefile.in lib/defs.h.in
+  ./configure --build="$(gcc -dumpmachine)" --host=aarch64-linux-gnu --disable-shared \
+    --enable-static --disable-cli --disable-debug PKG_CONFIG=false \
+    CC="$MUSL_CC" CFLAGS="$TARGET_CFLAGS -ffile-prefix-map=$PWD=."
   make -j"$(nproc)" lib/libnl-3.la lib/libnl-genl-3.la
   install -m 0644 lib/.libs/libnl-3.a lib/.libs/libnl-genl-3.a "$out/"
   cp -R include "$out/"

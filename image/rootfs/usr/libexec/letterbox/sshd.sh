@@ -1,5 +1,5 @@
 #!/bin/sh
-# SSH console (dropbear, Debian's dynamically linked build with its libraries and loader),
+# SSH console (dropbear, built from Debian's source as a static binary: scripts/lib/userland.sh),
 # under init (respawn). Host keys are made on the first start and kept in /data/ssh; root
 # logs in with a key from /data/ssh/authorized_keys (/root/.ssh points there) or with the
 # root password from the first-boot setup. Before the setup nobody can log in.
