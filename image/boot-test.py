@@ -172,6 +172,30 @@ def ssh_run(ports, key, command, stdin_path=None):
                                        result.stderr.decode(errors="replace"))  # fmt: skip
 
 
+def ssh_password(ports, password):
+    """Logs in over ssh as root with a password only (dropbear checks it with musl's
+    crypt() against the setup's SHA-512 hash); the exit status and what the command said."""
+    result = subprocess.run(
+        ["sshpass", "-p", password, "ssh", "-p", str(ports["ssh"]),
+         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+         "-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password",
+         "-o", "NumberOfPasswordPrompts=1", "-o", "ConnectTimeout=30", "-o", "LogLevel=ERROR",
+         "root@127.0.0.1", "echo @@password-login"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    return result.returncode, result.stdout.strip()
+
+
+def check_ssh_passwords(ports):
+    status, output = ssh_password(ports, ROOT_PASSWORD)
+    if status != 0 or output != "@@password-login":
+        raise Failure(f"ssh with root's password: status {status}, output {output!r}")
+    status, output = ssh_password(ports, ROOT_PASSWORD + "x")
+    if status != 255 or output:
+        raise Failure(f"ssh with a wrong password was not refused: status {status}, {output!r}")
+    log("ssh (password): root's password logs in, a wrong one is refused")
+
+
 def ssh_status(ports, key):
     return json.loads(ssh(ports, key, "letterbox status --json"))
 
@@ -239,6 +263,7 @@ def first_boot(guest, ports, key, subject, image):
     if ALICE not in users or BOB not in users:
         raise Failure(f"ssh letterbox user list gave {users}")
     log(f"ssh (key from the setup): letterbox user list -> {' '.join(users)}")
+    check_ssh_passwords(ports)
     poweroff(guest)
 
 
