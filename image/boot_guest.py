@@ -27,6 +27,10 @@ GUEST_PORTS = {"smtp": 25, "pop3": 110, "imap": 143, "ssh": 22}
 # The emulated core per image (scripts/build-image, BOARD): the Pi 4's, and the Pi 5's, whose
 # 16 KiB pages Debian's Pi 5 kernel uses (the A72 has no 16 KiB granule).
 CPU = {"pi": "cortex-a72", "pi5": "cortex-a76"}
+# Cores: the Pis have four, this machine two. One emulated core would run the boot's
+# services one after another (and hide their races); four on two host cores booted slower
+# than two (README, "Under qemu").
+VCPUS = 2
 
 # What one boot starts from: the slot's files (copied out of the image) and what they say.
 BootFiles = collections.namedtuple("BootFiles", "kernel initramfs cmdline board wifi")
@@ -117,6 +121,7 @@ class Guest:
         )
         self.argv = [
             "qemu-system-aarch64", "-M", "virt", "-cpu", CPU[boot_files.board], "-m", "256",
+            "-smp", str(VCPUS),
             "-nographic", "-no-reboot",
             "-kernel", kernel, "-initrd", initrd, "-append", cmdline,
             "-netdev", f"user,id=n0,restrict=on,{forwards}",

@@ -30,14 +30,19 @@ save() {
 
 case "$1" in
   restore)
+    # (Files are read with the shell's read: a process less each, at every boot.)
     now=$(date +%s)
-    target=$(cat /etc/letterbox/build-epoch)
-    last=$(cat "$saved" 2>/dev/null)
+    read -r target </etc/letterbox/build-epoch
+    last=
+    { read -r last <"$saved"; } 2>/dev/null
     case "$last" in '' | *[!0-9]*) last=0 ;; esac
     [ "$last" -gt "$target" ] && target=$last
+    rtc=0
+    { read -r rtc </sys/class/rtc/rtc0/since_epoch; } 2>/dev/null
+    case "$rtc" in '' | *[!0-9]*) rtc=0 ;; esac
     if [ "$target" -gt "$now" ]; then
       date -s "@$target" >/dev/null && echo "letterbox: clock set forward to $(date)"
-    elif [ "$(cat /sys/class/rtc/rtc0/since_epoch 2>/dev/null || echo 0)" -ge "$target" ]; then
+    elif [ "$rtc" -ge "$target" ]; then
       # The kernel set the time from this clock at boot, and it is past every time this box
       # has seen: a clock that kept running.
       mkdir -p /run/letterbox

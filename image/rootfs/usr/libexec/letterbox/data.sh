@@ -16,12 +16,13 @@
 # the image). The table is MBR as scripts/build-image writes it; anything else is left alone.
 say() { echo "letterbox: $*"; }
 
-# disk_of PARTITION: the disk it is on (mmcblk0 for /dev/mmcblk0p2). (Shell expansions,
-# not dirname and basename: every process costs at boot, most under qemu.)
+# disk_of PARTITION: sets $disk_name to the disk it is on (mmcblk0 for /dev/mmcblk0p2).
+# (Shell expansions into a variable, not dirname, basename or a $(...) of its own: every
+# process costs at boot, most under qemu.)
 disk_of() {
   path=$(readlink -f "/sys/class/block/${1#/dev/}")
   path=${path%/*}
-  echo "${path##*/}"
+  disk_name=${path##*/}
 }
 
 # label_of PARTITION: the label of an ext2/3/4 (s_volume_name) or FAT32 (BS_VolLab) file
@@ -60,9 +61,11 @@ note_boot_partition() {
 find_data() {
   list_labels >/run/labels.txt
   for boot in $(labelled BOOT | grep mmcblk) $(labelled BOOT | grep -v mmcblk); do
-    disk=$(disk_of "$boot")
+    disk_of "$boot"
+    disk=$disk_name
     for dev in $(labelled data); do
-      if [ "$(disk_of "$dev")" = "$disk" ]; then
+      disk_of "$dev"
+      if [ "$disk_name" = "$disk" ]; then
         note_boot_partition
         return 0
       fi
@@ -79,7 +82,10 @@ find_data_fast() {
   boot=$(findfs LABEL=BOOT 2>/dev/null) && dev=$(findfs LABEL=data 2>/dev/null) || return 1
   [ -e "/sys/class/block/${boot#/dev/}/partition" ] &&
     [ -e "/sys/class/block/${dev#/dev/}/partition" ] || return 1
-  [ "$(disk_of "$boot")" = "$(disk_of "$dev")" ] || return 1
+  disk_of "$boot"
+  boot_disk=$disk_name
+  disk_of "$dev"
+  [ "$disk_name" = "$boot_disk" ] || return 1
   case "$boot" in
     /dev/mmcblk*) ;;
     *)
@@ -120,15 +126,18 @@ put_le32() {
 
 # grow_partition: extends the entry of $dev in the MBR to the end of the disk (aligned down
 # to 4 MiB), when the disk has at least 16 MiB more; prints nothing when there is no room.
+# (sysfs is read with the shell's own read, and the room checked before the MBR: an
+# ordinary boot, with nothing to grow, runs one process here.)
 grow_partition() {
   part=${dev#/dev/}
   sys=$(readlink -f "/sys/class/block/$part")
-  disk=$(basename "$(dirname "$sys")")
-  number=$(cat "$sys/partition" 2>/dev/null) || return 0
+  disk=${sys%/*}
+  disk=${disk##*/}
+  { read -r number <"$sys/partition"; } 2>/dev/null || return 0
   [ -n "$number" ] && [ "$number" -le 4 ] || return 0 # a logical or GPT partition: not ours
-  start=$(cat "$sys/start")
-  size=$(cat "$sys/size")
-  total=$(cat "/sys/class/block/$disk/size")
+  read -r start <"$sys/start"
+  read -r size <"$sys/size"
+  read -r total <"/sys/class/block/$disk/size"
   # The MBR limit is 2^32 sectors (2 TiB); 8192 sectors are 4 MiB.
   [ "$total" -gt 4294967295 ] && total=4294967295
   want=$(((total / 8192 * 8192) - start))
@@ -183,14 +192,20 @@ fi
 # needs no forced check first) when the partition is larger by more than 4 MiB. The sizes
 # come from the superblock (s_blocks_count_lo at byte 1028, s_log_block_size at 1048) and
 # sysfs, so an ordinary boot runs no resize2fs.
-fs_blocks=$(le32 "$dev" 1028)
-block_size=$((1024 << $(le32 "$dev" 1048)))
-part_bytes=$(($(cat "/sys/class/block/${dev#/dev/}/size") * 512))
+# Both fields in one od: the sixth 32-bit word from byte 1028 is byte 1048.
+# shellcheck disable=SC2046 # od's numbers are the words wanted
+set -- $(od -An -tu4 -j 1028 -N24 "$dev")
+fs_blocks=${1:-0}
+block_size=$((1024 << ${6:-0}))
+read -r part_sectors <"/sys/class/block/${dev#/dev/}/size"
+part_bytes=$((part_sectors * 512))
+fs_mib=$((fs_blocks * block_size >> 20))
 if [ $((fs_blocks * block_size + 4194304)) -lt "$part_bytes" ]; then
   if resize2fs "$dev" >/run/resize2fs.log 2>&1; then
-    say "data file system grown from $((fs_blocks * block_size >> 20)) MiB to $((part_bytes >> 20)) MiB"
+    say "data file system grown from $fs_mib MiB to $((part_bytes >> 20)) MiB"
+    fs_mib=$((part_bytes >> 20))
   else
     say "WARNING: resize2fs $dev failed: $(tail -n 1 /run/resize2fs.log)"
   fi
 fi
-say "data partition $dev mounted on /data ($(df -m /data | awk 'NR == 2 { print $2 }') MiB)"
+say "data partition $dev mounted on /data (file system of $fs_mib MiB)"

@@ -50,11 +50,12 @@ other() {
   case "$1" in a) echo b ;; b) echo a ;; *) return 1 ;; esac
 }
 
-# The boot partition, mounted read-write on /run/boot (vfat loads on demand): the one
+# The boot partition, mounted read-write on /run/boot (rcS loaded vfat): the one
 # data.sh found next to /data, else the first one labelled BOOT.
 mount_boot() {
   grep -q " $boot_mnt " /proc/mounts && return 0
-  dev=$(cat /run/letterbox/boot-partition 2>/dev/null)
+  dev=
+  { read -r dev </run/letterbox/boot-partition; } 2>/dev/null
   [ -b "$dev" ] || dev=$(findfs LABEL=BOOT 2>/dev/null) ||
     { say "no boot partition (label BOOT)"; return 1; }
   mkdir -p "$boot_mnt"
