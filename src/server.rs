@@ -72,7 +72,7 @@ pub async fn run(
             done.clone(),
         ));
     }
-    tokio::spawn(crate::relay::runner::run(shared.clone()));
+    let relay = tokio::spawn(crate::relay::runner::run(shared.clone()));
     tokio::spawn(crate::acme::run(shared.clone()));
     tokio::spawn(watch_clock(shared.clone()));
     tokio::spawn(crate::status::write_loop(shared.clone(), bound_addrs));
@@ -120,8 +120,16 @@ pub async fn run(
         Ok(_) => log::info!("all sessions closed"),
         Err(_) => log::warn!("grace period over; closing remaining sessions"),
     }
+    // The relay writes the day's TLS-report counts as it stops: dropping it with the
+    // runtime could lose them. Its deliveries under way are dropped either way (see there).
+    if tokio::time::timeout(RELAY_STOP, relay).await.is_err() {
+        log::warn!("the relay did not stop within {}s", RELAY_STOP.as_secs());
+    }
     Ok(())
 }
+
+/// How long shutdown waits for the relay's scheduler to stop (it does between two steps).
+const RELAY_STOP: Duration = Duration::from_secs(5);
 
 /// Offsets beyond this are logged as warnings: DKIM signatures and certificate checks start
 /// to go wrong.
