@@ -4,7 +4,8 @@
 //! then runs one accept loop per listener and one task per connection. A connection over
 //! the total or per-IP limit gets a one-line refusal and is closed at once. On shutdown the
 //! accept loops stop, each session finishes its current command and says goodbye, and
-//! [`run`] returns when the last session ended or the grace period ran out.
+//! [`run`] returns when the last session ended and the relay stopped, or the grace period
+//! ran out.
 
 use crate::config::{Config, Listener, ListenerKind};
 use crate::floor::Shared;
@@ -116,20 +117,25 @@ pub async fn run(
         grace.as_secs()
     );
     let _ = stop.send(true);
-    match tokio::time::timeout(grace, all_done.recv()).await {
+    let deadline = tokio::time::Instant::now() + grace;
+    match tokio::time::timeout_at(deadline, all_done.recv()).await {
         Ok(_) => log::info!("all sessions closed"),
         Err(_) => log::warn!("grace period over; closing remaining sessions"),
     }
     // The relay writes the day's TLS-report counts as it stops: dropping it with the
-    // runtime could lose them. Its deliveries under way are dropped either way (see there).
-    if tokio::time::timeout(RELAY_STOP, relay).await.is_err() {
-        log::warn!("the relay did not stop within {}s", RELAY_STOP.as_secs());
+    // runtime could lose them. It stops at once unless a store call is under way; what is
+    // left of the grace period (at least a second) keeps the whole stop within the image's
+    // wait (rcK). Its deliveries under way are dropped either way (see there).
+    let left = deadline
+        .saturating_duration_since(tokio::time::Instant::now())
+        .max(Duration::from_secs(1));
+    match tokio::time::timeout(left, relay).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => log::error!("the relay ended abnormally: {e}"),
+        Err(_) => log::warn!("the relay did not stop in time"),
     }
     Ok(())
 }
-
-/// How long shutdown waits for the relay's scheduler to stop (it does between two steps).
-const RELAY_STOP: Duration = Duration::from_secs(5);
 
 /// Offsets beyond this are logged as warnings: DKIM signatures and certificate checks start
 /// to go wrong.

@@ -203,7 +203,8 @@ fs_mib=$((fs_blocks * block_size >> 20))
 if [ $((fs_blocks * block_size + 4194304)) -lt "$part_bytes" ]; then
   if resize2fs "$dev" >/run/resize2fs.log 2>&1; then
     say "data file system grown from $fs_mib MiB to $((part_bytes >> 20)) MiB"
-    fs_mib=$((part_bytes >> 20))
+    # What the kernel now says (df), not the partition: a resize may stop short of it.
+    fs_mib=$(df -m /data | awk 'NR == 2 { print $2 }')
   else
     say "WARNING: resize2fs $dev failed: $(tail -n 1 /run/resize2fs.log)"
   fi
